@@ -1,0 +1,70 @@
+"""The `obliviate` command: one subcommand per pipeline verb.
+
+Each verb lives in `obliviate/commands/<verb>.py` with two functions,
+`add_arguments(parser)` and `run(args) -> int | None`, and is a thin wrapper
+over the public Python function of the same name. Only the chosen verb's
+module is imported, so `obliviate --help` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+import obliviate  # sets OMP_WAIT_POLICY before anything imports torch
+from obliviate import ObliviateError
+
+# verb -> (module under obliviate.commands, one-line help)
+VERBS = {
+    "world": ("world", "write the offline synthetic fictitious-author world (TOFU schema)"),
+    "init-model": ("init_model", "create a tiny Llama base model with a tokenizer trained on a world"),
+    "finetune": ("finetune", "fine-tune a model on QA splits (answer-only loss): target / retain models"),
+    "unlearn": ("unlearn", "unlearn a forget split with a composed recipe, e.g. npo+gd+sam"),
+    "eval": ("eval", "evaluate a model with the full metric suite"),
+    "attack": ("attack", "attack an unlearned model (relearning)"),
+    "demo": ("demo", "the offline demo: world, models, unlearning, evaluation, attacks, report card"),
+    "report": ("report", "rebuild a report card from a saved run directory"),
+    "steal": ("steal", "DFHL-RS hard-label robustness stealing of an image classifier"),
+    "invert": ("invert", "PLG-MI model inversion of an image classifier"),
+    "ls": ("ls", "list the registries: objectives, regularisers, smoothers, metrics"),
+    "bench": ("bench", "print speed and memory figures"),
+}
+
+
+def _module(verb: str):
+    return importlib.import_module(f"obliviate.commands.{VERBS[verb][0]}")
+
+
+def build_parser(verb: str | None = None) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="obliviate", description=obliviate.__doc__)
+    parser.add_argument("--version", action="version", version=f"obliviate {obliviate.__version__}")
+    sub = parser.add_subparsers(dest="verb", metavar="VERB")
+    for name, (_, help_) in VERBS.items():
+        p = sub.add_parser(name, help=help_, description=help_)
+        if name == verb:
+            _module(name).add_arguments(p)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    verb = next((a for a in argv if not a.startswith("-")), None)
+    verb = verb if verb in VERBS else None
+    args = build_parser(verb).parse_args(argv)
+    if args.verb is None:
+        build_parser().print_help()
+        return 2
+    try:
+        code = _module(args.verb).run(args)
+    except ObliviateError as e:
+        print(f"obliviate {args.verb}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"obliviate {args.verb}: interrupted; finished stages are kept", file=sys.stderr)
+        return 130
+    return int(code or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,116 @@
+"""Configs are dataclasses that YAML fills; CLI overrides are `key=value`.
+
+    cfg = load_config(UnlearnConfig, "recipe.yaml", ["lr=2e-4", "beta=0.2"])
+
+Unknown keys and values of the wrong type are one-line errors naming the key.
+Each config validates itself in `__post_init__`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import platform
+import sys
+import types
+import typing
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+
+from obliviate import ObliviateError, __version__
+
+C = TypeVar("C")
+
+
+def _coerce(name: str, value: Any, hint: Any) -> Any:
+    """Convert a YAML/CLI value to the field's annotated type (int, float, bool, str, lists, Optional)."""
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(hint) if a is not type(None)]
+        if value is None or (isinstance(value, str) and value.lower() in ("none", "null")):
+            return None
+        return _coerce(name, value, args[0])
+    if origin in (list, tuple):
+        (item,) = typing.get_args(hint)[:1] or (str,)
+        if isinstance(value, str):
+            value = [v for v in value.split(",") if v != ""]
+        return [_coerce(name, v, item) for v in value]
+    try:
+        if hint is bool:
+            if isinstance(value, str):
+                if value.lower() in ("true", "1", "yes", "on"):
+                    return True
+                if value.lower() in ("false", "0", "no", "off"):
+                    return False
+                raise ValueError(value)
+            return bool(value)
+        if hint in (int, float, str):
+            if hint is int and isinstance(value, float) and not value.is_integer():
+                raise ValueError(value)
+            return hint(value)
+    except (TypeError, ValueError):
+        raise ObliviateError(f"config key '{name}': cannot read {value!r} as {hint.__name__}") from None
+    return value
+
+
+def from_dict(cls: type[C], values: dict[str, Any], *, source: str = "config") -> C:
+    """Build dataclass `cls` from a flat dict, refusing unknown keys."""
+    hints = typing.get_type_hints(cls)
+    fields = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - fields)
+    if unknown:
+        raise ObliviateError(f"{source}: unknown key(s) {', '.join(unknown)}; known: {', '.join(sorted(fields))}")
+    return cls(**{k: _coerce(k, v, hints[k]) for k, v in values.items()})
+
+
+def parse_overrides(overrides: list[str] | None) -> dict[str, str]:
+    out = {}
+    for item in overrides or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ObliviateError(f"override {item!r} is not of the form key=value")
+        out[key.strip()] = value.strip()
+    return out
+
+
+def load_config(cls: type[C], path: str | Path | None = None, overrides: list[str] | None = None, **base: Any) -> C:
+    """`base` (e.g. CLI flags) < YAML file < `key=value` overrides."""
+    values = {k: v for k, v in base.items() if v is not None}
+    if path:
+        p = Path(path)
+        try:
+            loaded = yaml.safe_load(p.read_text()) or {}
+        except FileNotFoundError:
+            raise ObliviateError(f"{p}: config file not found") from None
+        except yaml.YAMLError as e:
+            raise ObliviateError(f"{p}: not valid YAML ({str(e).splitlines()[0]})") from None
+        if not isinstance(loaded, dict):
+            raise ObliviateError(f"{p}: a config is a mapping of key: value")
+        values.update(loaded)
+    values.update(parse_overrides(overrides))
+    return from_dict(cls, values, source=str(path or "config"))
+
+
+def versions() -> dict[str, str]:
+    """Library versions recorded next to every result."""
+    out = {"obliviate": __version__, "python": sys.version.split()[0], "platform": platform.platform()}
+    for mod in ("torch", "transformers", "tokenizers", "accelerate", "peft", "numpy", "scipy"):
+        try:
+            out[mod] = __import__(mod).__version__
+        except ImportError:
+            pass
+    return out
+
+
+def write_run_info(out_dir: str | Path, config: Any, *, seed: int | None = None, name: str = "run.json") -> Path:
+    """Write the resolved config, seed, versions and command line next to a run's results."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    cfg = dataclasses.asdict(config) if dataclasses.is_dataclass(config) else dict(config)
+    info = {"config": cfg, "seed": seed if seed is not None else cfg.get("seed"), "versions": versions(),
+            "command": sys.argv}
+    path = out_dir / name
+    path.write_text(json.dumps(info, indent=2, default=str) + "\n")
+    return path
