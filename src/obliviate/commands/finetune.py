@@ -1,0 +1,37 @@
+"""obliviate finetune --model models/base --data data/demo --split full+world_facts --out models/target [key=value ...]"""
+
+import json
+from pathlib import Path
+
+from obliviate.config import load_config, write_run_info
+from obliviate.data.loading import load_split
+from obliviate.models.finetune import FinetuneConfig, finetune, model_size_name, resolve_lr
+from obliviate.models.loading import check_output_dir, load_model, save_model
+
+
+def add_arguments(p):
+    p.add_argument("--model", required=True, help="model directory, hub id, or smollm2-135m-instruct")
+    p.add_argument("--data", required=True, help="world directory, local JSON/JSONL file, or hub id (locuslab/TOFU)")
+    p.add_argument("--split", default=None, help="split(s) to train on, '+'-joined (default: full)")
+    p.add_argument("--out", required=True)
+    p.add_argument("--config", help="YAML file with FinetuneConfig fields")
+    p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--overwrite", action="store_true")
+    p.add_argument("--allow-pickle", action="store_true", help="allow loading pickle checkpoints (trusted files only)")
+    p.add_argument("--trust-remote-code", action="store_true")
+    p.add_argument("overrides", nargs="*", help="FinetuneConfig overrides, e.g. epochs=20 lr=3e-3")
+
+
+def run(args):
+    cfg = load_config(FinetuneConfig, args.config, args.overrides, split=args.split, seed=args.seed)
+    out = check_output_dir(args.out, args.model, overwrite=args.overwrite)
+    records = load_split(args.data, cfg.split)
+    model, tok = load_model(args.model, allow_pickle=args.allow_pickle, trust_remote_code=args.trust_remote_code)
+    size = model_size_name(model)
+    cfg.lr = resolve_lr(cfg.lr, model)
+    log = finetune(model, tok, records, cfg)
+    save_model(model, tok, out, extra={"size": size, "finetuned_from": str(args.model), "split": cfg.split})
+    write_run_info(out, cfg, seed=cfg.seed)
+    (Path(out) / "train_log.jsonl").write_text("".join(json.dumps(r) + "\n" for r in log))
+    print(f"trained {len(log)} steps on {len(records)} items ({cfg.split}); final loss {log[-1]['loss']:.4f}; "
+          f"saved to {out}")

@@ -1,0 +1,18 @@
+"""obliviate world --preset demo --seed 0 --out data/demo"""
+
+from obliviate.data.world import PRESETS, write_world
+
+
+def add_arguments(p):
+    p.add_argument("--preset", choices=list(PRESETS), default="demo", help="size of the world (default: demo)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", required=True, help="directory for the split files")
+    p.add_argument("--overwrite", action="store_true", help="replace a world of another preset/seed in --out")
+
+
+def run(args):
+    out = write_world(args.out, args.preset, args.seed, overwrite=args.overwrite)
+    import json
+
+    m = json.loads((out / "world.json").read_text())
+    print(f"wrote {len(m['splits'])} splits to {out}: " + ", ".join(f"{k}={v}" for k, v in m["splits"].items()))

