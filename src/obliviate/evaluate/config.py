@@ -1,0 +1,61 @@
+"""`EvalConfig`: what `obliviate eval` runs (YAML keys map 1:1 onto fields; CLI `key=value` overrides).
+
+    # obliviate eval --model runs/target --data data/demo --out runs/target/eval max_new_tokens=48
+    forget: forget10
+    max_new_tokens: 48
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from obliviate import ObliviateError
+
+
+@dataclass
+class EvalConfig:
+    forget: str = "forget10"  # forget split; its `_perturbed` twin is used when present (truth ratio)
+    holdout: str | None = None  # MIA non-members; None: holdoutXX of the forget level
+    retain: str | None = "retain_perturbed"  # None skips a role
+    world_facts: str | None = "world_facts_perturbed"
+    real_authors: str | None = "real_authors_perturbed"
+    max_new_tokens: int = 200  # QA generation (SPEC: 200; the tiny demo model's answers are < 40 tokens)
+    batch_size: int = 16  # forward passes
+    gen_batch_size: int = 16
+    max_length: int = 512
+    min_k: float = 0.4  # Min-K% / Min-K%++ fraction
+    embedder: str | None = "all-MiniLM-L6-v2"  # sentence-transformers id/path; None: skip Cosine Similarity
+    nli: str | None = None  # NLI model id/path; None: Entailment Score not computed (reason recorded)
+    rouge_floor: float = 0.1  # seed A: ROUGE-L recall below this counts as not entailed
+    privleak_reference_auc: float | None = None  # AUC_retrain when no retain results (MUSE: 0.4772 News, 0.5393 Books)
+    max_items: int | None = None  # evaluate the first N items of each split (quick looks)
+    verbmem: str | None = None  # MUSE VerbMem split (prompt, gt)
+    knowmem: str | None = None  # MUSE KnowMem split (question, answer)
+    knowmem_icl: str | None = None  # few-shot examples for KnowMem (question, answer)
+    mcq: list[str] = field(default_factory=list)  # question/choices/answer splits (WMDP / MMLU)
+    seed: int = 0
+
+    def __post_init__(self):
+        if not re.fullmatch(r"[A-Za-z0-9_.\-]+", self.forget or ""):
+            raise ObliviateError(f"forget: {self.forget!r} is not a split name")
+        for name in ("max_new_tokens", "batch_size", "gen_batch_size", "max_length"):
+            if getattr(self, name) < 1:
+                raise ObliviateError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if not 0 < self.min_k <= 1:
+            raise ObliviateError(f"min_k must be in (0, 1], got {self.min_k}")
+        if self.max_items is not None and self.max_items < 1:
+            raise ObliviateError(f"max_items must be >= 1, got {self.max_items}")
+        if self.privleak_reference_auc is not None and not 0 < self.privleak_reference_auc <= 1:
+            raise ObliviateError(f"privleak_reference_auc must be in (0, 1], got {self.privleak_reference_auc}")
+
+    @property
+    def level(self) -> str | None:
+        """The forget level ('10' for forget10), used to pick holdout10."""
+        m = re.search(r"(\d+)$", self.forget.removesuffix("_perturbed"))
+        return m.group(1) if m else None
+
+    def holdout_split(self) -> str | None:
+        if self.holdout is not None:
+            return self.holdout
+        return f"holdout{self.level}" if self.level else None

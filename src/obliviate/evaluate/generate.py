@@ -1,0 +1,45 @@
+"""Batched greedy generation: left padding, KV cache, stop at EOS.
+
+    texts, token_ids = generate(model, tok, [encode_prompt(tok, q) for q in questions], max_new_tokens=200)
+
+Prompts are sorted by length before batching (less padding) and returned in input order.
+Greedy decoding is deterministic on CPU. `token_ids` are the generated ids up to (not including)
+EOS/padding: Token Entropy counts them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+
+from obliviate.data.format import pad_batch
+
+
+@torch.inference_mode()
+def generate(model, tokenizer, prompts: Sequence[list[int]], *, max_new_tokens: int = 200, batch_size: int = 16,
+             stop: str | None = None, progress: bool = False, desc: str = "generate") -> tuple[list[str], list[list[int]]]:
+    """Greedy continuations of token-id prompts. `stop`: cut the text at this string (KnowMem's blank line)."""
+    from tqdm.auto import tqdm
+
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    eos = tokenizer.eos_token_id
+    order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
+    texts: list[str] = [""] * len(prompts)
+    ids_out: list[list[int]] = [[] for _ in prompts]
+    for start in tqdm(range(0, len(order), batch_size), desc=desc, disable=not progress, leave=False):
+        idx = order[start:start + batch_size]
+        batch = pad_batch([{"input_ids": list(prompts[i])} for i in idx], pad_id, side="left")
+        out = model.generate(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+                             max_new_tokens=max_new_tokens, do_sample=False, num_beams=1, use_cache=True,
+                             pad_token_id=pad_id, eos_token_id=eos, temperature=None, top_p=None, top_k=None)
+        new = out[:, batch["input_ids"].shape[1]:]
+        for i, row in zip(idx, new.tolist()):
+            cut = next((j for j, t in enumerate(row) if t == eos or (t == pad_id and eos is None)), len(row))
+            ids = row[:cut]
+            text = tokenizer.decode(ids, skip_special_tokens=True)
+            if stop and stop in text:
+                text = text[: text.index(stop)]
+                ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+            texts[i], ids_out[i] = text.strip(), ids
+    return texts, ids_out

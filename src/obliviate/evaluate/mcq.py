@@ -1,0 +1,69 @@
+"""Multiple-choice accuracy by answer-letter log-likelihood (WMDP / MMLU format).
+
+    result = mcq_eval(model, tok, records)   # records: question, choices (list), answer (int index)
+    result["accuracy"], result["items"][0]["letter_logps"]
+
+Prompt (lm-evaluation-harness's WMDP/MMLU format, no chat template):
+``{question}\\nA. {c0}\\nB. {c1}\\nC. {c2}\\nD. {c3}\\nAnswer:``; the prediction is the argmax over
+letters of log p(" A" | prompt), ... — one forward pass per item, batched with left padding so the
+next-token logits sit at the last position. Chance is 1/len(choices) (25 % for WMDP/MMLU).
+"""
+
+from __future__ import annotations
+
+import string
+from collections.abc import Sequence
+
+import torch
+
+from obliviate import ObliviateError
+from obliviate.data.format import pad_batch
+from obliviate.evaluate.metrics import mcq_accuracy
+
+LETTERS = string.ascii_uppercase
+
+
+def mcq_prompt(question: str, choices: Sequence[str]) -> str:
+    lines = [question.strip()] + [f"{LETTERS[i]}. {c}" for i, c in enumerate(choices)]
+    return "\n".join(lines) + "\nAnswer:"
+
+
+def letter_token_ids(tokenizer, n: int) -> list[int]:
+    """The first token of " A", " B", ... (the answer letter after "Answer:")."""
+    ids = []
+    for letter in LETTERS[:n]:
+        toks = tokenizer(f" {letter}", add_special_tokens=False)["input_ids"]
+        if not toks:
+            raise ObliviateError(f"tokenizer has no token for answer letter {letter!r}")
+        ids.append(toks[0])
+    if len(set(ids)) != n:
+        raise ObliviateError("tokenizer maps different answer letters to the same first token")
+    return ids
+
+
+@torch.inference_mode()
+def mcq_eval(model, tokenizer, records: Sequence[dict], *, batch_size: int = 16) -> dict:
+    """Per-item letter log-likelihoods, prediction and correctness; `accuracy` and `chance` over the split."""
+    items = []
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    for start in range(0, len(records), batch_size):
+        chunk = records[start:start + batch_size]
+        prompts = []
+        for r in chunk:
+            ids = tokenizer(mcq_prompt(r["question"], r["choices"]), add_special_tokens=False)["input_ids"]
+            if tokenizer.bos_token_id is not None and (not ids or ids[0] != tokenizer.bos_token_id):
+                ids = [tokenizer.bos_token_id] + ids
+            prompts.append({"input_ids": ids})
+        batch = pad_batch(prompts, pad_id, side="left")
+        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits[:, -1]
+        logps = torch.log_softmax(logits.float(), dim=-1)
+        for r, row in zip(chunk, logps):
+            letters = letter_token_ids(tokenizer, len(r["choices"]))
+            scores = [float(row[t]) for t in letters]
+            pred = max(range(len(scores)), key=scores.__getitem__)
+            if not 0 <= r["answer"] < len(r["choices"]):
+                raise ObliviateError(f"MCQ item {start + len(items)}: answer index {r['answer']} out of range")
+            items.append({"question": r["question"], "answer": r["answer"], "letter_logps": scores,
+                          "prediction": pred, "correct": pred == r["answer"]})
+    return {"items": items, "accuracy": mcq_accuracy([i["prediction"] for i in items], [i["answer"] for i in items]),
+            "chance": float(sum(1 / len(r["choices"]) for r in records) / len(records))}

@@ -1,0 +1,70 @@
+"""Natural-language inference for seed A's Entailment Score, loaded once per run.
+
+    nli = load_nli("sileod/deberta-v3-base-tasksource-nli")   # any sequence-classification NLI id/path
+    labels = nli_labels(nli, premises, hypotheses)             # e.g. ["entailment", "neutral", ...]
+
+The entailment class is found by name in `config.id2label` (a label starting with "entail").
+No NLI model installs offline here: without one the suite reports the Entailment Score as not
+computed, with the reason, and never substitutes another measure under its name.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+
+from obliviate import ObliviateError
+
+NO_NLI_REASON = ("no NLI model given (pass --nli MODEL, e.g. sileod/deberta-v3-base-tasksource-nli, or a local "
+                 "copy); none installs offline")
+
+
+@dataclass
+class NLIModel:
+    model: object
+    tokenizer: object
+    id2label: dict[int, str]
+    entailment_id: int
+    name: str
+
+
+def load_nli(spec: str, *, trust_remote_code: bool = False) -> NLIModel:
+    """`AutoModelForSequenceClassification` + tokenizer from a hub id or local directory, eval mode, CPU."""
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    try:
+        tok = AutoTokenizer.from_pretrained(spec, trust_remote_code=trust_remote_code)
+        model = AutoModelForSequenceClassification.from_pretrained(spec, trust_remote_code=trust_remote_code)
+    except (OSError, ValueError) as e:
+        raise ObliviateError(f"cannot load NLI model {spec}: {str(e).splitlines()[0]}") from None
+    id2label = {int(k): str(v) for k, v in model.config.id2label.items()}
+    ent = [i for i, name in id2label.items() if name.lower().startswith("entail")]
+    if len(ent) != 1:
+        raise ObliviateError(f"NLI model {spec}: config.id2label {id2label} has no single 'entailment' label")
+    model.eval()
+    return NLIModel(model, tok, id2label, ent[0], str(spec))
+
+
+@torch.inference_mode()
+def nli_labels(nli: NLIModel, premises: Sequence[str], hypotheses: Sequence[str], *, batch_size: int = 16,
+               max_length: int = 512) -> list[str]:
+    """The argmax NLI label of each (premise, hypothesis) pair."""
+    if len(premises) != len(hypotheses):
+        raise ObliviateError("NLI: premises and hypotheses differ in number")
+    out: list[str] = []
+    for start in range(0, len(premises), batch_size):
+        enc = nli.tokenizer(list(premises[start:start + batch_size]), list(hypotheses[start:start + batch_size]),
+                            padding=True, truncation=True, max_length=max_length, return_tensors="pt")
+        if "token_type_ids" in enc and "token_type_ids" not in _forward_args(nli.model):
+            enc.pop("token_type_ids")
+        pred = nli.model(**enc).logits.argmax(-1).tolist()
+        out.extend(nli.id2label[i] for i in pred)
+    return out
+
+
+def _forward_args(model) -> set[str]:
+    import inspect
+
+    return set(inspect.signature(model.forward).parameters)
