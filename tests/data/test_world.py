@@ -1,0 +1,58 @@
+import json
+
+import pytest
+
+from obliviate import ObliviateError
+from obliviate.data.world import PERTURBATIONS, PRESETS, build_world, write_world
+
+
+def test_same_seed_gives_byte_identical_files(tmp_path):
+    a, b = write_world(tmp_path / "a", "tiny", 7), write_world(tmp_path / "b", "tiny", 7)
+    names = sorted(p.name for p in a.iterdir())
+    assert names == sorted(p.name for p in b.iterdir())
+    for n in names:
+        assert (a / n).read_bytes() == (b / n).read_bytes(), n
+    c = write_world(tmp_path / "c", "tiny", 8)
+    assert (a / "full.json").read_bytes() != (c / "full.json").read_bytes()
+
+
+def test_split_structure_nesting_and_counts():
+    w = build_world("demo", 0)
+    s, p = w["splits"], PRESETS["demo"]
+    assert len(s["full"]) == p.authors * p.questions
+    for lvl, keep in (("01", "99"), ("05", "95"), ("10", "90")):
+        forget, retain = s[f"forget{lvl}"], s[f"retain{keep}"]
+        assert len(forget) + len(retain) == len(s["full"])
+        assert forget == s["full"][len(retain):], "forget sets are the last authors"
+        assert len(s[f"holdout{lvl}"]) == len(forget)
+        assert not {r["author"] for r in forget} & {r["author"] for r in retain}
+    assert s["forget01"] == s["forget05"][-len(s["forget01"]):]  # nested
+    assert s["forget05"] == s["forget10"][-len(s["forget05"]):]
+    trained = {r["author"] for r in s["full"]}
+    assert not trained & {r["author"] for r in s["holdout10"]}
+    assert all(r in s["retain90"] for r in s["retain_perturbed"])
+    # demo: 20 authors -> forget10 = 2 authors
+    assert w["manifest"]["forget_authors"]["forget10"] == 2
+
+
+def test_every_answer_has_paraphrase_and_five_distinct_wrong_perturbations():
+    s = build_world("demo", 3)["splits"]
+    for r in s["full"]:
+        assert r["paraphrased_answer"] and r["paraphrased_question"]
+        pert = r["perturbed_answer"]
+        assert len(pert) == PERTURBATIONS == len(set(pert))
+        assert r["paraphrased_answer"] not in pert
+    for r in s["world_facts_perturbed"]:
+        assert len(r["perturbed_answer"]) == 3 and r["answer"] not in r["perturbed_answer"]
+    text = json.dumps(s)
+    assert text.isascii()
+    assert len({r["question"] for r in s["full"]}) == len(s["full"]), "questions are unique"
+
+
+def test_refusals_written_and_unknown_preset_refused(tmp_path):
+    out = write_world(tmp_path / "w", "tiny", 0)
+    assert len(json.loads((out / "refusals.json").read_text())) == 100
+    with pytest.raises(ObliviateError, match="unknown world preset"):
+        build_world("huge", 0)
+    with pytest.raises(ObliviateError, match="already holds a world"):
+        write_world(out, "tiny", 1)
