@@ -1,0 +1,98 @@
+"""The relearning attack (SPEC §5, seed B): fine-tune an unlearned model on k forget items, watch knowledge return.
+
+    curve = relearn(model, tok, "data/demo", RelearnConfig(k=8, steps=[10, 20, 40]))
+
+The attacker trains with the plain answer-only NLL on a fixed sample of k forget items
+(fixed per seed) for N steps at the unlearning learning rate, and the forget-side
+metrics are re-evaluated at every N in `steps` (and at 0, before the attack). Each
+point reports the whole forget set and, separately, the forget items the attacker did
+*not* train on: recovery there means the knowledge was hidden, not removed. The robust
+unlearning method is the one whose forget metrics recover least.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import random
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from obliviate import ObliviateError
+from obliviate.config import versions
+from obliviate.data.loading import load_split
+from obliviate.evaluate import EvalConfig, evaluate
+from obliviate.models.finetune import FinetuneConfig, resolve_lr, train_steps
+
+CURVE_METRICS = ("prob", "rouge_l_recall", "truth_ratio")
+
+
+@dataclass
+class RelearnConfig:
+    forget: str = "forget10"
+    k: int = 8  # forget items the attacker trains on
+    steps: list[int] = field(default_factory=lambda: [10, 20, 40])  # evaluate after these many steps
+    lr: float | None = None  # None: the model size's preset
+    batch_size: int = 4
+    max_new_tokens: int = 48  # generation length for the ROUGE part of the forget metrics
+    seed: int = 0
+
+    def __post_init__(self):
+        if self.k < 1:
+            raise ObliviateError(f"k must be >= 1, got {self.k}")
+        if not self.steps or any(s < 1 for s in self.steps):
+            raise ObliviateError(f"steps must be positive step counts, got {self.steps}")
+        self.steps = sorted(set(int(s) for s in self.steps))
+
+
+def relearn_sample(n_items: int, k: int, seed: int) -> list[int]:
+    """The attacker's k forget-item indices: a fixed sample per seed."""
+    if k > n_items:
+        raise ObliviateError(f"k={k} is larger than the forget split ({n_items} items)")
+    return sorted(random.Random(f"relearn-{seed}").sample(range(n_items), k))
+
+
+def _point(results: dict, step: int, attacked: set[int], loss: float | None) -> dict:
+    """One curve point: forget means on all items, on the items not trained on, and the aggregates."""
+    items = results["splits"]["forget"]["items"]
+    unseen = [it for it in items if it["index"] not in attacked]
+    agg = results["aggregates"]
+    row = {"step": step, "train_loss": loss, "forget_quality": agg.get("forget_quality"),
+           "mia_min_k_auc": (agg.get("mia") or {}).get("min_k")}
+    for m in CURVE_METRICS:
+        row[m] = results["splits"]["forget"]["means"].get(m)
+        vals = [it[m] for it in unseen if it.get(m) is not None]
+        row[f"{m}_unseen"] = sum(vals) / len(vals) if vals else None
+    return row
+
+
+def relearn(model, tokenizer, data: str | Path, cfg: RelearnConfig, *, retain_results: dict | str | None = None,
+            out: str | Path | None = None, progress: bool = True) -> dict:
+    """Run the attack in place on `model`; return (and write to `<out>/relearn.json`) the curve."""
+    from tqdm.auto import tqdm
+
+    records = load_split(data, cfg.forget)
+    attacked = relearn_sample(len(records), cfg.k, cfg.seed)
+    lr = resolve_lr(cfg.lr, model)
+    ecfg = EvalConfig(forget=cfg.forget, retain=None, world_facts=None, real_authors=None, embedder=None,
+                      max_new_tokens=cfg.max_new_tokens, seed=cfg.seed)
+
+    def point(step: int, loss: float | None) -> dict:
+        res = evaluate(model, tokenizer, data, ecfg, retain_results=retain_results, progress=False)
+        return _point(res, step, set(attacked), loss)
+
+    curve = [point(0, None)]
+    train = FinetuneConfig(max_steps=max(cfg.steps), lr=lr, batch_size=min(cfg.batch_size, cfg.k),
+                           schedule="constant", warmup_ratio=0.0, seed=cfg.seed)
+    bar = tqdm(total=max(cfg.steps), desc="relearn", disable=not progress, leave=False)
+    for row in train_steps(model, tokenizer, [records[i] for i in attacked], train):
+        bar.update(1)
+        if row["step"] in cfg.steps:
+            curve.append(point(row["step"], row["loss"]))
+    bar.close()
+    result = {"config": dataclasses.asdict(cfg), "lr": lr, "attacked_items": attacked, "n_forget": len(records),
+              "curve": curve, "versions": versions()}
+    if out is not None:
+        Path(out).mkdir(parents=True, exist_ok=True)
+        (Path(out) / "relearn.json").write_text(json.dumps(result, indent=1, default=str) + "\n")
+    return result
