@@ -1,0 +1,90 @@
+"""obliviate eval --model runs/unlearned --data data/demo --forget forget10 [--retain-model runs/retain]
+[--before-model runs/target] [--nli MODEL] [--out DIR] [key=value ...]
+
+Writes `<out>/eval.json` (layout: obliviate/evaluate/suite.py) and prints a short table. `--retain-model`
+/ `--before-model` are evaluated first into `<out>/retain/` and `<out>/before/` (cached: re-runs skip
+finished work); `--retain-results` / `--before-results` reuse a saved eval.json instead.
+"""
+
+import dataclasses
+import time
+from pathlib import Path
+
+from obliviate import ObliviateError
+from obliviate.config import load_config
+
+
+def add_arguments(p):
+    p.add_argument("--model", required=True, help="model directory, hub id, or smollm2-135m-instruct")
+    p.add_argument("--data", required=True, help="world directory, local JSON/JSONL file, or hub id (locuslab/TOFU)")
+    p.add_argument("--forget", default=None, help="forget split (default forget10; its _perturbed twin is used)")
+    p.add_argument("--out", default=None, help="output directory (default: <model>/eval)")
+    p.add_argument("--retain-model", default=None, help="retain model: Forget Quality and PrivLeak reference")
+    p.add_argument("--retain-results", default=None, help="saved eval.json of the retain model (instead)")
+    p.add_argument("--before-model", default=None, help="model before unlearning: Cosine Similarity reference")
+    p.add_argument("--before-results", default=None, help="saved eval.json of the model before unlearning (instead)")
+    p.add_argument("--nli", default=None, help="NLI model id/path for the Entailment Score")
+    p.add_argument("--config", help="YAML file with EvalConfig fields")
+    p.add_argument("--overwrite", action="store_true", help="replace an eval.json of another model in --out")
+    p.add_argument("--allow-pickle", action="store_true", help="allow loading pickle checkpoints (trusted files only)")
+    p.add_argument("--trust-remote-code", action="store_true")
+    p.add_argument("overrides", nargs="*", help="EvalConfig overrides, e.g. max_new_tokens=48 max_items=20")
+
+
+def _out_dir(args) -> Path:
+    if args.out:
+        return Path(args.out)
+    if Path(args.model).is_dir():
+        return Path(args.model) / "eval"
+    raise ObliviateError(f"--model {args.model} is not a local directory: pass --out")
+
+
+def _reference(kind: str, model_spec, results_path, data, cfg, out: Path, args, embedder=None):
+    """A saved eval.json, or evaluate the reference model (without cosine / NLI / extras) into out/<kind>."""
+    from obliviate.evaluate import evaluate, load_results
+    from obliviate.models.loading import load_model
+
+    if results_path and model_spec:
+        raise ObliviateError(f"pass --{kind}-model or --{kind}-results, not both")
+    if results_path:
+        return load_results(results_path)
+    if not model_spec:
+        return None
+    ref_cfg = dataclasses.replace(cfg, embedder=None, nli=None, verbmem=None, knowmem=None, mcq=[])
+    model, tok = load_model(model_spec, allow_pickle=args.allow_pickle, trust_remote_code=args.trust_remote_code)
+    t = time.time()
+    res = evaluate(model, tok, data, ref_cfg, out=out / kind, model_name=str(model_spec), overwrite=args.overwrite)
+    print(f"evaluated {kind} model {model_spec} in {time.time() - t:.1f}s -> {out / kind / 'eval.json'}")
+    return res
+
+
+def run(args):
+    import torch
+
+    from obliviate.evaluate import EvalConfig, evaluate
+    from obliviate.evaluate.suite import summary_rows
+    from obliviate.models.loading import load_model
+
+    cfg = load_config(EvalConfig, args.config, args.overrides, forget=args.forget, nli=args.nli)
+    torch.manual_seed(cfg.seed)
+    out = _out_dir(args)
+    model, tok = load_model(args.model, allow_pickle=args.allow_pickle, trust_remote_code=args.trust_remote_code)
+    retain = _reference("retain", args.retain_model, args.retain_results, args.data, cfg, out, args)
+    before = _reference("before", args.before_model, args.before_results, args.data, cfg, out, args)
+    t = time.time()
+    results = evaluate(model, tok, args.data, cfg, retain_results=retain, before_results=before, out=out,
+                       model_name=str(args.model), overwrite=args.overwrite)
+    _print_table(summary_rows(results), f"obliviate eval: {args.model} ({time.time() - t:.1f}s)")
+    print(f"wrote {out / 'eval.json'}")
+
+
+def _print_table(rows, title):
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=title, show_header=True, header_style="bold")
+    table.add_column("metric / split", overflow="fold")
+    table.add_column("value", overflow="fold")
+    for name, value in rows:
+        table.add_row(name, value)
+    Console().print(table)
