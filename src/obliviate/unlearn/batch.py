@@ -1,0 +1,133 @@
+"""Unlearning data: the tokenized views a recipe needs, the deterministic batch plan, and the collator.
+
+Views (each a list of `encode_qa` examples, answer-only labels):
+    forget            forget question + true answer                 (always)
+    retain            the paired retain question + true answer       (regularisers, rmu)
+    alternate         forget question + a refusal                    (idk, dpo)
+    retain_alternate  the paired retain question + a refusal         (ap)
+Refusals are drawn from the fixed list, deterministic per item index and seed. Recipes that need
+reference log-probs (npo, dpo) get log π_ref(y|x) of the forget / alternate views computed once
+here, before training, and carried in every batch: no reference model in memory, no extra forward.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from obliviate.data.format import encode_qa, pad_batch
+from obliviate.models.logps import sequence_logps
+
+VIEWS = ("forget", "retain", "alternate", "retain_alternate")
+
+
+@dataclass
+class UnlearnBatch:
+    """One micro-batch: each view padded to its own longest example (dynamic padding), or None when the
+    recipe does not use it; `ref_logps[view]` (B,) the cached reference log-probs.
+
+    >>> ex = lambda n: {"input_ids": [1] * n + [7, 2], "labels": [-100] * n + [7, 2]}
+    >>> data = UnlearnData(forget=[ex(3), ex(1)], retain=[ex(2)], pad_id=0)
+    >>> b = collate(data, MicroBatch(forget=[0, 1], retain=[0, 0]))
+    >>> b.forget["input_ids"].tolist(), b.forget["labels"].tolist()
+    ([[1, 1, 1, 7, 2], [1, 7, 2, 0, 0]], [[-100, -100, -100, 7, 2], [-100, 7, 2, -100, -100]])
+    >>> b.retain["input_ids"].shape, b.alternate, b.ref_logps
+    (torch.Size([2, 4]), None, {})
+    """
+
+    forget: dict[str, torch.Tensor]
+    retain: dict[str, torch.Tensor] | None = None
+    alternate: dict[str, torch.Tensor] | None = None
+    retain_alternate: dict[str, torch.Tensor] | None = None
+    ref_logps: dict[str, torch.Tensor] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.forget["input_ids"])
+
+
+@dataclass
+class UnlearnData:
+    forget: list[dict]
+    pad_id: int
+    retain: list[dict] | None = None
+    alternate: list[dict] | None = None
+    retain_alternate: list[dict] | None = None
+    ref_logps: dict[str, torch.Tensor] = field(default_factory=dict)  # view -> (N,) per example
+
+
+@dataclass
+class MicroBatch:
+    forget: list[int]  # indices into the forget view (and alternate)
+    retain: list[int] | None = None  # the paired retain indices (and retain_alternate)
+
+
+def pick_refusal(refusals: list[str], index: int, seed: int, salt: str) -> str:
+    """The refusal for item `index`: fixed per (seed, view, index)."""
+    return refusals[random.Random(f"{seed}:{salt}:{index}").randrange(len(refusals))]
+
+
+def build_data(tokenizer, forget_records, retain_records, needs: set[str], *, refusals=None, seed=0,
+               max_length=256) -> UnlearnData:
+    """Tokenize only the views in `needs` (plus forget)."""
+    enc = lambda q, a: encode_qa(tokenizer, q, a, max_length=max_length)  # noqa: E731
+    data = UnlearnData(forget=[enc(r["question"], r["answer"]) for r in forget_records], pad_id=tokenizer.pad_token_id)
+    if "retain" in needs or "retain_alternate" in needs:
+        data.retain = [enc(r["question"], r["answer"]) for r in retain_records]
+    if "alternate" in needs:
+        data.alternate = [enc(r["question"], pick_refusal(refusals, i, seed, "forget"))
+                          for i, r in enumerate(forget_records)]
+    if "retain_alternate" in needs:
+        data.retain_alternate = [enc(r["question"], pick_refusal(refusals, i, seed, "retain"))
+                                 for i, r in enumerate(retain_records)]
+    return data
+
+
+@torch.no_grad()
+def cache_ref_logps(model, data: UnlearnData, views=("forget", "alternate"), *, batch_size: int = 32) -> None:
+    """Store log π_ref(y|x) (summed over answer tokens) of every example of `views` in `data.ref_logps`."""
+    was_training = model.training
+    model.eval()
+    for view in views:
+        examples = getattr(data, view)
+        if examples is None:
+            continue
+        out = [sequence_logps(model, pad_batch(examples[i:i + batch_size], data.pad_id)).sum()
+               for i in range(0, len(examples), batch_size)]
+        data.ref_logps[view] = torch.cat(out).float()
+    model.train(was_training)
+
+
+def plan(n_forget: int, n_retain: int | None, *, batch_size: int, micro_batches: int, seed: int) -> list[MicroBatch]:
+    """The first `micro_batches` micro-batches: each epoch a seeded permutation of the forget set in chunks
+    of `batch_size`; forget item i in epoch e is paired with retain item rng(seed, e, i) (ForgetRetainDataset
+    à la open-unlearning, made deterministic). Same arguments → same plan, so a resumed run replays it."""
+    out: list[MicroBatch] = []
+    epoch = 0
+    while len(out) < micro_batches:
+        perm = torch.randperm(n_forget, generator=torch.Generator().manual_seed(seed * 100003 + epoch)).tolist()
+        for k in range(0, n_forget, batch_size):
+            idx = perm[k:k + batch_size]
+            pair = None if not n_retain else [int(np.random.default_rng([seed, epoch, i]).integers(n_retain))
+                                              for i in idx]
+            out.append(MicroBatch(idx, pair))
+        epoch += 1
+    return out[:micro_batches]
+
+
+def micro_batches_per_epoch(n_forget: int, batch_size: int) -> int:
+    return math.ceil(n_forget / batch_size)
+
+
+def collate(data: UnlearnData, mb: MicroBatch) -> UnlearnBatch:
+    def view(name, idx):
+        examples = getattr(data, name)
+        return None if examples is None or idx is None else pad_batch([examples[i] for i in idx], data.pad_id)
+
+    ref = {v: data.ref_logps[v][mb.forget] for v in data.ref_logps}
+    return UnlearnBatch(forget=view("forget", mb.forget), retain=view("retain", mb.retain),
+                        alternate=view("alternate", mb.forget),
+                        retain_alternate=view("retain_alternate", mb.retain), ref_logps=ref)

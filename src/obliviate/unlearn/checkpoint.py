@@ -1,0 +1,65 @@
+"""Checkpoints of an unlearning run: `<out>/checkpoints/step-N/`, written atomically (tmp dir + rename).
+
+    model.safetensors    the trainable parameters (safetensors: loading runs no code)
+    state.pt             optimizer + scheduler state and the torch RNG (tensors and numbers only,
+                         read back with torch.load(weights_only=True))
+    tracker.safetensors  weight-averaging sums (wa only)
+    trainer.json         step and the log rows so far
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from obliviate import ObliviateError
+
+
+def checkpoint_dir(out: str | Path, step: int) -> Path:
+    return Path(out) / "checkpoints" / f"step-{step}"
+
+
+def latest_checkpoint(out: str | Path) -> Path | None:
+    root = Path(out) / "checkpoints"
+    done = [d for d in root.glob("step-*") if d.is_dir() and (d / "trainer.json").is_file() and d.name[5:].isdigit()]
+    return max(done, key=lambda d: int(d.name[5:]), default=None)
+
+
+def save_checkpoint(out, step: int, params, optimizer, scheduler, tracker, log: list[dict]) -> Path:
+    final = checkpoint_dir(out, step)
+    tmp = final.with_name(final.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    save_file({n: p.detach().contiguous().cpu() for n, p in params}, tmp / "model.safetensors")
+    torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                "rng": torch.get_rng_state()}, tmp / "state.pt")
+    if tracker is not None:
+        save_file({k: v.contiguous() for k, v in tracker.state_dict().items()}, tmp / "tracker.safetensors")
+    (tmp / "trainer.json").write_text(json.dumps({"step": step, "log": log}) + "\n")
+    shutil.rmtree(final, ignore_errors=True)
+    tmp.rename(final)
+    return final
+
+
+def load_checkpoint(path: Path, params, optimizer, scheduler, tracker) -> tuple[int, list[dict]]:
+    """Restore everything `save_checkpoint` wrote; returns (step, log rows)."""
+    weights = load_file(path / "model.safetensors")
+    missing = [n for n, _ in params if n not in weights]
+    if missing:
+        raise ObliviateError(f"{path}/model.safetensors: no tensor '{missing[0]}'; was the run started with "
+                             "another model or recipe?")
+    with torch.no_grad():
+        for n, p in params:
+            p.copy_(weights[n].to(p.device, p.dtype))
+    state = torch.load(path / "state.pt", weights_only=True)
+    optimizer.load_state_dict(state["optimizer"])
+    scheduler.load_state_dict(state["scheduler"])
+    torch.set_rng_state(state["rng"])
+    if tracker is not None:
+        tracker.load_state_dict(load_file(path / "tracker.safetensors"))
+    info = json.loads((path / "trainer.json").read_text())
+    return int(info["step"]), list(info["log"])

@@ -1,0 +1,129 @@
+"""The forward passes of one micro-batch, run lazily and at most once each, shared by the recipe's parts.
+
+    v = Views(model, batch, ref=ref)
+    v.logps("forget")                  # SequenceLogps of the policy on the forget view (one forward)
+    v.logps("retain", logits=True)     # + shifted logits (ME, KL)
+    v.ref_logps("retain")              # the frozen reference, under no_grad (KL)
+    v.hidden("forget", layer)          # hidden state after decoder layer `layer`, forward stopped there (RMU)
+
+`Part(loss, inputs, needs)` is one registry entry: a pure loss function on tensors, the
+one-line adapter that pulls its tensors from the views, and the data it needs (so the
+collator only tokenizes the views a recipe uses).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import torch
+
+from obliviate.models.logps import SequenceLogps, sequence_logps
+
+
+@dataclass(frozen=True)
+class Part:
+    """A registry entry. `needs` tags: 'retain', 'alternate', 'retain_alternate' (views to tokenize),
+    'ref_logps' (cache per-sequence reference log-probs of the forget/alternate views before training),
+    'ref_model' (a live frozen reference each step), 'params' (the part chooses the trainable parameters)."""
+
+    loss: Callable[..., torch.Tensor]
+    inputs: Callable  # (views, cfg) -> kwargs of `loss`
+    needs: frozenset = field(default_factory=frozenset)
+    params: Callable | None = None  # (model, cfg) -> the parameters to train (RMU); None = all
+
+    def __call__(self, views: Views, cfg) -> torch.Tensor:
+        return self.loss(**self.inputs(views, cfg))
+
+    @property
+    def doc(self) -> str:
+        return (self.loss.__doc__ or "").strip().splitlines()[0]
+
+
+@dataclass
+class Ref:
+    """The frozen reference for live forwards: a model plus the context that makes it the reference
+    (with LoRA: the policy itself with its adapter disabled, so no second copy is kept)."""
+
+    model: torch.nn.Module
+    context: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext
+
+
+class _Stop(Exception):
+    pass
+
+
+def decoder_layers(model) -> torch.nn.ModuleList:
+    """The list of transformer blocks of a causal LM (through DDP and peft wrappers)."""
+    m = getattr(model, "module", model)  # DDP
+    m = m.get_base_model() if hasattr(m, "get_base_model") else m  # peft
+    dec = m.get_decoder() if hasattr(m, "get_decoder") else m
+    if not hasattr(dec, "layers"):
+        raise TypeError(f"cannot find the decoder layers of {type(model).__name__}")
+    return dec.layers
+
+
+def hidden_at(model, forward: Callable, batch: dict[str, torch.Tensor], layer: int) -> torch.Tensor:
+    """Output of decoder layer `layer` (B,T,H); a hook raises to stop the forward there (later layers never run)."""
+    store = {}
+
+    def hook(_module, _inputs, output):
+        store["h"] = output[0] if isinstance(output, tuple) else output
+        raise _Stop
+
+    handle = decoder_layers(model)[layer].register_forward_hook(hook)
+    try:
+        forward(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], use_cache=False)
+    except _Stop:
+        pass
+    finally:
+        handle.remove()
+    return store["h"]
+
+
+class Views:
+    """Forward results of one micro-batch at one parameter point. `forward` overrides the policy call
+    (smoothers evaluate at perturbed weights through `torch.func.functional_call`)."""
+
+    def __init__(self, model, batch, *, ref: Ref | None = None, forward: Callable | None = None):
+        self.model, self.batch, self.ref = model, batch, ref
+        self.forward = forward or model
+        self._cache: dict = {}
+
+    def view(self, name: str) -> dict[str, torch.Tensor]:
+        v = getattr(self.batch, name)
+        if v is None:
+            raise RuntimeError(f"the batch has no '{name}' view; the recipe's parts must declare it in `needs`")
+        return v
+
+    def logps(self, name: str, *, logits: bool = False) -> SequenceLogps:
+        key = ("logps", name)
+        hit = self._cache.get(key)
+        if hit is None or (logits and hit.logits is None):
+            hit = self._cache[key] = sequence_logps(self.forward, self.view(name), return_logits=logits)
+        return hit
+
+    def ref_logps(self, name: str, *, logits: bool = True) -> SequenceLogps:
+        key = ("ref_logps", name)
+        if key not in self._cache:
+            with torch.no_grad(), self.ref.context():
+                self._cache[key] = sequence_logps(self.ref.model, self.view(name), return_logits=logits)
+        return self._cache[key]
+
+    def cached_ref_logps(self, name: str) -> torch.Tensor:
+        """(B,) log π_ref(y|x) summed over answer tokens, computed once before training."""
+        return self.batch.ref_logps[name]
+
+    def hidden(self, name: str, layer: int) -> torch.Tensor:
+        key = ("hidden", name, layer)
+        if key not in self._cache:
+            self._cache[key] = hidden_at(self.model, self.forward, self.view(name), layer)
+        return self._cache[key]
+
+    def ref_hidden(self, name: str, layer: int) -> torch.Tensor:
+        key = ("ref_hidden", name, layer)
+        if key not in self._cache:
+            with torch.no_grad(), self.ref.context():
+                self._cache[key] = hidden_at(self.ref.model, self.ref.model, self.view(name), layer)
+        return self._cache[key]

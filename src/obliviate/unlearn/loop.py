@@ -1,0 +1,230 @@
+"""The unlearning loop: batch → logps → loss → smoother step → log → checkpoint.
+
+    model, log = unlearn(model, tokenizer, forget_records, retain_records, UnlearnConfig(recipe="npo+gd"))
+
+Plain PyTorch driven by `accelerate.Accelerator` (so `accelerate launch` gives DDP/FSDP/DeepSpeed),
+deterministic on CPU for a fixed seed, resumable from `<out_dir>/checkpoints/step-N/` to the same
+weights as an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import shutil
+import time
+import warnings
+from pathlib import Path
+
+import torch
+
+from obliviate import ObliviateError
+from obliviate.config import write_run_info
+from obliviate.models.finetune import model_size_name, seed_everything
+from obliviate.models.loading import model_fingerprint, save_model
+from obliviate.models.logps import sequence_logps
+from obliviate.unlearn.batch import UnlearnData, build_data, cache_ref_logps, collate, micro_batches_per_epoch, plan
+from obliviate.unlearn.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from obliviate.unlearn.config import UnlearnConfig
+from obliviate.unlearn.forward import Ref, Views
+from obliviate.unlearn.objectives import OBJECTIVES
+from obliviate.unlearn.regularizers import REGULARIZERS
+from obliviate.unlearn.smoothing import NO_SMOOTHING, SMOOTHERS, Step
+
+RUN_FILES = ("log.jsonl", "checkpoints", "summary.json")
+
+
+class UnlearnLog(list):
+    """The per-step rows; `.summary` holds forget probability before/after, steps, seconds, resolved lr."""
+
+    summary: dict = {}
+
+
+@torch.no_grad()
+def forget_probe(model, data: UnlearnData) -> dict:
+    """Mean answer probability exp(−NLL_mean) and mean log-prob on the forget set (one eval pass)."""
+    was_training = model.training
+    model.eval()
+    means = torch.cat([sequence_logps(model, collate(data, _mb(range(i, min(i + 32, len(data.forget)))))
+                                      .forget).mean() for i in range(0, len(data.forget), 32)])
+    model.train(was_training)
+    return {"forget_prob": float(means.exp().mean()), "forget_mean_logp": float(means.mean())}
+
+
+def _mb(idx):
+    from obliviate.unlearn.batch import MicroBatch
+
+    return MicroBatch(list(idx))
+
+
+def _check_run_dir(out: Path | None, cfg: UnlearnConfig, *, resume: bool, overwrite: bool) -> None:
+    if out is None:
+        return
+    used = [f for f in RUN_FILES if (out / f).exists()]
+    if used and not resume and not overwrite:
+        raise ObliviateError(f"{out}: already holds an unlearning run ({used[0]}); pass resume to continue it, "
+                             "overwrite to start again, or choose another output directory")
+    if overwrite and not resume:
+        for f in used:
+            shutil.rmtree(out / f) if (out / f).is_dir() else (out / f).unlink()
+    if resume and (out / "run.json").is_file():
+        old = json.loads((out / "run.json").read_text()).get("config", {})
+        now = json.loads(json.dumps(vars(cfg), default=str))
+        diff = next((k for k in now if k != "checkpoint_every" and k in old and old[k] != now[k]), None)
+        if diff:
+            raise ObliviateError(f"{out}/run.json: cannot resume, config key '{diff}' was {old[diff]!r}, "
+                                 f"now {now[diff]!r}")
+
+
+def _prepare_model(model, cfg: UnlearnConfig, objective, needs: set[str], ref_model):
+    """LoRA wrap or choose the trainable parameters; build the live reference for kl / rmu."""
+    if cfg.lora:
+        from peft import LoraConfig, get_peft_model
+
+        model = get_peft_model(model, LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, target_modules="all-linear",
+                                                 lora_dropout=cfg.lora_dropout, task_type="CAUSAL_LM"))
+    elif objective.params is not None:
+        keep = {id(p) for p in objective.params(model, cfg)}
+        for p in model.parameters():
+            p.requires_grad_(id(p) in keep)
+    else:
+        for p in model.parameters():
+            p.requires_grad_(True)
+    ref = None
+    if "ref_model" in needs:
+        if ref_model is not None:
+            ref = Ref(ref_model.eval())
+        elif cfg.lora:  # the base model is the adapter-disabled policy: no second copy
+            ref = Ref(model, model.disable_adapter)
+        else:
+            frozen = copy.deepcopy(model).eval()
+            frozen.requires_grad_(False)
+            ref = Ref(frozen)
+    return model, ref
+
+
+def unlearn(model, tokenizer, forget_records: list[dict], retain_records: list[dict] | None = None,
+            cfg: UnlearnConfig | None = None, *, refusals: list[str] | None = None, out_dir=None,
+            resume: bool = False, overwrite: bool = False, ref_model=None, progress: bool = True):
+    """Unlearn `forget_records` from `model` with the recipe of `cfg`; returns (model, per-step log).
+
+    `ref_model` is the reference when `cfg.reference == "original"` (continual unlearning); otherwise
+    the reference is `model` as passed in. With `out_dir`, the run directory receives run.json, log.jsonl,
+    summary.json, checkpoints and the final model (safetensors); `resume` continues from its last checkpoint.
+    """
+    from accelerate import Accelerator
+    from tqdm.auto import tqdm
+    from transformers import get_constant_schedule_with_warmup, get_linear_schedule_with_warmup
+
+    cfg = cfg or UnlearnConfig()
+    objective = OBJECTIVES[cfg.objective]
+    regularizer = REGULARIZERS[cfg.regularizer] if cfg.regularizer else None
+    smoother = SMOOTHERS[cfg.smoothing] if cfg.smoothing else NO_SMOOTHING
+    needs = set(objective.needs) | set(regularizer.needs if regularizer else ())
+    if needs & {"retain", "retain_alternate"} and not retain_records:
+        raise ObliviateError(f"recipe {cfg.recipe} needs retain records (a retain split)")
+    if needs & {"alternate", "retain_alternate"} and not refusals:
+        from obliviate.data.loading import load_refusals
+
+        refusals = load_refusals()
+    if cfg.reference == "original" and ref_model is None:
+        raise ObliviateError("reference=original needs ref_model (the model before the first unlearning task)")
+    out = Path(out_dir) if out_dir is not None else None
+    _check_run_dir(out, cfg, resume=resume, overwrite=overwrite)
+    size = model_size_name(model)
+    hp = cfg.preset(size)
+    seed_everything(cfg.seed)
+    started = time.time()
+
+    data = build_data(tokenizer, forget_records, retain_records, needs, refusals=refusals, seed=cfg.seed,
+                      max_length=cfg.max_length)
+    if "ref_logps" in needs:  # log π_ref(y|x) once, before any update: no reference model during training
+        cache_ref_logps(ref_model if cfg.reference == "original" else model, data)
+    model, ref = _prepare_model(model, cfg, objective, needs, ref_model if cfg.reference == "original" else None)
+    before = forget_probe(model, data)
+    per_epoch = math.ceil(micro_batches_per_epoch(len(data.forget), hp.batch_size) / cfg.grad_accum)
+    total = cfg.max_steps or max(1, round(hp.epochs * per_epoch))
+    schedule = plan(len(data.forget), len(data.retain) if data.retain else None, batch_size=hp.batch_size,
+                    micro_batches=total * cfg.grad_accum, seed=cfg.seed)
+    acc = Accelerator(cpu=not torch.cuda.is_available())
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=hp.lr,
+                            weight_decay=cfg.weight_decay)
+    warmup = min(total, round(cfg.warmup_epochs * per_epoch))
+    sched = (get_linear_schedule_with_warmup(opt, warmup, total) if cfg.schedule == "linear"
+             else get_constant_schedule_with_warmup(opt, warmup))
+    model, opt, sched = acc.prepare(model, opt, sched)
+    params = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    fingerprint = model_fingerprint(model)
+    tracker = smoother.tracker(params, cfg, total) if smoother.tracker else None
+    start, log = 0, []
+    last = latest_checkpoint(out) if (out is not None and resume) else None
+    if last is not None:
+        start, log = load_checkpoint(last, params, opt, sched, tracker)
+    if out is not None:
+        write_run_info(out, cfg, seed=cfg.seed)
+        (out / "log.jsonl").write_text("".join(json.dumps(r) + "\n" for r in log))
+
+    weigh = lambda forget, retain: cfg.alpha * forget + cfg.lam * retain  # noqa: E731  SPEC §1: L = α·L_f + λ·L_r
+    model.train()
+    bar = tqdm(range(start, total), desc=f"unlearn {cfg.recipe}", disable=not progress, leave=False)
+    for step in bar:
+        micros = schedule[step * cfg.grad_accum:(step + 1) * cfg.grad_accum]
+        parts: dict[str, float] = {}
+        for k, mb in enumerate(micros):
+            batch = collate(data, mb)
+            s = Step(forget=lambda forward=None, b=batch: objective(Views(model, b, ref=ref, forward=forward), cfg),
+                     retain=(lambda b=batch: regularizer(Views(model, b, ref=ref), cfg)) if regularizer else None,
+                     weigh=weigh, params=params, backward=acc.backward, model=model, cfg=cfg,
+                     scale=1.0 / len(micros), seed=cfg.seed * 1_000_003 + step * cfg.grad_accum + k)
+            for key, value in smoother.grad(s).items():  # micro-batch values → step means
+                parts[key] = parts.get(key, 0.0) + value / len(micros)
+        grad_norm = float(acc.clip_grad_norm_([p for _, p in params], cfg.grad_clip if cfg.grad_clip > 0 else math.inf))
+        if not all(math.isfinite(v) for v in [*parts.values(), grad_norm]):
+            kept = latest_checkpoint(out) if out is not None else None
+            raise ObliviateError(f"non-finite loss or gradient at step {step + 1} ({parts}, grad_norm {grad_norm}); "
+                                 f"stopped before the update; last good checkpoint: {kept or 'none'}; lower the lr")
+        opt.step()
+        sched.step()
+        opt.zero_grad(set_to_none=True)
+        if tracker is not None:
+            tracker.after_step(step + 1)
+        row = {"step": step + 1, "epoch": round((step + 1) / per_epoch, 4), "lr": sched.get_last_lr()[0],
+               "grad_norm": grad_norm, "loss": weigh(parts["forget"], parts.get("retain", 0.0)), **parts}
+        log.append(row)
+        bar.set_postfix(forget=f"{parts['forget']:.3f}")
+        if out is not None:
+            with open(out / "log.jsonl", "a") as f:
+                f.write(json.dumps(row) + "\n")
+            if cfg.checkpoint_every and (step + 1) % cfg.checkpoint_every == 0 and step + 1 < total:
+                save_checkpoint(out, step + 1, params, opt, sched, tracker, log)
+    bar.close()
+    if tracker is not None:
+        tracker.finish()
+    model = acc.unwrap_model(model).eval()
+    return _finish(model, tokenizer, data, cfg, before, fingerprint, log, out, size=size, hp=hp, total=total,
+                   seconds=time.time() - started)
+
+
+def _finish(model, tokenizer, data, cfg, before, fingerprint, log, out, *, size, hp, total, seconds):
+    """Warn when nothing changed, merge LoRA, save the model and summary."""
+    after = forget_probe(model, data)
+    unchanged_weights = model_fingerprint(model) == fingerprint
+    unchanged_loss = abs(after["forget_mean_logp"] - before["forget_mean_logp"]) < 1e-4
+    if unchanged_weights or unchanged_loss:
+        warnings.warn(f"unlearning changed nothing measurable ({'weights identical' if unchanged_weights else ''}"
+                      f"{'; ' if unchanged_weights and unchanged_loss else ''}"
+                      f"{'forget log-prob moved < 1e-4' if unchanged_loss else ''}); check lr, steps and recipe",
+                      stacklevel=3)
+    if cfg.lora:
+        model = model.merge_and_unload()
+    summary = {"recipe": cfg.recipe, "size": size, "lr": hp.lr, "epochs": hp.epochs, "batch_size": hp.batch_size,
+               "steps": total, "seconds": round(seconds, 2), "forget_items": len(data.forget),
+               **{f"{k}_before": v for k, v in before.items()}, **{f"{k}_after": v for k, v in after.items()},
+               "weights_changed": not unchanged_weights}
+    log = UnlearnLog(log)
+    log.summary = summary
+    if out is not None:
+        save_model(model, tokenizer, out, extra={"size": size, "recipe": cfg.recipe, "seed": cfg.seed})
+        (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    return model, log

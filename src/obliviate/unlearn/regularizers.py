@@ -1,0 +1,59 @@
+"""Retain regularisers (SPEC §1): pure functions on tensors, each with its equation, plus the registry.
+
+Shapes as in `objectives`. Minimising each loss *keeps* what the model knows on the retain set.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from obliviate.unlearn.forward import Part
+from obliviate.unlearn.objectives import positions
+
+
+def gd_loss(retain_mean_logps: torch.Tensor) -> torch.Tensor:
+    r"""Gradient descent on the retain answers (GradDiff's retain term).
+
+    .. math:: L_{GD} = \frac{1}{B}\sum_i \mathrm{NLL}_{mean}(y_i|x_i)
+
+    Args: retain_mean_logps (B,).
+    """
+    return -retain_mean_logps.mean()
+
+
+def kl_loss(retain_logits: torch.Tensor, ref_retain_logits: torch.Tensor, position_mask: torch.Tensor) -> torch.Tensor:
+    r"""KL to the reference's next-token distributions on retain positions.
+
+    .. math:: L_{KL} = \frac{1}{|M|}\sum_{t\in M} \mathrm{KL}\big(\pi_{ref}(\cdot|ctx_t)\,\|\,\pi_\theta(\cdot|ctx_t)\big)
+
+    M = answer positions (default) or every position including padding (the reference code).
+    Args: retain_logits, ref_retain_logits (B,T,V); position_mask (B,T).
+    """
+    logp = torch.log_softmax(retain_logits.float(), -1)
+    ref_logp = torch.log_softmax(ref_retain_logits.float(), -1)
+    per_pos = (ref_logp.exp() * (ref_logp - logp)).sum(-1)
+    mask = position_mask.float()
+    return (per_pos * mask).sum() / mask.sum().clamp(min=1)
+
+
+def ap_loss(retain_logps: torch.Tensor, retain_alternate_logps: torch.Tensor, *, beta: float = 0.1) -> torch.Tensor:
+    r"""Answer preservation (seed A): prefer the true retain answer over a refusal, no reference model.
+
+    .. math:: \Delta_i = \log\pi_\theta(y_i|x_i) - \log\pi_\theta(y^{idk}_i|x_i), \qquad
+              L_{AP} = -\frac{1}{\beta}\frac{1}{B}\sum_i \log\sigma(\beta\,\Delta_i)
+
+    Gradient: σ(−βΔ)·(∇NLL(y) − ∇NLL(y_idk)). Args: retain_logps, retain_alternate_logps (B,) summed.
+    """
+    return -(1.0 / beta) * F.logsigmoid(beta * (retain_logps - retain_alternate_logps)).mean()
+
+
+REGULARIZERS = {
+    "gd": Part(gd_loss, lambda v, c: dict(retain_mean_logps=v.logps("retain").mean()), frozenset({"retain"})),
+    "kl": Part(kl_loss, lambda v, c: dict(
+        retain_logits=v.logps("retain", logits=True).logits, ref_retain_logits=v.ref_logps("retain").logits,
+        position_mask=positions(v, "retain", c.kl_positions)), frozenset({"retain", "ref_model"})),
+    "ap": Part(ap_loss, lambda v, c: dict(
+        retain_logps=v.logps("retain").sum(), retain_alternate_logps=v.logps("retain_alternate").sum(),
+        beta=c.ap_beta), frozenset({"retain", "retain_alternate"})),
+}
