@@ -89,7 +89,8 @@ def section(title: str, *parts: str, level: int = 2) -> str:
 
 
 def paragraph(text: str, *, note: bool = False) -> str:
-    return f'<p{" class=\"note\"" if note else ""}>{esc(text)}</p>'
+    cls = ' class="note"' if note else ""
+    return f"<p{cls}>{esc(text)}</p>"
 
 
 def pre(text: str) -> str:
