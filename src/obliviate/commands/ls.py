@@ -1,0 +1,27 @@
+"""obliviate ls: the registries (objectives, regularisers, smoothers, metrics) with one line each."""
+
+
+def add_arguments(p):
+    p.add_argument("what", nargs="?", choices=["objectives", "regularizers", "smoothers", "metrics", "all"],
+                   default="all")
+
+
+def _first_line(obj) -> str:
+    doc = (getattr(obj, "__doc__", None) or "").strip()
+    return doc.splitlines()[0] if doc else ""
+
+
+def run(args):
+    from obliviate.evaluate import METRICS
+    from obliviate.unlearn import OBJECTIVES, REGULARIZERS, SMOOTHERS
+
+    groups = {"objectives": OBJECTIVES, "regularizers": REGULARIZERS, "smoothers": SMOOTHERS, "metrics": METRICS}
+    for name, reg in groups.items():
+        if args.what not in (name, "all"):
+            continue
+        print(f"{name}:")
+        for key, value in reg.items():
+            target = getattr(value, "fn", None) or getattr(value, "loss", None) or value
+            print(f"  {key:<22} {_first_line(target) or _first_line(value)}")
+    if args.what == "all":
+        print("recipes compose with '+': objective[+regularizer][+smoother], e.g. npo+gd+sam, me+gd, idk+ap")

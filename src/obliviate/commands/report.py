@@ -1,0 +1,12 @@
+"""obliviate report RUN_DIR: rebuild report.html / report.md from saved results (nothing is recomputed)."""
+
+
+def add_arguments(p):
+    p.add_argument("run_dir", help="a demo run directory (e.g. runs/demo)")
+
+
+def run(args):
+    from obliviate.report.card import write_report
+
+    path = write_report(args.run_dir)
+    print(f"wrote {path} and {path.with_suffix('.md')}")

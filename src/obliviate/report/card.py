@@ -1,0 +1,284 @@
+"""The report card of a demo run directory: `report.html` (self-contained) + `report.md` + `results.json`.
+
+    write_report("runs/demo")      # what `obliviate report runs/demo` does: reads saved results only
+
+Reads `demo.json`, `eval/{target,retain}/eval.json` and, per recipe and seed,
+`runs/<recipe>/seed<k>/{eval/eval.json, relearn/relearn.json, model/log.jsonl}`. Nothing is recomputed.
+Numbers over seeds are mean ± the 95 % confidence half-width of the t distribution.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+from obliviate import ObliviateError
+from obliviate.report import html as H
+
+# (column label, where in eval.json, higher is better?)  where = ("agg", key[, subkey]) or (role, mean key)
+COLUMNS = [
+    ("Forget Quality", ("agg", "forget_quality"), True),
+    ("Model Utility", ("agg", "model_utility"), True),
+    ("Forget Efficacy", ("agg", "forget_efficacy"), True),
+    ("MU-18", ("agg", "mu18"), True),
+    ("FE (no ES)", ("agg", "forget_efficacy_no_es"), True),
+    ("MU-18 (no ES)", ("agg", "mu18_no_es"), True),
+    ("forget ROUGE", ("forget", "rouge_l_recall"), False),
+    ("forget Prob", ("forget", "prob"), False),
+    ("forget TR", ("forget", "truth_ratio"), True),
+    ("forget TE", ("forget", "token_entropy"), True),
+    ("forget CS", ("forget", "cosine_similarity"), False),
+    ("forget ES", ("forget", "entailment_score"), False),
+    ("retain ROUGE", ("retain", "rouge_l_recall"), True),
+    ("retain Prob", ("retain", "prob"), True),
+    ("retain TR", ("retain", "truth_ratio"), True),
+    ("world ROUGE", ("world_facts", "rouge_l_recall"), True),
+    ("MIA AUC (Min-K)", ("agg", "mia", "min_k"), None),
+    ("PrivLeak", ("agg", "privleak"), None),
+]
+
+
+def _get(res: dict, where: tuple) -> float | None:
+    if where[0] == "agg":
+        v = res.get("aggregates", {}).get(where[1])
+        if len(where) > 2:
+            v = (v or {}).get(where[2])
+    else:
+        v = res.get("splits", {}).get(where[0], {}).get("means", {}).get(where[1])
+    return v if isinstance(v, (int, float)) and math.isfinite(v) else None
+
+
+def mean_ci(values: list[float]) -> tuple[float | None, float | None]:
+    """Mean and the 95 % t-interval half-width (None for fewer than 2 values)."""
+    vals = [v for v in values if v is not None]
+    if not vals:
+        return None, None
+    m = sum(vals) / len(vals)
+    if len(vals) < 2:
+        return m, None
+    from scipy import stats
+
+    sd = math.sqrt(sum((v - m) ** 2 for v in vals) / (len(vals) - 1))
+    return m, stats.t.ppf(0.975, len(vals) - 1) * sd / math.sqrt(len(vals))
+
+
+def fmt_ci(m: float | None, h: float | None) -> str:
+    if m is None:
+        return "—"
+    return H.fmt(m) if h is None else f"{H.fmt(m)} ± {H.fmt(h)}"
+
+
+def _load(path: Path) -> dict | None:
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def collect(run: Path) -> dict:
+    """Everything the report shows, from the saved files: {demo, target, retain, recipes: {name: [seed runs]}}."""
+    demo = _load(run / "demo.json")
+    target, retain = _load(run / "eval/target/eval.json"), _load(run / "eval/retain/eval.json")
+    if demo is None or target is None or retain is None:
+        raise ObliviateError(f"{run}: not a finished demo run (needs demo.json and eval/{{target,retain}}/eval.json)")
+    recipes: dict[str, list[dict]] = {}
+    for recipe in demo["config"]["recipes"]:
+        d = run / "runs" / recipe.replace("+", "_")
+        for seed_dir in sorted(d.glob("seed*"), key=lambda p: int(p.name[4:])):
+            ev = _load(seed_dir / "eval/eval.json")
+            if ev is None:
+                continue
+            log = seed_dir / "model/log.jsonl"
+            recipes.setdefault(recipe, []).append({
+                "seed": int(seed_dir.name[4:]), "eval": ev, "relearn": _load(seed_dir / "relearn/relearn.json"),
+                "summary": _load(seed_dir / "model/summary.json"),
+                "log": [json.loads(x) for x in log.read_text().splitlines() if x.strip()] if log.is_file() else []})
+    return {"demo": demo, "target": target, "retain": retain, "recipes": recipes}
+
+
+def headline(data: dict) -> tuple[list[str], list[list]]:
+    headers = ["model", "seeds"] + [c[0] for c in COLUMNS]
+    retain = [fmt_ci(_get(data["retain"], w), None) for _, w, _ in COLUMNS]
+    self_fq = data["demo"].get("retain_vs_itself", {}).get("forget_quality")
+    if retain[0] == "—" and self_fq is not None:  # the retain model against itself: p = 1 by construction
+        retain[0] = fmt_ci(self_fq, None)
+    rows = [["target (before)", 1] + [fmt_ci(_get(data["target"], w), None) for _, w, _ in COLUMNS],
+            ["retain (ideal)", 1] + retain]
+    for recipe, runs in data["recipes"].items():
+        rows.append([recipe, len(runs)] + [fmt_ci(*mean_ci([_get(r["eval"], w) for r in runs])) for _, w, _ in COLUMNS])
+    return headers, rows
+
+
+def not_computed(data: dict) -> dict[str, str]:
+    reasons = dict(data["target"].get("not_computed", {}))
+    for runs in data["recipes"].values():
+        for r in runs:
+            reasons.update(r["eval"].get("not_computed", {}))
+    return reasons
+
+
+def _scatter(data: dict):
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    for ax, (xw, xlabel, logx) in zip(axes, [(("agg", "forget_quality"), "Forget Quality (KS p-value)", True),
+                                             (("forget", "prob"), "forget-set answer probability", False)]):
+        for name, res, marker in (("target", data["target"], "*"), ("retain", data["retain"], "P")):
+            x, y = _get(res, xw), _get(res, ("agg", "model_utility"))
+            if x is not None and y is not None:
+                ax.scatter([x], [y], marker=marker, s=160, color="black" if name == "target" else "green",
+                           label=name, zorder=3)
+        for i, (recipe, runs) in enumerate(data["recipes"].items()):
+            pts = [(_get(r["eval"], xw), _get(r["eval"], ("agg", "model_utility"))) for r in runs]
+            pts = [(x, y) for x, y in pts if x is not None and y is not None]
+            if pts:
+                ax.scatter(*zip(*pts), color=f"C{i}", label=recipe, alpha=0.85)
+        if logx:
+            ax.set_xscale("log")
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel("Model Utility")
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=8, loc="best")
+    fig.suptitle("Forgetting vs utility (one point per recipe and seed)")
+    return fig
+
+
+def _relearn_curves(data: dict):
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), sharey=True)
+    for i, (recipe, runs) in enumerate(data["recipes"].items()):
+        curves = [r["relearn"]["curve"] for r in runs if r.get("relearn")]
+        if not curves:
+            continue
+        steps = [p["step"] for p in curves[0]]
+        for ax, key in zip(axes, ("prob", "prob_unseen")):
+            ys = [mean_ci([c[j][key] for c in curves]) for j in range(len(steps))]
+            m = [y[0] for y in ys]
+            h = [y[1] or 0.0 for y in ys]
+            ax.errorbar(steps, m, yerr=h, marker="o", capsize=3, color=f"C{i}", label=recipe)
+    t = _get(data["target"], ("forget", "prob"))
+    for ax, title in zip(axes, ("all forget items", "forget items the attacker did not train on")):
+        if t is not None:
+            ax.axhline(t, color="black", ls="--", lw=1, label="target (before unlearning)")
+        ax.set_xlabel("relearning steps")
+        ax.set_title(title, fontsize=10)
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("forget-set answer probability")
+    axes[0].legend(fontsize=8)
+    fig.suptitle("Relearning attack: how fast forgotten answers come back (mean ± 95 % CI over seeds)")
+    return fig
+
+
+def _truth_ratio_hists(data: dict):
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    recipes = list(data["recipes"])
+    n = max(1, len(recipes))
+    cols = min(3, n)
+    fig, axes = plt.subplots(math.ceil(n / cols), cols, figsize=(4.2 * cols, 3.2 * math.ceil(n / cols)),
+                             squeeze=False)
+    tr = lambda res: [it["truth_ratio"] for it in res["splits"]["forget"]["items"]  # noqa: E731
+                      if it.get("truth_ratio") is not None]
+    bins = np.linspace(0, 2.5, 26)
+    for ax, recipe in zip(axes.flat, recipes):
+        ax.hist(np.clip(tr(data["target"]), 0, 2.5), bins=bins, alpha=0.45, color="black", label="target")
+        ax.hist(np.clip(tr(data["retain"]), 0, 2.5), bins=bins, alpha=0.45, color="green", label="retain")
+        ax.hist(np.clip(tr(data["recipes"][recipe][0]["eval"]), 0, 2.5), bins=bins, alpha=0.55, color="C3",
+                label=f"{recipe} (seed {data['recipes'][recipe][0]['seed']})")
+        ax.set_title(recipe, fontsize=10)
+        ax.legend(fontsize=7)
+        ax.set_xlabel("forget-item truth ratio (clipped at 2.5)")
+    for ax in list(axes.flat)[len(recipes):]:
+        ax.axis("off")
+    fig.suptitle("Per-item truth ratios on the forget set: unlearned should look like retain, not target")
+    fig.tight_layout()
+    return fig
+
+
+def _examples(data: dict, role: str, n: int = 3) -> tuple[list[str], list[list]]:
+    target_items = data["target"]["splits"].get(role, {}).get("items", [])
+    idx = list(range(min(n, len(target_items))))
+    headers = ["question", "ground truth", "target (before)", "retain"] + list(data["recipes"])
+    rows = []
+    for i in idx:
+        row = [target_items[i]["question"], target_items[i]["answer"], target_items[i].get("generation", "")]
+        row.append(data["retain"]["splits"][role]["items"][i].get("generation", ""))
+        for runs in data["recipes"].values():
+            row.append(runs[0]["eval"]["splits"][role]["items"][i].get("generation", ""))
+        rows.append(row)
+    return headers, rows
+
+
+def write_report(run: str | Path) -> Path:
+    """Build report.html, report.md and results.json in `run` from its saved results."""
+    run = Path(run)
+    data = collect(run)
+    demo = data["demo"]
+    headers, rows = headline(data)
+    reasons = not_computed(data)
+    figs = {"scatter": _scatter(data), "relearn": _relearn_curves(data), "hist": _truth_ratio_hists(data)}
+    pngs = {k: H.figure_png(f) for k, f in figs.items()}
+    for k, png in pngs.items():
+        (run / f"{k}.png").write_bytes(png)
+    fe, fr = _examples(data, "forget"), _examples(data, "retain")
+    relearn_rows = []
+    for recipe, runs in data["recipes"].items():
+        curves = [r["relearn"]["curve"] for r in runs if r.get("relearn")]
+        if curves:
+            for j, p in enumerate(curves[0]):
+                relearn_rows.append([recipe, p["step"]] + [fmt_ci(*mean_ci([c[j][k] for c in curves]))
+                                                            for k in ("prob", "prob_unseen", "rouge_l_recall",
+                                                                      "truth_ratio", "forget_quality")])
+    relearn_headers = ["recipe", "step", "forget Prob", "Prob (unseen items)", "forget ROUGE", "forget TR", "FQ"]
+    timing_rows = [[k, v["seconds"], "reused" if v["reused"] else "ran"] for k, v in demo["timings"].items()]
+    cfg_text = json.dumps(demo["config"], indent=1)
+    ver_text = json.dumps(demo["versions"], indent=1)
+    nc_rows = [[k, v] for k, v in sorted(reasons.items())]
+    rvr = demo.get("retain_vs_itself", {}).get("forget_quality")
+    intro = (f"World preset '{demo['config']['preset']}', {demo['config']['model_size']} model, forget split "
+             f"{demo['config']['forget']}, {demo['config']['seeds']} seed(s) per recipe. Wall time "
+             f"{demo['wall_seconds']:.0f} s. Sanity: the retain model against itself has Forget Quality {H.fmt(rvr)} "
+             "(must be 1).")
+    html_sections = [
+        H.section("Headline: every recipe, mean ± 95 % CI over seeds", H.paragraph(intro),
+                  H.table_html(headers, rows, left_cols=1),
+                  H.paragraph("Forget Quality: higher = closer to the retain model (p-value; n items bound it "
+                              "from below). Prob/ROUGE on the forget set should fall; on retain and world facts "
+                              "they should stay. MIA AUC near 0.5 = members look like non-members.", note=True)),
+        H.section("Not computed", H.table_html(["metric", "reason"], nc_rows) if nc_rows else
+                  H.paragraph("every metric was computed")),
+        H.section("Forgetting vs utility", H.image_html(pngs["scatter"], "one point per recipe and seed")),
+        H.section("Relearning attack", H.image_html(pngs["relearn"], "forget probability vs attack steps"),
+                  H.table_html(relearn_headers, relearn_rows, left_cols=1)),
+        H.section("Per-item truth ratios", H.image_html(pngs["hist"], "forget-set truth ratio histograms")),
+        H.section("What forgetting looks like: forget questions", H.table_html(*fe, left_cols=99)),
+        H.section("... and retain questions (should stay answered)", H.table_html(*fr, left_cols=99)),
+        H.section("Run", H.table_html(["stage", "seconds", ""], timing_rows), H.pre(cfg_text), H.pre(ver_text)),
+    ]
+    html_sections += _classifier_sections(run)
+    (run / "report.html").write_text(H.render_page("obliviate report card", html_sections,
+                                                   subtitle=f"run directory: {run}"))
+    md = ["# obliviate report card", "", intro, "", H.table_md(headers, rows), "",
+          "## Not computed", "", H.table_md(["metric", "reason"], nc_rows) if nc_rows else "every metric computed", "",
+          "## Relearning attack", "", H.table_md(relearn_headers, relearn_rows), "",
+          "![forgetting vs utility](scatter.png)", "![relearning](relearn.png)", "![truth ratios](hist.png)", "",
+          "## Forget questions", "", H.table_md(*fe), "", "## Retain questions", "", H.table_md(*fr), "",
+          "## Run", "", H.table_md(["stage", "seconds", ""], timing_rows), "", "```json", cfg_text, "```", ""]
+    (run / "report.md").write_text("\n".join(md))
+    (run / "results.json").write_text(json.dumps({"headers": headers, "rows": rows, "not_computed": reasons,
+                                                  "relearn": relearn_rows}, indent=1) + "\n")
+    return run / "report.html"
+
+
+def _classifier_sections(run: Path) -> list[str]:
+    """Embed classifier-attack results saved under the run directory (steal/, invert/), if any."""
+    out = []
+    for sub in ("steal", "invert"):
+        d = run / sub
+        if d.is_dir():
+            try:
+                from obliviate.attack.classifier.report import report_section
+            except ImportError:
+                break
+            out.append(report_section(d))
+    return out

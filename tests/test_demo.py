@@ -1,0 +1,72 @@
+"""The demo pipeline end to end on the tiny world (micro model, 1 seed): every report section, finite numbers,
+stage reuse, and `obliviate report` rebuilding from saved results."""
+
+import json
+import math
+import re
+
+import pytest
+
+from obliviate.cli import main
+from obliviate.demo import DEMO_RECIPES, DemoConfig, run_demo
+
+SECTIONS = ["Headline", "Not computed", "Forgetting vs utility", "Relearning attack", "Per-item truth ratios",
+            "forget questions", "retain questions", "Run"]
+
+
+@pytest.fixture(scope="module")
+def demo_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("demo")
+    cfg = DemoConfig(preset="tiny", seeds=1, out=str(out), model_size="micro", finetune_epochs=30,
+                     finetune_batch_size=16, relearn_k=4, relearn_steps=[2, 4], max_new_tokens=24)
+    return out, run_demo(cfg, progress=False)
+
+
+def test_report_has_every_section_and_finite_numbers(demo_run):
+    out, report = demo_run
+    html = report.read_text()
+    for s in SECTIONS:
+        assert s in html, s
+    assert html.count("data:image/png;base64,") == 3  # scatter, relearning curve, truth-ratio histograms
+    assert "http://" not in html and "https://" not in html  # opens offline
+    results = json.loads((out / "results.json").read_text())
+    names = [r[0] for r in results["rows"]]
+    assert names == ["target (before)", "retain (ideal)"] + DEMO_RECIPES
+    col = results["headers"].index
+    for row in results["rows"]:
+        for key in ("Forget Quality", "Model Utility", "forget Prob", "retain Prob", "MIA AUC (Min-K)"):
+            value = float(row[col(key)].split(" ± ")[0])
+            assert math.isfinite(value), (row[0], key)
+    assert results["rows"][1][col("Forget Quality")] == "1.000"  # retain vs itself
+    assert "entailment_score" in results["not_computed"]  # no NLI model offline: said, not faked
+    md = (out / "report.md").read_text()
+    assert "| npo+gd+sam | 1 |" in md
+    demo = json.loads((out / "demo.json").read_text())
+    assert set(demo["versions"]) >= {"torch", "transformers", "obliviate"}
+    assert demo["config"]["seeds"] == 1
+
+
+def test_unlearning_lowers_forget_probability_for_every_recipe(demo_run):
+    out, _ = demo_run
+    rows = json.loads((out / "results.json").read_text())["rows"]
+    headers = json.loads((out / "results.json").read_text())["headers"]
+    prob = {r[0]: float(r[headers.index("forget Prob")]) for r in rows}
+    for recipe in DEMO_RECIPES:
+        assert prob[recipe] < prob["target (before)"], recipe
+
+
+def test_second_run_reuses_every_stage_and_report_rebuilds(demo_run, capsys):
+    out, report = demo_run
+    cfg = DemoConfig(preset="tiny", seeds=1, out=str(out), model_size="micro", finetune_epochs=30,
+                     finetune_batch_size=16, relearn_k=4, relearn_steps=[2, 4], max_new_tokens=24)
+    run_demo(cfg, progress=False)
+    timings = json.loads((out / "demo.json").read_text())["timings"]
+    assert timings and all(t["reused"] for t in timings.values())
+    report.unlink()
+    assert main(["report", str(out)]) == 0
+    assert report.is_file() and re.search(r"wrote .*report\.html", capsys.readouterr().out)
+
+
+def test_report_of_a_directory_without_results_is_a_clear_error(tmp_path, capsys):
+    assert main(["report", str(tmp_path)]) == 2
+    assert "not a finished demo run" in capsys.readouterr().err
