@@ -60,3 +60,22 @@ def target_results(target, world_dir, eval_cfg, retain_results, target_out):
 
     model, tok = target
     return evaluate(model, tok, world_dir, eval_cfg, out=target_out, retain_results=retain_results, progress=False)
+
+
+@pytest.fixture(scope="session")
+def make_nli_dir(target):
+    """Factory: a randomly initialised 1-layer BERT NLI classifier saved with the micro tokenizer."""
+
+    def make(out, id2label=None):
+        from transformers import BertConfig, BertForSequenceClassification
+
+        _, tok = target
+        id2label = id2label or {0: "entailment", 1: "neutral", 2: "contradiction"}
+        cfg = BertConfig(vocab_size=len(tok), hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                         intermediate_size=64, max_position_embeddings=256, id2label=id2label,
+                         label2id={v: k for k, v in id2label.items()}, pad_token_id=tok.pad_token_id)
+        BertForSequenceClassification(cfg).save_pretrained(out)
+        tok.save_pretrained(out)
+        return out
+
+    return make
