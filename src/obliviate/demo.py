@@ -14,7 +14,7 @@ Layout::
 
     out/world/                      the synthetic world (TOFU-schema JSON)
     out/models/{base,target,retain}/  HF model directories (+ stage.json)
-    out/eval/{target,retain}/eval.json
+    out/eval/{target,retain}/eval.json  the reference models (target = the 'before' outputs)
     out/runs/<recipe>/seed<k>/      unlearned model, log.jsonl, eval/eval.json, relearn/relearn.json
     out/demo.json                   resolved config, versions, stage timings
     out/report.html, out/report.md  the report card (`obliviate report out` rebuilds them)
@@ -188,17 +188,20 @@ def run_demo(cfg: DemoConfig, *, progress: bool = True) -> Path:
 
         embedder = load_embedder(ecfg.embedder)
 
-    def eval_into(model_dir: Path, retain_res, before_res):
-        def fn(d: Path):
-            model, tok = load_model(model_dir)
-            evaluate(model, tok, world, ecfg, retain_results=retain_res, before_results=before_res, out=d,
-                     model_name=str(model_dir.relative_to(out)), progress=progress, embedder=embedder)
-        return fn
+    def eval_into(model_dir: Path, retain_res, before_res, d: Path):
+        model, tok = load_model(model_dir)
+        return evaluate(model, tok, world, ecfg, retain_results=retain_res, before_results=before_res, out=d,
+                        model_name=str(model_dir.relative_to(out)), progress=progress, embedder=embedder)
 
-    st.run(out / "eval" / "retain", ekey, eval_into(models / "retain", None, None))
-    retain_res = load_results(out / "eval" / "retain")
-    st.run(out / "eval" / "target", ekey, eval_into(models / "target", retain_res, None))
-    target_res = load_results(out / "eval" / "target")
+    def eval_reference_models(d: Path):
+        # The target's own generations are the "before" outputs (Cosine Similarity) for every other model;
+        # its second evaluation hits the stage cache and only adds Forget Quality and its own CS (= 1).
+        target_first = eval_into(models / "target", None, None, d / "target")
+        retain_res = eval_into(models / "retain", None, target_first, d / "retain")
+        eval_into(models / "target", retain_res, target_first, d / "target")
+
+    st.run(out / "eval", ekey, eval_reference_models)
+    retain_res, target_res = load_results(out / "eval" / "retain"), load_results(out / "eval" / "target")
     step("evaluate target & retain")
 
     forget, retain = load_split(world, cfg.forget), load_split(world, cfg.retain)
@@ -217,7 +220,8 @@ def run_demo(cfg: DemoConfig, *, progress: bool = True) -> Path:
 
             st.run(run_dir / "model", ukey, do_unlearn)
             step(f"{recipe} seed {seed}: unlearn")
-            st.run(run_dir / "eval", {**ukey, **ekey}, eval_into(run_dir / "model", retain_res, target_res))
+            st.run(run_dir / "eval", {**ukey, **ekey},
+                   lambda d, run_dir=run_dir: eval_into(run_dir / "model", retain_res, target_res, d))
             step(f"{recipe} seed {seed}: evaluate")
             rcfg = RelearnConfig(forget=cfg.forget, k=cfg.relearn_k, steps=cfg.relearn_steps, lr=ucfg.preset(
                 cfg.model_size).lr, batch_size=cfg.relearn_batch_size, max_new_tokens=cfg.max_new_tokens, seed=seed)

@@ -94,6 +94,16 @@ def collect(run: Path) -> dict:
     return {"demo": demo, "target": target, "retain": retain, "recipes": recipes}
 
 
+AGGREGATE_COLUMNS = 10  # model, seeds + the first 6 COLUMNS, + MIA and PrivLeak: the first table of the card
+
+
+def split_table(headers: list[str], rows: list[list]) -> list[tuple[list[str], list[list]]]:
+    """The headline as two readable tables: aggregates (+ MIA, PrivLeak) and per-split means."""
+    agg = [0, 1] + [2 + i for i, c in enumerate(COLUMNS) if c[1][0] == "agg"]
+    per = [0, 1] + [2 + i for i, c in enumerate(COLUMNS) if c[1][0] != "agg"]
+    return [([headers[i] for i in cols], [[r[i] for i in cols] for r in rows]) for cols in (agg, per)]
+
+
 def headline(data: dict) -> tuple[list[str], list[list]]:
     headers = ["model", "seeds"] + [c[0] for c in COLUMNS]
     retain = [fmt_ci(_get(data["retain"], w), None) for _, w, _ in COLUMNS]
@@ -107,12 +117,17 @@ def headline(data: dict) -> tuple[list[str], list[list]]:
     return headers, rows
 
 
-def not_computed(data: dict) -> dict[str, str]:
-    reasons = dict(data["target"].get("not_computed", {}))
-    for runs in data["recipes"].values():
-        for r in runs:
-            reasons.update(r["eval"].get("not_computed", {}))
-    return reasons
+def not_computed(data: dict) -> dict[str, dict[str, list[str]]]:
+    """{metric: {reason: [models]}}: what was not computed, why, and for which models."""
+    out: dict[str, dict[str, list[str]]] = {}
+    models = [("target", data["target"]), ("retain", data["retain"])] + [
+        (recipe, runs[0]["eval"]) for recipe, runs in data["recipes"].items()]
+    for name, res in models:
+        for metric, reason in res.get("not_computed", {}).items():
+            if name == "retain" and metric == "forget_quality":
+                continue  # shown from the retain-vs-itself sanity check
+            out.setdefault(metric, {}).setdefault(reason, []).append(name)
+    return out
 
 
 def _scatter(data: dict):
@@ -123,6 +138,8 @@ def _scatter(data: dict):
                                              (("forget", "prob"), "forget-set answer probability", False)]):
         for name, res, marker in (("target", data["target"], "*"), ("retain", data["retain"], "P")):
             x, y = _get(res, xw), _get(res, ("agg", "model_utility"))
+            if x is None and name == "retain" and xw[1] == "forget_quality":
+                x = data["demo"].get("retain_vs_itself", {}).get("forget_quality")
             if x is not None and y is not None:
                 ax.scatter([x], [y], marker=marker, s=160, color="black" if name == "target" else "green",
                            label=name, zorder=3)
@@ -160,6 +177,7 @@ def _relearn_curves(data: dict):
         if t is not None:
             ax.axhline(t, color="black", ls="--", lw=1, label="target (before unlearning)")
         ax.set_xlabel("relearning steps")
+        ax.xaxis.get_major_locator().set_params(integer=True)
         ax.set_title(title, fontsize=10)
         ax.grid(alpha=0.3)
     axes[0].set_ylabel("forget-set answer probability")
@@ -233,7 +251,8 @@ def write_report(run: str | Path) -> Path:
     timing_rows = [[k, v["seconds"], "reused" if v["reused"] else "ran"] for k, v in demo["timings"].items()]
     cfg_text = json.dumps(demo["config"], indent=1)
     ver_text = json.dumps(demo["versions"], indent=1)
-    nc_rows = [[k, v] for k, v in sorted(reasons.items())]
+    nc_rows = [[metric, ", ".join(models), reason] for metric, by in sorted(reasons.items())
+               for reason, models in by.items()]
     rvr = demo.get("retain_vs_itself", {}).get("forget_quality")
     intro = (f"World preset '{demo['config']['preset']}', {demo['config']['model_size']} model, forget split "
              f"{demo['config']['forget']}, {demo['config']['seeds']} seed(s) per recipe. Wall time "
@@ -241,11 +260,11 @@ def write_report(run: str | Path) -> Path:
              "(must be 1).")
     html_sections = [
         H.section("Headline: every recipe, mean ± 95 % CI over seeds", H.paragraph(intro),
-                  H.table_html(headers, rows, left_cols=1),
+                  *[H.table_html(h, r, left_cols=1) for h, r in split_table(headers, rows)],
                   H.paragraph("Forget Quality: higher = closer to the retain model (p-value; n items bound it "
                               "from below). Prob/ROUGE on the forget set should fall; on retain and world facts "
                               "they should stay. MIA AUC near 0.5 = members look like non-members.", note=True)),
-        H.section("Not computed", H.table_html(["metric", "reason"], nc_rows) if nc_rows else
+        H.section("Not computed", H.table_html(["metric", "models", "reason"], nc_rows, left_cols=3) if nc_rows else
                   H.paragraph("every metric was computed")),
         H.section("Forgetting vs utility", H.image_html(pngs["scatter"], "one point per recipe and seed")),
         H.section("Relearning attack", H.image_html(pngs["relearn"], "forget probability vs attack steps"),
@@ -258,8 +277,8 @@ def write_report(run: str | Path) -> Path:
     html_sections += _classifier_sections(run)
     (run / "report.html").write_text(H.render_page("obliviate report card", html_sections,
                                                    subtitle=f"run directory: {run}"))
-    md = ["# obliviate report card", "", intro, "", H.table_md(headers, rows), "",
-          "## Not computed", "", H.table_md(["metric", "reason"], nc_rows) if nc_rows else "every metric computed", "",
+    md = ["# obliviate report card", "", intro, ""] + [H.table_md(h, r) + "\n" for h, r in split_table(headers, rows)] + [
+          "## Not computed", "", H.table_md(["metric", "models", "reason"], nc_rows) if nc_rows else "every metric computed", "",
           "## Relearning attack", "", H.table_md(relearn_headers, relearn_rows), "",
           "![forgetting vs utility](scatter.png)", "![relearning](relearn.png)", "![truth ratios](hist.png)", "",
           "## Forget questions", "", H.table_md(*fe), "", "## Retain questions", "", H.table_md(*fr), "",
