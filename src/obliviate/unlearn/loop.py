@@ -58,6 +58,12 @@ def _mb(idx):
     return MicroBatch(list(idx))
 
 
+def recipe_needs(cfg: UnlearnConfig) -> set[str]:
+    """What the recipe's parts need: views to tokenize, cached / live reference, own parameters."""
+    parts = [OBJECTIVES[cfg.objective]] + ([REGULARIZERS[cfg.regularizer]] if cfg.regularizer else [])
+    return set().union(*(p.needs for p in parts))
+
+
 def _check_run_dir(out: Path | None, cfg: UnlearnConfig, *, resume: bool, overwrite: bool) -> None:
     if out is None:
         return
@@ -121,7 +127,7 @@ def unlearn(model, tokenizer, forget_records: list[dict], retain_records: list[d
     objective = OBJECTIVES[cfg.objective]
     regularizer = REGULARIZERS[cfg.regularizer] if cfg.regularizer else None
     smoother = SMOOTHERS[cfg.smoothing] if cfg.smoothing else NO_SMOOTHING
-    needs = set(objective.needs) | set(regularizer.needs if regularizer else ())
+    needs = recipe_needs(cfg)
     if needs & {"retain", "retain_alternate"} and not retain_records:
         raise ObliviateError(f"recipe {cfg.recipe} needs retain records (a retain split)")
     if needs & {"alternate", "retain_alternate"} and not refusals:

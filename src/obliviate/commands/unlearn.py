@@ -1,0 +1,51 @@
+"""obliviate unlearn --model models/target --data data/demo --forget forget10 --retain retain90 --recipe npo+gd --out runs/npo_gd [key=value ...]"""
+
+import json
+from pathlib import Path
+
+from obliviate.config import load_config
+from obliviate.data.loading import load_refusals, load_split
+from obliviate.models.loading import check_output_dir, load_model
+from obliviate.unlearn import UnlearnConfig, unlearn
+from obliviate.unlearn.loop import recipe_needs
+
+
+def add_arguments(p):
+    p.add_argument("--model", required=True, help="model directory, hub id, or smollm2-135m-instruct")
+    p.add_argument("--data", required=True, help="world directory, local JSON/JSONL file, or hub id (locuslab/TOFU)")
+    p.add_argument("--forget", default="forget10", help="forget split(s), '+'-joined (default: forget10)")
+    p.add_argument("--retain", default="retain90", help="retain split(s) for the regulariser (default: retain90)")
+    p.add_argument("--recipe", default=None, help="objective[+regularizer][+smoothing], e.g. npo+gd+sam (see `obliviate ls`)")
+    p.add_argument("--out", required=True, help="run directory: model, run.json, log.jsonl, summary.json, checkpoints/")
+    p.add_argument("--config", help="YAML file with UnlearnConfig fields")
+    p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--lora", action="store_true", default=None, help="train a LoRA adapter (peft), merged at the end")
+    p.add_argument("--ref-model", default=None, help="reference model for npo/dpo/kl/rmu (continual: the original)")
+    p.add_argument("--resume", action="store_true", help="continue an interrupted run from its last checkpoint")
+    p.add_argument("--overwrite", action="store_true")
+    p.add_argument("--allow-pickle", action="store_true", help="allow loading pickle checkpoints (trusted files only)")
+    p.add_argument("--trust-remote-code", action="store_true")
+    p.add_argument("overrides", nargs="*", help="UnlearnConfig overrides, e.g. lr=1e-3 npo_beta=0.2 smoothing=sam")
+
+
+def run(args):
+    cfg = load_config(UnlearnConfig, args.config, args.overrides, recipe=args.recipe, seed=args.seed, lora=args.lora,
+                      reference="original" if args.ref_model else None)
+    out = check_output_dir(args.out, args.model, args.ref_model, overwrite=args.overwrite)
+    forget = load_split(args.data, args.forget)
+    needs = recipe_needs(cfg)
+    retain = load_split(args.data, args.retain) if needs & {"retain", "retain_alternate"} else None
+    refusals = load_refusals(args.data) if needs & {"alternate", "retain_alternate"} else None
+    load = dict(allow_pickle=args.allow_pickle, trust_remote_code=args.trust_remote_code)
+    model, tok = load_model(args.model, **load)
+    ref = load_model(args.ref_model, with_tokenizer=False, **load) if args.ref_model else None
+    model, log = unlearn(model, tok, forget, retain, cfg, refusals=refusals, out_dir=out, resume=args.resume,
+                         overwrite=args.overwrite, ref_model=ref)
+    meta = out / "obliviate.json"
+    info = json.loads(meta.read_text()) if meta.is_file() else {}
+    info.update({"unlearned_from": str(args.model), "data": str(args.data), "forget": args.forget,
+                 "retain": args.retain if retain is not None else None})
+    meta.write_text(json.dumps(info, indent=2) + "\n")
+    s = log.summary
+    print(f"unlearned {cfg.recipe}: {s['steps']} steps in {s['seconds']:.1f}s; forget answer probability "
+          f"{s['forget_prob_before']:.3f} -> {s['forget_prob_after']:.3f}; saved to {Path(out)}")
