@@ -122,7 +122,7 @@ def test_cosine_with_before_results_of_same_model_is_one(target, world_dir, targ
     for role in ("forget", "retain", "world_facts"):
         assert r["splits"][role]["means"]["cosine_similarity"] == pytest.approx(1.0, abs=1e-5)
     assert "mu18_no_es" in r["aggregates"] and "mu18" not in r["aggregates"]
-    assert "forget_efficacy_no_es" in r["aggregates"] and "Entailment" in r["not_computed"]["forget_efficacy"]
+    assert "forget_efficacy_no_es" in r["aggregates"] and "entailment_score" in r["not_computed"]["forget_efficacy"]
 
 
 def test_mismatched_before_results_are_reported(target, world_dir, tmp_path):

@@ -18,7 +18,8 @@ from obliviate.data.format import pad_batch
 
 @torch.inference_mode()
 def generate(model, tokenizer, prompts: Sequence[list[int]], *, max_new_tokens: int = 200, batch_size: int = 16,
-             stop: str | None = None, progress: bool = False, desc: str = "generate") -> tuple[list[str], list[list[int]]]:
+             stop: str | None = None, progress: bool = False,
+             desc: str = "generate") -> tuple[list[str], list[list[int]]]:
     """Greedy continuations of token-id prompts. `stop`: cut the text at this string (KnowMem's blank line)."""
     from tqdm.auto import tqdm
 

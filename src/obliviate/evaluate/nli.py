@@ -17,8 +17,7 @@ import torch
 
 from obliviate import ObliviateError
 
-NO_NLI_REASON = ("no NLI model given (pass --nli MODEL, e.g. sileod/deberta-v3-base-tasksource-nli, or a local "
-                 "copy); none installs offline")
+NO_NLI_REASON = "no NLI model (--nli MODEL, e.g. sileod/deberta-v3-base-tasksource-nli; none installs offline)"
 
 
 @dataclass

@@ -39,7 +39,8 @@ eval.json layout (key names are stable; the report card reads them)::
                  privleak, privleak_reference_auc, privleak_reference,
                  verbmem, knowmem, mcq: {split: accuracy}}
     muse: {verbmem: {...items}, knowmem: {...}};  mcq: {split: {items, accuracy, chance}}
-    not_computed: {metric: reason}
+    not_computed: {metric: reason}            (also "split:<role>" for a missing split)
+    missing, stage_not_computed               (the raw inputs of not_computed, kept for `aggregate`)
 
 eval.json is rewritten after every stage (atomically), and every stage's raw output is cached under
 ``<out>/cache/<fingerprint>/`` keyed by (split, stage, parameters, records), so an interrupted run resumes
@@ -237,7 +238,7 @@ def _generate_stage(model, tok, role: str, records: list[dict], cfg: EvalConfig,
 
 def _before_generations(before_results: dict | None, role: str, items: list[dict]) -> tuple[list[str] | None, str]:
     if before_results is None:
-        return None, "no 'before' results (pass before_results / --before-model: the model before unlearning)"
+        return None, "no 'before' generations (--before-model / --before-results)"
     split = before_results.get("splits", {}).get(role)
     if not split or any("generation" not in b for b in split.get("items", [])):
         return None, f"the 'before' results have no generations for split '{role}'"
@@ -294,7 +295,7 @@ def aggregate(results: dict, retain_results: dict | None = None, *,
     if not trs:
         nc["forget_quality"] = "the forget split has no perturbed answers (no truth ratios)"
     elif retain_results is None:
-        nc["forget_quality"] = "no retain-model results (pass retain_results / --retain-model / --retain-results)"
+        nc["forget_quality"] = "no retain-model results (--retain-model / --retain-results)"
     elif not ret_trs:
         nc["forget_quality"] = "the retain-model results have no forget-split truth ratios"
     else:
@@ -329,9 +330,9 @@ def aggregate(results: dict, retain_results: dict | None = None, *,
             agg["mu18_parts"] = {**no_es, **es}
             agg["mu18_n"] = len(agg["mu18_parts"])
         else:
-            nc["mu18"] = "needs the Entailment Score: " + _es_reason(results)
+            nc["mu18"] = "needs entailment_score (not computed)"
     elif "model_utility" in agg:
-        nc["mu18"] = "needs the Cosine Similarity: " + _cs_reason(results)
+        nc["mu18"] = "needs cosine_similarity (not computed)"
         nc["mu18_no_es"] = nc["mu18"]
     # Forget Efficacy (seed A)
     fe_parts = {k: fm.get(k) for k in ("rouge_l_recall", "prob", "truth_ratio_seed_a", "cosine_similarity")}
@@ -341,11 +342,10 @@ def aggregate(results: dict, retain_results: dict | None = None, *,
             agg["forget_efficacy_parts"] = {**fe_parts, "entailment_score": fm["entailment_score"]}
             agg["forget_efficacy"] = M.forget_efficacy(list(agg["forget_efficacy_parts"].values()))
         else:
-            nc["forget_efficacy"] = "needs the Entailment Score: " + _es_reason(results)
+            nc["forget_efficacy"] = "needs entailment_score (not computed)"
     else:
         missing = [k for k, v in fe_parts.items() if v is None]
-        nc["forget_efficacy"] = f"missing forget-split parts: {', '.join(missing)}" + (
-            " (" + _cs_reason(results) + ")" if "cosine_similarity" in missing else "")
+        nc["forget_efficacy"] = f"needs forget-split {', '.join(missing)} (not computed)"
         nc["forget_efficacy_no_es"] = nc["forget_efficacy"]
     # MIA and PrivLeak
     if "holdout" in splits and forget.get("items"):
@@ -360,7 +360,7 @@ def aggregate(results: dict, retain_results: dict | None = None, *,
             agg["privleak_reference_auc"] = ref_auc
             agg["privleak"] = M.privleak(agg["mia"]["min_k"], ref_auc)
         else:
-            nc["privleak"] = "no retain-model MIA AUC (pass retain results) and no privleak_reference_auc"
+            nc["privleak"] = "no retain-model results and no privleak_reference_auc"
     else:
         nc["mia"] = nc["privleak"] = "no holdout split (MIA non-members): " + results.get("missing", {}).get(
             "holdout", "not found")
@@ -373,14 +373,6 @@ def aggregate(results: dict, retain_results: dict | None = None, *,
         nc[f"split:{role}"] = reason
     nc.update(results.get("stage_not_computed", {}))
     return agg, nc
-
-
-def _es_reason(results: dict) -> str:
-    return results.get("stage_not_computed", {}).get("entailment_score", "Entailment Score not computed")
-
-
-def _cs_reason(results: dict) -> str:
-    return results.get("stage_not_computed", {}).get("cosine_similarity", "Cosine Similarity not computed")
 
 
 # ------------------------------------------------------------------------------------------- driver
@@ -509,7 +501,8 @@ def _nli_stage(results: dict, cfg: EvalConfig, nli, progress: bool) -> None:
         items = results["splits"][role]["items"]
         todo = [it for it in items if it["rouge_l_recall"] >= cfg.rouge_floor]
         # forget: does the output entail the truth? retain-type: does the truth entail the output?
-        pairs = [(it["generation"], it["answer"]) if role == "forget" else (it["answer"], it["generation"]) for it in todo]
+        pairs = [(it["generation"], it["answer"]) if role == "forget" else (it["answer"], it["generation"])
+                 for it in todo]
         labels = nli_labels(nli, [p for p, _ in pairs], [h for _, h in pairs]) if pairs else []
         for it in items:
             it["entailment_label"] = None
