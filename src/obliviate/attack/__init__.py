@@ -1,0 +1,1 @@
+"""Attacks on unlearned language models and on image classifiers (`attack.classifier`)."""
