@@ -10,6 +10,7 @@ weights as an uninterrupted run.
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
 import math
 import shutil
@@ -22,9 +23,10 @@ import torch
 from obliviate import ObliviateError
 from obliviate.config import write_run_info
 from obliviate.models.finetune import model_size_name, seed_everything
-from obliviate.models.loading import model_fingerprint, save_model
+from obliviate.models.loading import save_model
 from obliviate.models.logps import sequence_logps
-from obliviate.unlearn.batch import UnlearnData, build_data, cache_ref_logps, collate, micro_batches_per_epoch, plan
+from obliviate.unlearn.batch import (MicroBatch, UnlearnData, build_data, cache_ref_logps, collate,
+                                     micro_batches_per_epoch, plan)
 from obliviate.unlearn.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from obliviate.unlearn.config import UnlearnConfig
 from obliviate.unlearn.forward import Ref, Views
@@ -38,7 +40,7 @@ RUN_FILES = ("log.jsonl", "checkpoints", "summary.json")
 class UnlearnLog(list):
     """The per-step rows; `.summary` holds forget probability before/after, steps, seconds, resolved lr."""
 
-    summary: dict = {}
+    summary: dict | None = None
 
 
 @torch.no_grad()
@@ -52,9 +54,23 @@ def forget_probe(model, data: UnlearnData) -> dict:
     return {"forget_prob": float(means.exp().mean()), "forget_mean_logp": float(means.mean())}
 
 
-def _mb(idx):
-    from obliviate.unlearn.batch import MicroBatch
+def _fingerprint(params) -> str:
+    """Hash of the trainable weights (did unlearning change anything?)."""
+    h = hashlib.sha256()
+    for name, p in params:
+        h.update(name.encode())
+        h.update(p.detach().float().cpu().numpy().tobytes())
+    return h.hexdigest()[:16]
 
+
+def _shard(mb: MicroBatch, rank: int, world: int) -> MicroBatch:
+    """Each process of a multi-GPU run takes every world-th item of the micro-batch."""
+    if world == 1:
+        return mb
+    return MicroBatch(mb.forget[rank::world], None if mb.retain is None else mb.retain[rank::world])
+
+
+def _mb(idx):
     return MicroBatch(list(idx))
 
 
@@ -161,7 +177,7 @@ def unlearn(model, tokenizer, forget_records: list[dict], retain_records: list[d
              else get_constant_schedule_with_warmup(opt, warmup))
     model, opt, sched = acc.prepare(model, opt, sched)
     params = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
-    fingerprint = model_fingerprint(model)
+    fingerprint = _fingerprint(params)
     tracker = smoother.tracker(params, cfg, total) if smoother.tracker else None
     start, log = 0, []
     last = latest_checkpoint(out) if (out is not None and resume) else None
@@ -178,7 +194,7 @@ def unlearn(model, tokenizer, forget_records: list[dict], retain_records: list[d
         micros = schedule[step * cfg.grad_accum:(step + 1) * cfg.grad_accum]
         parts: dict[str, float] = {}
         for k, mb in enumerate(micros):
-            batch = collate(data, mb)
+            batch = collate(data, _shard(mb, acc.process_index, acc.num_processes))
             s = Step(forget=lambda forward=None, b=batch: objective(Views(model, b, ref=ref, forward=forward), cfg),
                      retain=(lambda b=batch: regularizer(Views(model, b, ref=ref), cfg)) if regularizer else None,
                      weigh=weigh, params=params, backward=acc.backward, model=model, cfg=cfg,
@@ -208,14 +224,13 @@ def unlearn(model, tokenizer, forget_records: list[dict], retain_records: list[d
     if tracker is not None:
         tracker.finish()
     model = acc.unwrap_model(model).eval()
-    return _finish(model, tokenizer, data, cfg, before, fingerprint, log, out, size=size, hp=hp, total=total,
-                   seconds=time.time() - started)
+    return _finish(model, tokenizer, data, cfg, before, fingerprint == _fingerprint(params), log, out, size=size,
+                   hp=hp, total=total, seconds=time.time() - started)
 
 
-def _finish(model, tokenizer, data, cfg, before, fingerprint, log, out, *, size, hp, total, seconds):
+def _finish(model, tokenizer, data, cfg, before, unchanged_weights, log, out, *, size, hp, total, seconds):
     """Warn when nothing changed, merge LoRA, save the model and summary."""
     after = forget_probe(model, data)
-    unchanged_weights = model_fingerprint(model) == fingerprint
     unchanged_loss = abs(after["forget_mean_logp"] - before["forget_mean_logp"]) < 1e-4
     if unchanged_weights or unchanged_loss:
         warnings.warn(f"unlearning changed nothing measurable ({'weights identical' if unchanged_weights else ''}"
