@@ -163,20 +163,24 @@ def test_wa_final_weights_are_the_mean_of_the_snapshots(target, splits, tmp_path
     assert any(not torch.equal(p, final[n]) for n, p in wa_model.named_parameters())
 
 
-def test_sam_with_accumulation_is_the_mean_of_per_micro_batch_sam_gradients(random_micro, splits):
+@pytest.mark.parametrize("smoother,recipe", [(sam, "ga+gd+sam"), (rs, "ga+gd+rs"), (gp, "ga+gd+gp"), (cr, "ga+gd+cr"),
+                                             (plain, "ga+gd")])
+def test_accumulation_is_the_mean_of_per_micro_batch_gradients(random_micro, splits, smoother, recipe):
+    """Every smoother adds scale × its gradient to .grad and never clears it, so 2 micro-batches at scale ½
+    give the mean of their separate gradients (SAM's reference code breaks this)."""
     model, tok = random_micro
     model = copy.deepcopy(model)
     data = build_data(tok, *splits, {"retain"})
     b1, b2 = collate(data, MicroBatch([0, 1], [3, 4])), collate(data, MicroBatch([2, 3], [5, 6]))
-    cfg = UnlearnConfig(recipe="ga+gd+sam", sam_rho=0.5)
+    cfg = UnlearnConfig(recipe=recipe, sam_rho=0.5, rs_sigma=0.05, gp_rho=1.0, cr_rho=1.0)
     singles = []
     for b in (b1, b2):
-        sam(make_step(model, b, cfg))
+        smoother(make_step(model, b, cfg))
         singles.append(grads_of(model))
     for b in (b1, b2):  # accumulate: each adds scale × its gradient, never clears .grad
         s = make_step(model, b, cfg)
         s.scale = 0.5
-        sam(s)
+        smoother(s)
     acc = grads_of(model)
     for n in acc:
         assert_close(acc[n], (singles[0][n] + singles[1][n]) / 2, atol=1e-6, rtol=1e-5)
