@@ -45,12 +45,12 @@ class StealConfig:
     target_epochs: int = 20
     target_width: int = 16
     clone_width: int = 16
-    epochs: int = 30                   # (scaled)
+    epochs: int = 40                   # (scaled)
     budget: int | None = None          # query budget; None → epochs · n_c · batch_size
     batch_size: int = 64               # B: clone batch = queries per clone step (scaled)
     gen_batch: int = 64                # synthetic images appended to 𝓑 per epoch (scaled)
     n_g: int = 10                      # N_G generator steps per epoch (scaled)
-    n_c: int = 25                      # N_C clone steps per epoch (scaled)
+    n_c: int = 30                      # N_C clone steps per epoch (scaled)
     nz: int = 64
     gen_width: int = 32
     lr_g: float = 2e-3                 # Adam on θ_G, betas (0.5, 0.999)

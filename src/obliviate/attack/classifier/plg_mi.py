@@ -55,7 +55,7 @@ class InvertConfig:
     nz: int = 64
     gen_width: int = 32                 # (scaled)
     dis_width: int = 32                 # (scaled)
-    gan_iters: int = 300                # generator updates (scaled)
+    gan_iters: int = 200                # generator updates (scaled)
     n_dis: int = 5                      # discriminator updates per generator update
     batch_size: int = 64
     lr_gan: float = 2e-4                # Adam betas (0, 0.9) for G and D
@@ -130,9 +130,9 @@ def frechet_distance(feat_a: np.ndarray, feat_b: np.ndarray) -> float:
     from scipy import linalg
 
     mu_a, mu_b = feat_a.mean(0), feat_b.mean(0)
-    cov_a, cov_b = np.cov(feat_a, rowvar=False), np.cov(feat_b, rowvar=False)
-    covmean, _ = linalg.sqrtm(cov_a @ cov_b, disp=False)
-    if not np.isfinite(covmean).all():
+    cov_a, cov_b = np.atleast_2d(np.cov(feat_a, rowvar=False)), np.atleast_2d(np.cov(feat_b, rowvar=False))
+    covmean = linalg.sqrtm(cov_a @ cov_b)
+    if not np.isfinite(covmean).all():      # singular product: regularise as pytorch-fid does
         eye = np.eye(len(cov_a)) * 1e-6
         covmean = linalg.sqrtm((cov_a + eye) @ (cov_b + eye))
     return float(((mu_a - mu_b) ** 2).sum() + np.trace(cov_a + cov_b - 2 * np.real(covmean)))
@@ -175,7 +175,7 @@ def gan_step(G: nn.Module, D: nn.Module, T: nn.Module, *,
     opt_g.zero_grad()
     g_loss.backward()
     opt_g.step()
-    return float(d_loss), float(g_loss)
+    return d_loss.item(), g_loss.item()
 
 
 def train_gan(public_x: torch.Tensor, public_y: torch.Tensor | None, T: nn.Module, *, cfg: InvertConfig,
@@ -271,6 +271,8 @@ def invert(cfg: InvertConfig, out_dir: str | Path | None = None) -> dict:
         write_run_info(out, cfg, seed=cfg.seed)
     private, private_test, public_x = invert_splits(cfg)
     K, shape = private.num_classes, tuple(private.x.shape[1:])
+    if cfg.top_n > len(public_x):
+        raise ObliviateError(f"top_n={cfg.top_n} exceeds the {len(public_x)} public images")
     if cfg.target:
         T, spec = load_classifier(cfg.target, allow_pickle=cfg.allow_pickle)
         if spec.get("meta", {}).get("dataset") not in (None, cfg.dataset):

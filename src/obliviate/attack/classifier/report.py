@@ -33,8 +33,8 @@ def image_grid(images: torch.Tensor, *, ncol: int, title: str = "", row_labels: 
         for s in ax.spines.values():
             s.set_visible(False)
         if i < n:
-            img = images[i].detach().cpu()
-            ax.imshow(img[0] if img.shape[0] == 1 else img.permute(1, 2, 0), cmap="gray", vmin=0, vmax=1)
+            img = images[i].detach().cpu().numpy()
+            ax.imshow(img[0] if img.shape[0] == 1 else img.transpose(1, 2, 0), cmap="gray", vmin=0, vmax=1)
         if row_labels and i % ncol == 0 and i // ncol < len(row_labels):
             ax.set_ylabel(row_labels[i // ncol], rotation=0, labelpad=12, fontsize=8)
     if title:
