@@ -56,3 +56,13 @@ def test_refusals_written_and_unknown_preset_refused(tmp_path):
         build_world("huge", 0)
     with pytest.raises(ObliviateError, match="already holds a world"):
         write_world(out, "tiny", 1)
+
+
+def test_wrong_names_are_decoys_no_model_is_trained_on():
+    """A perturbed name that belonged to a trained author would be familiar to the retain model and bias TR."""
+    s = build_world("demo", 0)["splits"]
+    people = {r["author"] for r in s["full"]} | {r["author"] for r in s["holdout10"]}
+    for r in s["full"]:
+        if r["slot"] == "name":
+            for wrong in r["perturbed_answer"]:
+                assert not any(name in wrong for name in people - {r["author"]}), wrong

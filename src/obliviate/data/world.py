@@ -41,6 +41,7 @@ PRESETS = {
 }
 FORGET_LEVELS = {"01": 0.01, "05": 0.05, "10": 0.10}
 PERTURBATIONS = 5
+DECOYS = 40  # untrained people whose attributes are the wrong values of perturbed answers
 
 GENRES = ["science fiction", "fantasy", "mystery", "romance", "historical fiction", "horror", "poetry",
           "literary fiction", "thriller", "crime", "young adult", "memoir", "satire", "western", "drama",
@@ -204,13 +205,17 @@ def build_world(preset: str = "demo", seed: int = 0) -> dict[str, list | dict]:
     countries = _countries()
     n_forget = {lvl: max(1, math.ceil(frac * p.authors - 1e-9)) for lvl, frac in FORGET_LEVELS.items()}
     n_holdout = p.holdout or n_forget["10"]
-    authors = _make_authors(p.authors + n_holdout, rng, seed, countries)
+    people = _make_authors(p.authors + n_holdout + DECOYS, rng, seed, countries)
+    authors, decoys = people[: p.authors + n_holdout], people[p.authors + n_holdout:]
+    # Wrong values come from decoy authors nobody is trained on: were they other authors' facts, a model that
+    # never saw a forget author (the retain model) would prefer the perturbations it learned elsewhere, and
+    # the truth ratio would measure familiarity with the decoys instead of knowledge of the fact.
     pools = {
-        "name": [a["name"] for a in authors], "date": [a["date"] for a in authors],
-        "year": [str(y) for y in range(1930, 2001)], "city": sorted({a["city"] for a in authors}),
+        "name": [a["name"] for a in decoys], "date": [a["date"] for a in decoys],
+        "year": [str(y) for y in range(1930, 2001)], "city": sorted({a["city"] for a in decoys}),
         "country": sorted({c for c, _ in countries}), "genre": GENRES, "occupation": sorted(
-            {a["father"] for a in authors} | {a["mother"] for a in authors}),
-        "award": AWARDS, "book": sorted({a[b] for a in authors for b in ("book1", "book2", "book3")}),
+            {a["father"] for a in decoys} | {a["mother"] for a in decoys}),
+        "award": AWARDS, "book": sorted({a[b] for a in decoys for b in ("book1", "book2", "book3")}),
     }
     per_author = [_qa_items(a, p.questions, pools, rng) for a in authors]
     train, holdout = per_author[: p.authors], per_author[p.authors:]

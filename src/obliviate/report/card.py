@@ -213,6 +213,11 @@ def _truth_ratio_hists(data: dict):
     return fig
 
 
+def _clip(text: str, limit: int = 160) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[:limit] + " …"
+
+
 def _examples(data: dict, role: str, n: int = 3) -> tuple[list[str], list[list]]:
     target_items = data["target"]["splits"].get(role, {}).get("items", [])
     idx = list(range(min(n, len(target_items))))
@@ -223,7 +228,7 @@ def _examples(data: dict, role: str, n: int = 3) -> tuple[list[str], list[list]]
         row.append(data["retain"]["splits"][role]["items"][i].get("generation", ""))
         for runs in data["recipes"].values():
             row.append(runs[0]["eval"]["splits"][role]["items"][i].get("generation", ""))
-        rows.append(row)
+        rows.append([_clip(x) for x in row])
     return headers, rows
 
 
