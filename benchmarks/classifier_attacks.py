@@ -42,18 +42,18 @@ def run_steal(out: Path, seed: int, overrides: dict) -> None:
         target_dir = target_dir or str(out / "steal" / f"seed{seed}" / STEAL_MODES[0] / "target")
 
 
-def run_invert(out: Path, seed: int, overrides: dict) -> None:
-    run_dir = out / "invert" / f"seed{seed}"
+def run_invert(out: Path, seed: int, overrides: dict, methods: list[str], sub: str = "invert") -> None:
+    run_dir = out / sub / f"seed{seed}"
     if (run_dir / "results.json").exists():
         print(f"skip {run_dir} (done)", flush=True)
         return
     torch.manual_seed(seed)
-    r = invert(InvertConfig(seed=seed, methods=list(METHODS), **overrides), run_dir)
+    r = invert(InvertConfig(seed=seed, methods=methods, **overrides), run_dir)
     print(f"invert seed {seed}: " + json.dumps({m: {k: round(v, 3) for k, v in d.items()}
                                                for m, d in r["methods"].items()}), flush=True)
 
 
-def tables(out: Path, seeds: list[int]) -> str:
+def tables(out: Path, seeds: list[int], sub: str = "invert") -> str:
     lines = []
     steal_runs = {m: [json.loads(p.read_text()) for s in seeds
                       if (p := out / "steal" / f"seed{s}" / m / "results.json").exists()] for m in STEAL_MODES}
@@ -72,7 +72,7 @@ def tables(out: Path, seeds: list[int]) -> str:
         eps, aa_n = t[0]["eps"], t[0]["aa_n"]
         lines += [f"### DFHL-RS on digits (L∞ ε = {eps}, AA on {aa_n} test images), mean ± std over seeds", "",
                   table_md(head, rows), ""]
-    inv = [json.loads(p.read_text()) for s in seeds if (p := out / "invert" / f"seed{s}" / "results.json").exists()]
+    inv = [json.loads(p.read_text()) for s in seeds if (p := out / sub / f"seed{s}" / "results.json").exists()]
     if inv:
         head = ["method", "n", "Acc@1 ↑", "Acc@5 ↑", "KNN ↓", "FD (E feats) ↓", "target acc on recs", "wall s"]
         rows = [[m, len(inv)] + [pm([r["methods"][m][c] for r in inv], 3 if c.startswith("acc") else 2)
@@ -81,8 +81,10 @@ def tables(out: Path, seeds: list[int]) -> str:
         rows.append(["real held-out private", len(inv)] + [pm([r["real_test_reference"][c] for r in inv],
                                                                3 if c.startswith("acc") else 2)
                                                             for c in ("acc1", "acc5", "knn", "fd")] + ["", ""])
-        lines += ["### PLG-MI on digits (private = 45 % of digits, public = disjoint rotated+blurred digits), "
-                  "mean ± std over seeds", "", table_md(head, rows), "",
+        first = next(p for s in seeds if (p := out / sub / f"seed{s}" / "run.json").exists())
+        gan_iters = json.loads(first.read_text())["config"]["gan_iters"]
+        lines += [f"### PLG-MI on digits ({gan_iters} GAN iterations; private = 45 % of digits, public = "
+                  "disjoint rotated+blurred digits), mean ± std over seeds", "", table_md(head, rows), "",
                   f"target test acc {pm([r['target_test_acc'] for r in inv])}; evaluation classifier "
                   f"{pm([r['eval_test_acc'] for r in inv])}; top-n pseudo-label purity "
                   f"{pm([r['pseudo_label_purity'] for r in inv])}; models (target+E) "
@@ -97,18 +99,23 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", default="runs/bench_classifier")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--tables", action="store_true", help="only print the tables of finished runs")
+    ap.add_argument("--gan-iters", type=int, help="PLG-MI GAN iterations (default: InvertConfig's); results go to "
+                    "invert_g<N>/")
+    ap.add_argument("--methods", default=",".join(METHODS), help="PLG-MI methods to run")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     out, seeds = Path(args.out), [int(s) for s in args.seeds.split(",")]
+    sub = f"invert_g{args.gan_iters}" if args.gan_iters else "invert"
+    inv_over = {"gan_iters": args.gan_iters} if args.gan_iters else {}
     if not args.tables:
         t0 = time.time()
         for seed in seeds:
             if args.part in ("steal", "all"):
                 run_steal(out, seed, {})
             if args.part in ("invert", "all"):
-                run_invert(out, seed, {})
+                run_invert(out, seed, inv_over, args.methods.split(","), sub)
         print(f"benchmark part {args.part} seeds {seeds}: {time.time() - t0:.0f} s wall", flush=True)
-    print(tables(out, seeds))
+    print(tables(out, seeds, sub))
     return 0
 
 

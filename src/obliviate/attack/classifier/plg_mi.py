@@ -335,7 +335,7 @@ def invert(cfg: InvertConfig, out_dir: str | Path | None = None) -> dict:
     result = {"dataset": cfg.dataset, "seed": cfg.seed, "methods": results, "real_test_reference": real_ref,
               "target_test_acc": accuracy(T, private_test.x, private_test.y),
               "eval_test_acc": accuracy(E, private_test.x, private_test.y),
-              "top_n": cfg.top_n, "n_public": len(public_x), "n_private": len(private),
+              "top_n": cfg.top_n, "gan_iters": cfg.gan_iters, "n_public": len(public_x), "n_private": len(private),
               "pseudo_label_purity": None,
               "wall_time_s": {"models": round(t_models - t0, 2), **times, "total": round(time.time() - t0, 2)}}
     result["pseudo_label_purity"] = _purity(cfg, sel_idx, sel_y)
