@@ -41,29 +41,23 @@ def timed(model_dir, data, recipe, steps, batch_size):
 
 
 def count_forwards(model_dir, data, recipe, steps, batch_size):
-    """Forward calls per step of the policy and of a separate reference model."""
-    import obliviate.unlearn.loop as loop
-
-    model, tok = load_model(model_dir)
-    counts = {"policy": 0, "reference": 0}
-    model.register_forward_pre_hook(lambda *a: counts.__setitem__("policy", counts["policy"] + 1))
-    real_deepcopy = loop.copy.deepcopy
-
-    def tracked_copy(m):
-        ref = real_deepcopy(m)
+    """Forward calls of the policy and of the reference model per training step: the difference between a
+    2·steps and a steps run (set-up, reference caching and probes cancel)."""
+    def counted(n):
+        model, tok = load_model(model_dir)
+        ref = copy.deepcopy(model)
+        counts = {"policy": 0, "reference": 0}
+        model.register_forward_pre_hook(lambda *a: counts.__setitem__("policy", counts["policy"] + 1))
         ref.register_forward_pre_hook(lambda *a: counts.__setitem__("reference", counts["reference"] + 1))
-        return ref
-    loop.copy.deepcopy = tracked_copy
-    try:
+        forget, retain = load_split(data, "forget10"), load_split(data, "retain90")
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            forget, retain = load_split(data, "forget10"), load_split(data, "retain90")
-            unlearn(model, tok, forget, retain, UnlearnConfig(recipe=recipe, max_steps=steps, batch_size=batch_size),
-                    progress=False)
-    finally:
-        loop.copy.deepcopy = real_deepcopy
-    n_probe = 2 * -(-len(forget) // 32)  # forget_probe before and after (eval passes, not training)
-    return (counts["policy"] - n_probe) / steps, counts["reference"] / steps
+            unlearn(model, tok, forget, retain, UnlearnConfig(recipe=recipe, max_steps=n, batch_size=batch_size,
+                                                              reference="original"), ref_model=ref, progress=False)
+        return counts
+
+    a, b = counted(steps), counted(2 * steps)
+    return (b["policy"] - a["policy"]) / steps, (b["reference"] - a["reference"]) / steps
 
 
 def reference_cost(model_dir, data, steps, batch_size):
