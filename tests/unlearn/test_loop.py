@@ -71,18 +71,21 @@ def test_npo_first_step_sits_at_log2(target, splits):
 @pytest.mark.parametrize("recipe", ["ga+gd", "npo+gd"])
 def test_accumulating_two_micro_batches_equals_one_batch_of_two(target, splits, recipe):
     """The tiny world's forget10 has 8 items: batch 8 × 1 and batch 4 × accumulation 2 see the same items per step."""
-    one, _ = run(target, splits, recipe, max_steps=3, batch_size=8, lr=1e-3, warmup_epochs=0)
+    one, log_one = run(target, splits, recipe, max_steps=3, batch_size=8, lr=1e-3, warmup_epochs=0)
     model = target[0]
     tok = target[1]
     from obliviate.models.loading import load_model  # a fresh copy of the same target
 
     fresh, _ = load_model(model.name_or_path)
-    two, _ = unlearn(fresh, tok, *splits, UnlearnConfig(recipe=recipe, max_steps=3, batch_size=4, grad_accum=2,
+    two, log_two = unlearn(fresh, tok, *splits, UnlearnConfig(recipe=recipe, max_steps=3, batch_size=4, grad_accum=2,
                                                         lr=1e-3, warmup_epochs=0), progress=False)
+    for r1, r2 in zip(log_one, log_two):  # the pre-clip gradient norm is scale-sensitive (Adam's update is not)
+        assert_close(r2["grad_norm"], r1["grad_norm"], rtol=1e-4, atol=0)
+        assert_close(r2["loss"], r1["loss"], rtol=1e-5, atol=0)
     a, b = weights(one), weights(two)
     assert any(not torch.equal(a[n], weights(load_model(model.name_or_path)[0])[n]) for n in a)
     for n in a:
-        assert_close(a[n], b[n], atol=2e-6, rtol=1e-5)
+        assert_close(a[n], b[n], atol=3e-5, rtol=1e-4)  # Adam amplifies float noise of near-zero gradients
 
 
 @pytest.mark.parametrize("recipe", ["npo+gd+rs", "ga+kl+wa"])
