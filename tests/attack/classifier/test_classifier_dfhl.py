@@ -111,3 +111,15 @@ def test_generator_optimizer_recreated_and_best_batch_kept(monkeypatch):
     _, best = mod.generate_batch(g, clone, num_classes=10, cfg=cfg, pad=1)
     mod.generate_batch(g, clone, num_classes=10, cfg=cfg, pad=1)
     assert best == min(seen[:6]) and len(made) == 2
+
+
+def test_dfhl_loop_is_deterministic_for_a_seed():
+    target = new_classifier("cnn", num_classes=10, width=4).eval()
+    cfg = StealConfig(epochs=2, n_c=2, n_g=2, batch_size=8, gen_batch=4)
+    runs = []
+    for _ in range(2):
+        torch.manual_seed(5)
+        res = run_dfhl_rs(cfg, HardLabelOracle(target), shape=(1, 8, 8), num_classes=10)
+        runs.append((res["bank"], [p.detach().clone() for p in res["clone"].parameters()]))
+    assert torch.equal(runs[0][0], runs[1][0])
+    assert all(torch.equal(a, b) for a, b in zip(runs[0][1], runs[1][1]))

@@ -73,3 +73,19 @@ def test_discriminator_never_sees_augmented_fakes():
     assert len(D.seen) == 2 * (5 * 2 + 1)           # n_dis · (real + fake) + one generator pass
     assert all(float(x.max()) <= 1 + 1 / 256 + 1e-6 for x in D.seen)
     assert len(calls) == 2 and all(float(x.min()) >= 10 for x in T.seen)
+
+
+def test_cgan_training_and_z_only_reconstruction_are_deterministic():
+    from obliviate.attack.classifier.plg_mi import InvertConfig, reconstruct, train_gan
+
+    cfg = InvertConfig(gan_iters=2, n_dis=1, batch_size=8, rec_steps=3, nz=8, gen_width=8, dis_width=8)
+    T = new_classifier("cnn", num_classes=3, width=4).eval()
+    x, y = torch.rand(12, 1, 8, 8), torch.randint(0, 3, (12,))
+    outs = []
+    for _ in range(2):
+        torch.manual_seed(1)
+        G, _, _ = train_gan(x, y, T, cfg=cfg, num_classes=3, alpha=0.2, inv="mm", conditional=True, desc="t")
+        before = [p.detach().clone() for p in G.parameters()]
+        outs.append(reconstruct(G, T, torch.tensor([0, 1, 2]), cfg=cfg))
+        assert all(torch.equal(a, b) for a, b in zip(before, G.parameters()))   # only z moves
+    assert torch.equal(outs[0], outs[1])
