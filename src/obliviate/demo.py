@@ -58,10 +58,14 @@ class DemoConfig:
     relearn_k: int = 8
     relearn_steps: list[int] = field(default_factory=lambda: [5, 10, 20])
     relearn_batch_size: int = 4
+    # parallel worker processes (1 thread each) for independent stages; 1 = everything in this process
+    jobs: int = 2
 
     def __post_init__(self):
         from obliviate.unlearn.recipe import parse_recipe
 
+        if self.jobs < 1:
+            raise ObliviateError(f"jobs must be >= 1, got {self.jobs}")
         if self.seeds < 1:
             raise ObliviateError(f"seeds must be >= 1, got {self.seeds}")
         for r in self.recipes:
@@ -127,114 +131,179 @@ class Stages:
         self.timings[str(path.relative_to(self.out))] = {"seconds": seconds, "reused": False}
 
 
-def run_demo(cfg: DemoConfig, *, progress: bool = True) -> Path:
-    """Run every stage (reusing finished ones) and write the report card; returns the report path."""
+def _keys(cfg: DemoConfig) -> dict:
+    """Stage keys: preset, seed, parameters and the hash of the code each stage runs."""
+    from obliviate.evaluate import EvalConfig
+    from obliviate.models.finetune import FinetuneConfig
+
+    base = {"preset": cfg.preset, "world_seed": cfg.world_seed, "code": code_hash("data")}
+    model = {**base, "size": cfg.model_size, "code": code_hash("data", "models")}
+    ft = FinetuneConfig(epochs=cfg.finetune_epochs, lr=cfg.finetune_lr, batch_size=cfg.finetune_batch_size,
+                        seed=cfg.world_seed)
+    trained = {**model, "finetune": dataclasses.asdict(ft)}
+    ecfg = EvalConfig(forget=cfg.forget, max_new_tokens=cfg.max_new_tokens)
+    return {"base": base, "model": model, "trained": trained, "finetune": ft, "eval_config": ecfg,
+            "eval": {**trained, "eval": dataclasses.asdict(ecfg), "code_eval": code_hash("evaluate", "models")},
+            "unlearn_code": code_hash("unlearn"), "attack_code": code_hash("attack/relearn", "evaluate")}
+
+
+_EMBEDDERS: dict = {}
+
+
+def _eval_into(cfg: DemoConfig, model_dir: Path, d: Path, retain_res=None, before_res=None, progress=False) -> dict:
+    """Evaluate one model directory of the run into `d` (the embedding model is loaded once per process)."""
+    from obliviate.evaluate import evaluate
+    from obliviate.models.loading import load_model
+
+    ecfg = _keys(cfg)["eval_config"]
+    if ecfg.embedder and ecfg.embedder not in _EMBEDDERS:
+        from obliviate.evaluate.embeddings import load_embedder
+
+        _EMBEDDERS[ecfg.embedder] = load_embedder(ecfg.embedder)
+    model, tok = load_model(model_dir)
+    return evaluate(model, tok, Path(cfg.out) / "world", ecfg, retain_results=retain_res, before_results=before_res,
+                    out=d, model_name=str(model_dir.relative_to(cfg.out)), progress=progress,
+                    embedder=_EMBEDDERS.get(ecfg.embedder))
+
+
+def _train_job(cfg: DemoConfig, name: str, split: str, progress: bool = False) -> dict:
+    """Fine-tune the base model on `split` into models/<name> (target or retain)."""
+    from obliviate.data.loading import load_split
+    from obliviate.models.finetune import finetune
+    from obliviate.models.loading import load_model, save_model
+
+    out, keys = Path(cfg.out), _keys(cfg)
+    st = Stages(out)
+
+    def fn(d: Path):
+        model, tok = load_model(out / "models" / "base")
+        ft = dataclasses.replace(keys["finetune"], split=split)
+        finetune(model, tok, load_split(out / "world", split), ft, progress=progress)
+        save_model(model, tok, d, extra={"size": cfg.model_size, "split": split})
+
+    st.run(out / "models" / name, {**keys["trained"], "split": split}, fn)
+    return st.timings
+
+
+def _chain_job(cfg: DemoConfig, recipe: str, seed: int, progress: bool = False) -> dict:
+    """One recipe and seed: unlearn the target, evaluate the result, attack it by relearning."""
     import torch
-    from tqdm.auto import tqdm
 
     from obliviate.attack.relearn import RelearnConfig, relearn
     from obliviate.config import from_dict
     from obliviate.data.loading import load_refusals, load_split
-    from obliviate.data.world import write_world
-    from obliviate.evaluate import EvalConfig, aggregate, evaluate, load_results
-    from obliviate.models.finetune import FinetuneConfig, finetune
-    from obliviate.models.init import init_model
-    from obliviate.models.loading import load_model, save_model
-    from obliviate.report.card import write_report
+    from obliviate.evaluate import load_results
+    from obliviate.models.loading import load_model
     from obliviate.unlearn import UnlearnConfig, unlearn
+
+    out, keys = Path(cfg.out), _keys(cfg)
+    st = Stages(out)
+    world = out / "world"
+    run_dir = out / "runs" / recipe.replace("+", "_") / f"seed{seed}"
+    ucfg = from_dict(UnlearnConfig, {"recipe": recipe, "seed": seed, **cfg.overrides_for(recipe)})
+    ukey = {**keys["trained"], "unlearn": dataclasses.asdict(ucfg), "code_unlearn": keys["unlearn_code"]}
+
+    def do_unlearn(d: Path):
+        model, tok = load_model(out / "models" / "target")
+        torch.manual_seed(seed)
+        unlearn(model, tok, load_split(world, cfg.forget), load_split(world, cfg.retain), ucfg,
+                refusals=load_refusals(world), out_dir=d, overwrite=True, progress=progress)
+
+    st.run(run_dir / "model", ukey, do_unlearn)
+    retain_res, target_res = load_results(out / "eval" / "retain"), load_results(out / "eval" / "target")
+    st.run(run_dir / "eval", {**ukey, **keys["eval"]},
+           lambda d: _eval_into(cfg, run_dir / "model", d, retain_res, target_res, progress))
+    rcfg = RelearnConfig(forget=cfg.forget, k=cfg.relearn_k, steps=cfg.relearn_steps,
+                         lr=ucfg.preset(cfg.model_size).lr, batch_size=cfg.relearn_batch_size,
+                         max_new_tokens=cfg.max_new_tokens, seed=seed)
+
+    def do_relearn(d: Path):
+        model, tok = load_model(run_dir / "model")
+        relearn(model, tok, world, rcfg, retain_results=retain_res, start_results=load_results(run_dir / "eval"),
+                out=d, progress=progress)
+
+    st.run(run_dir / "relearn", {**ukey, **keys["eval"], "relearn": dataclasses.asdict(rcfg),
+                                 "code_attack": keys["attack_code"]}, do_relearn)
+    return st.timings
+
+
+def _init_worker() -> None:
+    import torch
+
+    torch.set_num_threads(1)  # two 1-thread processes beat one 2-thread process on these small matrices
+
+
+def _run_jobs(jobs: list, workers: int, on_done) -> None:
+    """Run independent jobs (picklable callables) in `workers` spawned processes, or in-process when 1."""
+    if workers <= 1 or len(jobs) <= 1:
+        for job in jobs:
+            on_done(job())
+        return
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
+                             initializer=_init_worker) as pool:
+        futures = [pool.submit(job) for job in jobs]
+        try:
+            for f in as_completed(futures):
+                on_done(f.result())
+        except BaseException:
+            for f in futures:
+                f.cancel()
+            raise
+
+
+def run_demo(cfg: DemoConfig, *, progress: bool = True) -> Path:
+    """Run every stage (reusing finished ones) and write the report card; returns the report path."""
+    from functools import partial
+
+    from tqdm.auto import tqdm
+
+    from obliviate.data.world import write_world
+    from obliviate.evaluate import aggregate, load_results
+    from obliviate.models.init import init_model
+    from obliviate.report.card import write_report
 
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
-    st = Stages(out)
+    st, keys = Stages(out), _keys(cfg)
     t_start = time.perf_counter()
-    ch = {"data": code_hash("data"), "models": code_hash("data", "models"), "unlearn": code_hash("unlearn"),
-          "evaluate": code_hash("evaluate", "models"), "attack": code_hash("attack/relearn", "evaluate")}
-    world = out / "world"
-    base_key = {"preset": cfg.preset, "world_seed": cfg.world_seed, "code": ch["data"]}
-    n_runs = len(cfg.recipes) * cfg.seeds
-    bar = tqdm(total=4 + 3 * n_runs, desc="demo", disable=not progress, unit="stage")
+    world, models = out / "world", out / "models"
+    runs = [(recipe, seed) for recipe in cfg.recipes for seed in range(cfg.seeds)]
+    bar = tqdm(total=5 + len(runs), desc="demo", disable=not progress, unit="stage")
+    inline = progress and cfg.jobs <= 1  # inner progress bars only when stages run in this process
 
-    def step(name: str):
-        bar.set_postfix_str(name)
-        bar.update(1)
+    def done(name: str):
+        def on_done(timings: dict | None = None):
+            st.timings.update(timings or {})
+            finished = sorted({str(Path(k).parent) for k in timings or {}})
+            bar.set_postfix_str(name if len(finished) != 1 else f"{name}: {finished[0]}")
+            bar.update(1)
+        return on_done
 
-    st.run(world, base_key, lambda d: write_world(d, cfg.preset, cfg.world_seed))
-    models = out / "models"
-    mkey = {**base_key, "size": cfg.model_size, "code": ch["models"]}
-    st.run(models / "base", mkey, lambda d: init_model(cfg.model_size, world, d, seed=cfg.world_seed))
-    step("base model")
-    ft = FinetuneConfig(epochs=cfg.finetune_epochs, lr=cfg.finetune_lr, batch_size=cfg.finetune_batch_size,
-                        seed=cfg.world_seed)
-
-    def train(split: str):
-        def fn(d: Path):
-            model, tok = load_model(models / "base")
-            ft.split = split
-            finetune(model, tok, load_split(world, split), ft, progress=progress)
-            save_model(model, tok, d, extra={"size": cfg.model_size, "split": split})
-        return fn
-
-    tkey = {**mkey, "finetune": dataclasses.asdict(ft)}
-    st.run(models / "target", {**tkey, "split": "full+world_facts"}, train("full+world_facts"))
-    step("target model")
-    st.run(models / "retain", {**tkey, "split": f"{cfg.retain}+world_facts"}, train(f"{cfg.retain}+world_facts"))
-    step("retain model")
-
-    ecfg = EvalConfig(forget=cfg.forget, max_new_tokens=cfg.max_new_tokens)
-    ekey = {**tkey, "eval": dataclasses.asdict(ecfg), "code_eval": ch["evaluate"]}
-    embedder = None
-    if ecfg.embedder:
-        from obliviate.evaluate.embeddings import load_embedder
-
-        embedder = load_embedder(ecfg.embedder)
-
-    def eval_into(model_dir: Path, retain_res, before_res, d: Path):
-        model, tok = load_model(model_dir)
-        return evaluate(model, tok, world, ecfg, retain_results=retain_res, before_results=before_res, out=d,
-                        model_name=str(model_dir.relative_to(out)), progress=progress, embedder=embedder)
+    st.run(world, keys["base"], lambda d: write_world(d, cfg.preset, cfg.world_seed))
+    done("world")()
+    st.run(models / "base", keys["model"], lambda d: init_model(cfg.model_size, world, d, seed=cfg.world_seed))
+    done("base model")()
+    _run_jobs([partial(_train_job, cfg, "target", "full+world_facts", inline),
+               partial(_train_job, cfg, "retain", f"{cfg.retain}+world_facts", inline)],
+              cfg.jobs, done("target & retain models"))
 
     def eval_reference_models(d: Path):
         # The target's own generations are the "before" outputs (Cosine Similarity) for every other model;
         # its second evaluation hits the stage cache and only adds Forget Quality and its own CS (= 1).
-        target_first = eval_into(models / "target", None, None, d / "target")
-        retain_res = eval_into(models / "retain", None, target_first, d / "retain")
-        eval_into(models / "target", retain_res, target_first, d / "target")
+        target_first = _eval_into(cfg, models / "target", d / "target", progress=progress)
+        retain_res = _eval_into(cfg, models / "retain", d / "retain", None, target_first, progress)
+        _eval_into(cfg, models / "target", d / "target", retain_res, target_first, progress)
 
-    st.run(out / "eval", ekey, eval_reference_models)
-    retain_res, target_res = load_results(out / "eval" / "retain"), load_results(out / "eval" / "target")
-    step("evaluate target & retain")
-
-    forget, retain = load_split(world, cfg.forget), load_split(world, cfg.retain)
-    refusals = load_refusals(world)
-    for recipe in cfg.recipes:
-        for seed in range(cfg.seeds):
-            run_dir = out / "runs" / recipe.replace("+", "_") / f"seed{seed}"
-            ucfg = from_dict(UnlearnConfig, {"recipe": recipe, "seed": seed, **cfg.overrides_for(recipe)})
-            ukey = {**tkey, "unlearn": dataclasses.asdict(ucfg), "code_unlearn": ch["unlearn"]}
-
-            def do_unlearn(d: Path, ucfg=ucfg):
-                model, tok = load_model(models / "target")
-                torch.manual_seed(seed)
-                unlearn(model, tok, forget, retain, ucfg, refusals=refusals, out_dir=d, overwrite=True,
-                        progress=progress)
-
-            st.run(run_dir / "model", ukey, do_unlearn)
-            step(f"{recipe} seed {seed}: unlearn")
-            st.run(run_dir / "eval", {**ukey, **ekey},
-                   lambda d, run_dir=run_dir: eval_into(run_dir / "model", retain_res, target_res, d))
-            step(f"{recipe} seed {seed}: evaluate")
-            rcfg = RelearnConfig(forget=cfg.forget, k=cfg.relearn_k, steps=cfg.relearn_steps, lr=ucfg.preset(
-                cfg.model_size).lr, batch_size=cfg.relearn_batch_size, max_new_tokens=cfg.max_new_tokens, seed=seed)
-            rkey = {**ukey, "relearn": dataclasses.asdict(rcfg), "code_attack": ch["attack"]}
-
-            def do_relearn(d: Path, rcfg=rcfg, run_dir=run_dir):
-                model, tok = load_model(run_dir / "model")
-                relearn(model, tok, world, rcfg, retain_results=retain_res, out=d, progress=progress)
-
-            st.run(run_dir / "relearn", rkey, do_relearn)
-            step(f"{recipe} seed {seed}: relearn")
+    st.run(out / "eval", keys["eval"], eval_reference_models)
+    done("evaluate target & retain")()
+    _run_jobs([partial(_chain_job, cfg, recipe, seed, inline) for recipe, seed in runs], cfg.jobs,
+              done("unlearn, evaluate, relearn"))
     bar.close()
     # the retain model against itself: Forget Quality p = 1 by construction (a sanity row in the report)
+    retain_res = load_results(out / "eval" / "retain")
     self_agg, _ = aggregate(retain_res, retain_res)
     info = {"config": dataclasses.asdict(cfg), "versions": versions(), "timings": st.timings,
             "wall_seconds": time.perf_counter() - t_start, "retain_vs_itself": {

@@ -22,7 +22,8 @@ from obliviate import ObliviateError
 from obliviate.config import versions
 from obliviate.data.loading import load_split
 from obliviate.evaluate import EvalConfig, evaluate
-from obliviate.models.finetune import FinetuneConfig, resolve_lr, train_steps
+from obliviate.models.finetune import FinetuneConfig, model_size_name, train_steps
+from obliviate.unlearn import UnlearnConfig
 
 CURVE_METRICS = ("prob", "rouge_l_recall", "truth_ratio")
 
@@ -32,7 +33,7 @@ class RelearnConfig:
     forget: str = "forget10"
     k: int = 8  # forget items the attacker trains on
     steps: list[int] = field(default_factory=lambda: [10, 20, 40])  # evaluate after these many steps
-    lr: float | None = None  # None: the model size's preset
+    lr: float | None = None  # None: the unlearning lr preset of the model's size (the attacker's budget)
     batch_size: int = 4
     max_new_tokens: int = 48  # generation length for the ROUGE part of the forget metrics
     seed: int = 0
@@ -67,13 +68,16 @@ def _point(results: dict, step: int, attacked: set[int], loss: float | None) -> 
 
 
 def relearn(model, tokenizer, data: str | Path, cfg: RelearnConfig, *, retain_results: dict | str | None = None,
-            out: str | Path | None = None, progress: bool = True) -> dict:
-    """Run the attack in place on `model`; return (and write to `<out>/relearn.json`) the curve."""
+            start_results: dict | None = None, out: str | Path | None = None, progress: bool = True) -> dict:
+    """Run the attack in place on `model`; return (and write to `<out>/relearn.json`) the curve.
+
+    start_results: the model's own eval results (same forget split), reused as the step-0 point.
+    """
     from tqdm.auto import tqdm
 
     records = load_split(data, cfg.forget)
     attacked = relearn_sample(len(records), cfg.k, cfg.seed)
-    lr = resolve_lr(cfg.lr, model)
+    lr = cfg.lr or UnlearnConfig().preset(model_size_name(model)).lr
     ecfg = EvalConfig(forget=cfg.forget, retain=None, world_facts=None, real_authors=None, embedder=None,
                       max_new_tokens=cfg.max_new_tokens, seed=cfg.seed)
 
@@ -81,7 +85,10 @@ def relearn(model, tokenizer, data: str | Path, cfg: RelearnConfig, *, retain_re
         res = evaluate(model, tokenizer, data, ecfg, retain_results=retain_results, progress=False)
         return _point(res, step, set(attacked), loss)
 
-    curve = [point(0, None)]
+    if start_results is not None and start_results["splits"]["forget"]["source"].startswith(cfg.forget):
+        curve = [_point(start_results, 0, set(attacked), None)]
+    else:
+        curve = [point(0, None)]
     train = FinetuneConfig(max_steps=max(cfg.steps), lr=lr, batch_size=min(cfg.batch_size, cfg.k),
                            schedule="constant", warmup_ratio=0.0, seed=cfg.seed)
     bar = tqdm(total=max(cfg.steps), desc="relearn", disable=not progress, leave=False)
