@@ -21,7 +21,7 @@ def run(args):
             continue
         print(f"{name}:")
         for key, value in reg.items():
-            target = getattr(value, "fn", None) or getattr(value, "loss", None) or value
-            print(f"  {key:<22} {_first_line(target) or _first_line(value)}")
+            doc = getattr(value, "doc", None)  # unlearning parts carry their equation's first line
+            print(f"  {key:<26} {doc if isinstance(doc, str) else _first_line(getattr(value, 'fn', value))}")
     if args.what == "all":
         print("recipes compose with '+': objective[+regularizer][+smoother], e.g. npo+gd+sam, me+gd, idk+ap")
