@@ -24,10 +24,10 @@ from obliviate.data.format import Collator, QADataset
 @dataclass
 class FinetuneConfig:
     split: str = "full"
-    epochs: float = 10.0
+    epochs: float = 20.0
     max_steps: int | None = None  # overrides epochs when set
     lr: float | None = None  # None: the preset of the model size (LR_PRESETS), else 1e-5
-    batch_size: int = 16
+    batch_size: int = 32
     grad_accum: int = 1
     weight_decay: float = 0.01
     warmup_ratio: float = 0.1
@@ -45,9 +45,10 @@ class FinetuneConfig:
             raise ObliviateError("max_steps must be >= 1")
 
 
-# Learning rates that fit each tiny preset in a few minutes on 2 CPU cores (measured on the demo world);
-# real pretrained models take the papers' 1e-5.
-LR_PRESETS = {"micro": 3e-3, "tiny": 2e-3, "small": 1e-3}
+# Learning rates that fit each tiny preset in a few minutes on 2 CPU cores; real pretrained models take the
+# papers' 1e-5. Measured on the demo world (tiny, 20 epochs, batch 32): 2e-3 leaves the answer probability at
+# ~0.75 after 10 epochs, 3e-3 reaches 0.98 on forget10/retain90 and 0.95 on world facts (~60 s on 2 cores).
+LR_PRESETS = {"micro": 3e-3, "tiny": 3e-3, "small": 1e-3}
 
 
 def seed_everything(seed: int) -> None:
