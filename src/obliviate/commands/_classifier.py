@@ -1,0 +1,60 @@
+"""What `obliviate steal` and `obliviate invert` share: the target's dataset, the seeds loop, the summary page."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+from obliviate import ObliviateError
+
+
+def target_dataset(args) -> str | None:
+    """--train-target, else --dataset, else the dataset recorded in a --target's model.json."""
+    dataset = args.train_target or args.dataset
+    if args.target and dataset is None and (Path(args.target) / "model.json").exists():
+        dataset = json.loads((Path(args.target) / "model.json").read_text()).get("meta", {}).get("dataset")
+    return dataset
+
+
+def run_seeds(args, config_cls, attack: Callable, base: dict, *, kind: str, heavy_key: str,
+              describe: Callable[[object, dict], str]) -> int:
+    """Run `attack(cfg, run_dir)` for seeds seed, seed+1, …; print `describe(cfg, result)`; summarise."""
+    import torch
+
+    from obliviate.attack.classifier.report import write_summary
+    from obliviate.config import load_config
+
+    if args.seeds < 1:
+        raise ObliviateError(f"--seeds must be at least 1, got {args.seeds}")
+    first = load_config(config_cls, args.config, args.overrides, **base).seed
+    out, runs = Path(args.out), []
+    for i in range(args.seeds):
+        cfg = load_config(config_cls, args.config, args.overrides, **{**base, "seed": first + i})
+        run_dir = out if args.seeds == 1 else out / f"seed{cfg.seed}"
+        torch.manual_seed(cfg.seed)
+        result = attack(cfg, run_dir)
+        runs.append((cfg.seed, run_dir, {k: v for k, v in result.items() if k != heavy_key}))
+        print(describe(cfg, result))
+    if args.seeds > 1:
+        write_summary(out, kind, runs)
+    print(f"report: {out / 'report.html'}")
+    return 0
+
+
+DATASETS = ["digits", "fashion-mnist"]
+
+
+def add_common_arguments(parser, *, kind: str, config: str, train_help: str, example: str) -> None:
+    """Flags both verbs take: the target (saved or trained), seeds, config, run directory, pickle opt-in."""
+    src = parser.add_mutually_exclusive_group()
+    src.add_argument("--target", metavar="DIR", help="saved target classifier (model.safetensors + model.json)")
+    src.add_argument("--train-target", metavar="DATASET", choices=DATASETS, help=train_help)
+    parser.add_argument("--dataset", choices=DATASETS,
+                        help="dataset of a --target (default: the one in its model.json, else digits)")
+    parser.add_argument("--seed", type=int, help="first seed (default 0)")
+    parser.add_argument("--seeds", type=int, default=1, help="number of seeds (seed, seed+1, ...)")
+    parser.add_argument("--config", metavar="YAML", help=f"{config} values")
+    parser.add_argument("--out", default=f"runs/{kind}", help=f"run directory (default runs/{kind})")
+    parser.add_argument("--allow-pickle", action="store_true", help="allow loading a pickle checkpoint (runs code!)")
+    parser.add_argument("overrides", nargs="*", metavar="key=value", help=f"{config} overrides, e.g. {example}")
