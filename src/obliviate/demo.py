@@ -150,12 +150,12 @@ def _keys(cfg: DemoConfig) -> dict:
 _EMBEDDERS: dict = {}
 
 
-def _eval_into(cfg: DemoConfig, model_dir: Path, d: Path, retain_res=None, before_res=None, progress=False) -> dict:
+def _eval_into(cfg: DemoConfig, ecfg, model_dir: Path, d: Path, retain_res=None, before_res=None,
+               progress=False) -> dict:
     """Evaluate one model directory of the run into `d` (the embedding model is loaded once per process)."""
     from obliviate.evaluate import evaluate
     from obliviate.models.loading import load_model
 
-    ecfg = _keys(cfg)["eval_config"]
     if ecfg.embedder and ecfg.embedder not in _EMBEDDERS:
         from obliviate.evaluate.embeddings import load_embedder
 
@@ -212,7 +212,7 @@ def _chain_job(cfg: DemoConfig, recipe: str, seed: int, progress: bool = False) 
     st.run(run_dir / "model", ukey, do_unlearn)
     retain_res, target_res = load_results(out / "eval" / "retain"), load_results(out / "eval" / "target")
     st.run(run_dir / "eval", {**ukey, **keys["eval"]},
-           lambda d: _eval_into(cfg, run_dir / "model", d, retain_res, target_res, progress))
+           lambda d: _eval_into(cfg, keys["eval_config"], run_dir / "model", d, retain_res, target_res, progress))
     rcfg = RelearnConfig(forget=cfg.forget, k=cfg.relearn_k, steps=cfg.relearn_steps,
                          lr=ucfg.preset(cfg.model_size).lr, batch_size=cfg.relearn_batch_size,
                          max_new_tokens=cfg.max_new_tokens, seed=seed)
@@ -293,9 +293,10 @@ def run_demo(cfg: DemoConfig, *, progress: bool = True) -> Path:
     def eval_reference_models(d: Path):
         # The target's own generations are the "before" outputs (Cosine Similarity) for every other model;
         # its second evaluation hits the stage cache and only adds Forget Quality and its own CS (= 1).
-        target_first = _eval_into(cfg, models / "target", d / "target", progress=progress)
-        retain_res = _eval_into(cfg, models / "retain", d / "retain", None, target_first, progress)
-        _eval_into(cfg, models / "target", d / "target", retain_res, target_first, progress)
+        ecfg = keys["eval_config"]
+        target_first = _eval_into(cfg, ecfg, models / "target", d / "target", progress=progress)
+        retain_res = _eval_into(cfg, ecfg, models / "retain", d / "retain", None, target_first, progress)
+        _eval_into(cfg, ecfg, models / "target", d / "target", retain_res, target_first, progress)
 
     st.run(out / "eval", keys["eval"], eval_reference_models)
     done("evaluate target & retain")()

@@ -3,7 +3,7 @@
     write_report("runs/demo")      # what `obliviate report runs/demo` does: reads saved results only
 
 Reads `demo.json`, `eval/{target,retain}/eval.json` and, per recipe and seed,
-`runs/<recipe>/seed<k>/{eval/eval.json, relearn/relearn.json, model/log.jsonl}`. Nothing is recomputed.
+`runs/<recipe>/seed<k>/{eval/eval.json, relearn/relearn.json}`. Nothing is recomputed.
 Numbers over seeds are mean ± the 95 % confidence half-width of the t distribution.
 """
 
@@ -86,15 +86,9 @@ def collect(run: Path) -> dict:
             ev = _load(seed_dir / "eval/eval.json")
             if ev is None:
                 continue
-            log = seed_dir / "model/log.jsonl"
             recipes.setdefault(recipe, []).append({
-                "seed": int(seed_dir.name[4:]), "eval": ev, "relearn": _load(seed_dir / "relearn/relearn.json"),
-                "summary": _load(seed_dir / "model/summary.json"),
-                "log": [json.loads(x) for x in log.read_text().splitlines() if x.strip()] if log.is_file() else []})
+                "seed": int(seed_dir.name[4:]), "eval": ev, "relearn": _load(seed_dir / "relearn/relearn.json")})
     return {"demo": demo, "target": target, "retain": retain, "recipes": recipes}
-
-
-AGGREGATE_COLUMNS = 10  # model, seeds + the first 6 COLUMNS, + MIA and PrivLeak: the first table of the card
 
 
 def split_table(headers: list[str], rows: list[list]) -> list[tuple[list[str], list[list]]]:
@@ -282,8 +276,10 @@ def write_report(run: str | Path) -> Path:
     html_sections += _classifier_sections(run)
     (run / "report.html").write_text(H.render_page("obliviate report card", html_sections,
                                                    subtitle=f"run directory: {run}"))
-    md = ["# obliviate report card", "", intro, ""] + [H.table_md(h, r) + "\n" for h, r in split_table(headers, rows)] + [
-          "## Not computed", "", H.table_md(["metric", "models", "reason"], nc_rows) if nc_rows else "every metric computed", "",
+    nc_md = H.table_md(["metric", "models", "reason"], nc_rows) if nc_rows else "every metric computed"
+    headline_md = [H.table_md(h, r) + "\n" for h, r in split_table(headers, rows)]
+    md = ["# obliviate report card", "", intro, ""] + headline_md + [
+          "## Not computed", "", nc_md, "",
           "## Relearning attack", "", H.table_md(relearn_headers, relearn_rows), "",
           "![forgetting vs utility](scatter.png)", "![relearning](relearn.png)", "![truth ratios](hist.png)", "",
           "## Forget questions", "", H.table_md(*fe), "", "## Retain questions", "", H.table_md(*fr), "",
