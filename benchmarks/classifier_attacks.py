@@ -21,7 +21,7 @@ import torch
 
 from obliviate.attack.classifier.dfhl_rs import StealConfig, steal
 from obliviate.attack.classifier.plg_mi import METHODS, InvertConfig, invert
-from obliviate.attack.classifier.report import STEAL_COLS, pm
+from obliviate.report.classifier import STEAL_COLS, pm, write_invert_report, write_steal_report
 from obliviate.report.html import table_md
 
 STEAL_MODES = ("hee", "plain", "at", "ue")
@@ -36,7 +36,7 @@ def run_steal(out: Path, seed: int, overrides: dict) -> None:
         else:
             torch.manual_seed(seed)
             cfg = StealConfig(mode=mode, seed=seed, target=target_dir, **overrides)
-            r = steal(cfg, run_dir)
+            r = steal(cfg, run_dir, report=write_steal_report)
             print(f"steal seed {seed} {mode}: clone {json.dumps({k: round(v, 3) for k, v in r['clone'].items()})} "
                   f"({r['wall_time_s']['total']:.0f} s)", flush=True)
         target_dir = target_dir or str(out / "steal" / f"seed{seed}" / STEAL_MODES[0] / "target")
@@ -48,7 +48,7 @@ def run_invert(out: Path, seed: int, overrides: dict, methods: list[str], sub: s
         print(f"skip {run_dir} (done)", flush=True)
         return
     torch.manual_seed(seed)
-    r = invert(InvertConfig(seed=seed, methods=methods, **overrides), run_dir)
+    r = invert(InvertConfig(seed=seed, methods=methods, **overrides), run_dir, report=write_invert_report)
     print(f"invert seed {seed}: " + json.dumps({m: {k: round(v, 3) for k, v in d.items()}
                                                for m, d in r["methods"].items()}), flush=True)
 

@@ -47,11 +47,24 @@ def build_parser(verb: str | None = None) -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
+def parse(argv: list[str]) -> argparse.Namespace:
+    """Parse a command line; `key=value` overrides may sit anywhere (before, between or after flags)."""
     verb = next((a for a in argv if not a.startswith("-")), None)
     verb = verb if verb in VERBS else None
-    args = build_parser(verb).parse_args(argv)
+    parser = build_parser(verb)
+    args, extra = parser.parse_known_args(argv)
+    if extra and hasattr(args, "overrides"):
+        overrides = [a for a in extra if "=" in a and not a.startswith("-")]
+        args.overrides = list(args.overrides or []) + overrides
+        extra = [a for a in extra if a not in overrides]
+    if extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = parse(argv)
     if args.verb is None:
         build_parser().print_help()
         return 2

@@ -1,15 +1,20 @@
 """Configs are dataclasses that YAML fills; CLI overrides are `key=value`.
 
-    cfg = load_config(UnlearnConfig, "recipe.yaml", ["lr=2e-4", "beta=0.2"])
+    cfg = load_config(UnlearnConfig, "recipe.yaml", ["lr=2e-4", "beta=0.2"], seed=args.seed)
 
-Unknown keys and values of the wrong type are one-line errors naming the key.
-Each config validates itself in `__post_init__`.
+Precedence (highest first): a command-line flag (`--seed 3`) > a `key=value` override > the YAML
+file (`--config`) > the dataclass default. `key=value` overrides may sit anywhere on the command line.
+A recipe is the one exception to "higher wins": its parts (`--recipe npo+gd`, `smoothing=sam`,
+`objective:` in YAML) are merged, and two different values for one part are an error.
+
+Unknown keys and values of the wrong type are one-line errors naming the key. Opt-ins that lower
+safety (`--allow-pickle`, `--trust-remote-code`) are command-line flags only: a config or override
+naming them is refused. Each config validates itself in `__post_init__`.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
 import platform
 import sys
 import types
@@ -20,6 +25,7 @@ from typing import Any, TypeVar
 import yaml
 
 from obliviate import ObliviateError, __version__
+from obliviate.rundir import write_json
 
 C = TypeVar("C")
 
@@ -55,8 +61,16 @@ def _coerce(name: str, value: Any, hint: Any) -> Any:
     return value
 
 
+# opt-ins that lower safety: command-line flags only, never a config value
+FLAG_ONLY = {"allow_pickle": "--allow-pickle", "trust_remote_code": "--trust-remote-code"}
+
+
 def from_dict(cls: type[C], values: dict[str, Any], *, source: str = "config") -> C:
     """Build dataclass `cls` from a flat dict, refusing unknown keys."""
+    flag_only = sorted(set(values) & set(FLAG_ONLY))
+    if flag_only:
+        raise ObliviateError(f"{source}: '{flag_only[0]}' cannot be set in a config or override (it lets files run "
+                             f"code); pass the command-line flag {FLAG_ONLY[flag_only[0]]} instead")
     hints = typing.get_type_hints(cls)
     fields = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(values) - fields)
@@ -75,9 +89,9 @@ def parse_overrides(overrides: list[str] | None) -> dict[str, str]:
     return out
 
 
-def load_config(cls: type[C], path: str | Path | None = None, overrides: list[str] | None = None, **base: Any) -> C:
-    """`base` (e.g. CLI flags) < YAML file < `key=value` overrides."""
-    values = {k: v for k, v in base.items() if v is not None}
+def load_config(cls: type[C], path: str | Path | None = None, overrides: list[str] | None = None, **flags: Any) -> C:
+    """defaults < YAML file < `key=value` overrides < `flags` (command-line flags; None = not given)."""
+    values: dict[str, Any] = {}
     if path:
         p = Path(path)
         try:
@@ -90,6 +104,7 @@ def load_config(cls: type[C], path: str | Path | None = None, overrides: list[st
             raise ObliviateError(f"{p}: a config is a mapping of key: value")
         values.update(loaded)
     values.update(parse_overrides(overrides))
+    values.update({k: v for k, v in flags.items() if v is not None})
     return from_dict(cls, values, source=str(path or "config"))
 
 
@@ -104,13 +119,21 @@ def versions() -> dict[str, str]:
     return out
 
 
-def write_run_info(out_dir: str | Path, config: Any, *, seed: int | None = None, name: str = "run.json") -> Path:
-    """Write the resolved config, seed, versions and command line next to a run's results."""
+def write_run_info(out_dir: str | Path, config: Any, *, seed: int | None = None, name: str = "run.json",
+                   extra: dict | None = None) -> Path:
+    """Write the resolved config, seed, versions and command line (+ `extra`) next to a run's results."""
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     cfg = dataclasses.asdict(config) if dataclasses.is_dataclass(config) else dict(config)
     info = {"config": cfg, "seed": seed if seed is not None else cfg.get("seed"), "versions": versions(),
-            "command": sys.argv}
-    path = out_dir / name
-    path.write_text(json.dumps(info, indent=2, default=str) + "\n")
-    return path
+            "command": sys.argv, **(extra or {})}
+    return write_json(out_dir / name, info)
+
+
+def check_positive(cfg: Any, *names: str) -> None:
+    """Each named field, when set, must be a finite number > 0 (catches lr=nan, lr=inf, lr=-1)."""
+    import math
+
+    for name in names:
+        v = getattr(cfg, name)
+        if v is not None and not (math.isfinite(v) and v > 0):
+            raise ObliviateError(f"{name} must be a finite number > 0, got {v}")

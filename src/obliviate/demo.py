@@ -32,6 +32,7 @@ from pathlib import Path
 
 from obliviate import ObliviateError
 from obliviate.config import versions
+from obliviate.rundir import run_dir, write_json
 
 DEMO_RECIPES = ["ga+gd", "npo+gd", "me+gd", "idk+gd", "idk+ap", "npo+gd+sam"]
 
@@ -125,7 +126,7 @@ class Stages:
         t0 = time.perf_counter()
         fn(tmp)
         seconds = time.perf_counter() - t0
-        (tmp / "stage.json").write_text(json.dumps({"key": key, "seconds": seconds}, indent=1) + "\n")
+        write_json(tmp / "stage.json", {"key": key, "seconds": seconds}, indent=1)
         shutil.rmtree(path, ignore_errors=True)
         tmp.rename(path)
         self.timings[str(path.relative_to(self.out))] = {"seconds": seconds, "reused": False}
@@ -227,10 +228,35 @@ def _chain_job(cfg: DemoConfig, recipe: str, seed: int, progress: bool = False) 
     return st.timings
 
 
-def _init_worker() -> None:
+def quiet_transformers() -> None:
+    """Silence transformers' own "Loading weights" / "Writing model shards" bars: the demo has one display."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+
+
+def _exit_with_parent(parent_pid: int, interval: float = 1.0) -> None:
+    """In a worker: a daemon thread that ends this process once `parent_pid` has died (e.g. kill -9 of the demo).
+
+    A dead parent's children are re-parented, so `os.getppid()` no longer returns `parent_pid`."""
+    import os
+    import threading
+
+    def watch():
+        while True:
+            if os.getppid() != parent_pid:
+                os._exit(1)
+            time.sleep(interval)
+
+    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
+
+
+def _init_worker(parent_pid: int) -> None:
     import torch
 
     torch.set_num_threads(1)  # two 1-thread processes beat one 2-thread process on these small matrices
+    quiet_transformers()
+    _exit_with_parent(parent_pid)
 
 
 def _run_jobs(jobs: list, workers: int, on_done) -> None:
@@ -240,10 +266,11 @@ def _run_jobs(jobs: list, workers: int, on_done) -> None:
             on_done(job())
         return
     import multiprocessing
+    import os
     from concurrent.futures import ProcessPoolExecutor, as_completed
 
     with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
-                             initializer=_init_worker) as pool:
+                             initializer=_init_worker, initargs=(os.getpid(),)) as pool:
         futures = [pool.submit(job) for job in jobs]
         try:
             for f in as_completed(futures):
@@ -255,18 +282,40 @@ def _run_jobs(jobs: list, workers: int, on_done) -> None:
 
 
 def run_demo(cfg: DemoConfig, *, progress: bool = True) -> Path:
-    """Run every stage (reusing finished ones) and write the report card; returns the report path."""
+    """Run every stage (reusing finished ones) and write the report card; returns the report path.
+
+    `cfg.out` is claimed and locked (`rundir.run_dir`): a second demo on the same directory is refused."""
+    with run_dir(cfg.out) as out:
+        return _run_demo(cfg, out, progress)
+
+
+def relearn_k_for(cfg: DemoConfig, n_forget: int) -> int:
+    """`relearn_k`, clamped (with a message) so the attacker leaves at least one forget item unseen."""
+    from tqdm.auto import tqdm
+
+    if cfg.relearn_k < n_forget:
+        return cfg.relearn_k
+    if n_forget < 2:
+        raise ObliviateError(f"{cfg.forget} has {n_forget} item(s): the relearning attack needs at least 2")
+    k = n_forget - 1
+    tqdm.write(f"relearn_k={cfg.relearn_k} is not smaller than the {n_forget} items of {cfg.forget}: using k={k} so that "
+          "the 'unseen items' curve has an item to measure")
+    return k
+
+
+def _run_demo(cfg: DemoConfig, out: Path, progress: bool) -> Path:
     from functools import partial
 
     from tqdm.auto import tqdm
 
+    from obliviate.data.loading import load_split
     from obliviate.data.world import write_world
     from obliviate.evaluate import aggregate, load_results
     from obliviate.models.init import init_model
     from obliviate.report.card import write_report
 
-    out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
+    if progress:
+        quiet_transformers()
     st, keys = Stages(out), _keys(cfg)
     t_start = time.perf_counter()
     world, models = out / "world", out / "models"
@@ -284,6 +333,7 @@ def run_demo(cfg: DemoConfig, *, progress: bool = True) -> Path:
 
     st.run(world, keys["base"], lambda d: write_world(d, cfg.preset, cfg.world_seed))
     done("world")()
+    cfg = dataclasses.replace(cfg, relearn_k=relearn_k_for(cfg, len(load_split(world, cfg.forget))))
     st.run(models / "base", keys["model"], lambda d: init_model(cfg.model_size, world, d, seed=cfg.world_seed))
     done("base model")()
     _run_jobs([partial(_train_job, cfg, "target", "full+world_facts", inline),
@@ -309,5 +359,5 @@ def run_demo(cfg: DemoConfig, *, progress: bool = True) -> Path:
     info = {"config": dataclasses.asdict(cfg), "versions": versions(), "timings": st.timings,
             "wall_seconds": time.perf_counter() - t_start, "retain_vs_itself": {
                 "forget_quality": self_agg.get("forget_quality")}}
-    (out / "demo.json").write_text(json.dumps(info, indent=1, default=str) + "\n")
+    write_json(out / "demo.json", info, indent=1)
     return write_report(out)

@@ -13,16 +13,17 @@ unlearning method is the one whose forget metrics recover least.
 from __future__ import annotations
 
 import dataclasses
-import json
 import random
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from obliviate import ObliviateError
-from obliviate.config import versions
+from obliviate.config import check_positive, versions
 from obliviate.data.loading import load_split
 from obliviate.evaluate import EvalConfig, evaluate
-from obliviate.models.finetune import FinetuneConfig, model_size_name, train_steps
+from obliviate.models.finetune import FinetuneConfig, train_steps
+from obliviate.models.loading import model_size_name
+from obliviate.rundir import write_json
 from obliviate.unlearn import UnlearnConfig
 
 CURVE_METRICS = ("prob", "rouge_l_recall", "truth_ratio")
@@ -39,6 +40,7 @@ class RelearnConfig:
     seed: int = 0
 
     def __post_init__(self):
+        check_positive(self, "lr")
         if self.k < 1:
             raise ObliviateError(f"k must be >= 1, got {self.k}")
         if not self.steps or any(s < 1 for s in self.steps):
@@ -48,8 +50,9 @@ class RelearnConfig:
 
 def relearn_sample(n_items: int, k: int, seed: int) -> list[int]:
     """The attacker's k forget-item indices: a fixed sample per seed."""
-    if k > n_items:
-        raise ObliviateError(f"k={k} is larger than the forget split ({n_items} items)")
+    if k >= n_items:
+        raise ObliviateError(f"k={k} must be smaller than the forget split ({n_items} items), so that some forget "
+                             "items stay unseen by the attacker (the 'unseen' curve)")
     return sorted(random.Random(f"relearn-{seed}").sample(range(n_items), k))
 
 
@@ -100,6 +103,5 @@ def relearn(model, tokenizer, data: str | Path, cfg: RelearnConfig, *, retain_re
     result = {"config": dataclasses.asdict(cfg), "lr": lr, "attacked_items": attacked, "n_forget": len(records),
               "curve": curve, "versions": versions()}
     if out is not None:
-        Path(out).mkdir(parents=True, exist_ok=True)
-        (Path(out) / "relearn.json").write_text(json.dumps(result, indent=1, default=str) + "\n")
+        write_json(Path(out) / "relearn.json", result, indent=1)
     return result

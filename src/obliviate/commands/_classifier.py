@@ -22,8 +22,8 @@ def run_seeds(args, config_cls, attack: Callable, base: dict, *, kind: str, heav
     """Run `attack(cfg, run_dir)` for seeds seed, seed+1, …; print `describe(cfg, result)`; summarise."""
     import torch
 
-    from obliviate.attack.classifier.report import write_summary
     from obliviate.config import load_config
+    from obliviate.report.classifier import write_invert_report, write_steal_report, write_summary
 
     if args.seeds < 1:
         raise ObliviateError(f"--seeds must be at least 1, got {args.seeds}")
@@ -33,7 +33,8 @@ def run_seeds(args, config_cls, attack: Callable, base: dict, *, kind: str, heav
         cfg = load_config(config_cls, args.config, args.overrides, **{**base, "seed": first + i})
         run_dir = out if args.seeds == 1 else out / f"seed{cfg.seed}"
         torch.manual_seed(cfg.seed)
-        result = attack(cfg, run_dir)
+        result = attack(cfg, run_dir, allow_pickle=args.allow_pickle,
+                        report=write_steal_report if kind == "steal" else write_invert_report)
         runs.append((cfg.seed, run_dir, {k: v for k, v in result.items() if k != heavy_key}))
         print(describe(cfg, result))
     if args.seeds > 1:

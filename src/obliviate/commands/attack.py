@@ -3,6 +3,7 @@
 from pathlib import Path
 
 from obliviate.config import load_config, write_run_info
+from obliviate.rundir import run_dir
 
 
 def add_arguments(p):
@@ -28,10 +29,10 @@ def run(args):
 
     cfg = load_config(RelearnConfig, args.config, args.overrides, forget=args.forget, k=args.k, steps=args.steps,
                       lr=args.lr, seed=args.seed)
-    model, tok = load_model(args.model, allow_pickle=args.allow_pickle)
-    out = Path(args.out or Path(args.model) / "relearn")
-    result = relearn(model, tok, args.data, cfg, retain_results=args.retain_results, out=out)
-    write_run_info(out, cfg, seed=cfg.seed)
+    with run_dir(Path(args.out or Path(args.model) / "relearn"), args.model) as out:
+        model, tok = load_model(args.model, allow_pickle=args.allow_pickle)
+        result = relearn(model, tok, args.data, cfg, retain_results=args.retain_results, out=out)
+        write_run_info(out, cfg, seed=cfg.seed)
     print(f"relearning attack on {args.model}: {cfg.k} of {result['n_forget']} forget items, lr {result['lr']:.2g}")
     print(f"{'step':>5} {'loss':>7} {'prob':>7} {'rougeL':>7} {'TR':>7} {'prob(unseen)':>13} {'FQ':>9}")
     for r in result["curve"]:

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from obliviate import ObliviateError
 from obliviate.config import load_config
+from obliviate.rundir import run_dir
 
 
 def add_arguments(p):
@@ -61,19 +62,28 @@ def _reference(kind: str, model_spec, results_path, data, cfg, out: Path, args, 
 def run(args):
     import torch
 
-    from obliviate.evaluate import EvalConfig, evaluate
-    from obliviate.evaluate.suite import summary_rows
-    from obliviate.models.loading import load_model
+    from obliviate.evaluate import EvalConfig
 
     cfg = load_config(EvalConfig, args.config, args.overrides, forget=args.forget, nli=args.nli)
     torch.manual_seed(cfg.seed)
-    out = _out_dir(args)
+    with run_dir(_out_dir(args), args.model) as out:
+        _run(args, cfg, out)
+
+
+def _run(args, cfg, out: Path) -> None:
+    from obliviate.evaluate import evaluate
+    from obliviate.evaluate.nli import load_nli
+    from obliviate.evaluate.suite import summary_rows
+    from obliviate.models.loading import load_model
+
     model, tok = load_model(args.model, allow_pickle=args.allow_pickle, trust_remote_code=args.trust_remote_code)
     retain = _reference("retain", args.retain_model, args.retain_results, args.data, cfg, out, args)
     before = _reference("before", args.before_model, args.before_results, args.data, cfg, out, args)
+    nli = load_nli(cfg.nli, allow_pickle=args.allow_pickle, trust_remote_code=args.trust_remote_code) \
+        if cfg.nli else None
     t = time.time()
     results = evaluate(model, tok, args.data, cfg, retain_results=retain, before_results=before, out=out,
-                       model_name=str(args.model), overwrite=args.overwrite)
+                       model_name=str(args.model), overwrite=args.overwrite, nli=nli)
     _print_table(summary_rows(results), f"obliviate eval: {args.model} ({time.time() - t:.1f}s)")
     print(f"wrote {out / 'eval.json'}")
 

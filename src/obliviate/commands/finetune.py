@@ -5,8 +5,9 @@ from pathlib import Path
 
 from obliviate.config import load_config, write_run_info
 from obliviate.data.loading import load_split
-from obliviate.models.finetune import FinetuneConfig, finetune, model_size_name, resolve_lr
-from obliviate.models.loading import check_output_dir, load_model, save_model
+from obliviate.models.finetune import FinetuneConfig, finetune, resolve_lr
+from obliviate.models.loading import check_output_dir, load_model, model_size_name, save_model
+from obliviate.rundir import run_dir
 
 
 def add_arguments(p):
@@ -25,13 +26,14 @@ def add_arguments(p):
 def run(args):
     cfg = load_config(FinetuneConfig, args.config, args.overrides, split=args.split, seed=args.seed)
     out = check_output_dir(args.out, args.model, overwrite=args.overwrite)
-    records = load_split(args.data, cfg.split)
-    model, tok = load_model(args.model, allow_pickle=args.allow_pickle, trust_remote_code=args.trust_remote_code)
-    size = model_size_name(model)
-    cfg.lr = resolve_lr(cfg.lr, model)
-    log = finetune(model, tok, records, cfg)
-    save_model(model, tok, out, extra={"size": size, "finetuned_from": str(args.model), "split": cfg.split})
-    write_run_info(out, cfg, seed=cfg.seed)
-    (Path(out) / "train_log.jsonl").write_text("".join(json.dumps(r) + "\n" for r in log))
+    with run_dir(out):
+        records = load_split(args.data, cfg.split)
+        model, tok = load_model(args.model, allow_pickle=args.allow_pickle, trust_remote_code=args.trust_remote_code)
+        size = model_size_name(model)
+        cfg.lr = resolve_lr(cfg.lr, model)
+        log = finetune(model, tok, records, cfg)
+        save_model(model, tok, out, extra={"size": size, "finetuned_from": str(args.model), "split": cfg.split})
+        write_run_info(out, cfg, seed=cfg.seed)
+        (Path(out) / "train_log.jsonl").write_text("".join(json.dumps(r) + "\n" for r in log))
     print(f"trained {len(log)} steps on {len(records)} items ({cfg.split}); final loss {log[-1]['loss']:.4f}; "
           f"saved to {out}")

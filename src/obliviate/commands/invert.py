@@ -35,5 +35,5 @@ def run(args: argparse.Namespace) -> int:
         chosen = list(BASELINES) if "all" in args.baseline else list(dict.fromkeys(args.baseline))
         methods = ["plg"] + chosen
     base = dict(dataset=target_dataset(args), target=args.target, public=args.public, methods=methods,
-                seed=args.seed, allow_pickle=args.allow_pickle or None)
+                seed=args.seed)
     return run_seeds(args, InvertConfig, invert, base, kind="invert", heavy_key="reconstructions", describe=describe)

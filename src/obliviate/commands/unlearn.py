@@ -6,6 +6,7 @@ from pathlib import Path
 from obliviate.config import load_config
 from obliviate.data.loading import load_refusals, load_split
 from obliviate.models.loading import check_output_dir, load_model
+from obliviate.rundir import run_dir, write_json
 from obliviate.unlearn import UnlearnConfig, unlearn
 from obliviate.unlearn.loop import recipe_needs
 
@@ -32,6 +33,11 @@ def run(args):
     cfg = load_config(UnlearnConfig, args.config, args.overrides, recipe=args.recipe, seed=args.seed, lora=args.lora,
                       reference="original" if args.ref_model else None)
     out = check_output_dir(args.out, args.model, args.ref_model, overwrite=args.overwrite)
+    with run_dir(out):
+        _run(args, cfg, out)
+
+
+def _run(args, cfg, out: Path):
     forget = load_split(args.data, args.forget)
     needs = recipe_needs(cfg)
     retain = load_split(args.data, args.retain) if needs & {"retain", "retain_alternate"} else None
@@ -45,7 +51,7 @@ def run(args):
     info = json.loads(meta.read_text()) if meta.is_file() else {}
     info.update({"unlearned_from": str(args.model), "data": str(args.data), "forget": args.forget,
                  "retain": args.retain if retain is not None else None})
-    meta.write_text(json.dumps(info, indent=2) + "\n")
+    write_json(meta, info)
     s = log.summary
     print(f"unlearned {cfg.recipe}: {s['steps']} steps in {s['seconds']:.1f}s; forget answer probability "
           f"{s['forget_prob_before']:.3f} -> {s['forget_prob_after']:.3f}; saved to {Path(out)}")

@@ -1,6 +1,7 @@
 """obliviate world --preset demo --seed 0 --out data/demo"""
 
 from obliviate.data.world import PRESETS, write_world
+from obliviate.rundir import run_dir
 
 
 def add_arguments(p):
@@ -11,7 +12,8 @@ def add_arguments(p):
 
 
 def run(args):
-    out = write_world(args.out, args.preset, args.seed, overwrite=args.overwrite)
+    with run_dir(args.out) as out:
+        write_world(out, args.preset, args.seed, overwrite=args.overwrite)
     import json
 
     m = json.loads((out / "world.json").read_text())

@@ -24,6 +24,7 @@ from importlib import resources
 from pathlib import Path
 
 from obliviate import ObliviateError
+from obliviate.rundir import claim
 
 
 @dataclass(frozen=True)
@@ -241,15 +242,16 @@ def build_world(preset: str = "demo", seed: int = 0) -> dict[str, list | dict]:
 
 
 def write_world(out: str | Path, preset: str = "demo", seed: int = 0, *, overwrite: bool = False) -> Path:
-    """Write each split as `<split>.json` (a JSON list of records), `refusals.json` and `world.json`."""
-    out = Path(out)
+    """Write each split as `<split>.json` (a JSON list of records), `refusals.json` and `world.json`.
+
+    `out` must be new, empty or an obliviate directory (`rundir.claim`): a user's files are never overwritten."""
+    out = claim(out)
     if (out / "world.json").exists() and not overwrite:
         old = json.loads((out / "world.json").read_text())
         if (old.get("preset"), old.get("seed")) != (preset, seed):
             raise ObliviateError(f"{out} already holds a world (preset={old.get('preset')}, seed={old.get('seed')}); "
                                  "choose another --out or pass --overwrite")
     world = build_world(preset, seed)
-    out.mkdir(parents=True, exist_ok=True)
     dump = lambda obj: json.dumps(obj, indent=1, ensure_ascii=True) + "\n"  # noqa: E731
     for name, records in world["splits"].items():
         (out / f"{name}.json").write_text(dump(records))

@@ -29,13 +29,22 @@ class NLIModel:
     name: str
 
 
-def load_nli(spec: str, *, trust_remote_code: bool = False) -> NLIModel:
-    """`AutoModelForSequenceClassification` + tokenizer from a hub id or local directory, eval mode, CPU."""
+def load_nli(spec: str, *, allow_pickle: bool = False, trust_remote_code: bool = False) -> NLIModel:
+    """`AutoModelForSequenceClassification` + tokenizer from a hub id or local directory, eval mode, CPU.
+
+    The same rule as every model: safetensors only unless `allow_pickle` (the `--allow-pickle` flag)."""
+    from pathlib import Path
+
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
+    from obliviate.models.loading import check_weights
+
+    if Path(spec).is_dir():
+        check_weights(Path(spec), allow_pickle=allow_pickle)
     try:
         tok = AutoTokenizer.from_pretrained(spec, trust_remote_code=trust_remote_code)
-        model = AutoModelForSequenceClassification.from_pretrained(spec, trust_remote_code=trust_remote_code)
+        model = AutoModelForSequenceClassification.from_pretrained(
+            spec, trust_remote_code=trust_remote_code, use_safetensors=None if allow_pickle else True)
     except (OSError, ValueError) as e:
         raise ObliviateError(f"cannot load NLI model {spec}: {str(e).splitlines()[0]}") from None
     id2label = {int(k): str(v) for k, v in model.config.id2label.items()}

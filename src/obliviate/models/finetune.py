@@ -10,15 +10,16 @@ Training goes through `accelerate.Accelerator`, so `accelerate launch` gives DDP
 from __future__ import annotations
 
 import math
-import random
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-import numpy as np
 import torch
 
 from obliviate import ObliviateError
+from obliviate.config import check_positive
 from obliviate.data.format import Collator, QADataset
+from obliviate.models.loading import model_size_name
+from obliviate.rundir import seed_everything
 
 
 @dataclass
@@ -43,30 +44,13 @@ class FinetuneConfig:
             raise ObliviateError(f"schedule {self.schedule!r}: choose linear or constant")
         if self.max_steps is not None and self.max_steps < 1:
             raise ObliviateError("max_steps must be >= 1")
+        check_positive(self, "lr", "epochs")
 
 
 # Learning rates that fit each tiny preset in a few minutes on 2 CPU cores; real pretrained models take the
 # papers' 1e-5. Measured on the demo world (tiny, 20 epochs, batch 32): 2e-3 leaves the answer probability at
 # ~0.75 after 10 epochs, 3e-3 reaches 0.98 on forget10/retain90 and 0.95 on world facts (~60 s on 2 cores).
 LR_PRESETS = {"micro": 3e-3, "tiny": 3e-3, "small": 1e-3}
-
-
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
-
-
-def model_size_name(model) -> str | None:
-    """The preset name a tiny obliviate model was built with (from obliviate.json), if any."""
-    import json
-    from pathlib import Path
-
-    path = getattr(model, "name_or_path", None) or getattr(getattr(model, "config", None), "_name_or_path", None)
-    f = Path(str(path)) / "obliviate.json" if path else None
-    if f is not None and f.is_file():
-        return json.loads(f.read_text()).get("size")
-    return None
 
 
 def resolve_lr(cfg_lr: float | None, model) -> float:

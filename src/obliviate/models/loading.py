@@ -21,6 +21,7 @@ from pathlib import Path
 import torch
 
 from obliviate import ObliviateError
+from obliviate.rundir import write_json
 
 SMOLLM2 = "smollm2-135m-instruct"
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -66,8 +67,12 @@ def is_local_model_dir(path: Path) -> bool:
 
 
 def check_weights(path: Path, *, allow_pickle: bool = False) -> None:
-    """A model directory must hold safetensors weights; pickle ones only with allow_pickle."""
-    if any((path / f).is_file() for f in SAFE_WEIGHTS) or list(path.glob("model-*.safetensors")):
+    """A model directory must hold readable safetensors weights; pickle ones only with allow_pickle."""
+    safe = [path / f for f in SAFE_WEIGHTS if f.endswith(".safetensors") and (path / f).is_file()]
+    safe += sorted(path.glob("model-*.safetensors"))
+    for f in safe:
+        _check_safetensors(f)
+    if safe or (path / "model.safetensors.index.json").is_file():
         return
     pickles = [f for f in PICKLE_WEIGHTS if (path / f).is_file()] + [p.name for p in path.glob("pytorch_model-*.bin")]
     if pickles:
@@ -76,6 +81,43 @@ def check_weights(path: Path, *, allow_pickle: bool = False) -> None:
         raise ObliviateError(f"{path}/{pickles[0]}: refusing a pickle checkpoint (it can run arbitrary code); "
                              "convert it to safetensors or pass --allow-pickle if you trust it")
     raise ObliviateError(f"{path}: no model weights (expected model.safetensors)")
+
+
+def _check_safetensors(f: Path) -> None:
+    """Read the header (cheap): a truncated or corrupt file is one line naming it, not a Rust traceback."""
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(str(f), framework="pt") as st:
+            st.keys()
+    except (SafetensorError, OSError) as e:
+        raise ObliviateError(f"{f}: corrupt or truncated safetensors file ({str(e).splitlines()[0]}); "
+                             "re-save or re-download the model") from None
+
+
+def check_vocab(model, tok, spec) -> None:
+    """The tokenizer must fit the model's embedding: larger → IndexError later; smaller → rows never used.
+
+    Published models often pad the embedding matrix beyond the tokenizer (Qwen2.5: 151,665 tokens, 151,936
+    rows), so a smaller tokenizer is refused only for obliviate's own models, whose sizes match by construction.
+    """
+    rows = model.get_input_embeddings().weight.shape[0]
+    n = len(tok)
+    if n > rows:
+        raise ObliviateError(f"{spec}: the tokenizer has {n} tokens but the model's embedding only {rows} rows; "
+                             "the tokenizer does not belong to this model")
+    if n < rows and model_size_name(model) is not None:
+        raise ObliviateError(f"{spec}: the tokenizer has {n} tokens but the model's embedding {rows} rows; "
+                             "the tokenizer does not belong to this model")
+
+
+def model_size_name(model) -> str | None:
+    """The size name a tiny obliviate model was built with (`init-model --size`, from obliviate.json), if any."""
+    path = getattr(model, "name_or_path", None) or getattr(getattr(model, "config", None), "_name_or_path", None)
+    f = Path(str(path)) / "obliviate.json" if path else None
+    if f is not None and f.is_file():
+        return json.loads(f.read_text()).get("size")
+    return None
 
 
 def load_tokenizer(spec: str | Path, *, trust_remote_code: bool = False):
@@ -100,6 +142,8 @@ def load_model(spec: str | Path, *, allow_pickle: bool = False, trust_remote_cod
         if not is_local_model_dir(path):
             raise ObliviateError(f"{path}: not a model directory (no config.json)")
         check_weights(path, allow_pickle=allow_pickle)
+    elif _looks_local(str(spec)):
+        raise ObliviateError(f"{spec}: no such model directory")
     try:
         model = AutoModelForCausalLM.from_pretrained(
             path if path.exists() else str(spec), dtype=dtype, trust_remote_code=trust_remote_code,
@@ -110,15 +154,21 @@ def load_model(spec: str | Path, *, allow_pickle: bool = False, trust_remote_cod
     model.eval()
     if not with_tokenizer:
         return model
-    return model, load_tokenizer(path if path.exists() else spec, trust_remote_code=trust_remote_code)
+    tok = load_tokenizer(path if path.exists() else spec, trust_remote_code=trust_remote_code)
+    check_vocab(model, tok, spec)
+    return model, tok
+
+
+def _looks_local(spec: str) -> bool:
+    """A path, not a hub id ('owner/name' or 'name'): absolute, ./ ../ ~, or more than one '/'."""
+    return spec.startswith(("/", ".", "~")) or spec.count("/") > 1 or "\\" in spec
 
 
 def check_output_dir(out: str | Path, *inputs: str | Path | None, overwrite: bool = False) -> Path:
-    """Refuse writing into an input model's directory, or over a finished result unless `overwrite`."""
-    out = Path(out)
-    for inp in inputs:
-        if inp is not None and Path(inp).exists() and out.resolve() == Path(inp).resolve():
-            raise ObliviateError(f"{out}: the output directory is the input model's directory; choose another --out")
+    """`rundir.claim` (not an input, ours or empty, writable), and no finished model there unless `overwrite`."""
+    from obliviate.rundir import claim
+
+    out = claim(out, *inputs)
     if not overwrite and (out / "config.json").is_file() and any((out / f).is_file() for f in SAFE_WEIGHTS):
         raise ObliviateError(f"{out}: already holds a model; choose another --out or pass --overwrite")
     return out
@@ -132,14 +182,19 @@ def save_model(model, tokenizer, out: str | Path, *, extra: dict | None = None) 
     if tokenizer is not None:
         tokenizer.save_pretrained(out)
     if extra:
-        (out / "obliviate.json").write_text(json.dumps(extra, indent=2, default=str) + "\n")
+        write_json(out / "obliviate.json", extra)
     return out
 
 
-def model_fingerprint(model) -> str:
-    """A short hash of a model's weights (cache keys, 'did unlearning change anything?')."""
+def weights_hash(named_tensors) -> str:
+    """A short hash of (name, tensor) pairs, in name order, as fp32: the one weight hash of obliviate."""
     h = hashlib.sha256()
-    for name, p in sorted(model.state_dict().items()):
+    for name, p in sorted(named_tensors, key=lambda kv: kv[0]):
         h.update(name.encode())
         h.update(p.detach().to(torch.float32).cpu().numpy().tobytes())
     return h.hexdigest()[:16]
+
+
+def model_fingerprint(model) -> str:
+    """A short hash of a model's weights (cache keys, `--resume` checks, 'did unlearning change anything?')."""
+    return weights_hash(model.state_dict().items())

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from obliviate import ObliviateError
 from obliviate.report import html as H
+from obliviate.report.stats import mean_ci, median_range
 
 # (column label, where in eval.json, higher is better?)  where = ("agg", key[, subkey]) or (role, mean key)
 COLUMNS = [
@@ -49,24 +50,27 @@ def _get(res: dict, where: tuple) -> float | None:
     return v if isinstance(v, (int, float)) and math.isfinite(v) else None
 
 
-def mean_ci(values: list[float]) -> tuple[float | None, float | None]:
-    """Mean and the 95 % t-interval half-width (None for fewer than 2 values)."""
-    vals = [v for v in values if v is not None]
-    if not vals:
-        return None, None
-    m = sum(vals) / len(vals)
-    if len(vals) < 2:
-        return m, None
-    from scipy import stats
-
-    sd = math.sqrt(sum((v - m) ** 2 for v in vals) / (len(vals) - 1))
-    return m, stats.t.ppf(0.975, len(vals) - 1) * sd / math.sqrt(len(vals))
+# p-value columns: summarised across seeds by median [min–max] (a mean ± t-interval can leave [0, 1])
+P_VALUE_COLUMNS = ("Forget Quality",)
+P_VALUE_NOTE = "Forget Quality (a p-value) across seeds: median [min–max], not mean ± CI."
 
 
 def fmt_ci(m: float | None, h: float | None) -> str:
     if m is None:
         return "—"
     return H.fmt(m) if h is None else f"{H.fmt(m)} ± {H.fmt(h)}"
+
+
+def fmt_median_range(values: list[float | None]) -> str:
+    med, lo, hi = median_range(values)
+    if med is None:
+        return "—"
+    return H.fmt(med) if lo == hi else f"{H.fmt(med)} [{H.fmt(lo)}–{H.fmt(hi)}]"
+
+
+def across_seeds(label: str, values: list[float | None]) -> str:
+    """One cell: median [min–max] for p-value columns, else mean ± 95 % t-interval."""
+    return fmt_median_range(values) if label in P_VALUE_COLUMNS else fmt_ci(*mean_ci(values))
 
 
 def _load(path: Path) -> dict | None:
@@ -103,11 +107,12 @@ def headline(data: dict) -> tuple[list[str], list[list]]:
     retain = [fmt_ci(_get(data["retain"], w), None) for _, w, _ in COLUMNS]
     self_fq = data["demo"].get("retain_vs_itself", {}).get("forget_quality")
     if retain[0] == "—" and self_fq is not None:  # the retain model against itself: p = 1 by construction
-        retain[0] = fmt_ci(self_fq, None)
+        retain[0] = f"{fmt_ci(self_fq, None)} (vs itself: sanity check)"
     rows = [["target (before)", 1] + [fmt_ci(_get(data["target"], w), None) for _, w, _ in COLUMNS],
             ["retain (ideal)", 1] + retain]
     for recipe, runs in data["recipes"].items():
-        rows.append([recipe, len(runs)] + [fmt_ci(*mean_ci([_get(r["eval"], w) for r in runs])) for _, w, _ in COLUMNS])
+        rows.append([recipe, len(runs)] + [across_seeds(label, [_get(r["eval"], w) for r in runs])
+                                           for label, w, _ in COLUMNS])
     return headers, rows
 
 
@@ -162,8 +167,8 @@ def _relearn_curves(data: dict):
             continue
         steps = [p["step"] for p in curves[0]]
         for ax, key in zip(axes, ("prob", "prob_unseen")):
-            ys = [mean_ci([c[j][key] for c in curves]) for j in range(len(steps))]
-            m = [y[0] for y in ys]
+            ys = [mean_ci([c[j].get(key) for c in curves]) for j in range(len(steps))]
+            m = [math.nan if y[0] is None else y[0] for y in ys]  # not computed: a gap, not a crash
             h = [y[1] or 0.0 for y in ys]
             ax.errorbar(steps, m, yerr=h, marker="o", capsize=3, color=f"C{i}", label=recipe)
     t = _get(data["target"], ("forget", "prob"))
@@ -243,9 +248,9 @@ def write_report(run: str | Path) -> Path:
         curves = [r["relearn"]["curve"] for r in runs if r.get("relearn")]
         if curves:
             for j, p in enumerate(curves[0]):
-                relearn_rows.append([recipe, p["step"]] + [fmt_ci(*mean_ci([c[j][k] for c in curves]))
-                                                            for k in ("prob", "prob_unseen", "rouge_l_recall",
-                                                                      "truth_ratio", "forget_quality")])
+                relearn_rows.append([recipe, p["step"]] + [
+                    across_seeds("Forget Quality" if k == "forget_quality" else k, [c[j].get(k) for c in curves])
+                    for k in ("prob", "prob_unseen", "rouge_l_recall", "truth_ratio", "forget_quality")])
     relearn_headers = ["recipe", "step", "forget Prob", "Prob (unseen items)", "forget ROUGE", "forget TR", "FQ"]
     timing_rows = [[k, v["seconds"], "reused" if v["reused"] else "ran"] for k, v in demo["timings"].items()]
     cfg_text = json.dumps(demo["config"], indent=1)
@@ -256,9 +261,10 @@ def write_report(run: str | Path) -> Path:
     intro = (f"World preset '{demo['config']['preset']}', {demo['config']['model_size']} model, forget split "
              f"{demo['config']['forget']}, {demo['config']['seeds']} seed(s) per recipe. Wall time "
              f"{demo['wall_seconds']:.0f} s. Sanity: the retain model against itself has Forget Quality {H.fmt(rvr)} "
-             "(must be 1).")
+             f"(must be 1; shown in the retain row as a check, not a result). {P_VALUE_NOTE}")
     html_sections = [
-        H.section("Headline: every recipe, mean ± 95 % CI over seeds", H.paragraph(intro),
+        H.section("Headline: every recipe, mean ± 95 % CI over seeds (Forget Quality: median [min–max])",
+                  H.paragraph(intro),
                   *[H.table_html(h, r, left_cols=1) for h, r in split_table(headers, rows)],
                   H.paragraph("Forget Quality: higher = closer to the retain model (p-value; n items bound it "
                               "from below). Prob/ROUGE on the forget set should fall; on retain and world facts "
@@ -296,9 +302,7 @@ def _classifier_sections(run: Path) -> list[str]:
     for sub in ("steal", "invert"):
         d = run / sub
         if d.is_dir():
-            try:
-                from obliviate.attack.classifier.report import report_section
-            except ImportError:
-                break
+            from obliviate.report.classifier import report_section
+
             out.append(report_section(d))
     return out

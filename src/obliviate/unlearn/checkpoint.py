@@ -29,7 +29,19 @@ def latest_checkpoint(out: str | Path) -> Path | None:
     return max(done, key=lambda d: int(d.name[5:]), default=None)
 
 
-def save_checkpoint(out, step: int, params, optimizer, scheduler, tracker, log: list[dict]) -> Path:
+def prune_checkpoints(out: str | Path, keep: int) -> list[Path]:
+    """Delete all but the newest `keep` finished checkpoints (the final model lives outside checkpoints/)."""
+    root = Path(out) / "checkpoints"
+    done = sorted((d for d in root.glob("step-*") if d.is_dir() and d.name[5:].isdigit()), key=lambda d: int(d.name[5:]))
+    old = done[:-keep] if keep > 0 else done
+    for d in old:
+        shutil.rmtree(d, ignore_errors=True)
+    return old
+
+
+def save_checkpoint(out, step: int, params, optimizer, scheduler, tracker, log: list[dict], *,
+                    keep: int | None = None) -> Path:
+    """Write checkpoint `step` atomically; then keep only the newest `keep` (None: keep all)."""
     final = checkpoint_dir(out, step)
     tmp = final.with_name(final.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
@@ -42,6 +54,8 @@ def save_checkpoint(out, step: int, params, optimizer, scheduler, tracker, log: 
     (tmp / "trainer.json").write_text(json.dumps({"step": step, "log": log}) + "\n")
     shutil.rmtree(final, ignore_errors=True)
     tmp.rename(final)
+    if keep is not None:
+        prune_checkpoints(out, keep)
     return final
 
 

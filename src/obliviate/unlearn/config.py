@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from obliviate import ObliviateError
+from obliviate.config import check_positive
 from obliviate.unlearn.objectives import OBJECTIVES
 from obliviate.unlearn.recipe import parse_recipe, recipe_name
 from obliviate.unlearn.regularizers import REGULARIZERS
@@ -49,9 +50,10 @@ CHOICES = {
 
 @dataclass
 class UnlearnConfig:
-    # recipe: `recipe` is the `+` shorthand; it sets the three fields below
+    # recipe: `recipe` is the `+` shorthand for the three fields below; parts given both ways are merged
+    # (`--recipe npo+gd smoothing=sam` = npo+gd+sam) and must not conflict. No objective at all = ga.
     recipe: str | None = None
-    objective: str = "ga"
+    objective: str | None = None
     regularizer: str | None = None
     smoothing: str | None = None
     alpha: float = 1.0  # forget weight α
@@ -100,12 +102,18 @@ class UnlearnConfig:
     lora_dropout: float = 0.0
     # run directory
     checkpoint_every: int = 0  # optimiser steps; 0 = no intermediate checkpoints
+    keep_checkpoints: int = 2  # the newest N intermediate checkpoints are kept (the final model always is)
 
     def __post_init__(self):
-        if self.recipe:
-            parts = parse_recipe(self.recipe)
-            self.objective, self.regularizer, self.smoothing = (parts["objective"], parts["regularizer"],
-                                                                parts["smoothing"])
+        parts = parse_recipe(self.recipe) if self.recipe else {}
+        for kind in ("objective", "regularizer", "smoothing"):
+            given, named = getattr(self, kind), parts.get(kind)
+            if given is not None and named is not None and given != named:
+                raise ObliviateError(f"recipe {self.recipe!r} has {kind} {named!r} but {kind}={given!r} is also "
+                                     "set; give one of them")
+            setattr(self, kind, named or given)
+        if self.objective is None:
+            self.objective = "ga"
         for name, reg in (("objective", OBJECTIVES), ("regularizer", REGULARIZERS), ("smoothing", SMOOTHERS)):
             value = getattr(self, name)
             if value is not None and value not in reg:
@@ -123,14 +131,13 @@ class UnlearnConfig:
         for name in ("npo_beta", "simnpo_beta", "dpo_beta", "ap_beta"):
             if getattr(self, name) <= 0:
                 raise ObliviateError(f"{name} must be > 0, got {getattr(self, name)}")
-        if self.lr is not None and self.lr <= 0:
-            raise ObliviateError(f"lr must be > 0, got {self.lr}")
-        if self.epochs is not None and self.epochs <= 0:
-            raise ObliviateError(f"epochs must be > 0, got {self.epochs}")
+        check_positive(self, "lr", "epochs")
         if not 0.0 <= self.wa_start <= 1.0:
             raise ObliviateError(f"wa_start must be in [0, 1], got {self.wa_start}")
         if self.checkpoint_every < 0:
             raise ObliviateError(f"checkpoint_every must be >= 0, got {self.checkpoint_every}")
+        if self.keep_checkpoints < 1:
+            raise ObliviateError(f"keep_checkpoints must be >= 1, got {self.keep_checkpoints}")
         if self.lora and "params" in OBJECTIVES[self.objective].needs:
             raise ObliviateError("rmu trains the MLPs of layers ℓ-2..ℓ itself; it cannot be combined with lora")
 

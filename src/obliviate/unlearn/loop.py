@@ -13,7 +13,6 @@ import copy
 import hashlib
 import json
 import math
-import shutil
 import time
 import warnings
 from pathlib import Path
@@ -22,9 +21,9 @@ import torch
 
 from obliviate import ObliviateError
 from obliviate.config import write_run_info
-from obliviate.models.finetune import model_size_name, seed_everything
-from obliviate.models.loading import save_model
+from obliviate.models.loading import model_fingerprint, model_size_name, save_model, weights_hash
 from obliviate.models.logps import sequence_logps
+from obliviate.rundir import claim, remove_ours, seed_everything, write_json
 from obliviate.unlearn.batch import (MicroBatch, UnlearnData, build_data, cache_ref_logps, collate,
                                      micro_batches_per_epoch, plan)
 from obliviate.unlearn.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
@@ -54,13 +53,11 @@ def forget_probe(model, data: UnlearnData) -> dict:
     return {"forget_prob": float(means.exp().mean()), "forget_mean_logp": float(means.mean())}
 
 
-def _fingerprint(params) -> str:
-    """Hash of the trainable weights (did unlearning change anything?)."""
-    h = hashlib.sha256()
-    for name, p in params:
-        h.update(name.encode())
-        h.update(p.detach().float().cpu().numpy().tobytes())
-    return h.hexdigest()[:16]
+def records_hash(records: list[dict] | None) -> str | None:
+    """A short hash of a split's records (`--resume` refuses other forget/retain data)."""
+    if records is None:
+        return None
+    return hashlib.sha256(json.dumps(records, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
 def _shard(mb: MicroBatch, rank: int, world: int) -> MicroBatch:
@@ -80,23 +77,35 @@ def recipe_needs(cfg: UnlearnConfig) -> set[str]:
     return set().union(*(p.needs for p in parts))
 
 
-def _check_run_dir(out: Path | None, cfg: UnlearnConfig, *, resume: bool, overwrite: bool) -> None:
+def _check_run_dir(out: Path | None, cfg: UnlearnConfig, inputs: dict, *, resume: bool, overwrite: bool) -> None:
+    """Claim `out` (rundir.claim); refuse a finished run unless resume/overwrite; resume only the same run.
+
+    inputs: {"model_fingerprint", "forget_hash", "retain_hash"} of this run, compared with run.json on resume.
+    """
     if out is None:
         return
+    claim(out)
     used = [f for f in RUN_FILES if (out / f).exists()]
     if used and not resume and not overwrite:
         raise ObliviateError(f"{out}: already holds an unlearning run ({used[0]}); pass resume to continue it, "
                              "overwrite to start again, or choose another output directory")
     if overwrite and not resume:
-        for f in used:
-            shutil.rmtree(out / f) if (out / f).is_dir() else (out / f).unlink()
+        remove_ours(out, used)
     if resume and (out / "run.json").is_file():
-        old = json.loads((out / "run.json").read_text()).get("config", {})
+        info = json.loads((out / "run.json").read_text())
+        old = info.get("config", {})
         now = json.loads(json.dumps(vars(cfg), default=str))
-        diff = next((k for k in now if k != "checkpoint_every" and k in old and old[k] != now[k]), None)
+        diff = next((k for k in now if k not in ("checkpoint_every", "keep_checkpoints") and k in old
+                     and old[k] != now[k]), None)
         if diff:
             raise ObliviateError(f"{out}/run.json: cannot resume, config key '{diff}' was {old[diff]!r}, "
                                  f"now {now[diff]!r}")
+        what = {"model_fingerprint": "the model (--model)", "forget_hash": "the forget data (--forget)",
+                "retain_hash": "the retain data (--retain)"}
+        diff = next((k for k in what if k in info.get("inputs", {}) and info["inputs"][k] != inputs[k]), None)
+        if diff:
+            raise ObliviateError(f"{out}/run.json: cannot resume, {what[diff]} differs from the interrupted run's "
+                                 f"({info['inputs'][diff]} then, {inputs[diff]} now)")
 
 
 def _prepare_model(model, cfg: UnlearnConfig, objective, needs: set[str], ref_model):
@@ -153,7 +162,9 @@ def unlearn(model, tokenizer, forget_records: list[dict], retain_records: list[d
     if cfg.reference == "original" and ref_model is None:
         raise ObliviateError("reference=original needs ref_model (the model before the first unlearning task)")
     out = Path(out_dir) if out_dir is not None else None
-    _check_run_dir(out, cfg, resume=resume, overwrite=overwrite)
+    inputs = {"model_fingerprint": model_fingerprint(model) if out is not None else None,
+              "forget_hash": records_hash(forget_records), "retain_hash": records_hash(retain_records)}
+    _check_run_dir(out, cfg, inputs, resume=resume, overwrite=overwrite)
     size = model_size_name(model)
     hp = cfg.preset(size)
     seed_everything(cfg.seed)
@@ -177,14 +188,14 @@ def unlearn(model, tokenizer, forget_records: list[dict], retain_records: list[d
              else get_constant_schedule_with_warmup(opt, warmup))
     model, opt, sched = acc.prepare(model, opt, sched)
     params = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
-    fingerprint = _fingerprint(params)
+    fingerprint = weights_hash(params)
     tracker = smoother.tracker(params, cfg, total) if smoother.tracker else None
     start, log = 0, []
     last = latest_checkpoint(out) if (out is not None and resume) else None
     if last is not None:
         start, log = load_checkpoint(last, params, opt, sched, tracker)
     if out is not None:
-        write_run_info(out, cfg, seed=cfg.seed)
+        write_run_info(out, cfg, seed=cfg.seed, extra={"inputs": inputs})
         (out / "log.jsonl").write_text("".join(json.dumps(r) + "\n" for r in log))
 
     weigh = lambda forget, retain: cfg.alpha * forget + cfg.lam * retain  # noqa: E731  SPEC §1: L = α·L_f + λ·L_r
@@ -219,12 +230,12 @@ def unlearn(model, tokenizer, forget_records: list[dict], retain_records: list[d
             with open(out / "log.jsonl", "a") as f:
                 f.write(json.dumps(row) + "\n")
             if cfg.checkpoint_every and (step + 1) % cfg.checkpoint_every == 0 and step + 1 < total:
-                save_checkpoint(out, step + 1, params, opt, sched, tracker, log)
+                save_checkpoint(out, step + 1, params, opt, sched, tracker, log, keep=cfg.keep_checkpoints)
     bar.close()
     if tracker is not None:
         tracker.finish()
     model = acc.unwrap_model(model).eval()
-    return _finish(model, tokenizer, data, cfg, before, fingerprint == _fingerprint(params), log, out, size=size,
+    return _finish(model, tokenizer, data, cfg, before, fingerprint == weights_hash(params), log, out, size=size,
                    hp=hp, total=total, seconds=time.time() - started)
 
 
@@ -247,5 +258,5 @@ def _finish(model, tokenizer, data, cfg, before, unchanged_weights, log, out, *,
     log.summary = summary
     if out is not None:
         save_model(model, tokenizer, out, extra={"size": size, "recipe": cfg.recipe, "seed": cfg.seed})
-        (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+        write_json(out / "summary.json", summary)
     return model, log

@@ -2,7 +2,7 @@
 
 import json
 
-from obliviate.attack.classifier import report_section
+from obliviate.report.classifier import report_section
 from obliviate.cli import main
 
 

@@ -7,7 +7,7 @@ Names are imported lazily so `import obliviate.attack.classifier.data` stays lig
 """
 
 _EXPORTS = {"StealConfig": "dfhl_rs", "steal": "dfhl_rs", "InvertConfig": "plg_mi", "invert": "plg_mi",
-            "report_section": "report", "HardLabelOracle": "oracle"}
+            "HardLabelOracle": "oracle"}
 
 __all__ = list(_EXPORTS)
 

@@ -13,6 +13,7 @@ import copy
 import json
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -68,7 +69,6 @@ class StealConfig:
     val_n: int = 150                   # validation images for checkpoint selection
     eval_attacks: list[str] | None = None  # subset of fgsm,pgd20,pgd100,cw100,aa (None → all)
     aa_n: int = 100                    # fixed AutoAttack subset: the first aa_n test images
-    allow_pickle: bool = False
 
     def __post_init__(self):
         if self.mode not in MODES:
@@ -285,11 +285,12 @@ def run_dfhl_rs(cfg: StealConfig, oracle: HardLabelOracle, *, shape: tuple[int, 
 
 # --------------------------------------------------------------------------- the whole run
 
-def load_or_train_target(cfg: StealConfig, train: ImageData, out_dir: Path | None) -> tuple[nn.Module, dict]:
+def load_or_train_target(cfg: StealConfig, train: ImageData, out_dir: Path | None, *,
+                         allow_pickle: bool = False) -> tuple[nn.Module, dict]:
     """Load `cfg.target`, or PGD-adversarially train a CNN on `train` (saved to out_dir/target)."""
     shape = tuple(train.x.shape[1:])
     if cfg.target:
-        model, spec = load_classifier(cfg.target, allow_pickle=cfg.allow_pickle)
+        model, spec = load_classifier(cfg.target, allow_pickle=allow_pickle)
         meta = spec.get("meta", {})
         if meta.get("dataset") not in (None, cfg.dataset):
             raise ObliviateError(f"{cfg.target}: target was trained on {meta['dataset']!r}, not {cfg.dataset!r}")
@@ -331,8 +332,13 @@ def _target_metrics(cfg: StealConfig, target: nn.Module, test: ImageData, attack
     return metrics
 
 
-def steal(cfg: StealConfig, out_dir: str | Path | None = None) -> dict:
-    """Run DFHL-RS (or a baseline) end to end; write results.json, models and report into `out_dir`."""
+def steal(cfg: StealConfig, out_dir: str | Path | None = None, *, allow_pickle: bool = False,
+          report: Callable | None = None) -> dict:
+    """Run DFHL-RS (or a baseline) end to end; write results.json and models into `out_dir`.
+
+    allow_pickle: load a pickle `--target` checkpoint (the `--allow-pickle` flag; never a config key).
+    report: `report(out_dir, result, bank=...)` writes the run's pages (obliviate.report.classifier.write_steal_report;
+    passed in, since attack code does not import the later report stage)."""
     from obliviate.config import write_run_info
 
     t0 = time.time()
@@ -344,7 +350,7 @@ def steal(cfg: StealConfig, out_dir: str | Path | None = None) -> dict:
         write_run_info(out, cfg, seed=cfg.seed)
     data = load_dataset(cfg.dataset)
     train, val, test = split(data, [0.6, 0.2, 0.2], seed=cfg.split_seed)
-    target, spec = load_or_train_target(cfg, train, out)
+    target, spec = load_or_train_target(cfg, train, out, allow_pickle=allow_pickle)
     target_dir = Path(cfg.target) if cfg.target else (out / "target" if out is not None else None)
     attacks = tuple(cfg.eval_attacks or ATTACKS)
     t_target = time.time()
@@ -371,14 +377,13 @@ def steal(cfg: StealConfig, out_dir: str | Path | None = None) -> dict:
     if out is not None:
         from safetensors.torch import save_file
 
-        from obliviate.attack.classifier.report import write_steal_report
-
         save_classifier(clone, out / "clone", arch="cnn", meta={"dataset": cfg.dataset, "mode": cfg.mode,
                                                                 "seed": cfg.seed, "split_seed": cfg.split_seed})
         if res["bank"] is not None:
             save_file({"bank": res["bank"].contiguous()}, str(out / "memory_bank.safetensors"))
         (out / "results.json").write_text(json.dumps(result, indent=2) + "\n")
-        write_steal_report(out, result, bank=res["bank"])
+        if report is not None:
+            report(out, result, bank=res["bank"])
     result["clone_model"] = clone
     return result
 

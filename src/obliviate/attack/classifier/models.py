@@ -168,7 +168,8 @@ def new_classifier(arch: str, **kwargs) -> nn.Module:
 def load_classifier(model_dir: str | Path, *, allow_pickle: bool = False) -> tuple[nn.Module, dict]:
     """Load a classifier saved by `save_classifier`; returns (model in eval mode, model.json dict).
 
-    A directory holding only a pickle (`model.pt`) is refused unless `allow_pickle=True`."""
+    A directory holding only a pickle (`model.pt`) is refused unless `allow_pickle=True` (the `--allow-pickle`
+    flag); even then it is read with `torch.load(weights_only=True)` first and fully unpickled only if needed."""
     d = Path(model_dir)
     if not d.is_dir():
         raise ObliviateError(f"{d}: model directory not found")
@@ -189,7 +190,10 @@ def load_classifier(model_dir: str | Path, *, allow_pickle: bool = False) -> tup
 
         state = load_file(str(weights))
     else:
-        state = torch.load(pickles[0], map_location="cpu", weights_only=False)  # user opted in
+        try:
+            state = torch.load(pickles[0], map_location="cpu", weights_only=True)
+        except Exception:  # noqa: BLE001  not plain tensors: full unpickling, which the user opted into
+            state = torch.load(pickles[0], map_location="cpu", weights_only=False)
     try:
         model.load_state_dict(state)
     except RuntimeError as e:

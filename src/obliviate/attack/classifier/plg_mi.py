@@ -64,7 +64,6 @@ class InvertConfig:
     lr_z: float = 0.1
     n_rec: int = 20                     # reconstructions per class
     gmi_lambda: float = 100.0           # GMI: L = L_prior + λ L_id
-    allow_pickle: bool = False
 
     def __post_init__(self):
         bad = [m for m in self.methods if m not in METHODS]
@@ -261,8 +260,13 @@ def invert_splits(cfg: InvertConfig) -> tuple[ImageData, ImageData, torch.Tensor
                                                seed=cfg.split_seed)
 
 
-def invert(cfg: InvertConfig, out_dir: str | Path | None = None) -> dict:
-    """Run PLG-MI and/or its baselines end to end; write results.json, grids and report into `out_dir`."""
+def invert(cfg: InvertConfig, out_dir: str | Path | None = None, *, allow_pickle: bool = False,
+           report: Callable | None = None) -> dict:
+    """Run PLG-MI and/or its baselines end to end; write results.json and reconstructions into `out_dir`.
+
+    allow_pickle: load a pickle `--target` checkpoint (the `--allow-pickle` flag; never a config key).
+    report: `report(out_dir, result, recs=, classes=, private=)` writes the run's pages
+    (obliviate.report.classifier.write_invert_report; passed in, attack code does not import the report stage)."""
     from obliviate.config import write_run_info
 
     t0 = time.time()
@@ -274,7 +278,7 @@ def invert(cfg: InvertConfig, out_dir: str | Path | None = None) -> dict:
     if cfg.top_n > len(public_x):
         raise ObliviateError(f"top_n={cfg.top_n} exceeds the {len(public_x)} public images")
     if cfg.target:
-        T, spec = load_classifier(cfg.target, allow_pickle=cfg.allow_pickle)
+        T, spec = load_classifier(cfg.target, allow_pickle=allow_pickle)
         if spec.get("meta", {}).get("dataset") not in (None, cfg.dataset):
             raise ObliviateError(f"{cfg.target}: target was trained on {spec['meta']['dataset']!r}, not {cfg.dataset!r}")
         try:
@@ -342,11 +346,10 @@ def invert(cfg: InvertConfig, out_dir: str | Path | None = None) -> dict:
     if out is not None:
         from safetensors.torch import save_file
 
-        from obliviate.attack.classifier.report import write_invert_report
-
         save_file({m: r.contiguous() for m, r in recs.items()}, str(out / "reconstructions.safetensors"))
         (out / "results.json").write_text(json.dumps(result, indent=2) + "\n")
-        write_invert_report(out, result, recs=recs, classes=classes, private=private)
+        if report is not None:
+            report(out, result, recs=recs, classes=classes, private=private)
     result["reconstructions"] = recs
     return result
 

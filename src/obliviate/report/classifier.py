@@ -17,6 +17,7 @@ import torch  # noqa: E402
 from obliviate import ObliviateError  # noqa: E402
 from obliviate.report.html import (figure_png, image_html, paragraph, render_page, section, table_html,  # noqa: E402
                                    table_md)
+from obliviate.report.stats import mean_ci  # noqa: E402
 
 STEAL_COLS = ("clean", "fgsm", "pgd20", "pgd100", "cw100", "aa")
 INVERT_COLS = ("acc1", "acc5", "knn", "fd")
@@ -166,22 +167,16 @@ def report_section(run_dir: str | Path) -> str:
     raise ObliviateError(f"{path}: neither a steal nor an invert result")
 
 
-def mean_std(values: list[float]) -> tuple[float, float]:
-    """Mean and population standard deviation; (nan, nan) for an empty list."""
-    vals = [v for v in values if v is not None]
-    if not vals:
-        return float("nan"), float("nan")
-    m = sum(vals) / len(vals)
-    return m, (sum((v - m) ** 2 for v in vals) / len(vals)) ** 0.5
-
-
 def pm(values: list[float], digits: int = 3) -> str:
-    m, s = mean_std(values)
-    return f"{m:.{digits}f} ± {s:.{digits}f}"
+    """'mean ± 95 % t-interval half-width' over seeds (report.stats.mean_ci, as in the report card)."""
+    m, h = mean_ci(values)
+    if m is None:
+        return "—"
+    return f"{m:.{digits}f}" if h is None else f"{m:.{digits}f} ± {h:.{digits}f}"
 
 
 def write_summary(out: str | Path, kind: str, runs: list[tuple[int, Path, dict]]) -> dict:
-    """Multi-seed summary (mean ± std over seeds) for `steal` or `invert`: summary.json + report.html/md."""
+    """Multi-seed summary (mean ± 95 % CI over seeds) for `steal` or `invert`: summary.json + report.html/md."""
     out = Path(out)
     if kind == "steal":
         cols = [c for c in STEAL_COLS if c in runs[0][2]["target"]]
@@ -198,7 +193,7 @@ def write_summary(out: str | Path, kind: str, runs: list[tuple[int, Path, dict]]
     summary = {"kind": kind, "seeds": [s for s, _, _ in runs], "headers": head, "rows": rows,
                "runs": [str(p) for _, p, _ in runs]}
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
-    title = f"obliviate {kind}: mean ± std over seeds {summary['seeds']}"
+    title = f"obliviate {kind}: mean ± 95 % CI (t-interval) over seeds {summary['seeds']}"
     parts = [section("Summary", table_html(head, rows))] + [report_section(p) for _, p, _ in runs]
     (out / "report.html").write_text(render_page(title, parts, subtitle=str(out)))
     (out / "report.md").write_text(f"# {title}\n\n{table_md(head, rows)}\n\nPer-seed reports: "
