@@ -11,8 +11,10 @@ def test_sample_is_fixed_per_seed_and_checked():
     assert relearn_sample(40, 8, 0) == relearn_sample(40, 8, 0)
     assert relearn_sample(40, 8, 0) != relearn_sample(40, 8, 1)
     assert len(set(relearn_sample(40, 8, 3))) == 8
-    with pytest.raises(ObliviateError, match="larger than the forget split"):
+    with pytest.raises(ObliviateError, match="smaller than the forget split"):
         relearn_sample(5, 8, 0)
+    with pytest.raises(ObliviateError, match="smaller than the forget split"):  # issue 9: k = n leaves no unseen item
+        relearn_sample(8, 8, 0)
     with pytest.raises(ObliviateError, match="steps must be positive"):
         RelearnConfig(steps=[0, 5])
 

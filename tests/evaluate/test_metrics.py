@@ -147,4 +147,5 @@ def test_logp_moments_by_hand_and_chunked():
     assert_close(sigma, torch.tensor([math.sqrt(v)]))
     logits = torch.randn(7, 11, generator=torch.Generator().manual_seed(0))
     a, b = logp_moments(logits, chunk=2), logp_moments(logits, chunk=100)
-    assert_close(a[0], b[0]) and assert_close(a[1], b[1])
+    assert_close(a[0], b[0])
+    assert_close(a[1], b[1])  # was `assert_close(...) and assert_close(...)`: None short-circuited the second

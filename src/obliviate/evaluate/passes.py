@@ -52,9 +52,9 @@ def score_batch(model, batch: dict[str, torch.Tensor], *, k: float = 0.4, chunk:
         m = out.mask[i].bool()
         logps, logits, targets = out.token_logps[i][m], out.logits[i][m], labels[i][m]  # (n,), (n,V), (n,)
         n = int(m.sum())
-        if n == 0:  # answer truncated away: nothing to score
-            rows.append({"nll_sum": 0.0, "nll_mean": 0.0, "n_tokens": 0, "min_k": 0.0, "min_k_pp": 0.0,
-                         "extraction_strength": 0.0, "exact_memorization": 0.0})
+        if n == 0:  # answer truncated away: nothing to score, so no score (not NLL 0 = "probability 1")
+            rows.append({"nll_sum": None, "nll_mean": None, "n_tokens": 0, "min_k": None, "min_k_pp": None,
+                         "extraction_strength": None, "exact_memorization": None})
             continue
         preds = logits.argmax(-1)
         mu, sigma = logp_moments(logits, chunk=chunk)

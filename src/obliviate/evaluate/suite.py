@@ -11,6 +11,8 @@ pass only), ``retain`` (``retain_perturbed``), ``world_facts`` (``world_facts_pe
 eval.json layout (key names are stable; the report card reads them)::
 
     model, fingerprint, data, config, seed, versions
+    complete: false until every stage has run (a killed eval's file is refused as a reference)
+    training: {split, forget_items_seen} of a model whose obliviate.json names its training split (else null)
     splits:
       <role>:
         source: split name;  n: item count
@@ -53,7 +55,6 @@ import dataclasses
 import hashlib
 import json
 import math
-import os
 from pathlib import Path
 from typing import Any
 
@@ -62,6 +63,7 @@ import torch
 
 from obliviate import ObliviateError
 from obliviate.config import versions
+from obliviate.rundir import write_json
 from obliviate.data.format import encode_prompt
 from obliviate.data.loading import MCQ_FIELDS, load_split
 from obliviate.evaluate import metrics as M
@@ -132,8 +134,14 @@ def resolve_splits(data, cfg: EvalConfig) -> tuple[dict[str, tuple[str, list[dic
     return found, missing
 
 
-def has_perturbations(records: list[dict]) -> bool:
-    return all(isinstance(r.get("perturbed_answer"), list) and r["perturbed_answer"] for r in records)
+def has_perturbations(records: list[dict], split: str = "split") -> bool:
+    """Every record has a non-empty `perturbed_answer` list; some but not all is an error naming the record."""
+    have = [isinstance(r.get("perturbed_answer"), list) and bool(r["perturbed_answer"]) for r in records]
+    if any(have) and not all(have):
+        i = have.index(False)
+        raise ObliviateError(f"{split} record {i} ({str(records[i].get('question', ''))[:60]!r}): no perturbed_answer "
+                             f"list, while {sum(have)} other records have one (truth ratio needs all or none)")
+    return bool(records) and all(have)
 
 
 def tr_answer_field(role: str, records: list[dict]) -> str:
@@ -172,18 +180,7 @@ class StageCache:
 
 
 def _atomic_write(path: Path, obj: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=1, default=_json_default) + "\n")
-    os.replace(tmp, path)
-
-
-def _json_default(o):
-    if isinstance(o, (np.floating, np.integer)):
-        return o.item()
-    if isinstance(o, Path):
-        return str(o)
-    raise TypeError(type(o).__name__)
+    write_json(path, obj, indent=1)
 
 
 # ------------------------------------------------------------------------------------------- stages
@@ -191,7 +188,7 @@ def _json_default(o):
 
 def _forward_stage(model, tok, role: str, records: list[dict], cfg: EvalConfig, progress: bool) -> list[dict]:
     """One forward pass per sequence: the answer, ỹ (if it differs) and each perturbation."""
-    perturbed = role != "holdout" and has_perturbations(records)  # holdout: MIA only, the answer suffices
+    perturbed = role != "holdout" and has_perturbations(records, role)  # holdout: MIA only, the answer suffices
     tr_field = tr_answer_field(role, records) if perturbed else "answer"
     pairs, slots = [], []
     for i, r in enumerate(records):
@@ -209,7 +206,12 @@ def _forward_stage(model, tok, role: str, records: list[dict], cfg: EvalConfig, 
     items = [{"index": i, "question": r["question"], "answer": r["answer"]} for i, r in enumerate(records)]
     for (i, kind, k), row in zip(slots, rows):
         it = items[i]
-        if kind == "answer":
+        if kind == "answer" and row["nll_mean"] is None:  # zero scored tokens: not computed, not "known"
+            it.update(nll_mean=None, nll_sum=None, n_tokens=0, prob=None, extraction_strength=None,
+                      exact_memorization=None, mia=None, not_computed="no answer token left to score (truncated)")
+            if perturbed and tr_field == "answer":
+                it["nll_tr_mean"] = None
+        elif kind == "answer":
             it.update(nll_mean=row["nll_mean"], nll_sum=row["nll_sum"], n_tokens=row["n_tokens"],
                       prob=M.probability(row["nll_mean"]), extraction_strength=row["extraction_strength"],
                       exact_memorization=row["exact_memorization"],
@@ -223,8 +225,10 @@ def _forward_stage(model, tok, role: str, records: list[dict], cfg: EvalConfig, 
             it.setdefault("nll_perturbed_mean", []).append(row["nll_mean"])
     if perturbed:
         for it in items:
-            it["prob_norm"] = M.normalised_probability(it["nll_mean"], it["nll_perturbed_mean"])
-            it["truth_ratio"] = M.truth_ratio(it["nll_tr_mean"], it["nll_perturbed_mean"])
+            scored = it["nll_mean"] is not None and None not in it["nll_perturbed_mean"]
+            it["prob_norm"] = M.normalised_probability(it["nll_mean"], it["nll_perturbed_mean"]) if scored else None
+            it["truth_ratio"] = (M.truth_ratio(it["nll_tr_mean"], it["nll_perturbed_mean"])
+                                 if scored and it["nll_tr_mean"] is not None else None)
     return items
 
 
@@ -267,8 +271,8 @@ def split_means(role: str, items: list[dict]) -> dict[str, float | None]:
     if all("prob_norm" in it for it in items):
         out["prob_norm"] = _mean(it["prob_norm"] for it in items)
     out["prob"] = out.get("prob_norm") if role in NORMALISED_PROB_ROLES and "prob_norm" in out else out["prob_raw"]
-    if all("truth_ratio" in it for it in items):
-        trs = [it["truth_ratio"] for it in items]
+    trs = [it["truth_ratio"] for it in items if it.get("truth_ratio") is not None]  # None: not computed
+    if trs and all("truth_ratio" in it for it in items):
         out["truth_ratio_retain_form"] = M.truth_ratio_retain(trs)
         out["truth_ratio_forget_form"] = M.truth_ratio_forget(trs)
         out["truth_ratio"] = out["truth_ratio_forget_form"] if role == "forget" else out["truth_ratio_retain_form"]
@@ -289,13 +293,16 @@ def aggregate(results: dict, retain_results: dict | None = None, *,
     forget = splits.get("forget", {})
     fm = forget.get("means", {})
     # Forget Quality
-    trs = [it["truth_ratio"] for it in forget.get("items", []) if "truth_ratio" in it]
+    trs = [it["truth_ratio"] for it in forget.get("items", []) if it.get("truth_ratio") is not None]
     ret_trs = [it["truth_ratio"] for it in (retain_results or {}).get("splits", {}).get("forget", {}).get("items", [])
-               if "truth_ratio" in it]
+               if it.get("truth_ratio") is not None]
+    ref_problem = reference_problem(results, retain_results)
     if not trs:
         nc["forget_quality"] = "the forget split has no perturbed answers (no truth ratios)"
     elif retain_results is None:
         nc["forget_quality"] = "no retain-model results (--retain-model / --retain-results)"
+    elif ref_problem:
+        nc["forget_quality"] = ref_problem
     elif not ret_trs:
         nc["forget_quality"] = "the retain-model results have no forget-split truth ratios"
     else:
@@ -349,17 +356,23 @@ def aggregate(results: dict, retain_results: dict | None = None, *,
         nc["forget_efficacy_no_es"] = nc["forget_efficacy"]
     # MIA and PrivLeak
     if "holdout" in splits and forget.get("items"):
-        agg["mia"] = {k: M.mia_auc([it["mia"][k] for it in forget["items"]],
-                                   [it["mia"][k] for it in splits["holdout"]["items"]]) for k in MIA_KEYS}
+        scored = lambda role: [it["mia"] for it in splits[role]["items"] if it.get("mia") is not None]  # noqa: E731
+        agg["mia"] = {k: M.mia_auc([m[k] for m in scored("forget")], [m[k] for m in scored("holdout")])
+                      for k in MIA_KEYS}
         ref_auc = ((retain_results or {}).get("aggregates") or {}).get("mia", {}).get("min_k")
-        if ref_auc is not None:
+        if ref_auc is not None and ref_problem:
+            nc["privleak"], ref_auc = ref_problem, None
+            if privleak_reference_auc is not None:
+                ref_auc, agg["privleak_reference"] = privleak_reference_auc, "given constant (privleak_reference_auc)"
+        elif ref_auc is not None:
             agg["privleak_reference"] = "retain model"
         elif privleak_reference_auc is not None:
             ref_auc, agg["privleak_reference"] = privleak_reference_auc, "given constant (privleak_reference_auc)"
         if ref_auc is not None:
             agg["privleak_reference_auc"] = ref_auc
             agg["privleak"] = M.privleak(agg["mia"]["min_k"], ref_auc)
-        else:
+            nc.pop("privleak", None)
+        elif "privleak" not in nc:
             nc["privleak"] = "no retain-model results and no privleak_reference_auc"
     else:
         nc["mia"] = nc["privleak"] = "no holdout split (MIA non-members): " + results.get("missing", {}).get(
@@ -373,6 +386,48 @@ def aggregate(results: dict, retain_results: dict | None = None, *,
         nc[f"split:{role}"] = reason
     nc.update(results.get("stage_not_computed", {}))
     return agg, nc
+
+
+def reference_problem(results: dict, retain_results: dict | None) -> str | None:
+    """Why `retain_results` cannot be the Forget Quality / PrivLeak reference, or None if it can.
+
+    The reference must be evaluated on the same forget split and items, and the retain model must not have
+    been trained on any forget item (its recorded training split, `training` in eval.json)."""
+    if retain_results is None:
+        return None
+    ours = results.get("splits", {}).get("forget", {})
+    ref = retain_results.get("splits", {}).get("forget", {})
+    if ours.get("source") and ref.get("source") and ours["source"] != ref["source"]:
+        return (f"the retain-model results are on forget split '{ref['source']}', these on '{ours['source']}' "
+                "(same split needed)")
+    qs = lambda s: [it.get("question") for it in s.get("items", [])]  # noqa: E731
+    if ours.get("items") and ref.get("items") and qs(ours) != qs(ref):
+        return "the retain-model results hold different forget questions (same items needed)"
+    seen = (retain_results.get("training") or {}).get("forget_items_seen")
+    if seen:
+        return (f"the retain model was trained on {seen} forget item(s) (training split "
+                f"'{retain_results['training'].get('split')}'): it is no reference for forgetting")
+    return None
+
+
+def training_record(model, data, forget_records: list[dict]) -> dict | None:
+    """{split, forget_items_seen} of a model whose obliviate.json names its training split, found in `data`.
+
+    Lets a later evaluation refuse this model as a retain reference when it has seen the forget items."""
+    path = getattr(model, "name_or_path", None) or getattr(getattr(model, "config", None), "_name_or_path", None)
+    meta = Path(str(path)) / "obliviate.json" if path else None
+    if meta is None or not meta.is_file():
+        return None
+    split = json.loads(meta.read_text()).get("split")
+    if not split or not Path(data).is_dir():
+        return {"split": split, "forget_items_seen": None} if split else None
+    try:
+        trained = load_split(data, split)
+    except ObliviateError:
+        return {"split": split, "forget_items_seen": None}
+    trained_q = {(r.get("question"), r.get("answer")) for r in trained}
+    seen = sum((r.get("question"), r.get("answer")) in trained_q for r in forget_records)
+    return {"split": split, "forget_items_seen": seen}
 
 
 # ------------------------------------------------------------------------------------------- driver
@@ -410,6 +465,10 @@ def evaluate(model, tokenizer, data: str | Path, cfg: EvalConfig | None = None, 
 
     cfg = cfg or EvalConfig()
     retain_results, before_results = _as_results(retain_results), _as_results(before_results)
+    for kind, ref in (("retain", retain_results), ("before", before_results)):
+        if ref is not None and ref.get("complete") is False:
+            raise ObliviateError(f"the {kind} results of {ref.get('model')} are incomplete (their evaluation was "
+                                 "interrupted); finish that eval before using it as a reference")
     torch.manual_seed(cfg.seed)
     model.eval()
     fingerprint = model_fingerprint(model)
@@ -421,11 +480,12 @@ def evaluate(model, tokenizer, data: str | Path, cfg: EvalConfig | None = None, 
                                  f"{old.get('fingerprint')}); choose another --out or pass --overwrite")
     cache = StageCache(out / "cache" if out is not None else None, fingerprint)
     found, missing = resolve_splits(data, cfg)
+    training = training_record(model, data, found["forget"][1])
     results: dict[str, Any] = {
         "model": str(model_name or getattr(model, "name_or_path", "") or "in-memory model"),
         "fingerprint": fingerprint, "data": str(data), "config": dataclasses.asdict(cfg), "seed": cfg.seed,
-        "versions": versions(), "splits": {}, "missing": missing, "stage_not_computed": {},
-        "aggregates": {}, "not_computed": {}}
+        "versions": versions(), "training": training, "splits": {}, "missing": missing, "stage_not_computed": {},
+        "aggregates": {}, "not_computed": {}, "complete": False}
 
     def save():
         results["aggregates"], results["not_computed"] = aggregate(
@@ -457,6 +517,7 @@ def evaluate(model, tokenizer, data: str | Path, cfg: EvalConfig | None = None, 
     _nli_stage(results, cfg, nli, progress)
     save()
     _extra_stages(model, tokenizer, data, cfg, cache, results, progress)
+    results["complete"] = True  # until here eval.json says it is partial: never a reference
     save()
     return results
 
