@@ -1,0 +1,96 @@
+"""Issue 9, "the demo never crashes on its own presets": relearn k, missing values in plots/tables, worker
+processes that outlive the parent, transformers' own progress bars, Forget Quality across seeds."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from obliviate import ObliviateError
+
+
+def test_relearn_k_is_clamped_below_the_forget_set(capsys):
+    from obliviate.demo import DemoConfig, relearn_k_for
+
+    assert relearn_k_for(DemoConfig(relearn_k=4), 8) == 4
+    assert relearn_k_for(DemoConfig(relearn_k=8), 8) == 7
+    assert "using k=7" in capsys.readouterr().out
+    with pytest.raises(ObliviateError, match="needs at least 2"):
+        relearn_k_for(DemoConfig(relearn_k=8), 1)
+
+
+def _curve(unseen):
+    return [{"step": s, "prob": 0.5, "prob_unseen": unseen, "rouge_l_recall": 0.4, "truth_ratio": 0.6,
+             "forget_quality": None} for s in (0, 5)]
+
+
+def test_relearn_plot_and_table_tolerate_missing_values():
+    from obliviate.report.card import _relearn_curves
+
+    res = {"splits": {"forget": {"means": {"prob": 0.9}}}, "aggregates": {}}
+    data = {"target": res, "recipes": {"ga+gd": [{"seed": 0, "relearn": {"curve": _curve(None)}}],
+                                       "npo+gd": [{"seed": 0, "relearn": {"curve": _curve(0.3)}}]}}
+    fig = _relearn_curves(data)  # the old code: TypeError NoneType + float
+    assert fig is not None
+
+
+def test_forget_quality_across_seeds_is_median_and_range_and_retain_row_is_a_sanity_check():
+    from obliviate.report.card import across_seeds, headline
+
+    assert across_seeds("Forget Quality", [0.01, 0.5, 0.9]) == "0.500 [0.010–0.900]"
+    assert across_seeds("Forget Quality", [None]) == "—"
+    assert across_seeds("forget Prob", [0.2, 0.4]).startswith("0.300 ± ")
+    ev = lambda fq: {"aggregates": {"forget_quality": fq}, "splits": {}}  # noqa: E731
+    data = {"demo": {"retain_vs_itself": {"forget_quality": 1.0}}, "target": ev(1e-5), "retain": ev(None),
+            "recipes": {"npo+gd": [{"eval": ev(p)} for p in (0.02, 0.9, 0.8)]}}
+    headers, rows = headline(data)
+    assert rows[1][2] == "1.000 (vs itself: sanity check)"
+    fq = rows[2][2]
+    assert fq == "0.800 [0.020–0.900]" and "±" not in fq  # the old mean ± t-interval: 0.573 ± 1.08, outside [0, 1]
+
+
+def test_transformers_bars_are_silenced():
+    from transformers.utils import logging as hf_logging
+
+    from obliviate.demo import quiet_transformers
+
+    hf_logging.enable_progress_bar()
+    quiet_transformers()
+    assert not hf_logging.is_progress_bar_enabled()
+    hf_logging.enable_progress_bar()
+
+
+def _gone(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/status").read_text()
+    except FileNotFoundError:
+        return True
+    return "\nState:\tZ" in state  # exited, waiting to be reaped by its new parent
+
+
+def test_worker_exits_when_the_demo_process_is_killed(tmp_path):
+    """A worker initialised like the demo's (`_init_worker`) exits once its parent is killed with SIGKILL."""
+    src = str(Path(__file__).resolve().parents[1] / "src")
+    child_code = ("import os, sys, time; from obliviate.demo import _init_worker, _exit_with_parent; "
+                  "_init_worker(int(sys.argv[1])); _exit_with_parent(int(sys.argv[1]), 0.1); time.sleep(120)")
+    parent_code = ("import os, subprocess, sys, time; "
+                   f"c = subprocess.Popen([sys.executable, '-c', {child_code!r}, str(os.getpid())]); "
+                   "print(c.pid, flush=True); time.sleep(120)")
+    env = {**os.environ, "PYTHONPATH": src + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    parent = subprocess.Popen([sys.executable, "-c", parent_code], stdout=subprocess.PIPE, text=True, env=env)
+    child = int(parent.stdout.readline())
+    time.sleep(8)  # let the child import torch and start its watcher
+    assert not _gone(child)
+    os.kill(parent.pid, signal.SIGKILL)
+    parent.wait()
+    deadline = time.time() + 20
+    while time.time() < deadline and not _gone(child):
+        time.sleep(0.2)
+    alive = not _gone(child)
+    if alive:
+        os.kill(child, signal.SIGKILL)
+    assert not alive
