@@ -25,14 +25,13 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from obliviate import ObliviateError
 from obliviate.config import versions
-from obliviate.rundir import run_dir, write_json
+from obliviate.rundir import atomic_dir, run_dir, write_json
 
 DEMO_RECIPES = ["ga+gd", "npo+gd", "me+gd", "idk+gd", "idk+ap", "npo+gd+sam"]
 
@@ -120,15 +119,11 @@ class Stages:
         """Run `fn(tmp_dir)` into a fresh temporary directory, then move it to `path` (atomic on finish)."""
         if self.done(path, key):
             return
-        tmp = path.with_name(path.name + ".partial")
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir(parents=True)
-        t0 = time.perf_counter()
-        fn(tmp)
-        seconds = time.perf_counter() - t0
-        write_json(tmp / "stage.json", {"key": key, "seconds": seconds}, indent=1)
-        shutil.rmtree(path, ignore_errors=True)
-        tmp.rename(path)
+        with atomic_dir(path) as tmp:
+            t0 = time.perf_counter()
+            fn(tmp)
+            seconds = time.perf_counter() - t0
+            write_json(tmp / "stage.json", {"key": key, "seconds": seconds}, indent=1)
         self.timings[str(path.relative_to(self.out))] = {"seconds": seconds, "reused": False}
 
 
@@ -215,7 +210,7 @@ def _chain_job(cfg: DemoConfig, recipe: str, seed: int, progress: bool = False) 
     st.run(run_dir / "eval", {**ukey, **keys["eval"]},
            lambda d: _eval_into(cfg, keys["eval_config"], run_dir / "model", d, retain_res, target_res, progress))
     rcfg = RelearnConfig(forget=cfg.forget, k=cfg.relearn_k, steps=cfg.relearn_steps,
-                         lr=ucfg.preset(cfg.model_size).lr, batch_size=cfg.relearn_batch_size,
+                         lr=ucfg.hyperparams(cfg.model_size).lr, batch_size=cfg.relearn_batch_size,
                          max_new_tokens=cfg.max_new_tokens, seed=seed)
 
     def do_relearn(d: Path):

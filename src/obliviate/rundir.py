@@ -9,8 +9,9 @@
   replaces only those (`remove_ours`), never a file the user put there.
 - `lock(out)` holds `.obliviate.lock` (the owner's pid) for the run: a second run on the same
   directory is refused with one line; a lock left by a dead process is taken over.
-- `write_json(path, obj)` is the one atomic JSON write (temporary file + `os.replace`): a killed
-  run never leaves a half-written JSON file.
+- `write_json(path, obj)` is the one atomic JSON write (temporary file + `os.replace`) and `atomic_dir(path)`
+  the one atomic directory write (fill `<path>.partial`, then rename): a killed run never leaves a
+  half-written file or directory under its final name.
 - `seed_everything(seed)` seeds Python, NumPy and torch (every stage calls it first).
 """
 
@@ -29,6 +30,8 @@ from typing import Any
 from obliviate import ObliviateError
 
 MARKER = ".obliviate"
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)
 LOCK = ".obliviate.lock"
 _OWN = {MARKER, LOCK}
 
@@ -51,12 +54,27 @@ def write_json(path: str | Path, obj: Any, *, indent: int | None = 2) -> Path:
     try:
         with os.fdopen(fd, "w") as f:
             f.write(json.dumps(obj, indent=indent, default=_json_default) + "\n")
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; give the mode a plain open() would
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
     return path
+
+
+@contextlib.contextmanager
+def atomic_dir(final: str | Path) -> Iterator[Path]:
+    """Yield a fresh `<final>.partial` directory to fill; when the block succeeds it replaces `final`.
+
+    A killed run leaves only the `.partial` directory (never a half-written `final`); the next run starts it over."""
+    final = Path(final)
+    tmp = final.with_name(final.name + ".partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    yield tmp
+    shutil.rmtree(final, ignore_errors=True)
+    tmp.rename(final)
 
 
 def seed_everything(seed: int) -> None:

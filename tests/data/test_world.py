@@ -3,7 +3,7 @@ import json
 import pytest
 
 from obliviate import ObliviateError
-from obliviate.data.world import PERTURBATIONS, PRESETS, build_world, write_world
+from obliviate.data.world import PERTURBATIONS, WORLD_PRESETS, build_world, write_world
 
 
 def test_same_seed_gives_byte_identical_files(tmp_path):
@@ -18,7 +18,7 @@ def test_same_seed_gives_byte_identical_files(tmp_path):
 
 def test_split_structure_nesting_and_counts():
     w = build_world("demo", 0)
-    s, p = w["splits"], PRESETS["demo"]
+    s, p = w["splits"], WORLD_PRESETS["demo"]
     assert len(s["full"]) == p.authors * p.questions
     for lvl, keep in (("01", "99"), ("05", "95"), ("10", "90")):
         forget, retain = s[f"forget{lvl}"], s[f"retain{keep}"]

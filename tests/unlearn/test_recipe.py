@@ -73,9 +73,10 @@ def test_yaml_and_overrides_fill_the_config(tmp_path):
         load_config(UnlearnConfig, None, ["npo_bta=0.2"])
 
 
-def test_presets_fill_missing_values_only():
-    from obliviate.unlearn import PRESETS
+def test_size_defaults_fill_missing_values_only():
+    from obliviate.models.init import TRAINING_DEFAULTS
 
-    p = UnlearnConfig(lr=0.5).preset("tiny")
-    assert (p.lr, p.epochs, p.batch_size) == (0.5, PRESETS["tiny"].epochs, PRESETS["tiny"].batch_size)
-    assert UnlearnConfig().preset(None).lr == 1e-5  # real models: the papers' value
+    p = UnlearnConfig(lr=0.5).hyperparams("tiny")
+    d = TRAINING_DEFAULTS["tiny"]
+    assert (p.lr, p.epochs, p.batch_size) == (0.5, d.unlearn_epochs, d.unlearn_batch_size)
+    assert UnlearnConfig().hyperparams(None).lr == 1e-5  # real models: the papers' value

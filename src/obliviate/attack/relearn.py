@@ -80,7 +80,7 @@ def relearn(model, tokenizer, data: str | Path, cfg: RelearnConfig, *, retain_re
 
     records = load_split(data, cfg.forget)
     attacked = relearn_sample(len(records), cfg.k, cfg.seed)
-    lr = cfg.lr or UnlearnConfig().preset(model_size_name(model)).lr
+    lr = cfg.lr or UnlearnConfig().hyperparams(model_size_name(model)).lr
     ecfg = EvalConfig(forget=cfg.forget, retain=None, world_facts=None, real_authors=None, embedder=None,
                       max_new_tokens=cfg.max_new_tokens, seed=cfg.seed)
 

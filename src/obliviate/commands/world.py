@@ -1,11 +1,11 @@
 """obliviate world --preset demo --seed 0 --out data/demo"""
 
-from obliviate.data.world import PRESETS, write_world
+from obliviate.data.world import WORLD_PRESETS, write_world
 from obliviate.rundir import run_dir
 
 
 def add_arguments(p):
-    p.add_argument("--preset", choices=list(PRESETS), default="demo", help="size of the world (default: demo)")
+    p.add_argument("--preset", choices=list(WORLD_PRESETS), default="demo", help="size of the world (default: demo)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", required=True, help="directory for the split files")
     p.add_argument("--overwrite", action="store_true", help="replace a world of another preset/seed in --out")

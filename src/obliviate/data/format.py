@@ -30,12 +30,23 @@ def format_answer(tokenizer, answer: str) -> str:
     return answer if getattr(tokenizer, "chat_template", None) else f" {answer}"
 
 
+def with_bos(tokenizer, ids: list[int]) -> list[int]:
+    """`ids` with the tokenizer's BOS in front (once; nothing when it has none): the one BOS rule."""
+    bos = tokenizer.bos_token_id
+    return [bos] + ids if bos is not None and (not ids or ids[0] != bos) else ids
+
+
+def pad_token_id(tokenizer) -> int:
+    """The id to pad with: the tokenizer's pad token, else its EOS (masked out either way), else 0."""
+    for tid in (tokenizer.pad_token_id, tokenizer.eos_token_id):
+        if tid is not None:
+            return tid
+    return 0
+
+
 def encode_prompt(tokenizer, question: str) -> list[int]:
     ids = tokenizer(format_prompt(tokenizer, question), add_special_tokens=False)["input_ids"]
-    bos = tokenizer.bos_token_id
-    if bos is not None and not getattr(tokenizer, "chat_template", None) and (not ids or ids[0] != bos):
-        ids = [bos] + ids
-    return ids
+    return ids if getattr(tokenizer, "chat_template", None) else with_bos(tokenizer, ids)  # a template has its own
 
 
 def encode_qa(tokenizer, question: str, answer: str, *, max_length: int = 256) -> dict[str, list[int]]:

@@ -24,21 +24,21 @@ from importlib import resources
 from pathlib import Path
 
 from obliviate import ObliviateError
-from obliviate.rundir import claim
+from obliviate.rundir import claim, write_json
 
 
 @dataclass(frozen=True)
-class Preset:
+class WorldPreset:
     authors: int
     questions: int  # per author, at most len(TEMPLATES)
     countries: int  # world-facts items
     holdout: int | None = None  # holdout authors; default = forget10's author count
 
 
-PRESETS = {
-    "tiny": Preset(authors=10, questions=8, countries=16),
-    "demo": Preset(authors=20, questions=20, countries=48),
-    "full": Preset(authors=200, questions=20, countries=200),
+WORLD_PRESETS = {
+    "tiny": WorldPreset(authors=10, questions=8, countries=16),
+    "demo": WorldPreset(authors=20, questions=20, countries=48),
+    "full": WorldPreset(authors=200, questions=20, countries=200),
 }
 FORGET_LEVELS = {"01": 0.01, "05": 0.05, "10": 0.10}
 PERTURBATIONS = 5
@@ -199,9 +199,9 @@ def _world_facts(countries: list[tuple[str, str]], n: int, rng: random.Random) -
 
 def build_world(preset: str = "demo", seed: int = 0) -> dict[str, list | dict]:
     """All splits of the world as {split_name: records}, plus `refusals` and a `manifest`."""
-    if preset not in PRESETS:
-        raise ObliviateError(f"unknown world preset {preset!r}; choose one of {', '.join(PRESETS)}")
-    p = PRESETS[preset]
+    if preset not in WORLD_PRESETS:
+        raise ObliviateError(f"unknown world preset {preset!r}; choose one of {', '.join(WORLD_PRESETS)}")
+    p = WORLD_PRESETS[preset]
     rng = random.Random(seed)
     countries = _countries()
     n_forget = {lvl: max(1, math.ceil(frac * p.authors - 1e-9)) for lvl, frac in FORGET_LEVELS.items()}
@@ -252,9 +252,8 @@ def write_world(out: str | Path, preset: str = "demo", seed: int = 0, *, overwri
             raise ObliviateError(f"{out} already holds a world (preset={old.get('preset')}, seed={old.get('seed')}); "
                                  "choose another --out or pass --overwrite")
     world = build_world(preset, seed)
-    dump = lambda obj: json.dumps(obj, indent=1, ensure_ascii=True) + "\n"  # noqa: E731
     for name, records in world["splits"].items():
-        (out / f"{name}.json").write_text(dump(records))
-    (out / "refusals.json").write_text(dump(world["refusals"]))
-    (out / "world.json").write_text(dump(world["manifest"]))
+        write_json(out / f"{name}.json", records, indent=1)
+    write_json(out / "refusals.json", world["refusals"], indent=1)
+    write_json(out / "world.json", world["manifest"], indent=1)
     return out

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 import torch
 
-from obliviate.data.format import pad_batch
+from obliviate.data.format import pad_batch, pad_token_id
 
 
 @torch.inference_mode()
@@ -23,7 +23,7 @@ def generate(model, tokenizer, prompts: Sequence[list[int]], *, max_new_tokens: 
     """Greedy continuations of token-id prompts. `stop`: cut the text at this string (KnowMem's blank line)."""
     from tqdm.auto import tqdm
 
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    pad_id = pad_token_id(tokenizer)
     eos = tokenizer.eos_token_id
     order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
     texts: list[str] = [""] * len(prompts)

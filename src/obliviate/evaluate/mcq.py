@@ -17,7 +17,7 @@ from collections.abc import Sequence
 import torch
 
 from obliviate import ObliviateError
-from obliviate.data.format import pad_batch
+from obliviate.data.format import pad_batch, pad_token_id, with_bos
 from obliviate.evaluate.metrics import mcq_accuracy
 
 LETTERS = string.ascii_uppercase
@@ -45,14 +45,13 @@ def letter_token_ids(tokenizer, n: int) -> list[int]:
 def mcq_eval(model, tokenizer, records: Sequence[dict], *, batch_size: int = 16) -> dict:
     """Per-item letter log-likelihoods, prediction and correctness; `accuracy` and `chance` over the split."""
     items = []
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    pad_id = pad_token_id(tokenizer)
     for start in range(0, len(records), batch_size):
         chunk = records[start:start + batch_size]
         prompts = []
         for r in chunk:
-            ids = tokenizer(mcq_prompt(r["question"], r["choices"]), add_special_tokens=False)["input_ids"]
-            if tokenizer.bos_token_id is not None and (not ids or ids[0] != tokenizer.bos_token_id):
-                ids = [tokenizer.bos_token_id] + ids
+            ids = with_bos(tokenizer, tokenizer(mcq_prompt(r["question"], r["choices"]),
+                                                add_special_tokens=False)["input_ids"])
             prompts.append({"input_ids": ids})
         batch = pad_batch(prompts, pad_id, side="left")
         logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits[:, -1]

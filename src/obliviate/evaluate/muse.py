@@ -15,15 +15,13 @@ from collections.abc import Sequence
 import numpy as np
 
 from obliviate import ObliviateError
+from obliviate.data.format import with_bos
 from obliviate.evaluate.generate import generate
 from obliviate.evaluate.metrics import rouge_l_f1
 
 
 def _ids(tokenizer, text: str) -> list[int]:
-    ids = tokenizer(text, add_special_tokens=False)["input_ids"]
-    if tokenizer.bos_token_id is not None and (not ids or ids[0] != tokenizer.bos_token_id):
-        ids = [tokenizer.bos_token_id] + ids
-    return ids
+    return with_bos(tokenizer, tokenizer(text, add_special_tokens=False)["input_ids"])
 
 
 def verbmem_eval(model, tokenizer, records: Sequence[dict], *, max_new_tokens: int = 128, batch_size: int = 8,

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 
 import torch
 
-from obliviate.data.format import encode_qa, pad_batch
+from obliviate.data.format import encode_qa, pad_batch, pad_token_id
 from obliviate.evaluate.metrics import exact_memorization, extraction_strength, min_k_pp_score, min_k_score
 from obliviate.models.logps import sequence_logps
 
@@ -75,7 +75,7 @@ def forward_scores(model, tokenizer, pairs: Sequence[tuple[str, str]], *, batch_
 
     examples = [encode_qa(tokenizer, q, a, max_length=max_length) for q, a in pairs]
     order = sorted(range(len(examples)), key=lambda i: len(examples[i]["input_ids"]))
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    pad_id = pad_token_id(tokenizer)
     rows: list[dict | None] = [None] * len(examples)
     for start in tqdm(range(0, len(order), batch_size), desc=desc, disable=not progress, leave=False):
         idx = order[start:start + batch_size]

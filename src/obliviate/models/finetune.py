@@ -17,7 +17,8 @@ import torch
 
 from obliviate import ObliviateError
 from obliviate.config import check_positive
-from obliviate.data.format import Collator, QADataset
+from obliviate.data.format import Collator, QADataset, pad_token_id
+from obliviate.models.init import training_defaults
 from obliviate.models.loading import model_size_name
 from obliviate.rundir import seed_everything
 
@@ -27,7 +28,7 @@ class FinetuneConfig:
     split: str = "full"
     epochs: float = 20.0
     max_steps: int | None = None  # overrides epochs when set
-    lr: float | None = None  # None: the preset of the model size (LR_PRESETS), else 1e-5
+    lr: float | None = None  # None: the model size's finetune_lr (models.init.TRAINING_DEFAULTS), else 1e-5
     batch_size: int = 32
     grad_accum: int = 1
     weight_decay: float = 0.01
@@ -47,14 +48,8 @@ class FinetuneConfig:
         check_positive(self, "lr", "epochs")
 
 
-# Learning rates that fit each tiny preset in a few minutes on 2 CPU cores; real pretrained models take the
-# papers' 1e-5. Measured on the demo world (tiny, 20 epochs, batch 32): 2e-3 leaves the answer probability at
-# ~0.75 after 10 epochs, 3e-3 reaches 0.98 on forget10/retain90 and 0.95 on world facts (~60 s on 2 cores).
-LR_PRESETS = {"micro": 3e-3, "tiny": 3e-3, "small": 1e-3}
-
-
 def resolve_lr(cfg_lr: float | None, model) -> float:
-    return cfg_lr if cfg_lr is not None else LR_PRESETS.get(model_size_name(model) or "", 1e-5)
+    return cfg_lr if cfg_lr is not None else training_defaults(model_size_name(model)).finetune_lr
 
 
 def train_steps(model, tokenizer, records: list[dict], cfg: FinetuneConfig) -> Iterator[dict]:
@@ -66,7 +61,7 @@ def train_steps(model, tokenizer, records: list[dict], cfg: FinetuneConfig) -> I
     data = QADataset(records, tokenizer, max_length=cfg.max_length)
     gen = torch.Generator().manual_seed(cfg.seed)
     loader = torch.utils.data.DataLoader(data, batch_size=cfg.batch_size, shuffle=True, generator=gen,
-                                         collate_fn=Collator(tokenizer.pad_token_id))
+                                         collate_fn=Collator(pad_token_id(tokenizer)))
     per_epoch = max(1, math.ceil(len(loader) / cfg.grad_accum))
     total = cfg.max_steps or max(1, round(cfg.epochs * per_epoch))
     lr = resolve_lr(cfg.lr, model)

@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 
 from obliviate import ObliviateError
-from obliviate.rundir import write_json
+from obliviate.rundir import atomic_dir, write_json
 
 SMOLLM2 = "smollm2-135m-instruct"
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -55,10 +55,9 @@ def _smollm2_dir() -> Path:
     tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
     model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32,
                                                  quantization_config=GgufConfig(dequantize=True))
-    tmp = out.with_name(out.name + ".tmp")
-    model.save_pretrained(tmp, safe_serialization=True)
-    tok.save_pretrained(tmp)
-    tmp.rename(out)  # atomic: a half-written cache is never used
+    with atomic_dir(out) as tmp:  # a half-written cache is never used
+        model.save_pretrained(tmp, safe_serialization=True)
+        tok.save_pretrained(tmp)
     return out
 
 

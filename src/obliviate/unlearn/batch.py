@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from obliviate.data.format import encode_qa, pad_batch
+from obliviate.data.format import encode_qa, pad_batch, pad_token_id
 from obliviate.models.logps import sequence_logps
 
 VIEWS = ("forget", "retain", "alternate", "retain_alternate")
@@ -74,7 +74,7 @@ def build_data(tokenizer, forget_records, retain_records, needs: set[str], *, re
                max_length=256) -> UnlearnData:
     """Tokenize only the views in `needs` (plus forget)."""
     enc = lambda q, a: encode_qa(tokenizer, q, a, max_length=max_length)  # noqa: E731
-    data = UnlearnData(forget=[enc(r["question"], r["answer"]) for r in forget_records], pad_id=tokenizer.pad_token_id)
+    data = UnlearnData(forget=[enc(r["question"], r["answer"]) for r in forget_records], pad_id=pad_token_id(tokenizer))
     if "retain" in needs or "retain_alternate" in needs:
         data.retain = [enc(r["question"], r["answer"]) for r in retain_records]
     if "alternate" in needs:

@@ -1,4 +1,4 @@
-"""Checkpoints of an unlearning run: `<out>/checkpoints/step-N/`, written atomically (tmp dir + rename).
+"""Checkpoints of an unlearning run: `<out>/checkpoints/step-N/`, written atomically (`rundir.atomic_dir`).
 
     model.safetensors    the trainable parameters (safetensors: loading runs no code)
     state.pt             optimizer + scheduler state and the torch RNG (tensors and numbers only,
@@ -17,6 +17,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from obliviate import ObliviateError
+from obliviate.rundir import atomic_dir, write_json
 
 
 def checkpoint_dir(out: str | Path, step: int) -> Path:
@@ -43,17 +44,13 @@ def save_checkpoint(out, step: int, params, optimizer, scheduler, tracker, log: 
                     keep: int | None = None) -> Path:
     """Write checkpoint `step` atomically; then keep only the newest `keep` (None: keep all)."""
     final = checkpoint_dir(out, step)
-    tmp = final.with_name(final.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    save_file({n: p.detach().contiguous().cpu() for n, p in params}, tmp / "model.safetensors")
-    torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                "rng": torch.get_rng_state()}, tmp / "state.pt")
-    if tracker is not None:
-        save_file({k: v.contiguous() for k, v in tracker.state_dict().items()}, tmp / "tracker.safetensors")
-    (tmp / "trainer.json").write_text(json.dumps({"step": step, "log": log}) + "\n")
-    shutil.rmtree(final, ignore_errors=True)
-    tmp.rename(final)
+    with atomic_dir(final) as tmp:
+        save_file({n: p.detach().contiguous().cpu() for n, p in params}, tmp / "model.safetensors")
+        torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                    "rng": torch.get_rng_state()}, tmp / "state.pt")
+        if tracker is not None:
+            save_file({k: v.contiguous() for k, v in tracker.state_dict().items()}, tmp / "tracker.safetensors")
+        write_json(tmp / "trainer.json", {"step": step, "log": log}, indent=None)
     if keep is not None:
         prune_checkpoints(out, keep)
     return final

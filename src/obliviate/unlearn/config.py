@@ -1,4 +1,4 @@
-"""`UnlearnConfig`: every switch of SPEC §1 with its default, and the lr/epoch presets per model size.
+"""`UnlearnConfig`: every switch of SPEC §1 with its default; unset lr/epochs/batch come from the model size.
 
     cfg = UnlearnConfig(recipe="npo+gd+sam")                      # or objective="npo", regularizer="gd", ...
     cfg = load_config(UnlearnConfig, "configs/unlearn_npo_gd.yaml", ["npo_beta=0.2"])
@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 from obliviate import ObliviateError
 from obliviate.config import check_positive
+from obliviate.models.init import training_defaults
 from obliviate.unlearn.objectives import OBJECTIVES
 from obliviate.unlearn.recipe import parse_recipe, recipe_name
 from obliviate.unlearn.regularizers import REGULARIZERS
@@ -17,26 +18,12 @@ from obliviate.unlearn.smoothing import SMOOTHERS
 
 
 @dataclass(frozen=True)
-class Preset:
+class Hyperparams:
+    """The resolved lr / epochs / batch size of a run: the config's values over the model size's defaults."""
+
     lr: float
     epochs: float
     batch_size: int
-
-
-# lr / epochs / batch per model size. The papers' values (lr 1e-5, 5 epochs, effective batch 32) are for 7B
-# models; from-scratch tiny models need a far larger lr. "tiny" was tuned on the demo world (tiny target
-# finetuned 20 epochs on full+world_facts; forget10 = 40 items vs retain90 = 360; 2 CPU cores, seed 0):
-# lr 5e-4 x 5 epochs x batch 4 (50 steps, ~3-5 s per recipe) takes the forget answer probability from
-# 0.98 to <= 0.02 for ga/npo/me (+gd, +sam) and to ~0.55 for idk, with retain probability 0.85-0.91
-# except ga+gd (0.73). Tried: 1e-3 x 5 x 8 (retain 0.62-0.87), 5e-4 x 5 x 8 (forget fell, retain 0.41-0.91),
-# 3e-4 x 10 x 8 and 5e-4 x 10 x 8 (similar retain, twice the time), 7e-4 x 4 x 4 (similar).
-# "micro" (unit tests) is the finetune lr of that size; "small" is an unmeasured interpolation.
-PRESETS = {
-    "micro": Preset(lr=3e-3, epochs=5, batch_size=4),
-    "tiny": Preset(lr=5e-4, epochs=5, batch_size=4),
-    "small": Preset(lr=3e-4, epochs=5, batch_size=8),
-}
-PAPER_PRESET = Preset(lr=1e-5, epochs=5, batch_size=32)
 
 CHOICES = {
     "npo_granularity": ("sequence", "token_mean"),
@@ -58,7 +45,7 @@ class UnlearnConfig:
     smoothing: str | None = None
     alpha: float = 1.0  # forget weight α
     lam: float = 1.0  # retain weight λ
-    # optimisation (None = the preset of the model size, else the papers' values)
+    # optimisation (None = the model size's default, models.init.TRAINING_DEFAULTS, else the papers' values)
     lr: float | None = None
     epochs: float | None = None  # passes over the forget set
     max_steps: int | None = None  # overrides epochs
@@ -141,7 +128,8 @@ class UnlearnConfig:
         if self.lora and "params" in OBJECTIVES[self.objective].needs:
             raise ObliviateError("rmu trains the MLPs of layers ℓ-2..ℓ itself; it cannot be combined with lora")
 
-    def preset(self, size: str | None) -> Preset:
-        """The size's preset with this config's explicit values on top."""
-        p = PRESETS.get(size or "", PAPER_PRESET)
-        return Preset(lr=self.lr or p.lr, epochs=self.epochs or p.epochs, batch_size=self.batch_size or p.batch_size)
+    def hyperparams(self, size: str | None) -> Hyperparams:
+        """This config's lr / epochs / batch size, unset ones from the size's defaults (models.init)."""
+        d = training_defaults(size)
+        return Hyperparams(lr=self.lr or d.unlearn_lr, epochs=self.epochs or d.unlearn_epochs,
+                           batch_size=self.batch_size or d.unlearn_batch_size)

@@ -166,7 +166,7 @@ def unlearn(model, tokenizer, forget_records: list[dict], retain_records: list[d
               "forget_hash": records_hash(forget_records), "retain_hash": records_hash(retain_records)}
     _check_run_dir(out, cfg, inputs, resume=resume, overwrite=overwrite)
     size = model_size_name(model)
-    hp = cfg.preset(size)
+    hp = cfg.hyperparams(size)
     seed_everything(cfg.seed)
     started = time.time()
 
