@@ -4,7 +4,6 @@ conflict with one line; overrides anywhere on the command line; pickle/remote-co
 import pytest
 
 from obliviate import ObliviateError
-from obliviate.cli import parse
 from obliviate.config import load_config
 
 
@@ -44,6 +43,8 @@ def test_safety_opt_ins_are_refused_in_config_and_override(tmp_path, key):
 
 
 def test_overrides_anywhere_and_unknown_flags_still_refused(capsys):
+    from obliviate.cli import parse
+
     args = parse(["unlearn", "lr=1e-3", "--model", "m", "--data", "d", "npo_beta=0.2", "--out", "o", "seed=4"])
     assert args.overrides == ["lr=1e-3", "npo_beta=0.2", "seed=4"] and args.model == "m"
     with pytest.raises(SystemExit):

@@ -10,10 +10,11 @@ import pytest
 
 from obliviate import ObliviateError
 from obliviate.cli import main
-from obliviate.rundir import MARKER, claim, lock, record_written, remove_ours, run_dir, write_json
 
 
 def test_claim_refuses_a_users_non_empty_directory_and_marks_ours(tmp_path):
+    from obliviate.rundir import MARKER, claim, lock, record_written, remove_ours, run_dir, write_json  # noqa: F401
+
     user = tmp_path / "mine"
     user.mkdir()
     (user / "config.json").write_text("user's own")
@@ -27,6 +28,8 @@ def test_claim_refuses_a_users_non_empty_directory_and_marks_ours(tmp_path):
 
 
 def test_overwrite_removes_only_what_obliviate_wrote(tmp_path):
+    from obliviate.rundir import MARKER, claim, lock, record_written, remove_ours, run_dir, write_json  # noqa: F401
+
     with run_dir(tmp_path / "r") as out:
         (out / "checkpoints").mkdir()
         (out / "log.jsonl").write_text("")
@@ -38,6 +41,8 @@ def test_overwrite_removes_only_what_obliviate_wrote(tmp_path):
 
 
 def test_unwritable_and_impossible_paths_are_one_line_errors(tmp_path):
+    from obliviate.rundir import MARKER, claim, lock, record_written, remove_ours, run_dir, write_json  # noqa: F401
+
     f = tmp_path / "file"
     f.write_text("x")
     with pytest.raises(ObliviateError, match="is a file, not a directory"):
@@ -51,6 +56,8 @@ def test_unwritable_and_impossible_paths_are_one_line_errors(tmp_path):
 
 
 def test_lock_refuses_a_second_live_run_and_takes_over_a_stale_one(tmp_path):
+    from obliviate.rundir import MARKER, claim, lock, record_written, remove_ours, run_dir, write_json  # noqa: F401
+
     out = claim(tmp_path / "r")
     holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
     try:
@@ -67,6 +74,8 @@ def test_lock_refuses_a_second_live_run_and_takes_over_a_stale_one(tmp_path):
 
 
 def test_write_json_is_atomic_and_leaves_no_temporary(tmp_path):
+    from obliviate.rundir import MARKER, claim, lock, record_written, remove_ours, run_dir, write_json  # noqa: F401
+
     p = write_json(tmp_path / "a" / "x.json", {"v": 1})
     assert json.loads(p.read_text()) == {"v": 1}
     assert [f.name for f in p.parent.iterdir()] == ["x.json"]
@@ -77,6 +86,8 @@ def test_write_json_is_atomic_and_leaves_no_temporary(tmp_path):
 
 
 def test_world_out_refuses_a_users_directory(tmp_path, capsys):
+    from obliviate.rundir import MARKER, claim, lock, record_written, remove_ours, run_dir, write_json  # noqa: F401
+
     user = tmp_path / "data"
     user.mkdir()
     (user / "forget10.json").write_text("[my own records]")
@@ -88,6 +99,8 @@ def test_world_out_refuses_a_users_directory(tmp_path, capsys):
 
 
 def test_finetune_refuses_unwritable_out_before_training(base_dir, world_dir, tmp_path, capsys):
+    from obliviate.rundir import MARKER, claim, lock, record_written, remove_ours, run_dir, write_json  # noqa: F401
+
     blocker = tmp_path / "blocker"
     blocker.write_text("a file")
     assert main(["finetune", "--model", str(base_dir), "--data", str(world_dir), "--out", str(blocker / "m"),
@@ -97,6 +110,8 @@ def test_finetune_refuses_unwritable_out_before_training(base_dir, world_dir, tm
 
 
 def test_finetune_refuses_a_users_directory_with_config_json(base_dir, world_dir, tmp_path, capsys):
+    from obliviate.rundir import MARKER, claim, lock, record_written, remove_ours, run_dir, write_json  # noqa: F401
+
     user = tmp_path / "u"
     user.mkdir()
     for f in ("config.json", "run.json", "tokenizer.json"):
@@ -108,6 +123,8 @@ def test_finetune_refuses_a_users_directory_with_config_json(base_dir, world_dir
 
 
 def test_record_written_lists_new_entries(tmp_path):
+    from obliviate.rundir import MARKER, claim, lock, record_written, remove_ours, run_dir, write_json  # noqa: F401
+
     out = claim(tmp_path / "r")
     (out / "a").write_text("")
     record_written(out)

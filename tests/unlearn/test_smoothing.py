@@ -151,7 +151,8 @@ def test_wa_final_weights_are_the_mean_of_the_snapshots(target, splits, tmp_path
     (model, tok), (forget, retain) = target, splits
     ref = copy.deepcopy(model)
     kw = dict(max_steps=6, batch_size=4, lr=1e-3, seed=1)
-    plain_model, _ = unlearn(model, tok, forget, retain, UnlearnConfig(recipe="ga+gd", checkpoint_every=1, **kw),
+    plain_model, _ = unlearn(model, tok, forget, retain,
+                             UnlearnConfig(recipe="ga+gd", checkpoint_every=1, keep_checkpoints=100, **kw),
                              out_dir=tmp_path / "plain", progress=False)
     wa_model, _ = unlearn(ref, tok, forget, retain, UnlearnConfig(recipe="ga+gd+wa", wa_start=0.5, wa_every=2, **kw),
                           progress=False)

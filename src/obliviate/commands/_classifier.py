@@ -20,15 +20,24 @@ def target_dataset(args) -> str | None:
 def run_seeds(args, config_cls, attack: Callable, base: dict, *, kind: str, heavy_key: str,
               describe: Callable[[object, dict], str]) -> int:
     """Run `attack(cfg, run_dir)` for seeds seed, seed+1, …; print `describe(cfg, result)`; summarise."""
+    from obliviate.config import load_config
+    from obliviate.rundir import run_dir
+
+    if args.seeds < 1:
+        raise ObliviateError(f"--seeds must be at least 1, got {args.seeds}")
+    first = load_config(config_cls, args.config, args.overrides, **base).seed
+    with run_dir(args.out, args.target) as out:
+        return _run_seeds(args, config_cls, attack, base, first, out, kind=kind, heavy_key=heavy_key,
+                          describe=describe)
+
+
+def _run_seeds(args, config_cls, attack, base, first, out: Path, *, kind, heavy_key, describe) -> int:
     import torch
 
     from obliviate.config import load_config
     from obliviate.report.classifier import write_invert_report, write_steal_report, write_summary
 
-    if args.seeds < 1:
-        raise ObliviateError(f"--seeds must be at least 1, got {args.seeds}")
-    first = load_config(config_cls, args.config, args.overrides, **base).seed
-    out, runs = Path(args.out), []
+    runs = []
     for i in range(args.seeds):
         cfg = load_config(config_cls, args.config, args.overrides, **{**base, "seed": first + i})
         run_dir = out if args.seeds == 1 else out / f"seed{cfg.seed}"
