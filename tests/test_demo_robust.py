@@ -75,19 +75,23 @@ def _gone(pid: int) -> bool:
 def test_worker_exits_when_the_demo_process_is_killed(tmp_path):
     """A worker initialised like the demo's (`_init_worker`) exits once its parent is killed with SIGKILL."""
     src = str(Path(__file__).resolve().parents[1] / "src")
-    child_code = ("import os, sys, time; from obliviate.demo import _init_worker, _exit_with_parent; "
-                  "_init_worker(int(sys.argv[1])); _exit_with_parent(int(sys.argv[1]), 0.1); time.sleep(120)")
+    ready = tmp_path / "ready"
+    child_code = ("import os, sys, time, pathlib; from obliviate.demo import _init_worker, _exit_with_parent; "
+                  "_init_worker(int(sys.argv[1])); _exit_with_parent(int(sys.argv[1]), 0.1); "
+                  f"pathlib.Path({str(ready)!r}).write_text('1'); time.sleep(300)")
     parent_code = ("import os, subprocess, sys, time; "
                    f"c = subprocess.Popen([sys.executable, '-c', {child_code!r}, str(os.getpid())]); "
                    "print(c.pid, flush=True); time.sleep(120)")
     env = {**os.environ, "PYTHONPATH": src + os.pathsep + os.environ.get("PYTHONPATH", "")}
     parent = subprocess.Popen([sys.executable, "-c", parent_code], stdout=subprocess.PIPE, text=True, env=env)
     child = int(parent.stdout.readline())
-    time.sleep(8)  # let the child import torch and start its watcher
-    assert not _gone(child)
+    deadline = time.time() + 240  # the child imports torch first (slow on a loaded machine)
+    while time.time() < deadline and not ready.exists():
+        time.sleep(0.2)
+    assert ready.exists() and not _gone(child)
     os.kill(parent.pid, signal.SIGKILL)
     parent.wait()
-    deadline = time.time() + 20
+    deadline = time.time() + 30
     while time.time() < deadline and not _gone(child):
         time.sleep(0.2)
     alive = not _gone(child)
