@@ -1,12 +1,18 @@
-"""Data loading in one place: the synthetic world's files, TOFU from the hub, or local JSON/JSONL.
+"""Data loading in one place: the synthetic world's files, a hub dataset, or local JSON/JSONL/Parquet.
 
-    records = load_split("data/demo", "forget10")           # a world directory
+    records = load_split("data/demo", "forget10")           # a world directory (DIR/forget10.json)
     records = load_split("data/demo", "full+world_facts")   # '+' concatenates splits
-    records = load_split("locuslab/TOFU", "forget10")       # the hub (needs the network)
+    records = load_split("locuslab/TOFU", "forget10")       # hub: load_dataset(id, "forget10", split="train")
+    records = load_split("muse-bench/MUSE-News", "knowmem/retain_qa", fields=("question", "answer"))
+    records = load_split("muse_copy", "raw/forget", fields=("text",))   # DIR/raw/forget.json|.jsonl|.parquet
     records = load_split("my_qa.jsonl")                     # one local file is one split
 
-Every record is validated: a missing field, an empty split or unreadable JSON is a
-one-line `ObliviateError` naming the file, the record and the field.
+`config/split` addresses a multi-config hub dataset (`load_dataset(id, config, split=split)`) or, in a
+local directory that mirrors the hub repository, the file `DIR/<config>/<split>.<ext>`; a bare name is
+`DIR/<name>.<ext>` (TOFU's and the synthetic world's flat layout) or the hub config `name`, split `train`.
+A `.json` file may hold a JSON list or JSON Lines (TOFU publishes JSON Lines named `.json`): the content
+decides, never the extension. Every record is validated: a missing field, an empty split or unreadable
+JSON is a one-line `ObliviateError` naming the file, the record and the field.
 """
 
 from __future__ import annotations
@@ -29,26 +35,41 @@ def required_fields(split: str) -> tuple[str, ...]:
     return QA_FIELDS
 
 
+def _parse_json_lines(text: str, path: Path) -> list:
+    records = []
+    for i, line in enumerate(text.splitlines(), 1):
+        if line.strip():
+            try:
+                records.append(json.loads(line))
+            except json.JSONDecodeError as e:
+                raise ObliviateError(f"{path}: line {i}: not valid JSON ({e.msg})") from None
+    return records
+
+
 def _read_json_records(path: Path) -> list:
+    """Records of a JSON list, a {"data": [...]} object or JSON Lines, whatever the extension says."""
     try:
+        if path.suffix == ".parquet":
+            import pyarrow.parquet as pq
+
+            return pq.read_table(path).to_pylist()
         text = path.read_text()
     except OSError as e:
-        raise ObliviateError(f"{path}: cannot read ({e.strerror})") from None
-    if path.suffix == ".jsonl":
-        records = []
-        for i, line in enumerate(text.splitlines(), 1):
-            if line.strip():
-                try:
-                    records.append(json.loads(line))
-                except json.JSONDecodeError as e:
-                    raise ObliviateError(f"{path}: line {i}: not valid JSON ({e.msg})") from None
-        return records
+        raise ObliviateError(f"{path}: cannot read ({e.strerror or e})") from None
+    except Exception as e:  # a broken parquet file
+        raise ObliviateError(f"{path}: not a readable parquet file ({str(e).splitlines()[0] if str(e) else e})") from None
     try:
         data = json.loads(text)
     except json.JSONDecodeError as e:
+        if text.lstrip().startswith("{") and e.msg == "Extra data":  # several objects, one per line: JSON Lines
+            return _parse_json_lines(text, path)
+        if path.suffix == ".jsonl":
+            return _parse_json_lines(text, path)
         raise ObliviateError(f"{path}: not valid JSON ({e.msg} at line {e.lineno})") from None
     if isinstance(data, dict) and isinstance(data.get("data"), list):
         data = data["data"]
+    elif isinstance(data, dict):  # JSON Lines holding one record
+        data = [data]
     if not isinstance(data, list):
         raise ObliviateError(f"{path}: expected a JSON list of records (or JSON lines)")
     return data
@@ -76,26 +97,51 @@ def validate_records(records: list, fields: tuple[str, ...], source: str) -> lis
     return records
 
 
-def _split_file(root: Path, split: str) -> Path:
-    for ext in (".json", ".jsonl"):
+SPLIT_EXTS = (".json", ".jsonl", ".parquet")
+_NOT_SPLITS = ("world", "refusals", "run")
+
+
+def split_file(root: Path, split: str) -> Path | None:
+    """`root/<split>.<ext>` (split may be `config/split`), or None."""
+    for ext in SPLIT_EXTS:
         if (root / f"{split}{ext}").is_file():
             return root / f"{split}{ext}"
-    have = sorted(p.stem for p in root.glob("*.json*") if p.stem not in ("world", "refusals", "run"))
-    raise ObliviateError(f"{root}: no split '{split}' ({split}.json or .jsonl); available: {', '.join(have) or 'none'}")
+    return None
+
+
+def _split_file(root: Path, split: str) -> Path:
+    f = split_file(root, split)
+    if f is not None:
+        return f
+    have = sorted(str(p.relative_to(root).with_suffix("")) for ext in SPLIT_EXTS for p in root.rglob(f"*{ext}")
+                  if p.stem not in _NOT_SPLITS)
+    raise ObliviateError(f"{root}: no split '{split}' ({split}.json, .jsonl or .parquet); "
+                         f"available: {', '.join(have[:30]) or 'none'}")
+
+
+def is_hub_id(data: str | Path) -> bool:
+    """'owner/name' that is not a local path."""
+    s = str(data)
+    return s.count("/") == 1 and not s.startswith((".", "/", "~")) and not Path(s).exists()
+
+
+def hub_address(split: str) -> tuple[str, str]:
+    """(config, split) of a hub dataset: 'config/split' as given; a bare name is TOFU's (config, 'train')."""
+    config, _, part = split.partition("/")
+    return (config, part) if part else (split, "train")
 
 
 def _load_hub(data: str, split: str) -> list[dict]:
-    """TOFU (and other hub datasets in its schema): each TOFU split is a dataset config with one 'train' split."""
+    """`datasets.load_dataset(data, config, split=split)` for 'config/split'; a bare TOFU split is its config."""
+    config, part = hub_address(split)
     try:
         import datasets
 
-        ds = datasets.load_dataset(data, split)
-        part = ds["train"] if "train" in ds else ds[next(iter(ds))]
-        return [dict(r) for r in part]
+        return [dict(r) for r in datasets.load_dataset(data, config, split=part)]
     except Exception as e:  # network, unknown id, unknown config: one line for the user
         msg = str(e).splitlines()[0] if str(e) else type(e).__name__
-        raise ObliviateError(f"cannot load split '{split}' of '{data}' from the hub ({msg}); "
-                             "offline? pass a local directory or JSON file instead") from None
+        raise ObliviateError(f"cannot load config '{config}' split '{part}' of '{data}' from the hub ({msg}); "
+                             "offline? pass a local directory that mirrors the hub repository instead") from None
 
 
 def load_split(data: str | Path, split: str | None = None, *, fields: tuple[str, ...] | None = None) -> list[dict]:
@@ -114,7 +160,7 @@ def load_split(data: str | Path, split: str | None = None, *, fields: tuple[str,
             raise ObliviateError(f"{path}: a directory needs a split name")
         f = _split_file(path, split)
         source, records = str(f), _read_json_records(f)
-    elif str(data).count("/") == 1 and not str(data).startswith((".", "/")) and split:
+    elif is_hub_id(data) and split:
         source, records = f"{data}:{split}", _load_hub(str(data), split)
     else:
         raise ObliviateError(f"{data}: no such file or directory")

@@ -1,0 +1,261 @@
+"""Published benchmarks as records: one `Benchmark` per benchmark in `BENCHMARKS`.
+
+    bench = BENCHMARKS["muse-news"]
+    recs = load_role(bench, "muse-bench/MUSE-News", "forget_train")   # load_dataset(id, "raw", split="forget")
+    recs = load_role(bench, "copies/muse-news", "forget_train")        # copies/muse-news/raw/forget.json[l]
+
+A benchmark says which published config/split plays each role, how that role's records are formatted
+and which metrics read it (SPEC §2–§3):
+
+* `qa`     — question/answer through the chat template (TOFU, RWKU probes, MUSE KnowMem with ICL shots),
+* `text`   — raw text; unlearning tokenizes and chunks it to `max_length` (MUSE raw, WMDP corpora);
+  evaluation scores each text for MIA (MUSE privleak, RWKU mia),
+* `prompt` — continuation prompt + ground truth (MUSE VerbMem),
+* `mcq`    — question, choices, answer index (WMDP, MMLU).
+
+Roles for unlearning: `forget_train`, `retain_train`. Evaluation roles are the other keys; TOFU-schema
+benchmarks (`world`, `tofu`) take their evaluation splits from `EvalConfig` (forget level, holdout, …).
+Data addressing: the hub id (each role's own `hub_id` when it lives in another repository) or a local
+directory mirroring the hub repository, `DIR/<config>/<split>.json|.jsonl|.parquet` (TOFU and the synthetic
+world: flat `DIR/<config>.json`). Every loader error is one line naming benchmark, config/split and file.
+Adding a benchmark = one record here + fixtures under tests/fixtures/<name>/.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from obliviate import ObliviateError
+from obliviate.data.loading import MCQ_FIELDS, QA_FIELDS, is_hub_id, split_file, validate_records
+
+FORMATS = ("qa", "text", "prompt", "mcq")
+FORMAT_FIELDS = {"qa": QA_FIELDS, "text": ("text",), "prompt": ("prompt", "gt"), "mcq": MCQ_FIELDS}
+WMDP_BIO_GATED = ("the WMDP bio forget corpus is gated: request access at "
+                  "https://huggingface.co/datasets/cais/wmdp-bio-forget-corpus, log in with `huggingface-cli login`"
+                  " and pass --data cais/wmdp, or save its JSONL as DIR/bio-forget-corpus/train.jsonl")
+
+
+@dataclass(frozen=True)
+class Role:
+    """Where one role's records live and how they are read.
+
+    config/split: as published (`load_dataset(hub_id, config, split=split)`); `local`: the file under a local
+    directory (default `<config>/<split>`); `rename`: published field → canonical field (RWKU `query` →
+    `question`); `gated`: how to obtain data the hub will not serve without an access request.
+    """
+
+    config: str
+    split: str
+    format: str
+    hub_id: str | None = None
+    local: str | None = None
+    rename: tuple[tuple[str, str], ...] = ()
+    gated: str | None = None
+
+    def __post_init__(self):
+        if self.format not in FORMATS:
+            raise ValueError(f"role format {self.format!r} not in {FORMATS}")
+
+    @property
+    def address(self) -> str:
+        return f"{self.config}/{self.split}"
+
+    def path(self) -> str:
+        return self.local or self.address
+
+
+@dataclass(frozen=True)
+class Benchmark:
+    """One benchmark: its hub id, the role → split map, and the metrics reported on each role."""
+
+    name: str
+    hub_id: str | None
+    summary: str
+    roles: dict[str, Role] = field(default_factory=dict)
+    metrics: dict[str, tuple[str, ...]] = field(default_factory=dict)  # role -> METRICS keys computed there
+    tofu_schema: bool = False  # evaluation roles come from EvalConfig (forget level, holdout, retain, …)
+    privleak_reference_auc: float | None = None  # MUSE's published AUC_retrain when no retain model
+    mia: tuple[str, str] | None = None  # (members, non-members) roles of the MIA AUC / PrivLeak
+    knowmem_icl: dict[str, str] = field(default_factory=dict)  # knowmem role -> its few-shot role
+    notes: str = ""
+
+    def eval_roles(self) -> dict[str, Role]:
+        return {k: r for k, r in self.roles.items() if k not in ("forget_train", "retain_train")}
+
+
+def _tofu(name: str, hub_id: str | None, summary: str, notes: str = "") -> Benchmark:
+    # TOFU's roles depend on the forget level (forget10 → holdout10, retain90): EvalConfig / --forget pick them.
+    return Benchmark(name, hub_id, summary, tofu_schema=True, notes=notes, mia=("forget", "holdout"), metrics={
+        "forget": ("rouge_l_recall", "prob", "truth_ratio", "token_entropy", "cosine_similarity", "entailment_score",
+                   "extraction_strength", "exact_memorization", "forget_quality", "forget_efficacy"),
+        "holdout": ("mia_auc", "privleak"),
+        "retain": ("rouge_l_recall", "prob", "truth_ratio", "model_utility", "mu18"),
+        "world_facts": ("rouge_l_recall", "prob", "truth_ratio", "model_utility", "mu18"),
+        "real_authors": ("rouge_l_recall", "prob", "truth_ratio", "model_utility", "mu18")})
+
+
+def _muse(name: str, hub_id: str, ref_auc: float, summary: str) -> Benchmark:
+    return Benchmark(name, hub_id, summary, privleak_reference_auc=ref_auc,
+                     mia=("privleak_forget", "privleak_holdout"),
+                     knowmem_icl={"knowmem_forget": "knowmem_forget_icl", "knowmem_retain": "knowmem_retain_icl"},
+                     roles={"forget_train": Role("raw", "forget", "text"),
+                            "retain_train": Role("raw", "retain1", "text"),
+                            "verbmem": Role("verbmem", "forget", "prompt"),
+                            "knowmem_forget": Role("knowmem", "forget_qa", "qa"),
+                            "knowmem_retain": Role("knowmem", "retain_qa", "qa"),
+                            "knowmem_forget_icl": Role("knowmem", "forget_qa_icl", "qa"),
+                            "knowmem_retain_icl": Role("knowmem", "retain_qa_icl", "qa"),
+                            "privleak_forget": Role("privleak", "forget", "text"),
+                            "privleak_holdout": Role("privleak", "holdout", "text")},
+                     metrics={"verbmem": ("verbmem",), "knowmem_forget": ("knowmem",),
+                              "knowmem_retain": ("knowmem",), "privleak_forget": ("mia_auc", "privleak")})
+
+
+_RWKU_QA = (("query", "question"),)
+BENCHMARKS: dict[str, Benchmark] = {
+    "world": _tofu("world", None, "the synthetic world (obliviate world): TOFU schema, offline",
+                   notes="no real_authors split: Model Utility has 6 of TOFU's 9 values"),
+    "tofu": _tofu("tofu", "locuslab/TOFU", "TOFU (Maini et al. 2024): fictitious authors, QA",
+                  notes="hub configs forget01/05/10, retain99/95/90, *_perturbed, holdout01/05/10, split train"),
+    "muse-news": _muse("muse-news", "muse-bench/MUSE-News", 0.4772, "MUSE-News (Shi et al. 2024): BBC news text"),
+    "muse-books": _muse("muse-books", "muse-bench/MUSE-Books", 0.5393, "MUSE-Books: Harry Potter books text"),
+    "wmdp": Benchmark(
+        "wmdp", "cais/wmdp", "WMDP (Li et al. 2024): hazardous-knowledge MCQ + forget/retain corpora (RMU)",
+        roles={"forget_train": Role("cyber-forget-corpus", "train", "text", hub_id="cais/wmdp-corpora"),
+               "retain_train": Role("cyber-retain-corpus", "train", "text", hub_id="cais/wmdp-corpora"),
+               "mcq_bio": Role("wmdp-bio", "test", "mcq"),
+               "mcq_cyber": Role("wmdp-cyber", "test", "mcq"),
+               "mcq_chem": Role("wmdp-chem", "test", "mcq"),
+               "mmlu": Role("all", "test", "mcq", hub_id="cais/mmlu", local="mmlu/test")},
+        metrics={"mcq_bio": ("mcq_accuracy",), "mcq_cyber": ("mcq_accuracy",), "mcq_chem": ("mcq_accuracy",),
+                 "mmlu": ("mcq_accuracy",)},
+        notes="bio forget corpus: forget_train=bio-forget-corpus/train (gated); " + WMDP_BIO_GATED),
+    "rwku": Benchmark(
+        "rwku", "jinzhuoran/RWKU", "RWKU (Jin et al. 2024): real-world famous people, no retain corpus",
+        mia=("mia_forget", "mia_retain"),
+        roles={"forget_train": Role("forget_target", "train", "text", rename=(("intro", "text"),)),
+               "forget_level1": Role("forget_level1", "test", "qa", rename=_RWKU_QA),
+               "forget_level2": Role("forget_level2", "test", "qa", rename=_RWKU_QA),
+               "forget_level3": Role("forget_level3", "test", "qa", rename=_RWKU_QA),
+               "neighbor_level1": Role("neighbor_level1", "test", "qa", rename=_RWKU_QA),
+               "neighbor_level2": Role("neighbor_level2", "test", "qa", rename=_RWKU_QA),
+               "mia_forget": Role("mia_forget", "test", "text"),
+               "mia_retain": Role("mia_retain", "test", "text")},
+        metrics={**{f"forget_level{i}": ("rouge_l_recall",) for i in (1, 2, 3)},
+                 **{f"neighbor_level{i}": ("rouge_l_recall",) for i in (1, 2)}, "mia_forget": ("mia_auc",)},
+        notes="zero-shot setting: no retain corpus, so recipes with a retain regulariser (gd, kl, rmu) need --retain"),
+}
+# The bio forget corpus as a role users can select (`forget_train=bio-forget-corpus/train`).
+WMDP_BIO_FORGET = Role("bio-forget-corpus", "train", "text", hub_id="cais/wmdp-bio-forget-corpus",
+                       gated=WMDP_BIO_GATED)
+
+
+def get_benchmark(name: str) -> Benchmark:
+    if name not in BENCHMARKS:
+        raise ObliviateError(f"unknown benchmark {name!r}; known: {', '.join(BENCHMARKS)}")
+    return BENCHMARKS[name]
+
+
+def infer_benchmark(data) -> str:
+    """The benchmark of `data`: a known hub id, a directory laid out like one, else `world` / `tofu` (flat QA)."""
+    if isinstance(data, dict):
+        return "world"
+    s = str(data).rstrip("/")
+    for b in BENCHMARKS.values():
+        if b.hub_id and s == b.hub_id:
+            return b.name
+    path = Path(s)
+    if path.is_dir():
+        if (path / "world.json").is_file():
+            return "world"
+        for name in ("muse-news", "muse-books", "wmdp", "rwku"):
+            b = BENCHMARKS[name]
+            if all(split_file(path, r.path()) for k, r in b.roles.items() if k.startswith(("verbmem", "mcq_bio",
+                                                                                            "forget_level1"))):
+                if name.startswith("muse"):
+                    return "muse-books" if "book" in s.lower() else "muse-news"
+                return name
+    return "world" if not is_hub_id(s) else "tofu"
+
+
+def _role_for(bench: Benchmark, role: str, split: str | None) -> Role:
+    """The Role record, or an override `config/split` given by the user (same format as the default role)."""
+    base = bench.roles.get(role)
+    if split is None:
+        if base is None:
+            raise ObliviateError(f"benchmark {bench.name} has no role '{role}'")
+        return base
+    if split == WMDP_BIO_FORGET.address:
+        return WMDP_BIO_FORGET
+    config, _, part = split.partition("/")
+    fmt = base.format if base is not None else "qa"
+    return Role(config, part or "train", fmt, hub_id=base.hub_id if base else None,
+                rename=base.rename if base else ())
+
+
+def load_role(bench: Benchmark | str, data, role: str, *, split: str | None = None,
+              max_items: int | None = None) -> list[dict]:
+    """Records of `role` (canonical fields of its format) from the hub or a local mirror of the hub repo.
+
+    `data`: a local directory, None (the benchmark's hub ids), or the benchmark's hub id.
+    `split`: `config/split` overriding the role's published address.
+    """
+    bench = get_benchmark(bench) if isinstance(bench, str) else bench
+    r = _role_for(bench, role, split)
+    where = f"benchmark {bench.name}, role {role} ({r.address})"
+    if data is None or (bench.hub_id and str(data) == bench.hub_id):
+        records, source = _load_hub_role(bench, r, where), f"{r.hub_id or bench.hub_id}:{r.address}"
+    elif Path(data).is_dir():
+        f = split_file(Path(data), r.path()) or (split_file(Path(data), r.config) if r.split == "train" else None)
+        if f is None:
+            hint = f"; {r.gated}" if r.gated else ""
+            raise ObliviateError(f"{where}: no file {Path(data) / r.path()}.json|.jsonl|.parquet{hint}")
+        from obliviate.data.loading import _read_json_records
+
+        records, source = _read_json_records(f), f"{where}: {f}"
+    elif is_hub_id(data):
+        records, source = _load_hub_role(bench, r, where, hub_id=str(data)), f"{data}:{r.address}"
+    else:
+        raise ObliviateError(f"{where}: {data}: no such directory (a local mirror of the hub repository)")
+    renames = dict(r.rename)
+    if renames:
+        records = [{renames.get(k, k): v for k, v in rec.items()} if isinstance(rec, dict) else rec
+                   for rec in records]
+    records = validate_records(records, FORMAT_FIELDS[r.format], source if "benchmark" in source else
+                               f"{where}: {source}")
+    return records[:max_items] if max_items else records
+
+
+def _load_hub_role(bench: Benchmark, r: Role, where: str, hub_id: str | None = None) -> list[dict]:
+    hub = r.hub_id or hub_id or bench.hub_id
+    if hub is None:
+        raise ObliviateError(f"{where}: the {bench.name} benchmark has no hub id; pass --data DIR")
+    try:
+        import datasets
+
+        return [dict(x) for x in datasets.load_dataset(hub, r.config, split=r.split)]
+    except Exception as e:
+        msg = str(e).splitlines()[0] if str(e) else type(e).__name__
+        hint = f"; {r.gated}" if r.gated else "; offline? pass --data DIR, a local mirror of the hub repository"
+        raise ObliviateError(f"{where}: cannot load {hub} config '{r.config}' split '{r.split}' ({msg}){hint}") \
+            from None
+
+
+def training_records(bench: Benchmark | str, data, role: str, split: str | None = None) -> tuple[list[dict], str]:
+    """(records, format) of an unlearning set: `forget_train` / `retain_train`, or a user split.
+
+    TOFU-schema benchmarks read `split` as before (`load_split`: '+'-joined, flat files, one local file).
+    """
+    from obliviate.data.loading import load_split
+
+    bench = get_benchmark(bench) if isinstance(bench, str) else bench
+    if bench.tofu_schema:
+        return load_split(data if data is not None else bench.hub_id, split), "qa"
+    if split is not None and "/" not in split and split not in bench.roles:
+        raise ObliviateError(f"benchmark {bench.name}: '{split}' is neither a role ({', '.join(bench.roles)}) "
+                             "nor a config/split address")
+    if split in bench.roles:
+        role, split = split, None
+    r = _role_for(bench, role, split)
+    return load_role(bench, data, role, split=split), r.format
