@@ -3,8 +3,10 @@
 import json
 from pathlib import Path
 
+from obliviate import ObliviateError
 from obliviate.config import load_config
-from obliviate.data.loading import load_refusals, load_split
+from obliviate.data.benchmarks import BENCHMARKS, resolve_benchmark, training_records
+from obliviate.data.loading import load_refusals
 from obliviate.models.loading import check_output_dir, load_model
 from obliviate.rundir import run_dir, write_json
 from obliviate.unlearn import UnlearnConfig, unlearn
@@ -13,9 +15,14 @@ from obliviate.unlearn.loop import recipe_needs
 
 def add_arguments(p):
     p.add_argument("--model", required=True, help="model directory, hub id, or smollm2-135m-instruct")
-    p.add_argument("--data", required=True, help="world directory, local JSON/JSONL file, or hub id (locuslab/TOFU)")
-    p.add_argument("--forget", default="forget10", help="forget split(s), '+'-joined (default: forget10)")
-    p.add_argument("--retain", default="retain90", help="retain split(s) for the regulariser (default: retain90)")
+    p.add_argument("--data", default=None, help="world directory, local JSON/JSONL file, hub id (locuslab/TOFU), or a "
+                   "local mirror of a benchmark's hub repository (default with --benchmark: its hub ids)")
+    p.add_argument("--benchmark", default=None, choices=list(BENCHMARKS),
+                   help="benchmark record giving the forget/retain sets (default: inferred from --data)")
+    p.add_argument("--forget", default=None, help="forget split(s), '+'-joined (default: forget10; other benchmarks: "
+                   "their forget_train role, or a config/split such as raw/forget)")
+    p.add_argument("--retain", default=None, help="retain split(s) for the regulariser (default: retain90; other "
+                   "benchmarks: their retain_train role)")
     p.add_argument("--recipe", default=None, help="objective[+regularizer][+smoothing], e.g. npo+gd+sam (see `obliviate ls`)")
     p.add_argument("--out", required=True, help="run directory: model, run.json, log.jsonl, summary.json, checkpoints/")
     p.add_argument("--config", help="YAML file with UnlearnConfig fields")
@@ -33,14 +40,23 @@ def run(args):
     cfg = load_config(UnlearnConfig, args.config, args.overrides, recipe=args.recipe, seed=args.seed, lora=args.lora,
                       reference="original" if args.ref_model else None)
     out = check_output_dir(args.out, args.model, args.ref_model, overwrite=args.overwrite)
+    bench, said = resolve_benchmark(args.benchmark, args.data)
+    print(said)
     with run_dir(out):
-        _run(args, cfg, out)
+        _run(args, cfg, out, bench)
 
 
-def _run(args, cfg, out: Path):
-    forget = load_split(args.data, args.forget)
+def _run(args, cfg, out: Path, bench):
+    forget_split = args.forget or ("forget10" if bench.tofu_schema else None)
+    retain_split = args.retain or ("retain90" if bench.tofu_schema else None)
+    forget, _ = training_records(bench, args.data, "forget_train", forget_split)
     needs = recipe_needs(cfg)
-    retain = load_split(args.data, args.retain) if needs & {"retain", "retain_alternate"} else None
+    if needs & {"retain", "retain_alternate"} and not bench.tofu_schema and retain_split is None \
+            and "retain_train" not in bench.roles:
+        raise ObliviateError(f"recipe {cfg.recipe} needs a retain set; benchmark {bench.name} has none "
+                             "(pass --retain config/split, or a recipe without gd/kl/rmu)")
+    retain = training_records(bench, args.data, "retain_train", retain_split)[0] \
+        if needs & {"retain", "retain_alternate"} else None
     refusals = load_refusals(args.data) if needs & {"alternate", "retain_alternate"} else None
     load = dict(allow_pickle=args.allow_pickle, trust_remote_code=args.trust_remote_code)
     model, tok = load_model(args.model, **load)
@@ -49,8 +65,9 @@ def _run(args, cfg, out: Path):
                          overwrite=args.overwrite, ref_model=ref)
     meta = out / "obliviate.json"
     info = json.loads(meta.read_text()) if meta.is_file() else {}
-    info.update({"unlearned_from": str(args.model), "data": str(args.data), "forget": args.forget,
-                 "retain": args.retain if retain is not None else None})
+    info.update({"unlearned_from": str(args.model), "data": str(args.data if args.data else bench.hub_id),
+                 "benchmark": bench.name, "forget": forget_split or "forget_train",
+                 "retain": (retain_split or "retain_train") if retain is not None else None})
     write_json(meta, info)
     s = log.summary
     print(f"unlearned {cfg.recipe}: {s['steps']} steps in {s['seconds']:.1f}s; forget answer probability "

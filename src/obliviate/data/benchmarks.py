@@ -259,3 +259,16 @@ def training_records(bench: Benchmark | str, data, role: str, split: str | None 
         role, split = split, None
     r = _role_for(bench, role, split)
     return load_role(bench, data, role, split=split), r.format
+
+
+def resolve_benchmark(name: str | None, data) -> tuple[Benchmark, str]:
+    """(benchmark, one line for the output): the given `--benchmark`, else inferred from the data."""
+    if name is not None:
+        bench = get_benchmark(name)
+        if data is None and bench.hub_id is None:
+            raise ObliviateError(f"benchmark {name} has no hub id: pass --data DIR")
+        return bench, f"benchmark: {bench.name}"
+    if data is None:
+        raise ObliviateError("pass --data (a directory, file or hub id) or --benchmark with a hub id")
+    bench = get_benchmark(infer_benchmark(data))
+    return bench, f"benchmark: {bench.name} (inferred from {data}; set --benchmark to choose)"

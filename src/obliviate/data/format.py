@@ -62,6 +62,22 @@ def encode_qa(tokenizer, question: str, answer: str, *, max_length: int = 256) -
     return {"input_ids": prompt + ans, "labels": [IGNORE_INDEX] * len(prompt) + ans}
 
 
+def encode_text_chunks(tokenizer, text: str, *, max_length: int = 256) -> list[dict[str, list[int]]]:
+    """Raw text (MUSE raw, WMDP corpora) as pre-training examples: BOS + tokens, cut into chunks of
+    `max_length` tokens; every token is a label (no chat template, no prompt). A last chunk of one token
+    (nothing to predict) is dropped.
+
+    >>> class T:  # a toy tokenizer: one id per character
+    ...     bos_token_id = 1
+    ...     def __call__(self, text, add_special_tokens=False): return {"input_ids": [ord(c) for c in text]}
+    >>> [c["input_ids"] for c in encode_text_chunks(T(), "abcde", max_length=4)]
+    [[1, 97, 98, 99], [100, 101]]
+    """
+    ids = with_bos(tokenizer, tokenizer(text, add_special_tokens=False)["input_ids"])
+    chunks = [ids[i:i + max_length] for i in range(0, len(ids), max_length)]
+    return [{"input_ids": c, "labels": list(c)} for c in chunks if len(c) > 1]
+
+
 def pad_batch(features: Sequence[dict[str, list[int]]], pad_id: int, *, side: str = "right") -> dict[str, torch.Tensor]:
     """Pad to the longest example: input_ids (B,T), attention_mask (B,T), labels (B,T) if present."""
     width = max(len(f["input_ids"]) for f in features)

@@ -5,6 +5,10 @@ Views (each a list of `encode_qa` examples, answer-only labels):
     retain            the paired retain question + true answer       (regularisers, rmu)
     alternate         forget question + a refusal                    (idk, dpo)
     retain_alternate  the paired retain question + a refusal         (ap)
+A set may be raw text instead (format "text": MUSE raw, WMDP corpora, RWKU passages): each record's `text`
+is tokenized and chunked to `max_length` (`encode_text_chunks`, every token a label), so a forget or retain
+"item" is one chunk. Text has no question to answer with a refusal: recipes that need the alternate views
+(idk, dpo, ap) refuse it with one line.
 Refusals are drawn from the fixed list, deterministic per item index and seed. Recipes that need
 reference log-probs (npo, dpo) get log π_ref(y|x) of the forget / alternate views computed once
 here, before training, and carried in every batch: no reference model in memory, no extra forward.
@@ -19,7 +23,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from obliviate.data.format import encode_qa, pad_batch, pad_token_id
+from obliviate import ObliviateError
+from obliviate.data.format import encode_qa, encode_text_chunks, pad_batch, pad_token_id
 from obliviate.models.logps import sequence_logps
 
 VIEWS = ("forget", "retain", "alternate", "retain_alternate")
@@ -70,13 +75,32 @@ def pick_refusal(refusals: list[str], index: int, seed: int, salt: str) -> str:
     return refusals[random.Random(f"{seed}:{salt}:{index}").randrange(len(refusals))]
 
 
+def record_format(records) -> str:
+    """'text' when the records carry raw `text` and no question, else 'qa'."""
+    return "text" if records and all("text" in r and "question" not in r for r in records) else "qa"
+
+
+def _encode(tokenizer, records, fmt: str, max_length: int) -> list[dict]:
+    if fmt == "text":
+        return [c for r in records for c in encode_text_chunks(tokenizer, r["text"], max_length=max_length)]
+    return [encode_qa(tokenizer, r["question"], r["answer"], max_length=max_length) for r in records]
+
+
 def build_data(tokenizer, forget_records, retain_records, needs: set[str], *, refusals=None, seed=0,
-               max_length=256) -> UnlearnData:
-    """Tokenize only the views in `needs` (plus forget)."""
+               max_length=256, recipe: str = "") -> UnlearnData:
+    """Tokenize only the views in `needs` (plus forget); QA records or raw text (chunked)."""
     enc = lambda q, a: encode_qa(tokenizer, q, a, max_length=max_length)  # noqa: E731
-    data = UnlearnData(forget=[enc(r["question"], r["answer"]) for r in forget_records], pad_id=pad_token_id(tokenizer))
+    fmt_f = record_format(forget_records)
+    fmt_r = record_format(retain_records) if retain_records else "qa"
+    for view, fmt, name in (("alternate", fmt_f, "forget"), ("retain_alternate", fmt_r, "retain")):
+        if view in needs and fmt == "text":
+            raise ObliviateError(f"recipe {recipe or '?'} needs {name} questions to answer with a refusal; the {name} "
+                                 "set is raw text: use ga, npo, simnpo, me or rmu (with gd/kl) on text")
+    data = UnlearnData(forget=_encode(tokenizer, forget_records, fmt_f, max_length), pad_id=pad_token_id(tokenizer))
+    if not data.forget:
+        raise ObliviateError(f"the forget set ({len(forget_records)} records) has no text to train on")
     if "retain" in needs or "retain_alternate" in needs:
-        data.retain = [enc(r["question"], r["answer"]) for r in retain_records]
+        data.retain = _encode(tokenizer, retain_records, fmt_r, max_length)
     if "alternate" in needs:
         data.alternate = [enc(r["question"], pick_refusal(refusals, i, seed, "forget"))
                           for i, r in enumerate(forget_records)]

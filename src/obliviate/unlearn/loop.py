@@ -171,7 +171,7 @@ def unlearn(model, tokenizer, forget_records: list[dict], retain_records: list[d
     started = time.time()
 
     data = build_data(tokenizer, forget_records, retain_records, needs, refusals=refusals, seed=cfg.seed,
-                      max_length=cfg.max_length)
+                      max_length=cfg.max_length, recipe=cfg.recipe)
     if "ref_logps" in needs:  # log π_ref(y|x) once, before any update: no reference model during training
         cache_ref_logps(ref_model if cfg.reference == "original" else model, data)
     model, ref = _prepare_model(model, cfg, objective, needs, ref_model if cfg.reference == "original" else None)
