@@ -64,7 +64,7 @@ def test_target_vs_retain_forget_quality_and_mia(target_results, retain_results)
 
 def test_rerun_uses_cache(target, world_dir, eval_cfg, target_out, target_results, monkeypatch):
     """A second run on the same out dir recomputes nothing (forward and generation patched to fail)."""
-    from obliviate.evaluate import suite
+    from obliviate.evaluate import stages as suite
 
     def boom(*a, **k):
         raise AssertionError("recomputed a cached stage")
@@ -94,7 +94,7 @@ def test_missing_forget_split_is_a_clear_error(target, world_dir):
 
 def test_empty_generation_gives_documented_zeros(target, world_dir, monkeypatch, tmp_path):
     """An empty generation: ROUGE 0, token entropy 0, cosine 0 (not a crash)."""
-    from obliviate.evaluate import suite
+    from obliviate.evaluate import stages as suite
 
     monkeypatch.setattr(suite, "generate", lambda m, t, prompts, **k: ([""] * len(prompts), [[] for _ in prompts]))
     model, tok = target

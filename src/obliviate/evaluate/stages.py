@@ -1,0 +1,189 @@
+"""Scoring stages: each takes loaded records (never a path) and returns per-item rows.
+
+    forward_stage   one forward pass per (question, answer) / perturbation: NLL, Prob, TR, MIA, ES/EM
+    generate_stage  greedy generations: ROUGE-L recall, token entropy
+    text_stage      raw text (MUSE privleak, RWKU mia): NLL and MIA scores of the first `max_length` tokens
+    cosine_stage / nli_stage   Cosine Similarity against "before" generations, Entailment Score
+    extra_stages    MUSE VerbMem / KnowMem (ICL prompt) and MCQ accuracy on their roles
+The stage functions call `passes.forward_scores` / `passes.score_batch` and `generate.generate`.
+"""
+
+from __future__ import annotations
+
+from obliviate.data.format import encode_prompt, pad_batch
+from obliviate.evaluate import metrics as M
+from obliviate.evaluate.aggregate import split_means
+from obliviate.evaluate.cache import StageCache, records_hash
+from obliviate.evaluate.config import EvalConfig
+from obliviate.evaluate.generate import generate
+from obliviate.evaluate.passes import forward_scores, score_batch
+from obliviate.evaluate.roles import Roles, has_perturbations, tr_answer_field
+
+
+def forward_stage(model, tok, role: str, records: list[dict], cfg: EvalConfig, progress: bool) -> list[dict]:
+    """One forward pass per sequence: the answer, ỹ (if it differs) and each perturbation."""
+    perturbed = role != "holdout" and has_perturbations(records)  # holdout: MIA only, the answer suffices
+    tr_field = tr_answer_field(role, records) if perturbed else "answer"
+    pairs, slots = [], []
+    for i, r in enumerate(records):
+        pairs.append((r["question"], r["answer"]))
+        slots.append((i, "answer", None))
+        if perturbed:
+            if tr_field != "answer":
+                pairs.append((r["question"], r[tr_field]))
+                slots.append((i, "tr", None))
+            for k, p in enumerate(r["perturbed_answer"]):
+                pairs.append((r["question"], p))
+                slots.append((i, "pert", k))
+    rows = forward_scores(model, tok, pairs, batch_size=cfg.batch_size, k=cfg.min_k, max_length=cfg.max_length,
+                          progress=progress, desc=f"forward {role}")
+    items = [{"index": i, "question": r["question"], "answer": r["answer"]} for i, r in enumerate(records)]
+    for (i, kind, k), row in zip(slots, rows):
+        it = items[i]
+        if kind == "answer":
+            it.update(nll_mean=row["nll_mean"], nll_sum=row["nll_sum"], n_tokens=row["n_tokens"],
+                      prob=M.probability(row["nll_mean"]), extraction_strength=row["extraction_strength"],
+                      exact_memorization=row["exact_memorization"],
+                      mia={"loss": M.loss_score(row["nll_mean"]), "zlib": M.zlib_score(row["nll_mean"], it["answer"]),
+                           "min_k": row["min_k"], "min_k_pp": row["min_k_pp"]})
+            if perturbed and tr_field == "answer":
+                it["nll_tr_mean"] = row["nll_mean"]
+        elif kind == "tr":
+            it["nll_tr_mean"] = row["nll_mean"]
+        else:
+            it.setdefault("nll_perturbed_mean", []).append(row["nll_mean"])
+    if perturbed:
+        for it in items:
+            it["prob_norm"] = M.normalised_probability(it["nll_mean"], it["nll_perturbed_mean"])
+            it["truth_ratio"] = M.truth_ratio(it["nll_tr_mean"], it["nll_perturbed_mean"])
+    return items
+
+
+def generate_stage(model, tok, role: str, records: list[dict], cfg: EvalConfig, progress: bool) -> list[dict]:
+    prompts = [encode_prompt(tok, r["question"]) for r in records]
+    texts, ids = generate(model, tok, prompts, max_new_tokens=cfg.max_new_tokens, batch_size=cfg.gen_batch_size,
+                          progress=progress, desc=f"generate {role}")
+    return [{"generation": t, "rouge_l_recall": M.rouge_l_recall(t, r["answer"]), "token_entropy": M.token_entropy(g),
+             "n_generated_tokens": len(g)} for r, t, g in zip(records, texts, ids)]
+
+
+def before_generations(before_results: dict | None, role: str, items: list[dict]) -> tuple[list[str] | None, str]:
+    if before_results is None:
+        return None, "no 'before' generations (--before-model / --before-results)"
+    split = before_results.get("splits", {}).get(role)
+    if not split or any("generation" not in b for b in split.get("items", [])):
+        return None, f"the 'before' results have no generations for split '{role}'"
+    before = split["items"]
+    if len(before) != len(items) or any(b["question"] != a["question"] for a, b in zip(items, before)):
+        return None, f"the 'before' results of split '{role}' hold different questions"
+    return [b["generation"] for b in before], ""
+
+
+def text_stage(model, tok, role: str, records: list[dict], cfg: EvalConfig, progress: bool) -> list[dict]:
+    """MIA scores of each text (its first `max_length` tokens, every token scored), members or not."""
+    from tqdm.auto import tqdm
+
+    pad_id = tok.pad_token_id if tok.pad_token_id is not None else 0
+    examples = []
+    for r in records:
+        ids = tok(r["text"], add_special_tokens=False)["input_ids"]
+        if tok.bos_token_id is not None and (not ids or ids[0] != tok.bos_token_id):
+            ids = [tok.bos_token_id] + ids
+        ids = ids[: cfg.max_length]
+        examples.append({"input_ids": ids, "labels": list(ids)})
+    items = []
+    for start in tqdm(range(0, len(examples), cfg.batch_size), desc=f"forward {role}", disable=not progress,
+                      leave=False):
+        chunk = examples[start:start + cfg.batch_size]
+        for k, row in enumerate(score_batch(model, pad_batch(chunk, pad_id), k=cfg.min_k)):
+            i = start + k
+            items.append({"index": i, "text": records[i]["text"][:200], "n_tokens": row["n_tokens"],
+                          "nll_mean": row["nll_mean"], "mia": {
+                              "loss": M.loss_score(row["nll_mean"]), "min_k": row["min_k"], "min_k_pp": row["min_k_pp"],
+                              "zlib": M.zlib_score(row["nll_mean"], records[i]["text"])}})
+    return items
+
+
+def gen_roles(results: dict) -> list[str]:
+    return [r for r, s in results["splits"].items() if r != "holdout" and s["items"] and "generation" in s["items"][0]]
+
+
+def cosine_stage(results: dict, before_results: dict | None, cfg: EvalConfig, embedder) -> None:
+    if cfg.embedder is None and embedder is None:
+        results["stage_not_computed"]["cosine_similarity"] = "embedder=None in the config"
+        return
+    reasons = []
+    for role in gen_roles(results):
+        items = results["splits"][role]["items"]
+        before, reason = before_generations(before_results, role, items)
+        if before is None:
+            reasons.append(reason)
+            continue
+        if embedder is None:
+            from obliviate.evaluate.embeddings import load_embedder
+
+            embedder = load_embedder(cfg.embedder)
+        from obliviate.evaluate.embeddings import cosine_similarities
+
+        for it, cs in zip(items, cosine_similarities(embedder, [it["generation"] for it in items], before)):
+            it["cosine_similarity"] = cs
+        results["splits"][role]["means"] = split_means(role, items)
+    if reasons:
+        results["stage_not_computed"]["cosine_similarity"] = "; ".join(dict.fromkeys(reasons))
+
+
+def nli_stage(results: dict, cfg: EvalConfig, nli, progress: bool) -> None:
+    from obliviate.evaluate.nli import NO_NLI_REASON, load_nli, nli_labels
+
+    if cfg.nli is None and nli is None:
+        results["stage_not_computed"]["entailment_score"] = NO_NLI_REASON
+        return
+    nli = nli or load_nli(cfg.nli)
+    results["config"]["nli"] = nli.name
+    for role in gen_roles(results):
+        items = results["splits"][role]["items"]
+        todo = [it for it in items if it["rouge_l_recall"] >= cfg.rouge_floor]
+        # forget: does the output entail the truth? retain-type: does the truth entail the output?
+        pairs = [(it["generation"], it["answer"]) if role == "forget" else (it["answer"], it["generation"])
+                 for it in todo]
+        labels = nli_labels(nli, [p for p, _ in pairs], [h for _, h in pairs]) if pairs else []
+        for it in items:
+            it["entailment_label"] = None
+        for it, lab in zip(todo, labels):
+            it["entailment_label"] = lab
+        for it in items:
+            it["entailed"] = M.entailed(it["entailment_label"], it["rouge_l_recall"], rouge_floor=cfg.rouge_floor)
+        results["splits"][role]["means"] = split_means(role, items)
+
+
+def extra_stages(model, tok, roles: Roles, cfg: EvalConfig, cache: StageCache, results: dict, progress: bool,
+                 save) -> None:
+    """VerbMem, KnowMem (with each knowmem role's few-shot role) and MCQ on the roles that hold them."""
+    from obliviate.evaluate.mcq import mcq_eval
+    from obliviate.evaluate.muse import knowmem_eval, verbmem_eval
+
+    for role, loaded in roles.found.items():
+        recs = loaded.records
+        if loaded.format == "prompt":
+            results.setdefault("muse", {})[role] = cache.get_or_compute(
+                loaded.source, "verbmem", recs, lambda: verbmem_eval(model, tok, recs, batch_size=cfg.gen_batch_size,
+                                                                     progress=progress))
+        elif role in roles.knowmem_icl:
+            icl = roles.found[roles.knowmem_icl[role]].records if roles.knowmem_icl[role] in roles.found else []
+            results.setdefault("muse", {})[role] = cache.get_or_compute(
+                loaded.source, "knowmem", [recs, icl], lambda: knowmem_eval(
+                    model, tok, recs, icl, batch_size=cfg.gen_batch_size, progress=progress))
+            if not icl:
+                results["stage_not_computed"][f"{role}_icl"] = (f"no few-shot split for {role}: "
+                                                                f"{roles.missing.get(roles.knowmem_icl[role], '')}")
+        elif loaded.format == "mcq":
+            results.setdefault("mcq", {})[role] = cache.get_or_compute(
+                loaded.source, "mcq", recs, lambda: mcq_eval(model, tok, recs, batch_size=cfg.batch_size))
+        elif loaded.format == "text":
+            items = cache.get_or_compute(loaded.source, f"text-{role}", [records_hash(recs), cfg.min_k, cfg.max_length],
+                                         lambda: text_stage(model, tok, role, recs, cfg, progress))
+            results.setdefault("text", {})[role] = {"source": loaded.source, "n": len(recs), "items": items,
+                                                    "means": {"nll_mean": sum(i["nll_mean"] for i in items) / len(items)}}
+        else:
+            continue
+        save()
