@@ -59,7 +59,7 @@ def test_rwku_fields_are_renamed_from_the_published_names():
 
 def test_infer_benchmark_from_data():
     assert [infer_benchmark(FIX / n) for n in ("muse-news", "wmdp", "rwku", "tofu")] == \
-        ["muse-news", "wmdp", "rwku", "world"]
+        ["muse-news", "wmdp", "rwku", "tofu"]
     assert infer_benchmark("muse-bench/MUSE-Books") == "muse-books"
     assert infer_benchmark("locuslab/TOFU") == "tofu"
 
@@ -69,16 +69,16 @@ PUBLISHED = {
     "muse-news": {"forget_train": ("muse-bench/MUSE-News", "raw", "forget"),
                   "retain_train": ("muse-bench/MUSE-News", "raw", "retain1"),
                   "verbmem": ("muse-bench/MUSE-News", "verbmem", "forget"),
-                  "knowmem_forget": ("muse-bench/MUSE-News", "knowmem", "forget_qa"),
+                  "knowmem": ("muse-bench/MUSE-News", "knowmem", "forget_qa"),
                   "knowmem_retain": ("muse-bench/MUSE-News", "knowmem", "retain_qa"),
-                  "knowmem_forget_icl": ("muse-bench/MUSE-News", "knowmem", "forget_qa_icl"),
+                  "knowmem_icl": ("muse-bench/MUSE-News", "knowmem", "forget_qa_icl"),
                   "knowmem_retain_icl": ("muse-bench/MUSE-News", "knowmem", "retain_qa_icl"),
                   "privleak_forget": ("muse-bench/MUSE-News", "privleak", "forget"),
                   "privleak_holdout": ("muse-bench/MUSE-News", "privleak", "holdout")},
     "wmdp": {"forget_train": ("cais/wmdp-corpora", "cyber-forget-corpus", "train"),
              "retain_train": ("cais/wmdp-corpora", "cyber-retain-corpus", "train"),
-             "mcq_bio": ("cais/wmdp", "wmdp-bio", "test"), "mcq_cyber": ("cais/wmdp", "wmdp-cyber", "test"),
-             "mcq_chem": ("cais/wmdp", "wmdp-chem", "test"), "mmlu": ("cais/mmlu", "all", "test")},
+             "wmdp_bio": ("cais/wmdp", "wmdp-bio", "test"), "wmdp_cyber": ("cais/wmdp", "wmdp-cyber", "test"),
+             "wmdp_chem": ("cais/wmdp", "wmdp-chem", "test"), "mmlu": ("cais/mmlu", "all", "test")},
     "rwku": {"forget_train": ("jinzhuoran/RWKU", "forget_target", "train"),
              **{f"forget_level{i}": ("jinzhuoran/RWKU", f"forget_level{i}", "test") for i in (1, 2, 3)},
              **{f"neighbor_level{i}": ("jinzhuoran/RWKU", f"neighbor_level{i}", "test") for i in (1, 2)},
@@ -140,5 +140,5 @@ def test_loader_errors_name_benchmark_split_and_file(tmp_path):
     with pytest.raises(ObliviateError, match=r"benchmark muse-news, role verbmem \(verbmem/forget\): .*forget\.json: "
                                              r"record 0: missing field 'gt'"):
         load_role("muse-news", tmp_path, "verbmem")
-    with pytest.raises(ObliviateError, match=r"benchmark muse-news, role knowmem_forget \(knowmem/forget_qa\): no file"):
-        load_role("muse-news", tmp_path, "knowmem_forget")
+    with pytest.raises(ObliviateError, match=r"benchmark muse-news, role knowmem \(knowmem/forget_qa\): no file"):
+        load_role("muse-news", tmp_path, "knowmem")

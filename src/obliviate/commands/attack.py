@@ -11,6 +11,8 @@ def add_arguments(p):
     r = sub.add_parser("relearn", help="fine-tune on k forget items for N steps; re-evaluate forget metrics")
     r.add_argument("--model", required=True, help="the unlearned model directory")
     r.add_argument("--data", required=True)
+    r.add_argument("--benchmark", default=None, help="world or tofu (default: inferred from --data, and said); "
+                   "raw-text benchmarks are refused")
     r.add_argument("--forget", default=None, help="forget split (default forget10)")
     r.add_argument("--k", type=int, default=None, help="forget items the attacker trains on (default 8)")
     r.add_argument("--steps", default=None, help="comma-separated step counts to evaluate at (default 10,20,40)")

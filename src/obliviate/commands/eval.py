@@ -12,13 +12,18 @@ from pathlib import Path
 
 from obliviate import ObliviateError
 from obliviate.config import load_config
+from obliviate.data.benchmarks import BENCHMARKS, resolve_benchmark
 from obliviate.rundir import run_dir
 
 
 def add_arguments(p):
     p.add_argument("--model", required=True, help="model directory, hub id, or smollm2-135m-instruct")
-    p.add_argument("--data", required=True, help="world directory, local JSON/JSONL file, or hub id (locuslab/TOFU)")
-    p.add_argument("--forget", default=None, help="forget split (default forget10; its _perturbed twin is used)")
+    p.add_argument("--data", default=None, help="world directory, local JSON/JSONL file, hub id (locuslab/TOFU), or a "
+                   "local mirror of a benchmark's hub repository (default with --benchmark: its hub ids)")
+    p.add_argument("--benchmark", default=None, choices=list(BENCHMARKS),
+                   help="which roles and metrics to evaluate (default: inferred from --data, and said)")
+    p.add_argument("--forget", default=None, help="TOFU/world forget split (default forget10; its _perturbed twin "
+                   "is used)")
     p.add_argument("--out", default=None, help="output directory (default: <model>/eval)")
     p.add_argument("--retain-model", default=None, help="retain model: Forget Quality and PrivLeak reference")
     p.add_argument("--retain-results", default=None, help="saved eval.json of the retain model (instead)")
@@ -40,7 +45,7 @@ def _out_dir(args) -> Path:
     raise ObliviateError(f"--model {args.model} is not a local directory: pass --out")
 
 
-def _reference(kind: str, model_spec, results_path, data, cfg, out: Path, args, embedder=None):
+def _reference(kind: str, model_spec, results_path, data, cfg, out: Path, args, bench):
     """A saved eval.json, or evaluate the reference model (without cosine / NLI / extras) into out/<kind>."""
     from obliviate.evaluate import evaluate, load_results
     from obliviate.models.loading import load_model
@@ -54,7 +59,8 @@ def _reference(kind: str, model_spec, results_path, data, cfg, out: Path, args, 
     ref_cfg = dataclasses.replace(cfg, embedder=None, nli=None, verbmem=None, knowmem=None, mcq=[])
     model, tok = load_model(model_spec, allow_pickle=args.allow_pickle, trust_remote_code=args.trust_remote_code)
     t = time.time()
-    res = evaluate(model, tok, data, ref_cfg, out=out / kind, model_name=str(model_spec), overwrite=args.overwrite)
+    res = evaluate(model, tok, data, ref_cfg, benchmark=bench, out=out / kind, model_name=str(model_spec),
+                   overwrite=args.overwrite)
     print(f"evaluated {kind} model {model_spec} in {time.time() - t:.1f}s -> {out / kind / 'eval.json'}")
     return res
 
@@ -65,25 +71,30 @@ def run(args):
     from obliviate.evaluate import EvalConfig
 
     cfg = load_config(EvalConfig, args.config, args.overrides, forget=args.forget, nli=args.nli)
+    bench, said = resolve_benchmark(args.benchmark, args.data)
+    if args.forget and not bench.tofu_schema:
+        raise ObliviateError(f"--forget picks a TOFU forget level; benchmark {bench.name} evaluates its own roles "
+                             f"({', '.join(bench.eval_roles())})")
+    print(said)
     torch.manual_seed(cfg.seed)
     with run_dir(_out_dir(args), args.model) as out:
-        _run(args, cfg, out)
+        _run(args, cfg, out, bench)
 
 
-def _run(args, cfg, out: Path) -> None:
+def _run(args, cfg, out: Path, bench) -> None:
     from obliviate.evaluate import evaluate
     from obliviate.evaluate.nli import load_nli
     from obliviate.evaluate.suite import summary_rows
     from obliviate.models.loading import load_model
 
     model, tok = load_model(args.model, allow_pickle=args.allow_pickle, trust_remote_code=args.trust_remote_code)
-    retain = _reference("retain", args.retain_model, args.retain_results, args.data, cfg, out, args)
-    before = _reference("before", args.before_model, args.before_results, args.data, cfg, out, args)
+    retain = _reference("retain", args.retain_model, args.retain_results, args.data, cfg, out, args, bench)
+    before = _reference("before", args.before_model, args.before_results, args.data, cfg, out, args, bench)
     nli = load_nli(cfg.nli, allow_pickle=args.allow_pickle, trust_remote_code=args.trust_remote_code) \
         if cfg.nli else None
     t = time.time()
-    results = evaluate(model, tok, args.data, cfg, retain_results=retain, before_results=before, out=out,
-                       model_name=str(args.model), overwrite=args.overwrite, nli=nli)
+    results = evaluate(model, tok, args.data, cfg, benchmark=bench, retain_results=retain, before_results=before,
+                       out=out, model_name=str(args.model), overwrite=args.overwrite, nli=nli)
     _print_table(summary_rows(results), f"obliviate eval: {args.model} ({time.time() - t:.1f}s)")
     print(f"wrote {out / 'eval.json'}")
 

@@ -98,18 +98,18 @@ def _tofu(name: str, hub_id: str | None, summary: str, notes: str = "") -> Bench
 def _muse(name: str, hub_id: str, ref_auc: float, summary: str) -> Benchmark:
     return Benchmark(name, hub_id, summary, privleak_reference_auc=ref_auc,
                      mia=("privleak_forget", "privleak_holdout"),
-                     knowmem_icl={"knowmem_forget": "knowmem_forget_icl", "knowmem_retain": "knowmem_retain_icl"},
+                     knowmem_icl={"knowmem": "knowmem_icl", "knowmem_retain": "knowmem_retain_icl"},
                      roles={"forget_train": Role("raw", "forget", "text"),
                             "retain_train": Role("raw", "retain1", "text"),
                             "verbmem": Role("verbmem", "forget", "prompt"),
-                            "knowmem_forget": Role("knowmem", "forget_qa", "qa"),
+                            "knowmem": Role("knowmem", "forget_qa", "qa"),
                             "knowmem_retain": Role("knowmem", "retain_qa", "qa"),
-                            "knowmem_forget_icl": Role("knowmem", "forget_qa_icl", "qa"),
+                            "knowmem_icl": Role("knowmem", "forget_qa_icl", "qa"),
                             "knowmem_retain_icl": Role("knowmem", "retain_qa_icl", "qa"),
                             "privleak_forget": Role("privleak", "forget", "text"),
                             "privleak_holdout": Role("privleak", "holdout", "text")},
-                     metrics={"verbmem": ("verbmem",), "knowmem_forget": ("knowmem",),
-                              "knowmem_retain": ("knowmem",), "privleak_forget": ("mia_auc", "privleak")})
+                     metrics={"verbmem": ("verbmem",), "knowmem": ("knowmem",),
+                              "knowmem_retain": ("knowmem_retain",), "privleak_forget": ("mia_auc", "privleak")})
 
 
 _RWKU_QA = (("query", "question"),)
@@ -124,11 +124,11 @@ BENCHMARKS: dict[str, Benchmark] = {
         "wmdp", "cais/wmdp", "WMDP (Li et al. 2024): hazardous-knowledge MCQ + forget/retain corpora (RMU)",
         roles={"forget_train": Role("cyber-forget-corpus", "train", "text", hub_id="cais/wmdp-corpora"),
                "retain_train": Role("cyber-retain-corpus", "train", "text", hub_id="cais/wmdp-corpora"),
-               "mcq_bio": Role("wmdp-bio", "test", "mcq"),
-               "mcq_cyber": Role("wmdp-cyber", "test", "mcq"),
-               "mcq_chem": Role("wmdp-chem", "test", "mcq"),
+               "wmdp_bio": Role("wmdp-bio", "test", "mcq"),
+               "wmdp_cyber": Role("wmdp-cyber", "test", "mcq"),
+               "wmdp_chem": Role("wmdp-chem", "test", "mcq"),
                "mmlu": Role("all", "test", "mcq", hub_id="cais/mmlu", local="mmlu/test")},
-        metrics={"mcq_bio": ("mcq_accuracy",), "mcq_cyber": ("mcq_accuracy",), "mcq_chem": ("mcq_accuracy",),
+        metrics={"wmdp_bio": ("mcq_accuracy",), "wmdp_cyber": ("mcq_accuracy",), "wmdp_chem": ("mcq_accuracy",),
                  "mmlu": ("mcq_accuracy",)},
         notes="bio forget corpus: forget_train=bio-forget-corpus/train (gated); " + WMDP_BIO_GATED),
     "rwku": Benchmark(
@@ -169,14 +169,16 @@ def infer_benchmark(data) -> str:
     if path.is_dir():
         if (path / "world.json").is_file():
             return "world"
+        if split_file(path, "forget01") or split_file(path, "forget10") or split_file(path, "real_authors_perturbed"):
+            return "tofu"
         for name in ("muse-news", "muse-books", "wmdp", "rwku"):
             b = BENCHMARKS[name]
-            if all(split_file(path, r.path()) for k, r in b.roles.items() if k.startswith(("verbmem", "mcq_bio",
+            if all(split_file(path, r.path()) for k, r in b.roles.items() if k.startswith(("verbmem", "wmdp_bio",
                                                                                             "forget_level1"))):
                 if name.startswith("muse"):
                     return "muse-books" if "book" in s.lower() else "muse-news"
                 return name
-    return "world" if not is_hub_id(s) else "tofu"
+    return "tofu" if is_hub_id(s) or path.is_file() else "world"
 
 
 def _role_for(bench: Benchmark, role: str, split: str | None) -> Role:
