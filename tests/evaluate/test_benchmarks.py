@@ -53,7 +53,7 @@ def test_wmdp_mcq_and_mmlu_utility(target_dir, tmp_path, capsys):
         preds = [it["prediction"] for it in res["items"]]
         assert res["accuracy"] == pytest.approx(M.mcq_accuracy(preds, [it["answer"] for it in res["items"]])), role
         assert res["chance"] == 0.25
-    assert "mcq wmdp_bio" in capsys.readouterr().out
+    assert "mcq_accuracy wmdp_bio" in capsys.readouterr().out
 
 
 def test_rwku_levels_neighbours_and_mia(target_dir, tmp_path):

@@ -26,8 +26,7 @@ def _mean(values) -> float | None:
 def split_means(role: str, items: list[dict]) -> dict[str, float | None]:
     """Per-split means of every per-item value, plus the TOFU and seed-A truth-ratio aggregates."""
     out: dict[str, float | None] = {}
-    for key in ("rouge_l_recall", "token_entropy", "cosine_similarity", "extraction_strength", "exact_memorization",
-                "nll_mean"):
+    for key in [k for k, m in M.METRICS.items() if m.aggregate == "mean"] + ["nll_mean"]:
         if any(key in it for it in items):
             out[key] = _mean(it.get(key) for it in items)
     out["prob_raw"] = _mean(it["prob"] for it in items)

@@ -276,43 +276,72 @@ def mcq_accuracy(predictions: Sequence[int], answers: Sequence[int]) -> float:
 
 @dataclass(frozen=True)
 class Metric:
-    """One metric: its function, which way is better, and whether it scores an item or a corpus.
+    """One metric: its function, which way is better, whether it scores an item or a corpus, and how it is
+    aggregated and shown. These records drive `split_means`, `obliviate eval`'s summary and the report card's
+    columns: adding a metric there means adding one record here.
 
     `higher_is_better` is stated for a model that should *keep* the knowledge (retain-type splits); on the
     forget split unlearning pushes item metrics down. None: the target is a value (0.5 for AUC, 0 for PrivLeak).
+    `aggregate`: item metrics — "mean" (the split mean of the per-item value) or "split" (a per-split form
+    computed by `split_means`: TOFU's Prob / truth-ratio forms, the entailed fraction); corpus metrics — the
+    key of `aggregates` holding the value. `label`: its name in tables ("" = not shown). `card`: report-card
+    columns, ((role or "agg", higher is better on it, sub-key), ...).
     """
 
     fn: Callable
     higher_is_better: bool | None
     level: str  # "item" | "corpus"
     needs: str  # what must be available to compute it
+    aggregate: str = ""
+    label: str = ""
+    card: tuple = ()
 
 
+_GEN, _FWD, _PERT = "generation", "forward pass", "forward pass, perturbed answers"
 METRICS = {
-    "rouge_l_recall": Metric(rouge_l_recall, True, "item", "generation"),
-    "rouge_l_f1": Metric(rouge_l_f1, True, "item", "generation"),
-    "prob": Metric(probability, True, "item", "forward pass"),
-    "prob_norm": Metric(normalised_probability, True, "item", "forward pass, perturbed answers"),
-    "truth_ratio": Metric(truth_ratio, False, "item", "forward pass, perturbed answers"),
+    # item metrics (per-split means); card columns per role, with the direction that is better on that role
+    "rouge_l_recall": Metric(rouge_l_recall, True, "item", _GEN, "mean", "ROUGE",
+                             (("forget", False), ("retain", True), ("world_facts", True))),
+    "rouge_l_f1": Metric(rouge_l_f1, True, "item", _GEN),
+    "prob": Metric(probability, True, "item", _FWD, "split", "Prob", (("forget", False), ("retain", True))),
+    "prob_norm": Metric(normalised_probability, True, "item", _PERT),
+    "truth_ratio": Metric(truth_ratio, False, "item", _PERT, "split", "TR", (("forget", True), ("retain", True))),
+    "token_entropy": Metric(token_entropy, True, "item", _GEN, "mean", "TE", (("forget", True),)),
+    "cosine_similarity": Metric(cosine_similarity, True, "item", "generation, before-unlearning generation", "mean",
+                                "CS", (("forget", False),)),
+    "entailment_score": Metric(entailed, True, "item", "generation, an NLI model (--nli)", "split", "ES",
+                               (("forget", False),)),
+    "extraction_strength": Metric(extraction_strength, True, "item", _FWD, "mean", "ExtStr"),
+    "exact_memorization": Metric(exact_memorization, True, "item", _FWD, "mean", "EM"),
+    "mia_loss": Metric(loss_score, None, "item", _FWD),
+    "mia_zlib": Metric(zlib_score, None, "item", _FWD),
+    "mia_min_k": Metric(min_k_score, None, "item", _FWD),
+    "mia_min_k_pp": Metric(min_k_pp_score, None, "item", "forward pass (logits)"),
     "truth_ratio_retain": Metric(truth_ratio_retain, True, "corpus", "truth ratios"),
     "truth_ratio_forget": Metric(truth_ratio_forget, True, "corpus", "truth ratios (forget split)"),
     "truth_ratio_forget_seed_a": Metric(truth_ratio_forget_seed_a, False, "corpus", "truth ratios (forget split)"),
-    "token_entropy": Metric(token_entropy, True, "item", "generation"),
-    "cosine_similarity": Metric(cosine_similarity, True, "item", "generation, before-unlearning generation"),
-    "entailment_score": Metric(entailed, True, "item", "generation, an NLI model (--nli)"),
-    "extraction_strength": Metric(extraction_strength, True, "item", "forward pass"),
-    "exact_memorization": Metric(exact_memorization, True, "item", "forward pass"),
-    "mia_loss": Metric(loss_score, None, "item", "forward pass"),
-    "mia_zlib": Metric(zlib_score, None, "item", "forward pass"),
-    "mia_min_k": Metric(min_k_score, None, "item", "forward pass"),
-    "mia_min_k_pp": Metric(min_k_pp_score, None, "item", "forward pass (logits)"),
-    "mia_auc": Metric(mia_auc, None, "corpus", "forget and holdout splits"),
-    "privleak": Metric(privleak, None, "corpus", "Min-K% AUC of this model and of the retain model"),
-    "forget_quality": Metric(forget_quality, True, "corpus", "forget truth ratios of this and the retain model"),
-    "model_utility": Metric(harmonic_mean, True, "corpus", "retain, world-facts (and real-authors) splits"),
-    "mu18": Metric(harmonic_mean, True, "corpus", "model utility parts + token entropy, cosine, entailment"),
-    "forget_efficacy": Metric(forget_efficacy, True, "corpus", "forget ROUGE, Prob, TR, cosine, entailment"),
-    "mcq_accuracy": Metric(mcq_accuracy, True, "corpus", "a question/choices/answer split"),
+    # corpus metrics, in the order of the summary and the report card
+    "forget_quality": Metric(forget_quality, True, "corpus", "forget truth ratios of this and the retain model",
+                             "forget_quality", "Forget Quality", (("agg", True),)),
+    "model_utility": Metric(harmonic_mean, True, "corpus", "retain, world-facts (and real-authors) splits",
+                            "model_utility", "Model Utility", (("agg", True),)),
+    "forget_efficacy": Metric(forget_efficacy, True, "corpus", "forget ROUGE, Prob, TR, cosine, entailment",
+                              "forget_efficacy", "Forget Efficacy", (("agg", True),)),
+    "mu18": Metric(harmonic_mean, True, "corpus", "model utility parts + token entropy, cosine, entailment",
+                   "mu18", "MU-18", (("agg", True),)),
+    "forget_efficacy_no_es": Metric(forget_efficacy, True, "corpus", "forget ROUGE, Prob, TR, cosine (no NLI)",
+                                    "forget_efficacy_no_es", "FE (no ES)", (("agg", True),)),
+    "mu18_no_es": Metric(harmonic_mean, True, "corpus", "model utility parts + token entropy, cosine (no NLI)",
+                         "mu18_no_es", "MU-18 (no ES)", (("agg", True),)),
+    "mia_auc": Metric(mia_auc, None, "corpus", "members and non-members (forget/holdout, privleak, mia splits)",
+                      "mia", "MIA AUC (Min-K)", (("agg", None, "min_k"),)),
+    "privleak": Metric(privleak, None, "corpus", "Min-K% AUC of this model and of the retain model (or MUSE's "
+                       "published AUC)", "privleak", "PrivLeak", (("agg", None),)),
+    "verbmem": Metric(rouge_l_f1, False, "corpus", "MUSE verbmem prompt/gt", "verbmem", "VerbMem"),
+    "knowmem": Metric(rouge_l_f1, False, "corpus", "MUSE knowmem forget QA (+ICL shots)", "knowmem", "KnowMem forget"),
+    "knowmem_retain": Metric(rouge_l_f1, True, "corpus", "MUSE knowmem retain QA (+ICL shots)", "knowmem_retain",
+                             "KnowMem retain"),
+    "mcq_accuracy": Metric(mcq_accuracy, True, "corpus", "a question/choices/answer split", "mcq", "MCQ accuracy"),
 }
 
 

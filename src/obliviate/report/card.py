@@ -17,27 +17,21 @@ from obliviate import ObliviateError
 from obliviate.report import html as H
 from obliviate.report.stats import mean_ci, median_range
 
-# (column label, where in eval.json, higher is better?)  where = ("agg", key[, subkey]) or (role, mean key)
-COLUMNS = [
-    ("Forget Quality", ("agg", "forget_quality"), True),
-    ("Model Utility", ("agg", "model_utility"), True),
-    ("Forget Efficacy", ("agg", "forget_efficacy"), True),
-    ("MU-18", ("agg", "mu18"), True),
-    ("FE (no ES)", ("agg", "forget_efficacy_no_es"), True),
-    ("MU-18 (no ES)", ("agg", "mu18_no_es"), True),
-    ("forget ROUGE", ("forget", "rouge_l_recall"), False),
-    ("forget Prob", ("forget", "prob"), False),
-    ("forget TR", ("forget", "truth_ratio"), True),
-    ("forget TE", ("forget", "token_entropy"), True),
-    ("forget CS", ("forget", "cosine_similarity"), False),
-    ("forget ES", ("forget", "entailment_score"), False),
-    ("retain ROUGE", ("retain", "rouge_l_recall"), True),
-    ("retain Prob", ("retain", "prob"), True),
-    ("retain TR", ("retain", "truth_ratio"), True),
-    ("world ROUGE", ("world_facts", "rouge_l_recall"), True),
-    ("MIA AUC (Min-K)", ("agg", "mia", "min_k"), None),
-    ("PrivLeak", ("agg", "privleak"), None),
-]
+ROLE_LABELS = {"forget": "forget", "retain": "retain", "world_facts": "world"}
+
+
+def _columns() -> list[tuple[str, tuple, bool | None]]:
+    """(column label, where in eval.json, higher is better?) from the `card` entries of `METRICS`:
+    where = ("agg", key[, subkey]) or (role, mean key); aggregates first, then per-split means by role."""
+    from obliviate.evaluate.metrics import METRICS
+
+    agg = [(m.label, ("agg", m.aggregate, *c[2:]), c[1]) for m in METRICS.values() for c in m.card if c[0] == "agg"]
+    per = [(f"{ROLE_LABELS[role]} {m.label}", (role, key), hib) for role in ROLE_LABELS
+           for key, m in METRICS.items() for r, hib, *_ in m.card if r == role]
+    return agg + per
+
+
+COLUMNS = _columns()
 
 
 def _get(res: dict, where: tuple) -> float | None:
