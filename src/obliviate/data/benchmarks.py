@@ -27,7 +27,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from obliviate import ObliviateError
-from obliviate.data.loading import MCQ_FIELDS, QA_FIELDS, is_hub_id, split_file, validate_records
+from obliviate.data.loading import (MCQ_FIELDS, QA_FIELDS, is_hub_id, load_hub, read_records, split_file,
+                                    validate_records)
 
 FORMATS = ("qa", "text", "prompt", "mcq")
 FORMAT_FIELDS = {"qa": QA_FIELDS, "text": ("text",), "prompt": ("prompt", "gt"), "mcq": MCQ_FIELDS}
@@ -213,9 +214,7 @@ def load_role(bench: Benchmark | str, data, role: str, *, split: str | None = No
         if f is None:
             hint = f"; {r.gated}" if r.gated else ""
             raise ObliviateError(f"{where}: no file {Path(data) / r.path()}.json|.jsonl|.parquet{hint}")
-        from obliviate.data.loading import _read_json_records
-
-        records, source = _read_json_records(f), f"{where}: {f}"
+        records, source = read_records(f), f"{where}: {f}"
     elif is_hub_id(data):
         records, source = _load_hub_role(bench, r, where, hub_id=str(data)), f"{data}:{r.address}"
     else:
@@ -233,15 +232,8 @@ def _load_hub_role(bench: Benchmark, r: Role, where: str, hub_id: str | None = N
     hub = r.hub_id or hub_id or bench.hub_id
     if hub is None:
         raise ObliviateError(f"{where}: the {bench.name} benchmark has no hub id; pass --data DIR")
-    try:
-        import datasets
-
-        return [dict(x) for x in datasets.load_dataset(hub, r.config, split=r.split)]
-    except Exception as e:
-        msg = str(e).splitlines()[0] if str(e) else type(e).__name__
-        hint = f"; {r.gated}" if r.gated else "; offline? pass --data DIR, a local mirror of the hub repository"
-        raise ObliviateError(f"{where}: cannot load {hub} config '{r.config}' split '{r.split}' ({msg}){hint}") \
-            from None
+    hint = r.gated or "offline? pass --data DIR, a local mirror of the hub repository"
+    return load_hub(hub, r.config, r.split, where=f"{where}: ", hint=hint)
 
 
 def training_records(bench: Benchmark | str, data, role: str, split: str | None = None) -> tuple[list[dict], str]:

@@ -46,7 +46,7 @@ def _parse_json_lines(text: str, path: Path) -> list:
     return records
 
 
-def _read_json_records(path: Path) -> list:
+def read_records(path: Path) -> list:
     """Records of a JSON list, a {"data": [...]} object or JSON Lines, whatever the extension says."""
     try:
         if path.suffix == ".parquet":
@@ -131,17 +131,22 @@ def hub_address(split: str) -> tuple[str, str]:
     return (config, part) if part else (split, "train")
 
 
-def _load_hub(data: str, split: str) -> list[dict]:
-    """`datasets.load_dataset(data, config, split=split)` for 'config/split'; a bare TOFU split is its config."""
-    config, part = hub_address(split)
+def load_hub(hub_id: str, config: str, split: str, *, where: str = "", hint: str | None = None) -> list[dict]:
+    """`datasets.load_dataset(hub_id, config, split=split)` as plain records; any failure is one line."""
     try:
         import datasets
 
-        return [dict(r) for r in datasets.load_dataset(data, config, split=part)]
+        return [dict(r) for r in datasets.load_dataset(hub_id, config, split=split)]
     except Exception as e:  # network, unknown id, unknown config: one line for the user
         msg = str(e).splitlines()[0] if str(e) else type(e).__name__
-        raise ObliviateError(f"cannot load config '{config}' split '{part}' of '{data}' from the hub ({msg}); "
-                             "offline? pass a local directory that mirrors the hub repository instead") from None
+        hint = hint or "offline? pass a local directory that mirrors the hub repository instead"
+        raise ObliviateError(f"{where}cannot load config '{config}' split '{split}' of '{hub_id}' from the hub "
+                             f"({msg}); {hint}") from None
+
+
+def _load_hub(data: str, split: str) -> list[dict]:
+    """'config/split' of a hub dataset; a bare TOFU split name is its config (split 'train')."""
+    return load_hub(data, *hub_address(split))
 
 
 def load_split(data: str | Path, split: str | None = None, *, fields: tuple[str, ...] | None = None) -> list[dict]:
@@ -154,12 +159,12 @@ def load_split(data: str | Path, split: str | None = None, *, fields: tuple[str,
         return [r for part in split.split("+") for r in load_split(data, part, fields=fields)]
     need = fields or required_fields(split or path.stem)
     if path.is_file():
-        source, records = str(path), _read_json_records(path)
+        source, records = str(path), read_records(path)
     elif path.is_dir():
         if not split:
             raise ObliviateError(f"{path}: a directory needs a split name")
         f = _split_file(path, split)
-        source, records = str(f), _read_json_records(f)
+        source, records = str(f), read_records(f)
     elif is_hub_id(data) and split:
         source, records = f"{data}:{split}", _load_hub(str(data), split)
     else:
@@ -171,7 +176,7 @@ def load_refusals(data: str | Path | None = None) -> list[str]:
     """Refusal phrasings: `refusals.json` beside a world's splits if present, else the packaged list."""
     if data is not None and Path(data).is_dir() and (Path(data) / "refusals.json").is_file():
         f = Path(data) / "refusals.json"
-        out = _read_json_records(f)
+        out = read_records(f)
         if not out or not all(isinstance(x, str) and x.strip() for x in out):
             raise ObliviateError(f"{f}: expected a non-empty JSON list of strings")
         return out
