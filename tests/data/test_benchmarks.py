@@ -142,3 +142,13 @@ def test_loader_errors_name_benchmark_split_and_file(tmp_path):
         load_role("muse-news", tmp_path, "verbmem")
     with pytest.raises(ObliviateError, match=r"benchmark muse-news, role knowmem \(knowmem/forget_qa\): no file"):
         load_role("muse-news", tmp_path, "knowmem")
+
+
+def test_benchmark_metrics_are_registered_and_roles_exist():
+    from obliviate.evaluate.metrics import METRICS
+
+    for b in BENCHMARKS.values():
+        for role, names in b.metrics.items():
+            assert set(names) <= set(METRICS), (b.name, role)
+            assert b.tofu_schema or role in b.roles, (b.name, role)
+        assert b.mia is None or b.tofu_schema or set(b.mia) <= set(b.roles)

@@ -1,8 +1,8 @@
-"""obliviate ls: the registries (objectives, regularisers, smoothers, metrics) with one line each."""
+"""obliviate ls: the registries (objectives, regularisers, smoothers, metrics, benchmarks) with one line each."""
 
 
 def add_arguments(p):
-    p.add_argument("what", nargs="?", choices=["objectives", "regularizers", "smoothers", "metrics", "all"],
+    p.add_argument("what", nargs="?", choices=["objectives", "regularizers", "smoothers", "metrics", "benchmarks", "all"],
                    default="all")
 
 
@@ -12,10 +12,12 @@ def _first_line(obj) -> str:
 
 
 def run(args):
+    from obliviate.data.benchmarks import BENCHMARKS
     from obliviate.evaluate import METRICS
     from obliviate.unlearn import OBJECTIVES, REGULARIZERS, SMOOTHERS
 
-    groups = {"objectives": OBJECTIVES, "regularizers": REGULARIZERS, "smoothers": SMOOTHERS, "metrics": METRICS}
+    groups = {"objectives": OBJECTIVES, "regularizers": REGULARIZERS, "smoothers": SMOOTHERS, "metrics": METRICS,
+              "benchmarks": BENCHMARKS}
     for name, reg in groups.items():
         if args.what not in (name, "all"):
             continue

@@ -81,6 +81,11 @@ class Benchmark:
     knowmem_icl: dict[str, str] = field(default_factory=dict)  # knowmem role -> its few-shot role
     notes: str = ""
 
+    @property
+    def doc(self) -> str:
+        """One line for `obliviate ls`."""
+        return f"{self.summary} [{self.hub_id or 'offline'}]"
+
     def eval_roles(self) -> dict[str, Role]:
         return {k: r for k, r in self.roles.items() if k not in ("forget_train", "retain_train")}
 
@@ -115,7 +120,7 @@ def _muse(name: str, hub_id: str, ref_auc: float, summary: str) -> Benchmark:
 
 _RWKU_QA = (("query", "question"),)
 BENCHMARKS: dict[str, Benchmark] = {
-    "world": _tofu("world", None, "the synthetic world (obliviate world): TOFU schema, offline",
+    "world": _tofu("world", None, "the synthetic world (obliviate world): fictitious authors, TOFU schema",
                    notes="no real_authors split: Model Utility has 6 of TOFU's 9 values"),
     "tofu": _tofu("tofu", "locuslab/TOFU", "TOFU (Maini et al. 2024): fictitious authors, QA",
                   notes="hub configs forget01/05/10, retain99/95/90, *_perturbed, holdout01/05/10, split train"),
