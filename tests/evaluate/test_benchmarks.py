@@ -100,3 +100,19 @@ def test_eval_forget_flag_refused_on_other_benchmarks(target_dir, tmp_path, caps
     assert main(["eval", "--model", str(target_dir), "--data", str(FIX / "wmdp"), "--forget", "forget10",
                  "--out", str(tmp_path / "x")]) == 2
     assert "--forget picks a TOFU forget level" in capsys.readouterr().err
+
+
+def test_tofu_aggregates_only_on_tofu_schema_benchmarks():
+    from obliviate.evaluate import aggregate
+
+    text = {"privleak_forget": {"items": [{"mia": dict.fromkeys(("loss", "zlib", "min_k", "min_k_pp"), 1.0)}]},
+            "privleak_holdout": {"items": [{"mia": dict.fromkeys(("loss", "zlib", "min_k", "min_k_pp"), 2.0)}]}}
+    agg, nc = aggregate({"benchmark": "muse-news", "splits": {}, "text": text,
+                         "mia_roles": ["privleak_forget", "privleak_holdout"]}, privleak_reference_auc=0.5)
+    # members score lower (more member-like) than every non-member: AUC 1, PrivLeak (1 - 0.5) / 0.5 * 100
+    assert agg["mia"]["min_k"] == 1.0 and agg["privleak"] == pytest.approx(100.0)
+    assert not {"forget_quality", "model_utility", "forget_efficacy"} & set(nc)
+    agg, nc = aggregate({"benchmark": "wmdp", "splits": {}, "mcq": {"wmdp_bio": {"accuracy": 0.5}}})
+    assert agg == {"mcq": {"wmdp_bio": 0.5}} and nc == {}
+    _, nc = aggregate({"splits": {}})  # an eval.json without a benchmark is the world's
+    assert "forget_quality" in nc and "mia" in nc

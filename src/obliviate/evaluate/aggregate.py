@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from obliviate.data.benchmarks import get_benchmark
 from obliviate.evaluate import metrics as M
 from obliviate.evaluate.roles import NORMALISED_PROB_ROLES, UTILITY_ROLES
 
@@ -54,6 +55,42 @@ def aggregate(results: dict, retain_results: dict | None = None, *,
     splits, agg, nc = results["splits"], {}, {}
     forget = splits.get("forget", {})
     fm = forget.get("means", {})
+    tofu = get_benchmark(results.get("benchmark", "world")).tofu_schema  # eval.json without one: the world
+    if tofu:
+        _tofu_aggregates(splits, forget, fm, retain_results, agg, nc)
+    # MIA and PrivLeak: the benchmark's (members, non-members) roles, QA items or raw text
+    members, nonmembers = results.get("mia_roles") or (("forget", "holdout") if tofu else (None, None))
+    scored = {**results.get("text", {}), **splits}
+    have = members is not None and scored.get(members, {}).get("items") and scored.get(nonmembers, {}).get("items")
+    if have:
+        agg["mia"] = {k: M.mia_auc([it["mia"][k] for it in scored[members]["items"]],
+                                   [it["mia"][k] for it in scored[nonmembers]["items"]]) for k in MIA_KEYS}
+        ref_auc = ((retain_results or {}).get("aggregates") or {}).get("mia", {}).get("min_k")
+        if ref_auc is not None:
+            agg["privleak_reference"] = "retain model"
+        elif privleak_reference_auc is not None:
+            ref_auc, agg["privleak_reference"] = privleak_reference_auc, "given constant (privleak_reference_auc)"
+        if ref_auc is not None:
+            agg["privleak_reference_auc"] = ref_auc
+            agg["privleak"] = M.privleak(agg["mia"]["min_k"], ref_auc)
+        else:
+            nc["privleak"] = "no retain-model results and no privleak_reference_auc"
+    elif members is not None:  # (WMDP has no member / non-member roles: no MIA)
+        gone = nonmembers if scored.get(members, {}).get("items") else members
+        nc["mia"] = nc["privleak"] = f"no {gone} split (MIA {'non-' if gone == nonmembers else ''}members): " + \
+            results.get("missing", {}).get(gone, "not found")
+    for role, r in results.get("muse", {}).items():
+        agg[role] = r["verbmem"] if "verbmem" in r else r["knowmem"]
+    if results.get("mcq"):
+        agg["mcq"] = {s: r["accuracy"] for s, r in results["mcq"].items()}
+    for role, reason in results.get("missing", {}).items():
+        nc[f"split:{role}"] = reason
+    nc.update(results.get("stage_not_computed", {}))
+    return agg, nc
+
+
+def _tofu_aggregates(splits: dict, forget: dict, fm: dict, retain_results: dict | None, agg: dict, nc: dict) -> None:
+    """TOFU / Closer-Look aggregates: Forget Quality, Model Utility, MU-18, Forget Efficacy (into agg / nc)."""
     # Forget Quality
     trs = [it["truth_ratio"] for it in forget.get("items", []) if "truth_ratio" in it]
     ret_trs = [it["truth_ratio"] for it in (retain_results or {}).get("splits", {}).get("forget", {}).get("items", [])
@@ -113,31 +150,3 @@ def aggregate(results: dict, retain_results: dict | None = None, *,
         missing = [k for k, v in fe_parts.items() if v is None]
         nc["forget_efficacy"] = f"needs forget-split {', '.join(missing)} (not computed)"
         nc["forget_efficacy_no_es"] = nc["forget_efficacy"]
-    # MIA and PrivLeak: the benchmark's (members, non-members) roles, QA items or raw text
-    members, nonmembers = results.get("mia_roles") or ("forget", "holdout")
-    scored = {**results.get("text", {}), **splits}
-    if scored.get(members, {}).get("items") and scored.get(nonmembers, {}).get("items"):
-        agg["mia"] = {k: M.mia_auc([it["mia"][k] for it in scored[members]["items"]],
-                                   [it["mia"][k] for it in scored[nonmembers]["items"]]) for k in MIA_KEYS}
-        ref_auc = ((retain_results or {}).get("aggregates") or {}).get("mia", {}).get("min_k")
-        if ref_auc is not None:
-            agg["privleak_reference"] = "retain model"
-        elif privleak_reference_auc is not None:
-            ref_auc, agg["privleak_reference"] = privleak_reference_auc, "given constant (privleak_reference_auc)"
-        if ref_auc is not None:
-            agg["privleak_reference_auc"] = ref_auc
-            agg["privleak"] = M.privleak(agg["mia"]["min_k"], ref_auc)
-        else:
-            nc["privleak"] = "no retain-model results and no privleak_reference_auc"
-    else:
-        gone = nonmembers if scored.get(members, {}).get("items") else members
-        nc["mia"] = nc["privleak"] = f"no {gone} split (MIA {'non-' if gone == nonmembers else ''}members): " + \
-            results.get("missing", {}).get(gone, "not found")
-    for role, r in results.get("muse", {}).items():
-        agg[role] = r["verbmem"] if "verbmem" in r else r["knowmem"]
-    if results.get("mcq"):
-        agg["mcq"] = {s: r["accuracy"] for s, r in results["mcq"].items()}
-    for role, reason in results.get("missing", {}).items():
-        nc[f"split:{role}"] = reason
-    nc.update(results.get("stage_not_computed", {}))
-    return agg, nc
