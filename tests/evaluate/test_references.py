@@ -76,14 +76,14 @@ def test_malformed_record_without_perturbed_twin_is_an_error(target, world_dir, 
 
 
 def test_partial_eval_json_is_marked_and_refused_as_reference(target, world_dir, tmp_path, monkeypatch):
-    from obliviate.evaluate import load_results, suite
+    from obliviate.evaluate import load_results, stages
 
     model, tok = target
 
     def killed(*a, **k):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(suite, "_generate_stage", killed)  # dies after the first split's forward pass
+    monkeypatch.setattr(stages, "generate_stage", killed)  # dies after the first split's forward pass
     with pytest.raises(KeyboardInterrupt):
         evaluate(model, tok, world_dir, EvalConfig(max_new_tokens=4, embedder=None), out=tmp_path / "p",
                  progress=False)

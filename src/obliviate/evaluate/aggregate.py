@@ -34,8 +34,8 @@ def split_means(role: str, items: list[dict]) -> dict[str, float | None]:
     if all("prob_norm" in it for it in items):
         out["prob_norm"] = _mean(it["prob_norm"] for it in items)
     out["prob"] = out.get("prob_norm") if role in NORMALISED_PROB_ROLES and "prob_norm" in out else out["prob_raw"]
-    if all("truth_ratio" in it for it in items):
-        trs = [it["truth_ratio"] for it in items]
+    trs = [it["truth_ratio"] for it in items if it.get("truth_ratio") is not None]  # None: not computed
+    if trs and all("truth_ratio" in it for it in items):
         out["truth_ratio_retain_form"] = M.truth_ratio_retain(trs)
         out["truth_ratio_forget_form"] = M.truth_ratio_forget(trs)
         out["truth_ratio"] = out["truth_ratio_forget_form"] if role == "forget" else out["truth_ratio_retain_form"]
@@ -56,24 +56,31 @@ def aggregate(results: dict, retain_results: dict | None = None, *,
     forget = splits.get("forget", {})
     fm = forget.get("means", {})
     tofu = get_benchmark(results.get("benchmark", "world")).tofu_schema  # eval.json without one: the world
+    ref_problem = reference_problem(results, retain_results)
     if tofu:
-        _tofu_aggregates(splits, forget, fm, retain_results, agg, nc)
+        _tofu_aggregates(splits, forget, fm, retain_results, agg, nc, ref_problem)
     # MIA and PrivLeak: the benchmark's (members, non-members) roles, QA items or raw text
     members, nonmembers = results.get("mia_roles") or (("forget", "holdout") if tofu else (None, None))
     scored = {**results.get("text", {}), **splits}
     have = members is not None and scored.get(members, {}).get("items") and scored.get(nonmembers, {}).get("items")
     if have:
-        agg["mia"] = {k: M.mia_auc([it["mia"][k] for it in scored[members]["items"]],
-                                   [it["mia"][k] for it in scored[nonmembers]["items"]]) for k in MIA_KEYS}
+        scored_mia = lambda role: [it["mia"] for it in scored[role]["items"] if it.get("mia") is not None]  # noqa: E731
+        agg["mia"] = {k: M.mia_auc([m[k] for m in scored_mia(members)], [m[k] for m in scored_mia(nonmembers)])
+                      for k in MIA_KEYS}
         ref_auc = ((retain_results or {}).get("aggregates") or {}).get("mia", {}).get("min_k")
-        if ref_auc is not None:
+        if ref_auc is not None and ref_problem:
+            nc["privleak"], ref_auc = ref_problem, None
+            if privleak_reference_auc is not None:
+                ref_auc, agg["privleak_reference"] = privleak_reference_auc, "given constant (privleak_reference_auc)"
+        elif ref_auc is not None:
             agg["privleak_reference"] = "retain model"
         elif privleak_reference_auc is not None:
             ref_auc, agg["privleak_reference"] = privleak_reference_auc, "given constant (privleak_reference_auc)"
         if ref_auc is not None:
             agg["privleak_reference_auc"] = ref_auc
             agg["privleak"] = M.privleak(agg["mia"]["min_k"], ref_auc)
-        else:
+            nc.pop("privleak", None)
+        elif "privleak" not in nc:
             nc["privleak"] = "no retain-model results and no privleak_reference_auc"
     elif members is not None:  # (WMDP has no member / non-member roles: no MIA)
         gone = nonmembers if scored.get(members, {}).get("items") else members
@@ -89,16 +96,19 @@ def aggregate(results: dict, retain_results: dict | None = None, *,
     return agg, nc
 
 
-def _tofu_aggregates(splits: dict, forget: dict, fm: dict, retain_results: dict | None, agg: dict, nc: dict) -> None:
+def _tofu_aggregates(splits: dict, forget: dict, fm: dict, retain_results: dict | None, agg: dict, nc: dict,
+                     ref_problem: str | None) -> None:
     """TOFU / Closer-Look aggregates: Forget Quality, Model Utility, MU-18, Forget Efficacy (into agg / nc)."""
     # Forget Quality
-    trs = [it["truth_ratio"] for it in forget.get("items", []) if "truth_ratio" in it]
+    trs = [it["truth_ratio"] for it in forget.get("items", []) if it.get("truth_ratio") is not None]
     ret_trs = [it["truth_ratio"] for it in (retain_results or {}).get("splits", {}).get("forget", {}).get("items", [])
-               if "truth_ratio" in it]
+               if it.get("truth_ratio") is not None]
     if not trs:
         nc["forget_quality"] = "the forget split has no perturbed answers (no truth ratios)"
     elif retain_results is None:
         nc["forget_quality"] = "no retain-model results (--retain-model / --retain-results)"
+    elif ref_problem:
+        nc["forget_quality"] = ref_problem
     elif not ret_trs:
         nc["forget_quality"] = "the retain-model results have no forget-split truth ratios"
     else:
@@ -150,3 +160,25 @@ def _tofu_aggregates(splits: dict, forget: dict, fm: dict, retain_results: dict 
         missing = [k for k, v in fe_parts.items() if v is None]
         nc["forget_efficacy"] = f"needs forget-split {', '.join(missing)} (not computed)"
         nc["forget_efficacy_no_es"] = nc["forget_efficacy"]
+
+
+def reference_problem(results: dict, retain_results: dict | None) -> str | None:
+    """Why `retain_results` cannot be the Forget Quality / PrivLeak reference, or None if it can.
+
+    The reference must be evaluated on the same forget split and items, and the retain model must not have
+    been trained on any forget item (its recorded training split, `training` in eval.json)."""
+    if retain_results is None:
+        return None
+    ours = results.get("splits", {}).get("forget", {})
+    ref = retain_results.get("splits", {}).get("forget", {})
+    if ours.get("source") and ref.get("source") and ours["source"] != ref["source"]:
+        return (f"the retain-model results are on forget split '{ref['source']}', these on '{ours['source']}' "
+                "(same split needed)")
+    qs = lambda s: [it.get("question") for it in s.get("items", [])]  # noqa: E731
+    if ours.get("items") and ref.get("items") and qs(ours) != qs(ref):
+        return "the retain-model results hold different forget questions (same items needed)"
+    seen = (retain_results.get("training") or {}).get("forget_items_seen")
+    if seen:
+        return (f"the retain model was trained on {seen} forget item(s) (training split "
+                f"'{retain_results['training'].get('split')}'): it is no reference for forgetting")
+    return None

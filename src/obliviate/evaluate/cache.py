@@ -10,13 +10,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from obliviate import ObliviateError
+from obliviate.rundir import write_json
 
 CACHE_VERSION = 1
 
@@ -51,18 +49,7 @@ def records_hash(records) -> str:
 
 
 def atomic_write(path: Path, obj: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=1, default=_json_default) + "\n")
-    os.replace(tmp, path)
-
-
-def _json_default(o):
-    if isinstance(o, (np.floating, np.integer)):
-        return o.item()
-    if isinstance(o, Path):
-        return str(o)
-    raise TypeError(type(o).__name__)
+    write_json(path, obj, indent=1)
 
 
 def load_results(path: str | Path) -> dict:

@@ -162,8 +162,14 @@ def resolve_roles(bench: Benchmark | str, data, cfg: EvalConfig) -> Roles:
     return roles
 
 
-def has_perturbations(records: list[dict]) -> bool:
-    return all(isinstance(r.get("perturbed_answer"), list) and r["perturbed_answer"] for r in records)
+def has_perturbations(records: list[dict], split: str = "split") -> bool:
+    """Every record has a non-empty `perturbed_answer` list; some but not all is an error naming the record."""
+    have = [isinstance(r.get("perturbed_answer"), list) and bool(r["perturbed_answer"]) for r in records]
+    if any(have) and not all(have):
+        i = have.index(False)
+        raise ObliviateError(f"{split} record {i} ({str(records[i].get('question', ''))[:60]!r}): no perturbed_answer "
+                             f"list, while {sum(have)} other records have one (truth ratio needs all or none)")
+    return bool(records) and all(have)
 
 
 def tr_answer_field(role: str, records: list[dict]) -> str:
@@ -171,3 +177,25 @@ def tr_answer_field(role: str, records: list[dict]) -> str:
     if role in NORMALISED_PROB_ROLES or not all(r.get("paraphrased_answer") for r in records):
         return "answer"
     return "paraphrased_answer"
+
+
+def training_record(model, data, forget_records: list[dict]) -> dict | None:
+    """{split, forget_items_seen} of a model whose obliviate.json names its training split, found in `data`.
+
+    Lets a later evaluation refuse this model as a retain reference when it has seen the forget items."""
+    import json
+
+    path = getattr(model, "name_or_path", None) or getattr(getattr(model, "config", None), "_name_or_path", None)
+    meta = Path(str(path)) / "obliviate.json" if path else None
+    if meta is None or not meta.is_file():
+        return None
+    split = json.loads(meta.read_text()).get("split")
+    if not split or isinstance(data, dict) or data is None or not Path(data).is_dir():
+        return {"split": split, "forget_items_seen": None} if split else None
+    try:
+        trained = load_split(data, split)
+    except ObliviateError:
+        return {"split": split, "forget_items_seen": None}
+    trained_q = {(r.get("question"), r.get("answer")) for r in trained}
+    seen = sum((r.get("question"), r.get("answer")) in trained_q for r in forget_records)
+    return {"split": split, "forget_items_seen": seen}

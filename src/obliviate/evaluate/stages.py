@@ -10,7 +10,7 @@ The stage functions call `passes.forward_scores` / `passes.score_batch` and `gen
 
 from __future__ import annotations
 
-from obliviate.data.format import encode_prompt, pad_batch
+from obliviate.data.format import encode_prompt, pad_batch, pad_token_id, with_bos
 from obliviate.evaluate import metrics as M
 from obliviate.evaluate.aggregate import split_means
 from obliviate.evaluate.cache import StageCache, records_hash
@@ -22,7 +22,7 @@ from obliviate.evaluate.roles import Roles, has_perturbations, tr_answer_field
 
 def forward_stage(model, tok, role: str, records: list[dict], cfg: EvalConfig, progress: bool) -> list[dict]:
     """One forward pass per sequence: the answer, ỹ (if it differs) and each perturbation."""
-    perturbed = role != "holdout" and has_perturbations(records)  # holdout: MIA only, the answer suffices
+    perturbed = role != "holdout" and has_perturbations(records, role)  # holdout: MIA only, the answer suffices
     tr_field = tr_answer_field(role, records) if perturbed else "answer"
     pairs, slots = [], []
     for i, r in enumerate(records):
@@ -40,7 +40,12 @@ def forward_stage(model, tok, role: str, records: list[dict], cfg: EvalConfig, p
     items = [{"index": i, "question": r["question"], "answer": r["answer"]} for i, r in enumerate(records)]
     for (i, kind, k), row in zip(slots, rows):
         it = items[i]
-        if kind == "answer":
+        if kind == "answer" and row["nll_mean"] is None:  # zero scored tokens: not computed, not "known"
+            it.update(nll_mean=None, nll_sum=None, n_tokens=0, prob=None, extraction_strength=None,
+                      exact_memorization=None, mia=None, not_computed="no answer token left to score (truncated)")
+            if perturbed and tr_field == "answer":
+                it["nll_tr_mean"] = None
+        elif kind == "answer":
             it.update(nll_mean=row["nll_mean"], nll_sum=row["nll_sum"], n_tokens=row["n_tokens"],
                       prob=M.probability(row["nll_mean"]), extraction_strength=row["extraction_strength"],
                       exact_memorization=row["exact_memorization"],
@@ -54,8 +59,10 @@ def forward_stage(model, tok, role: str, records: list[dict], cfg: EvalConfig, p
             it.setdefault("nll_perturbed_mean", []).append(row["nll_mean"])
     if perturbed:
         for it in items:
-            it["prob_norm"] = M.normalised_probability(it["nll_mean"], it["nll_perturbed_mean"])
-            it["truth_ratio"] = M.truth_ratio(it["nll_tr_mean"], it["nll_perturbed_mean"])
+            scored = it["nll_mean"] is not None and None not in it["nll_perturbed_mean"]
+            it["prob_norm"] = M.normalised_probability(it["nll_mean"], it["nll_perturbed_mean"]) if scored else None
+            it["truth_ratio"] = (M.truth_ratio(it["nll_tr_mean"], it["nll_perturbed_mean"])
+                                 if scored and it["nll_tr_mean"] is not None else None)
     return items
 
 
@@ -83,13 +90,10 @@ def text_stage(model, tok, role: str, records: list[dict], cfg: EvalConfig, prog
     """MIA scores of each text (its first `max_length` tokens, every token scored), members or not."""
     from tqdm.auto import tqdm
 
-    pad_id = tok.pad_token_id if tok.pad_token_id is not None else 0
+    pad_id = pad_token_id(tok)
     examples = []
     for r in records:
-        ids = tok(r["text"], add_special_tokens=False)["input_ids"]
-        if tok.bos_token_id is not None and (not ids or ids[0] != tok.bos_token_id):
-            ids = [tok.bos_token_id] + ids
-        ids = ids[: cfg.max_length]
+        ids = with_bos(tok, tok(r["text"], add_special_tokens=False)["input_ids"])[: cfg.max_length]
         examples.append({"input_ids": ids, "labels": list(ids)})
     items = []
     for start in tqdm(range(0, len(examples), cfg.batch_size), desc=f"forward {role}", disable=not progress,
@@ -97,11 +101,20 @@ def text_stage(model, tok, role: str, records: list[dict], cfg: EvalConfig, prog
         chunk = examples[start:start + cfg.batch_size]
         for k, row in enumerate(score_batch(model, pad_batch(chunk, pad_id), k=cfg.min_k)):
             i = start + k
+            if row["nll_mean"] is None:  # a text of one token: nothing to score
+                items.append({"index": i, "text": records[i]["text"][:200], "n_tokens": 0, "nll_mean": None,
+                              "mia": None, "not_computed": "no token to score"})
+                continue
             items.append({"index": i, "text": records[i]["text"][:200], "n_tokens": row["n_tokens"],
                           "nll_mean": row["nll_mean"], "mia": {
                               "loss": M.loss_score(row["nll_mean"]), "min_k": row["min_k"], "min_k_pp": row["min_k_pp"],
                               "zlib": M.zlib_score(row["nll_mean"], records[i]["text"])}})
     return items
+
+
+def _mean_of(items: list[dict], key: str) -> float | None:
+    vals = [it[key] for it in items if it.get(key) is not None]
+    return sum(vals) / len(vals) if vals else None
 
 
 def gen_roles(results: dict) -> list[str]:
@@ -183,7 +196,7 @@ def extra_stages(model, tok, roles: Roles, cfg: EvalConfig, cache: StageCache, r
             items = cache.get_or_compute(loaded.source, f"text-{role}", [records_hash(recs), cfg.min_k, cfg.max_length],
                                          lambda: text_stage(model, tok, role, recs, cfg, progress))
             results.setdefault("text", {})[role] = {"source": loaded.source, "n": len(recs), "items": items,
-                                                    "means": {"nll_mean": sum(i["nll_mean"] for i in items) / len(items)}}
+                                                    "means": {"nll_mean": _mean_of(items, "nll_mean")}}
         else:
             continue
         save()

@@ -15,6 +15,8 @@ RWKU: forget_level1..3, neighbor_level1..2). Raw-text roles (MUSE privleak, RWKU
 eval.json layout (key names are stable; the report card reads them)::
 
     model, fingerprint, data, config, seed, versions
+    complete: false until every stage has run (a killed eval's file is refused as a reference)
+    training: {split, forget_items_seen} of a model whose obliviate.json names its training split (else null)
     splits:
       <role>:
         source: split name;  n: item count
@@ -65,10 +67,10 @@ from obliviate import ObliviateError
 from obliviate.config import versions
 from obliviate.data.benchmarks import Benchmark, get_benchmark, infer_benchmark
 from obliviate.evaluate import stages
-from obliviate.evaluate.aggregate import MIA_KEYS, aggregate, split_means  # noqa: F401  (public names)
+from obliviate.evaluate.aggregate import MIA_KEYS, aggregate, reference_problem, split_means  # noqa: F401
 from obliviate.evaluate.cache import StageCache, as_results, atomic_write, load_results, records_hash
 from obliviate.evaluate.config import EvalConfig
-from obliviate.evaluate.roles import TOFU_ROLES, resolve_roles, resolve_splits  # noqa: F401
+from obliviate.evaluate.roles import TOFU_ROLES, resolve_roles, resolve_splits, training_record  # noqa: F401
 from obliviate.evaluate.summary import summary_rows  # noqa: F401
 
 
@@ -89,6 +91,10 @@ def evaluate(model, tokenizer, data, cfg: EvalConfig | None = None, *, benchmark
     cfg = cfg or EvalConfig()
     bench = get_benchmark(benchmark or infer_benchmark(data)) if not isinstance(benchmark, Benchmark) else benchmark
     retain_results, before_results = as_results(retain_results), as_results(before_results)
+    for kind, ref in (("retain", retain_results), ("before", before_results)):
+        if ref is not None and ref.get("complete") is False:
+            raise ObliviateError(f"the {kind} results of {ref.get('model')} are incomplete (their evaluation was "
+                                 "interrupted); finish that eval before using it as a reference")
     torch.manual_seed(cfg.seed)
     model.eval()
     fingerprint = model_fingerprint(model)
@@ -100,12 +106,14 @@ def evaluate(model, tokenizer, data, cfg: EvalConfig | None = None, *, benchmark
                                  f"{old.get('fingerprint')}); choose another --out or pass --overwrite")
     cache = StageCache(out / "cache" if out is not None else None, fingerprint)
     roles = resolve_roles(bench, data, cfg)
+    training = training_record(model, data, roles.found["forget"].records) if "forget" in roles.found else None
     ref_auc = cfg.privleak_reference_auc if cfg.privleak_reference_auc is not None else bench.privleak_reference_auc
     results: dict[str, Any] = {
         "model": str(model_name or getattr(model, "name_or_path", "") or "in-memory model"),
         "fingerprint": fingerprint, "data": "in-memory records" if isinstance(data, dict) else str(data or bench.hub_id),
         "benchmark": bench.name, "config": dataclasses.asdict(cfg), "seed": cfg.seed, "versions": versions(),
-        "splits": {}, "missing": roles.missing, "stage_not_computed": {}, "aggregates": {}, "not_computed": {}}
+        "training": training, "splits": {}, "missing": roles.missing, "stage_not_computed": {}, "aggregates": {},
+        "not_computed": {}, "complete": False}
     if roles.mia:
         results["mia_roles"] = list(roles.mia)
 
@@ -141,5 +149,6 @@ def evaluate(model, tokenizer, data, cfg: EvalConfig | None = None, *, benchmark
         stages.nli_stage(results, cfg, nli, progress)
         save()
     stages.extra_stages(model, tokenizer, roles, cfg, cache, results, progress, save)
+    results["complete"] = True  # until here eval.json says it is partial: never a reference
     save()
     return results

@@ -17,7 +17,8 @@ def summary_rows(results: dict) -> list[tuple[str, str]]:
         parts = [f"{k}={m[k]:.3f}" for k in item_keys if m.get(k) is not None]
         rows.append((f"{role} ({s['source']}, n={s['n']})", " ".join(parts)))
     for role, s in results.get("text", {}).items():
-        rows.append((f"{role} ({s['source']}, n={s['n']}, text)", f"nll_mean={s['means']['nll_mean']:.3f}"))
+        nll = s["means"]["nll_mean"]
+        rows.append((f"{role} ({s['source']}, n={s['n']}, text)", f"nll_mean={nll:.3f}" if nll is not None else "—"))
     for name, metric in METRICS.items():
         if metric.level != "corpus" or not metric.label or metric.aggregate not in agg:
             continue
