@@ -22,10 +22,9 @@ import torch
 from obliviate import ObliviateError
 from obliviate.config import write_run_info
 from obliviate.models.loading import model_fingerprint, model_size_name, save_model, weights_hash
-from obliviate.models.logps import sequence_logps
 from obliviate.rundir import claim, remove_ours, seed_everything, write_json
-from obliviate.unlearn.batch import (MicroBatch, UnlearnData, build_data, cache_ref_logps, collate,
-                                     micro_batches_per_epoch, plan)
+from obliviate.unlearn.batch import (MicroBatch, UnlearnData, answer_lengths, build_data, cache_ref_logps, collate,
+                                     example_logps, micro_batches_per_epoch, plan)
 from obliviate.unlearn.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from obliviate.unlearn.config import UnlearnConfig
 from obliviate.unlearn.forward import Ref, Views
@@ -43,13 +42,15 @@ class UnlearnLog(list):
 
 
 @torch.no_grad()
-def forget_probe(model, data: UnlearnData) -> dict:
-    """Mean answer probability exp(−NLL_mean) and mean log-prob on the forget set (one eval pass)."""
-    was_training = model.training
-    model.eval()
-    means = torch.cat([sequence_logps(model, collate(data, _mb(range(i, min(i + 32, len(data.forget)))))
-                                      .forget).mean() for i in range(0, len(data.forget), 32)])
-    model.train(was_training)
+def forget_probe(model, data: UnlearnData, sums: torch.Tensor | None = None) -> dict:
+    """Mean answer probability exp(−NLL_mean) and mean log-prob on the forget set (one eval pass; none when
+    `sums`, the forget log-probs at these very weights, were already computed: the reference cache)."""
+    if sums is None:
+        was_training = model.training
+        model.eval()
+        sums = example_logps(model, data.forget, data.pad_id)
+        model.train(was_training)
+    means = sums / answer_lengths(data.forget).clamp(min=1)
     return {"forget_prob": float(means.exp().mean()), "forget_mean_logp": float(means.mean())}
 
 
@@ -65,10 +66,6 @@ def _shard(mb: MicroBatch, rank: int, world: int) -> MicroBatch:
     if world == 1:
         return mb
     return MicroBatch(mb.forget[rank::world], None if mb.retain is None else mb.retain[rank::world])
-
-
-def _mb(idx):
-    return MicroBatch(list(idx))
 
 
 def recipe_needs(cfg: UnlearnConfig) -> set[str]:
@@ -175,7 +172,7 @@ def unlearn(model, tokenizer, forget_records: list[dict], retain_records: list[d
     if "ref_logps" in needs:  # log π_ref(y|x) once, before any update: no reference model during training
         cache_ref_logps(ref_model if cfg.reference == "original" else model, data)
     model, ref = _prepare_model(model, cfg, objective, needs, ref_model if cfg.reference == "original" else None)
-    before = forget_probe(model, data)
+    before = forget_probe(model, data, data.ref_logps.get("forget") if cfg.reference != "original" else None)
     per_epoch = math.ceil(micro_batches_per_epoch(len(data.forget), hp.batch_size) / cfg.grad_accum)
     total = cfg.max_steps or max(1, round(hp.epochs * per_epoch))
     schedule = plan(len(data.forget), len(data.retain) if data.retain else None, batch_size=hp.batch_size,
