@@ -26,7 +26,7 @@ HERE = Path(__file__).resolve().parents[1] / "src"
 def bench(src: Path, out: Path, args) -> dict:
     cmd = [sys.executable, "-m", "obliviate", "bench", "--model", args.model, "--out", str(out),
            "--recipes", args.recipes, "--steps", str(args.steps), "--warmup", str(args.warmup)]
-    cmd += (["--eval"] if args.eval else []) + (["--demo"] if args.demo else [])
+    cmd += (["--eval", "--eval-items", str(args.eval_items), "--gen-items", str(args.gen_items)] if args.eval else []) + (["--demo"] if args.demo else [])
     subprocess.run(cmd, check=True, env={**os.environ, "PYTHONPATH": str(src), "TQDM_DISABLE": "1"})
     return json.loads((out / "bench.json").read_text())
 
@@ -50,6 +50,8 @@ def main():
     p.add_argument("--steps", type=int, default=8)
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--eval", action="store_true")
+    p.add_argument("--eval-items", type=int, default=40)
+    p.add_argument("--gen-items", type=int, default=16)
     p.add_argument("--demo", action="store_true")
     p.add_argument("--rounds", type=int, default=2)
     p.add_argument("--out", default="runs/bench/before_after")

@@ -45,6 +45,8 @@ def test_bench_cli_rejects_a_bad_recipe_and_bad_steps(capsys):
     assert main(["bench", "--recipes", "nope+gd", "--no-fixed-cost"]) == 2
     assert "nope" in capsys.readouterr().err
     assert main(["bench", "--steps", "0"]) == 2
+    assert main(["bench", "eval_speed", "--model", "x"]) == 2  # a script's options go after --
+    assert "after --" in capsys.readouterr().err
     with pytest.raises(ObliviateError):
         from obliviate.commands.bench import run
         run(type("A", (), {"name": "no_such_script", "args": []})())

@@ -1,6 +1,6 @@
 """obliviate bench [--model tiny|smollm2-135m-instruct|PATH] [--recipes ga+gd,npo+gd] [--eval] [--demo] [--out DIR]:
 training/evaluation speed, printed and saved as bench.json + bench.md (see obliviate/bench.py).
-obliviate bench NAME [args...]: run the script benchmarks/NAME.py of a repo checkout instead."""
+obliviate bench NAME [-- args...]: run the script benchmarks/NAME.py of a repo checkout instead (its options after --)."""
 
 import runpy
 import sys
@@ -23,6 +23,8 @@ def add_arguments(p):
     p.add_argument("--steps", type=int, default=None, help="timed steps per recipe after the warm-up (default 8)")
     p.add_argument("--warmup", type=int, default=None, help="untimed first steps (default 2)")
     p.add_argument("--eval", action="store_true", help="also time the scoring pass and generation")
+    p.add_argument("--eval-items", type=int, default=None, help="forget10 items scored with --eval (default 40)")
+    p.add_argument("--gen-items", type=int, default=None, help="prompts generated with --eval (default 16)")
     p.add_argument("--demo", action="store_true", help="also time `obliviate demo --preset tiny --seeds 1` per stage")
     p.add_argument("--no-fixed-cost", action="store_true", help="skip the 1-step `obliviate unlearn` subprocess")
     p.add_argument("--out", default=None, help="directory for bench.json and bench.md (default: runs/bench/<model>)")
@@ -30,6 +32,11 @@ def add_arguments(p):
 
 def run(args):
     if args.name:
+        given = [f"--{k.replace('_', '-')}" for k, v in vars(args).items()
+                 if k not in ("name", "args", "verb") and v not in (None, False, "tiny")]
+        if given:
+            raise ObliviateError(f"{given[0]} is an option of `obliviate bench` itself; pass the options of "
+                                 f"benchmarks/{args.name}.py after --: obliviate bench {args.name} -- {given[0]} ...")
         return _script(args)
     from obliviate.bench import BenchConfig, markdown, run_bench
 
@@ -41,11 +48,11 @@ def run(args):
 
         for r in cfg.recipes:
             parse_recipe(r)  # a bad name is an error before anything runs
-    for name in ("steps", "warmup"):
+    for name in ("steps", "warmup", "eval_items", "gen_items"):
         value = getattr(args, name)
         if value is not None:
-            if value < (1 if name == "steps" else 0):
-                raise ObliviateError(f"--{name} must be >= {1 if name == 'steps' else 0}, got {value}")
+            if value < (0 if name == "warmup" else 1):
+                raise ObliviateError(f"--{name.replace('_', '-')} must be >= {0 if name == 'warmup' else 1}, got {value}")
             setattr(cfg, name, value)
     out = Path(args.out or Path("runs") / "bench" / Path(args.model).name)
     results = run_bench(cfg, out)

@@ -33,7 +33,12 @@ def run(args):
     cfg = load_config(UnlearnConfig, args.config, args.overrides, recipe=args.recipe, seed=args.seed, lora=args.lora,
                       reference="original" if args.ref_model else None)
     out = check_output_dir(args.out, args.model, args.ref_model, overwrite=args.overwrite)
-    with run_dir(out):
+    import contextlib
+
+    from accelerate import PartialState
+
+    # `accelerate launch`: the main process claims, locks and writes the run directory; the others only train
+    with run_dir(out) if PartialState().is_main_process else contextlib.nullcontext():
         _run(args, cfg, out)
 
 
@@ -47,6 +52,10 @@ def _run(args, cfg, out: Path):
     ref = load_model(args.ref_model, with_tokenizer=False, **load) if args.ref_model else None
     model, log = unlearn(model, tok, forget, retain, cfg, refusals=refusals, out_dir=out, resume=args.resume,
                          overwrite=args.overwrite, ref_model=ref)
+    from accelerate import PartialState
+
+    if not PartialState().is_main_process:  # `accelerate launch`: the main process writes and reports
+        return
     meta = out / "obliviate.json"
     info = json.loads(meta.read_text()) if meta.is_file() else {}
     info.update({"unlearned_from": str(args.model), "data": str(args.data), "forget": args.forget,

@@ -161,7 +161,9 @@ def unlearn(model, tokenizer, forget_records: list[dict], retain_records: list[d
     out = Path(out_dir) if out_dir is not None else None
     inputs = {"model_fingerprint": model_fingerprint(model) if out is not None else None,
               "forget_hash": records_hash(forget_records), "retain_hash": records_hash(retain_records)}
-    _check_run_dir(out, cfg, inputs, resume=resume, overwrite=overwrite)
+    # multi-process: only the main process claims and writes `out`; the schedule steps once per optimiser step
+    acc = Accelerator(cpu=not torch.cuda.is_available(), step_scheduler_with_optimizer=False)
+    _check_run_dir(out if acc.is_main_process else None, cfg, inputs, resume=resume, overwrite=overwrite)
     size = model_size_name(model)
     hp = cfg.hyperparams(size)
     seed_everything(cfg.seed)
@@ -177,7 +179,6 @@ def unlearn(model, tokenizer, forget_records: list[dict], retain_records: list[d
     total = cfg.max_steps or max(1, round(hp.epochs * per_epoch))
     schedule = plan(len(data.forget), len(data.retain) if data.retain else None, batch_size=hp.batch_size,
                     micro_batches=total * cfg.grad_accum, seed=cfg.seed)
-    acc = Accelerator(cpu=not torch.cuda.is_available())
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=hp.lr,
                             weight_decay=cfg.weight_decay)
     warmup = min(total, round(cfg.warmup_epochs * per_epoch))
@@ -191,7 +192,7 @@ def unlearn(model, tokenizer, forget_records: list[dict], retain_records: list[d
     last = latest_checkpoint(out) if (out is not None and resume) else None
     if last is not None:
         start, log = load_checkpoint(last, params, opt, sched, tracker)
-    if out is not None:
+    if out is not None and acc.is_main_process:
         write_run_info(out, cfg, seed=cfg.seed, extra={"inputs": inputs})
         (out / "log.jsonl").write_text("".join(json.dumps(r) + "\n" for r in log))
 
@@ -209,6 +210,8 @@ def unlearn(model, tokenizer, forget_records: list[dict], retain_records: list[d
                      scale=1.0 / len(micros), seed=cfg.seed * 1_000_003 + step * cfg.grad_accum + k)
             for key, value in smoother.grad(s).items():  # micro-batch values → step means
                 parts[key] = parts.get(key, 0.0) + value / len(micros)
+        if acc.num_processes > 1:  # each process saw an equal shard: the mean of their losses is the batch loss
+            parts = dict(zip(parts, acc.reduce(torch.tensor(list(parts.values()), dtype=torch.float64), "mean").tolist()))
         grad_norm = float(acc.clip_grad_norm_([p for _, p in params], cfg.grad_clip if cfg.grad_clip > 0 else math.inf))
         if not all(math.isfinite(v) for v in [*parts.values(), grad_norm]):
             kept = latest_checkpoint(out) if out is not None else None
@@ -223,7 +226,7 @@ def unlearn(model, tokenizer, forget_records: list[dict], retain_records: list[d
                "grad_norm": grad_norm, "loss": weigh(parts["forget"], parts.get("retain", 0.0)), **parts}
         log.append(row)
         bar.set_postfix(forget=f"{parts['forget']:.3f}")
-        if out is not None:
+        if out is not None and acc.is_main_process:
             with open(out / "log.jsonl", "a") as f:
                 f.write(json.dumps(row) + "\n")
             if cfg.checkpoint_every and (step + 1) % cfg.checkpoint_every == 0 and step + 1 < total:
@@ -232,7 +235,8 @@ def unlearn(model, tokenizer, forget_records: list[dict], retain_records: list[d
     if tracker is not None:
         tracker.finish()
     model = acc.unwrap_model(model).eval()
-    return _finish(model, tokenizer, data, cfg, before, fingerprint == weights_hash(params), log, out, size=size,
+    return _finish(model, tokenizer, data, cfg, before, fingerprint == weights_hash(params), log,
+                   out if acc.is_main_process else None, size=size,
                    hp=hp, total=total, seconds=time.time() - started)
 
 
