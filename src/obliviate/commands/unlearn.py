@@ -34,11 +34,10 @@ def run(args):
                       reference="original" if args.ref_model else None)
     out = check_output_dir(args.out, args.model, args.ref_model, overwrite=args.overwrite)
     import contextlib
+    import os
 
-    from accelerate import PartialState
-
-    # `accelerate launch`: the main process claims, locks and writes the run directory; the others only train
-    with run_dir(out) if PartialState().is_main_process else contextlib.nullcontext():
+    # `accelerate launch` (torchrun sets RANK): the main process claims, locks and writes the run directory
+    with run_dir(out) if int(os.environ.get("RANK", "0")) == 0 else contextlib.nullcontext():
         _run(args, cfg, out)
 
 
@@ -52,9 +51,7 @@ def _run(args, cfg, out: Path):
     ref = load_model(args.ref_model, with_tokenizer=False, **load) if args.ref_model else None
     model, log = unlearn(model, tok, forget, retain, cfg, refusals=refusals, out_dir=out, resume=args.resume,
                          overwrite=args.overwrite, ref_model=ref)
-    from accelerate import PartialState
-
-    if not PartialState().is_main_process:  # `accelerate launch`: the main process writes and reports
+    if int(__import__("os").environ.get("RANK", "0")) != 0:  # `accelerate launch`: the main process reports
         return
     meta = out / "obliviate.json"
     info = json.loads(meta.read_text()) if meta.is_file() else {}
