@@ -1,4 +1,6 @@
-"""obliviate bench NAME [args...]: run a benchmark script from the repo's benchmarks/ folder; it prints figures."""
+"""obliviate bench [--model tiny|smollm2-135m-instruct|PATH] [--recipes ga+gd,npo+gd] [--eval] [--demo] [--out DIR]:
+training/evaluation speed, printed and saved as bench.json + bench.md (see obliviate/bench.py).
+obliviate bench NAME [-- args...]: run the script benchmarks/NAME.py of a repo checkout instead (its options after --)."""
 
 import runpy
 import sys
@@ -11,11 +13,54 @@ BENCH_DIR = Path(__file__).resolve().parents[3] / "benchmarks"
 
 def add_arguments(p):
     names = sorted(f.stem for f in BENCH_DIR.glob("*.py")) if BENCH_DIR.is_dir() else []
-    p.add_argument("name", help=f"one of: {', '.join(names) or '(no benchmarks/ folder: run from a repo checkout)'}")
+    p.add_argument("name", nargs="?", help=f"a benchmark script to run instead: {', '.join(names) or '(none here)'}")
     p.add_argument("args", nargs="*", help="passed to the script")
+    p.add_argument("--model", default="tiny", help="tiny (fresh, built in a temp dir), smollm2-135m-instruct, or a "
+                                                   "model directory (default: tiny)")
+    p.add_argument("--data", default=None, help="world directory with forget10/retain90 (default: demo world, seed 0)")
+    p.add_argument("--recipes", default=None, help="comma-separated (default: ga+gd,npo+gd,me+gd,idk+ap,dpo+kl,"
+                                                   "npo+gd+sam); 'none' to skip training")
+    p.add_argument("--steps", type=int, default=None, help="timed steps per recipe after the warm-up (default 8)")
+    p.add_argument("--warmup", type=int, default=None, help="untimed first steps (default 2)")
+    p.add_argument("--eval", action="store_true", help="also time the scoring pass and generation")
+    p.add_argument("--eval-items", type=int, default=None, help="forget10 items scored with --eval (default 40)")
+    p.add_argument("--gen-items", type=int, default=None, help="prompts generated with --eval (default 16)")
+    p.add_argument("--demo", action="store_true", help="also time `obliviate demo --preset tiny --seeds 1` per stage")
+    p.add_argument("--no-fixed-cost", action="store_true", help="skip the 1-step `obliviate unlearn` subprocess")
+    p.add_argument("--out", default=None, help="directory for bench.json and bench.md (default: runs/bench/<model>)")
 
 
 def run(args):
+    if args.name:
+        given = [f"--{k.replace('_', '-')}" for k, v in vars(args).items()
+                 if k not in ("name", "args", "verb") and v not in (None, False, "tiny")]
+        if given:
+            raise ObliviateError(f"{given[0]} is an option of `obliviate bench` itself; pass the options of "
+                                 f"benchmarks/{args.name}.py after --: obliviate bench {args.name} -- {given[0]} ...")
+        return _script(args)
+    from obliviate.bench import BenchConfig, markdown, run_bench
+
+    cfg = BenchConfig(model=args.model, data=args.data, eval=args.eval, demo=args.demo,
+                      fixed_cost=not args.no_fixed_cost)
+    if args.recipes is not None:
+        cfg.recipes = [] if args.recipes == "none" else [r.strip() for r in args.recipes.split(",") if r.strip()]
+        from obliviate.unlearn.recipe import parse_recipe
+
+        for r in cfg.recipes:
+            parse_recipe(r)  # a bad name is an error before anything runs
+    for name in ("steps", "warmup", "eval_items", "gen_items"):
+        value = getattr(args, name)
+        if value is not None:
+            if value < (0 if name == "warmup" else 1):
+                raise ObliviateError(f"--{name.replace('_', '-')} must be >= {0 if name == 'warmup' else 1}, got {value}")
+            setattr(cfg, name, value)
+    out = Path(args.out or Path("runs") / "bench" / Path(args.model).name)
+    results = run_bench(cfg, out)
+    print(markdown(results), end="")
+    print(f"saved {out / 'bench.json'} and {out / 'bench.md'}")
+
+
+def _script(args):
     path = BENCH_DIR / f"{args.name}.py"
     if not path.is_file():
         have = sorted(f.stem for f in BENCH_DIR.glob("*.py")) if BENCH_DIR.is_dir() else []

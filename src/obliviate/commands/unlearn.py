@@ -1,6 +1,8 @@
 """obliviate unlearn --model models/target --data data/demo --forget forget10 --retain retain90 --recipe npo+gd --out runs/npo_gd [key=value ...]"""
 
+import contextlib
 import json
+import os
 from pathlib import Path
 
 from obliviate import ObliviateError
@@ -41,9 +43,15 @@ def run(args):
                       reference="original" if args.ref_model else None)
     out = check_output_dir(args.out, args.model, args.ref_model, overwrite=args.overwrite)
     bench, said = resolve_benchmark(args.benchmark, args.data)
-    print(said)
-    with run_dir(out):
+    if _is_main_process():
+        print(said)
+    # `accelerate launch` (torchrun sets RANK): the main process claims, locks and writes the run directory
+    with run_dir(out) if _is_main_process() else contextlib.nullcontext():
         _run(args, cfg, out, bench)
+
+
+def _is_main_process() -> bool:
+    return int(os.environ.get("RANK", "0")) == 0
 
 
 def _run(args, cfg, out: Path, bench):
@@ -63,6 +71,8 @@ def _run(args, cfg, out: Path, bench):
     ref = load_model(args.ref_model, with_tokenizer=False, **load) if args.ref_model else None
     model, log = unlearn(model, tok, forget, retain, cfg, refusals=refusals, out_dir=out, resume=args.resume,
                          overwrite=args.overwrite, ref_model=ref)
+    if not _is_main_process():  # `accelerate launch`: the main process reports
+        return
     meta = out / "obliviate.json"
     info = json.loads(meta.read_text()) if meta.is_file() else {}
     info.update({"unlearned_from": str(args.model), "data": str(args.data if args.data else bench.hub_id),

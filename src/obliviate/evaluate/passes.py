@@ -5,7 +5,7 @@
                 "exact_memorization"}
 
 From `sequence_logps` (the only shift-and-gather) we take the answer-token log-probs; from the
-same logits, restricted to answer positions, the argmax (Extraction Strength, Exact Memorization)
+same logits, formed only at answer positions (`lm_head` never sees the question), the argmax (Extraction Strength, Exact Memorization)
 and the mean/std of log p under the model's own next-token distribution (Min-K%++), computed in
 chunks of positions so no B×T×V log-softmax is ever kept. Sequences are sorted by length before
 batching (less padding); results come back in input order.
@@ -45,12 +45,14 @@ def logp_moments(logits: torch.Tensor, *, chunk: int = 256) -> tuple[torch.Tenso
 @torch.inference_mode()
 def score_batch(model, batch: dict[str, torch.Tensor], *, k: float = 0.4, chunk: int = 256) -> list[dict]:
     """Scores of each sequence in a right-padded batch (input_ids, attention_mask, labels: (B,T))."""
-    out = sequence_logps(model, batch, return_logits=True)
+    out = sequence_logps(model, batch, answer_logits=True)
     labels = batch["labels"][:, 1:]
+    ends = out.mask.sum(-1).long().cumsum(0).tolist()  # answer_logits rows of sequence i: ends[i-1]:ends[i]
     rows = []
     for i in range(labels.shape[0]):
         m = out.mask[i].bool()
-        logps, logits, targets = out.token_logps[i][m], out.logits[i][m], labels[i][m]  # (n,), (n,V), (n,)
+        logits = out.answer_logits[(ends[i - 1] if i else 0):ends[i]]  # (n,V)
+        logps, targets = out.token_logps[i][m], labels[i][m]  # (n,), (n,)
         n = int(m.sum())
         if n == 0:  # answer truncated away: nothing to score, so no score (not NLL 0 = "probability 1")
             rows.append({"nll_sum": None, "nll_mean": None, "n_tokens": 0, "min_k": None, "min_k_pp": None,

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from obliviate import ObliviateError
-from obliviate.data.format import encode_qa, encode_text_chunks, pad_batch, pad_token_id
+from obliviate.data.format import IGNORE_INDEX, encode_qa, encode_text_chunks, pad_batch, pad_token_id
 from obliviate.models.logps import sequence_logps
 
 VIEWS = ("forget", "retain", "alternate", "retain_alternate")
@@ -111,6 +111,22 @@ def build_data(tokenizer, forget_records, retain_records, needs: set[str], *, re
 
 
 @torch.no_grad()
+def example_logps(model, examples: list[dict], pad_id: int, *, batch_size: int = 32) -> torch.Tensor:
+    """(N,) log π(y|x) summed over answer tokens of each example, batched by length (less padding), input order."""
+    order = sorted(range(len(examples)), key=lambda i: len(examples[i]["input_ids"]))
+    sums = torch.zeros(len(examples))
+    for k in range(0, len(order), batch_size):
+        idx = order[k:k + batch_size]
+        sums[idx] = sequence_logps(model, pad_batch([examples[i] for i in idx], pad_id)).sum().float()
+    return sums
+
+
+def answer_lengths(examples: list[dict]) -> torch.Tensor:
+    """(N,) answer tokens of each example that a next-token log-prob scores (labels after the first position)."""
+    return torch.tensor([sum(1 for t in ex["labels"][1:] if t != IGNORE_INDEX) for ex in examples], dtype=torch.float32)
+
+
+@torch.no_grad()
 def cache_ref_logps(model, data: UnlearnData, views=("forget", "alternate"), *, batch_size: int = 32) -> None:
     """Store log π_ref(y|x) (summed over answer tokens) of every example of `views` in `data.ref_logps`."""
     was_training = model.training
@@ -119,9 +135,7 @@ def cache_ref_logps(model, data: UnlearnData, views=("forget", "alternate"), *, 
         examples = getattr(data, view)
         if examples is None:
             continue
-        out = [sequence_logps(model, pad_batch(examples[i:i + batch_size], data.pad_id)).sum()
-               for i in range(0, len(examples), batch_size)]
-        data.ref_logps[view] = torch.cat(out).float()
+        data.ref_logps[view] = example_logps(model, examples, data.pad_id, batch_size=batch_size)
     model.train(was_training)
 
 

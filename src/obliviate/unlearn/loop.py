@@ -22,10 +22,9 @@ import torch
 from obliviate import ObliviateError
 from obliviate.config import write_run_info
 from obliviate.models.loading import model_fingerprint, model_size_name, save_model, weights_hash
-from obliviate.models.logps import sequence_logps
 from obliviate.rundir import claim, remove_ours, seed_everything, write_json
-from obliviate.unlearn.batch import (MicroBatch, UnlearnData, build_data, cache_ref_logps, collate,
-                                     micro_batches_per_epoch, plan)
+from obliviate.unlearn.batch import (MicroBatch, UnlearnData, answer_lengths, build_data, cache_ref_logps, collate,
+                                     example_logps, micro_batches_per_epoch, plan)
 from obliviate.unlearn.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from obliviate.unlearn.config import UnlearnConfig
 from obliviate.unlearn.forward import Ref, Views
@@ -43,13 +42,15 @@ class UnlearnLog(list):
 
 
 @torch.no_grad()
-def forget_probe(model, data: UnlearnData) -> dict:
-    """Mean answer probability exp(−NLL_mean) and mean log-prob on the forget set (one eval pass)."""
-    was_training = model.training
-    model.eval()
-    means = torch.cat([sequence_logps(model, collate(data, _mb(range(i, min(i + 32, len(data.forget)))))
-                                      .forget).mean() for i in range(0, len(data.forget), 32)])
-    model.train(was_training)
+def forget_probe(model, data: UnlearnData, sums: torch.Tensor | None = None) -> dict:
+    """Mean answer probability exp(−NLL_mean) and mean log-prob on the forget set (one eval pass; none when
+    `sums`, the forget log-probs at these very weights, were already computed: the reference cache)."""
+    if sums is None:
+        was_training = model.training
+        model.eval()
+        sums = example_logps(model, data.forget, data.pad_id)
+        model.train(was_training)
+    means = sums / answer_lengths(data.forget).clamp(min=1)
     return {"forget_prob": float(means.exp().mean()), "forget_mean_logp": float(means.mean())}
 
 
@@ -65,10 +66,6 @@ def _shard(mb: MicroBatch, rank: int, world: int) -> MicroBatch:
     if world == 1:
         return mb
     return MicroBatch(mb.forget[rank::world], None if mb.retain is None else mb.retain[rank::world])
-
-
-def _mb(idx):
-    return MicroBatch(list(idx))
 
 
 def recipe_needs(cfg: UnlearnConfig) -> set[str]:
@@ -164,7 +161,9 @@ def unlearn(model, tokenizer, forget_records: list[dict], retain_records: list[d
     out = Path(out_dir) if out_dir is not None else None
     inputs = {"model_fingerprint": model_fingerprint(model) if out is not None else None,
               "forget_hash": records_hash(forget_records), "retain_hash": records_hash(retain_records)}
-    _check_run_dir(out, cfg, inputs, resume=resume, overwrite=overwrite)
+    # multi-process: only the main process claims and writes `out`; the schedule steps once per optimiser step
+    acc = Accelerator(cpu=not torch.cuda.is_available(), step_scheduler_with_optimizer=False)
+    _check_run_dir(out if acc.is_main_process else None, cfg, inputs, resume=resume, overwrite=overwrite)
     size = model_size_name(model)
     hp = cfg.hyperparams(size)
     seed_everything(cfg.seed)
@@ -175,12 +174,11 @@ def unlearn(model, tokenizer, forget_records: list[dict], retain_records: list[d
     if "ref_logps" in needs:  # log π_ref(y|x) once, before any update: no reference model during training
         cache_ref_logps(ref_model if cfg.reference == "original" else model, data)
     model, ref = _prepare_model(model, cfg, objective, needs, ref_model if cfg.reference == "original" else None)
-    before = forget_probe(model, data)
+    before = forget_probe(model, data, data.ref_logps.get("forget") if cfg.reference != "original" else None)
     per_epoch = math.ceil(micro_batches_per_epoch(len(data.forget), hp.batch_size) / cfg.grad_accum)
     total = cfg.max_steps or max(1, round(hp.epochs * per_epoch))
     schedule = plan(len(data.forget), len(data.retain) if data.retain else None, batch_size=hp.batch_size,
                     micro_batches=total * cfg.grad_accum, seed=cfg.seed)
-    acc = Accelerator(cpu=not torch.cuda.is_available())
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=hp.lr,
                             weight_decay=cfg.weight_decay)
     warmup = min(total, round(cfg.warmup_epochs * per_epoch))
@@ -194,7 +192,7 @@ def unlearn(model, tokenizer, forget_records: list[dict], retain_records: list[d
     last = latest_checkpoint(out) if (out is not None and resume) else None
     if last is not None:
         start, log = load_checkpoint(last, params, opt, sched, tracker)
-    if out is not None:
+    if out is not None and acc.is_main_process:
         write_run_info(out, cfg, seed=cfg.seed, extra={"inputs": inputs})
         (out / "log.jsonl").write_text("".join(json.dumps(r) + "\n" for r in log))
 
@@ -212,6 +210,8 @@ def unlearn(model, tokenizer, forget_records: list[dict], retain_records: list[d
                      scale=1.0 / len(micros), seed=cfg.seed * 1_000_003 + step * cfg.grad_accum + k)
             for key, value in smoother.grad(s).items():  # micro-batch values → step means
                 parts[key] = parts.get(key, 0.0) + value / len(micros)
+        if acc.num_processes > 1:  # each process saw an equal shard: the mean of their losses is the batch loss
+            parts = dict(zip(parts, acc.reduce(torch.tensor(list(parts.values()), dtype=torch.float64), "mean").tolist()))
         grad_norm = float(acc.clip_grad_norm_([p for _, p in params], cfg.grad_clip if cfg.grad_clip > 0 else math.inf))
         if not all(math.isfinite(v) for v in [*parts.values(), grad_norm]):
             kept = latest_checkpoint(out) if out is not None else None
@@ -226,7 +226,7 @@ def unlearn(model, tokenizer, forget_records: list[dict], retain_records: list[d
                "grad_norm": grad_norm, "loss": weigh(parts["forget"], parts.get("retain", 0.0)), **parts}
         log.append(row)
         bar.set_postfix(forget=f"{parts['forget']:.3f}")
-        if out is not None:
+        if out is not None and acc.is_main_process:
             with open(out / "log.jsonl", "a") as f:
                 f.write(json.dumps(row) + "\n")
             if cfg.checkpoint_every and (step + 1) % cfg.checkpoint_every == 0 and step + 1 < total:
@@ -235,7 +235,8 @@ def unlearn(model, tokenizer, forget_records: list[dict], retain_records: list[d
     if tracker is not None:
         tracker.finish()
     model = acc.unwrap_model(model).eval()
-    return _finish(model, tokenizer, data, cfg, before, fingerprint == weights_hash(params), log, out, size=size,
+    return _finish(model, tokenizer, data, cfg, before, fingerprint == weights_hash(params), log,
+                   out if acc.is_main_process else None, size=size,
                    hp=hp, total=total, seconds=time.time() - started)
 
 

@@ -1,0 +1,52 @@
+"""`obliviate bench` on a tiny model: every figure finite and the JSON has the documented schema."""
+
+import json
+import math
+
+import pytest
+
+from obliviate import ObliviateError
+from obliviate.bench import BenchConfig, markdown, matmul_peak, run_bench
+from obliviate.cli import main
+
+
+def _finite(x):
+    return isinstance(x, (int, float)) and math.isfinite(x) and x >= 0
+
+
+def test_bench_on_a_tiny_model_writes_finite_figures(base_dir, world_dir, tmp_path):
+    cfg = BenchConfig(model=str(base_dir), data=str(world_dir), recipes=["npo+gd+sam"], steps=2, warmup=1,
+                      eval=True, eval_items=3, gen_items=2, max_new_tokens=4)
+    r = run_bench(cfg, tmp_path, progress=False)
+    saved = json.loads((tmp_path / "bench.json").read_text())
+    assert saved["recipes"].keys() == {"npo+gd+sam"} and (tmp_path / "bench.md").read_text() == markdown(r)
+    assert _finite(saved["matmul_peak_gflops"]) and saved["params"] > 0
+    for name, x in saved["recipes"].items():
+        for key in ("s_per_step", "tokens_per_s", "flop_utilisation"):
+            assert x[key].keys() == {"median", "min", "max"} and all(_finite(v) for v in x[key].values())
+            assert x[key]["min"] <= x[key]["median"] <= x[key]["max"]
+        assert all(_finite(x[k]) for k in ("peak_rss_gib", "load_s", "unlearn_fixed_s", "matmul_peak_gflops"))
+        assert 0 < x["flop_utilisation"]["median"] < 1.5
+    # passes per step: NPO+GD = forget and retain forward+backward (reference log-probs cached); SAM adds a
+    # second forget forward+backward at the perturbed weights
+    assert saved["recipes"]["npo+gd+sam"]["passes_per_step"] == {"forward_backward": 3, "forward_only": 0}
+    f = saved["fixed_cost"]
+    assert f["recipe"] == "npo+gd+sam" and _finite(f["wall_1_step_s"]) and math.isfinite(f["wall_fixed_s"])
+    e = saved["eval"]
+    assert e["scoring_items"] == 3 and e["generation_items"] == 2
+    assert all(_finite(e[k]) and e[k] > 0 for k in ("scoring_items_per_s", "generation_items_per_s", "peak_rss_gib"))
+
+
+def test_matmul_peak_is_positive():
+    assert 0 < matmul_peak(n=128, reps=2) < 1e6
+
+
+def test_bench_cli_rejects_a_bad_recipe_and_bad_steps(capsys):
+    assert main(["bench", "--recipes", "nope+gd", "--no-fixed-cost"]) == 2
+    assert "nope" in capsys.readouterr().err
+    assert main(["bench", "--steps", "0"]) == 2
+    assert main(["bench", "eval_speed", "--model", "x"]) == 2  # a script's options go after --
+    assert "after --" in capsys.readouterr().err
+    with pytest.raises(ObliviateError):
+        from obliviate.commands.bench import run
+        run(type("A", (), {"name": "no_such_script", "args": []})())
