@@ -67,7 +67,7 @@ class UnlearnConfig:
     grad_clip: float = 1.0
     max_length: int = 256
     seed: int = 0
-    # reference for npo / dpo / kl / rmu: the model unlearning starts from, or `ref_model` (continual)
+    # reference for npo / dpo / kl / rmu / undial: the model unlearning starts from, or `ref_model` (continual)
     reference: str = "previous"
     # objectives
     npo_beta: float = 0.1
