@@ -226,6 +226,8 @@ def unlearn(model, tokenizer, forget_records: list[dict], retain_records: list[d
         row = {"step": step + 1, "epoch": round((step + 1) / per_epoch, 4), "lr": sched.get_last_lr()[0],
                "grad_norm": grad_norm, "loss": weigh(parts["forget"], parts.get("retain", 0.0)), **parts}
         if cfg.retain_constraint is not None:
+            if acc.num_processes > 1:  # one λ in every process: the dual step uses the all-process mean
+                row["retain"] = float(acc.reduce(torch.tensor(row["retain"], device=acc.device), reduction="mean"))
             row["lam"] = lam[0]  # the λ this step used; the next one follows from it and the row
             lam[0] = _next_lam(cfg, row, per_epoch)
         log.append(row)
