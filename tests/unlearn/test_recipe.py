@@ -8,7 +8,7 @@ from obliviate.unlearn import OBJECTIVES, REGULARIZERS, SMOOTHERS, UnlearnConfig
 
 
 def test_registries_hold_the_spec_names():
-    assert list(OBJECTIVES) == ["ga", "npo", "simnpo", "me", "idk", "dpo", "rmu"]
+    assert list(OBJECTIVES) == ["ga", "npo", "simnpo", "me", "idk", "dpo", "rmu", "wga", "satimp", "undial", "ceu"]
     assert list(REGULARIZERS) == ["gd", "kl", "ap"]
     assert list(SMOOTHERS) == ["sam", "rs", "gp", "cr", "wa"]
 

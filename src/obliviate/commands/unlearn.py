@@ -30,7 +30,7 @@ def add_arguments(p):
     p.add_argument("--config", help="YAML file with UnlearnConfig fields")
     p.add_argument("--seed", type=int, default=None)
     p.add_argument("--lora", action="store_true", default=None, help="train a LoRA adapter (peft), merged at the end")
-    p.add_argument("--ref-model", default=None, help="reference model for npo/dpo/kl/rmu (continual: the original)")
+    p.add_argument("--ref-model", default=None, help="reference model for npo/dpo/kl/rmu/undial (continual: the original)")
     p.add_argument("--resume", action="store_true", help="continue an interrupted run from its last checkpoint")
     p.add_argument("--overwrite", action="store_true")
     p.add_argument("--allow-pickle", action="store_true", help="allow loading pickle checkpoints (trusted files only)")

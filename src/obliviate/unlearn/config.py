@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from obliviate import ObliviateError
 from obliviate.config import check_positive
-from obliviate.models.init import training_defaults
+from obliviate.models.init import TRAINING_DEFAULTS, training_defaults
 from obliviate.unlearn.objectives import OBJECTIVES
 from obliviate.unlearn.recipe import parse_recipe, recipe_name
 from obliviate.unlearn.regularizers import REGULARIZERS
@@ -24,6 +24,12 @@ class Hyperparams:
     lr: float
     epochs: float
     batch_size: int
+
+# open-unlearning's per-method values where they differ from the shared ones: the forget weight α and,
+# for real models (no size defaults in models.init), lr / epochs
+ALPHA_DEFAULTS = {"satimp": 0.1}
+PAPER_HYPERPARAMS = {"undial": Hyperparams(lr=1e-4, epochs=10, batch_size=32)}
+DUAL_STEP = 1.0  # η of the primal–dual retain weight (open-unlearning's PDU default)
 
 CHOICES = {
     "npo_granularity": ("sequence", "token_mean"),
@@ -43,8 +49,12 @@ class UnlearnConfig:
     objective: str | None = None
     regularizer: str | None = None
     smoothing: str | None = None
-    alpha: float = 1.0  # forget weight α
-    lam: float = 1.0  # retain weight λ
+    alpha: float | None = None  # forget weight α (None: ALPHA_DEFAULTS of the objective, else 1)
+    lam: float = 1.0  # retain weight λ (the initial λ when retain_constraint is set)
+    # primal–dual retain weight: λ ← max(0, λ + η·(L_retain − ε)) after each step past the warm-up
+    retain_constraint: float | None = None  # ε; None = fixed λ
+    dual_step: float | None = None  # η (None: DUAL_STEP)
+    dual_warmup_epochs: float | None = None  # epochs before the first update (None: 0)
     # optimisation (None = the model size's default, models.init.TRAINING_DEFAULTS, else the papers' values)
     lr: float | None = None
     epochs: float | None = None  # passes over the forget set
@@ -57,7 +67,7 @@ class UnlearnConfig:
     grad_clip: float = 1.0
     max_length: int = 256
     seed: int = 0
-    # reference for npo / dpo / kl / rmu: the model unlearning starts from, or `ref_model` (continual)
+    # reference for npo / dpo / kl / rmu / undial: the model unlearning starts from, or `ref_model` (continual)
     reference: str = "previous"
     # objectives
     npo_beta: float = 0.1
@@ -70,6 +80,11 @@ class UnlearnConfig:
     rmu_layer: int | None = None  # None: min(7, layers // 2)
     rmu_coeff: float = 6.5  # steering coefficient c
     rmu_retain_weight: float = 1200.0  # α_r
+    wga_beta: float = 1.0
+    satimp_beta1: float = 5.0
+    satimp_beta2: float = 1.0
+    undial_beta: float = 10.0
+    ceu_ignore_first_n: int = 1  # CE-U skips each answer's first n tokens
     # regularisers
     kl_positions: str = "answer"
     ap_beta: float = 0.1
@@ -108,6 +123,8 @@ class UnlearnConfig:
         if self.objective is None:
             raise ObliviateError(f"objective is required; choose one of {', '.join(OBJECTIVES)}")
         self.recipe = recipe_name(self.objective, self.regularizer, self.smoothing)
+        if self.alpha is None:
+            self.alpha = ALPHA_DEFAULTS.get(self.objective, 1.0)
         for name, allowed in CHOICES.items():
             if getattr(self, name) not in allowed:
                 raise ObliviateError(f"{name} {getattr(self, name)!r}: choose one of {', '.join(allowed)}")
@@ -118,6 +135,10 @@ class UnlearnConfig:
         for name in ("npo_beta", "simnpo_beta", "dpo_beta", "ap_beta"):
             if getattr(self, name) <= 0:
                 raise ObliviateError(f"{name} must be > 0, got {getattr(self, name)}")
+        for name in ("wga_beta", "satimp_beta1", "satimp_beta2", "undial_beta", "ceu_ignore_first_n"):
+            if getattr(self, name) < 0:
+                raise ObliviateError(f"{name} must be >= 0, got {getattr(self, name)}")
+        self._check_dual()
         check_positive(self, "lr", "epochs")
         if not 0.0 <= self.wa_start <= 1.0:
             raise ObliviateError(f"wa_start must be in [0, 1], got {self.wa_start}")
@@ -128,8 +149,30 @@ class UnlearnConfig:
         if self.lora and "params" in OBJECTIVES[self.objective].needs:
             raise ObliviateError("rmu trains the MLPs of layers ℓ-2..ℓ itself; it cannot be combined with lora")
 
+    def _check_dual(self):
+        if self.retain_constraint is None:
+            given = [n for n in ("dual_step", "dual_warmup_epochs") if getattr(self, n) is not None]
+            if given:
+                raise ObliviateError(f"{given[0]} is set but retain_constraint is not; set retain_constraint=ε "
+                                     "to use the primal–dual retain weight")
+            return
+        if self.regularizer is None:
+            raise ObliviateError(f"retain_constraint needs a retain regularizer in the recipe ({self.recipe}+gd, "
+                                 f"+kl or +ap)")
+        if self.lam < 0:
+            raise ObliviateError(f"lam (the initial dual weight) must be >= 0, got {self.lam}")
+        if self.dual_step is not None and self.dual_step <= 0:
+            raise ObliviateError(f"dual_step must be > 0, got {self.dual_step}")
+        if self.dual_warmup_epochs is not None and self.dual_warmup_epochs < 0:
+            raise ObliviateError(f"dual_warmup_epochs must be >= 0, got {self.dual_warmup_epochs}")
+
     def hyperparams(self, size: str | None) -> Hyperparams:
-        """This config's lr / epochs / batch size, unset ones from the size's defaults (models.init)."""
+        """This config's lr / epochs / batch size, unset ones from the size's defaults (models.init); on a real
+        model (no size) an objective's own paper values (PAPER_HYPERPARAMS) before the shared ones."""
         d = training_defaults(size)
+        p = PAPER_HYPERPARAMS.get(self.objective) if size not in TRAINING_DEFAULTS else None
+        if p is not None:
+            return Hyperparams(lr=self.lr or p.lr, epochs=self.epochs or p.epochs,
+                               batch_size=self.batch_size or p.batch_size)
         return Hyperparams(lr=self.lr or d.unlearn_lr, epochs=self.epochs or d.unlearn_epochs,
                            batch_size=self.batch_size or d.unlearn_batch_size)

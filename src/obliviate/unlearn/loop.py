@@ -26,10 +26,10 @@ from obliviate.rundir import claim, remove_ours, seed_everything, write_json
 from obliviate.unlearn.batch import (MicroBatch, UnlearnData, answer_lengths, build_data, cache_ref_logps, collate,
                                      example_logps, micro_batches_per_epoch, plan)
 from obliviate.unlearn.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
-from obliviate.unlearn.config import UnlearnConfig
+from obliviate.unlearn.config import DUAL_STEP, UnlearnConfig
 from obliviate.unlearn.forward import Ref, Views
 from obliviate.unlearn.objectives import OBJECTIVES
-from obliviate.unlearn.regularizers import REGULARIZERS
+from obliviate.unlearn.regularizers import REGULARIZERS, dual_ascent
 from obliviate.unlearn.smoothing import NO_SMOOTHING, SMOOTHERS, Step
 
 RUN_FILES = ("log.jsonl", "checkpoints", "summary.json")
@@ -196,7 +196,8 @@ def unlearn(model, tokenizer, forget_records: list[dict], retain_records: list[d
         write_run_info(out, cfg, seed=cfg.seed, extra={"inputs": inputs})
         (out / "log.jsonl").write_text("".join(json.dumps(r) + "\n" for r in log))
 
-    weigh = lambda forget, retain: cfg.alpha * forget + cfg.lam * retain  # noqa: E731  SPEC §1: L = α·L_f + λ·L_r
+    lam = [_resumed_lam(cfg, log, per_epoch)]  # λ; moved by dual ascent when retain_constraint is set
+    weigh = lambda forget, retain: cfg.alpha * forget + lam[0] * retain  # noqa: E731  SPEC §1: L = α·L_f + λ·L_r
     model.train()
     bar = tqdm(range(start, total), desc=f"unlearn {cfg.recipe}", disable=not progress, leave=False)
     for step in bar:
@@ -224,6 +225,11 @@ def unlearn(model, tokenizer, forget_records: list[dict], retain_records: list[d
             tracker.after_step(step + 1)
         row = {"step": step + 1, "epoch": round((step + 1) / per_epoch, 4), "lr": sched.get_last_lr()[0],
                "grad_norm": grad_norm, "loss": weigh(parts["forget"], parts.get("retain", 0.0)), **parts}
+        if cfg.retain_constraint is not None:
+            if acc.num_processes > 1:  # one λ in every process: the dual step uses the all-process mean
+                row["retain"] = float(acc.reduce(torch.tensor(row["retain"], device=acc.device), reduction="mean"))
+            row["lam"] = lam[0]  # the λ this step used; the next one follows from it and the row
+            lam[0] = _next_lam(cfg, row, per_epoch)
         log.append(row)
         bar.set_postfix(forget=f"{parts['forget']:.3f}")
         if out is not None and acc.is_main_process:
@@ -238,6 +244,21 @@ def unlearn(model, tokenizer, forget_records: list[dict], retain_records: list[d
     return _finish(model, tokenizer, data, cfg, before, fingerprint == weights_hash(params), log,
                    out if acc.is_main_process else None, size=size,
                    hp=hp, total=total, seconds=time.time() - started)
+
+
+def _next_lam(cfg: UnlearnConfig, row: dict, per_epoch: int) -> float:
+    """λ for the step after `row`: dual ascent once `dual_warmup_epochs` epochs are done, else unchanged."""
+    if row["step"] <= round((cfg.dual_warmup_epochs or 0.0) * per_epoch):
+        return row["lam"]
+    return dual_ascent(row["lam"], row["retain"], constraint=cfg.retain_constraint,
+                       step=DUAL_STEP if cfg.dual_step is None else cfg.dual_step)
+
+
+def _resumed_lam(cfg: UnlearnConfig, log: list[dict], per_epoch: int) -> float:
+    """The initial λ, or on resume the λ after the checkpoint's last logged step (the log is in the checkpoint)."""
+    if cfg.retain_constraint is None or not log:
+        return cfg.lam
+    return _next_lam(cfg, log[-1], per_epoch)
 
 
 def _finish(model, tokenizer, data, cfg, before, unchanged_weights, log, out, *, size, hp, total, seconds):

@@ -98,6 +98,96 @@ def dpo_loss(chosen_logps: torch.Tensor, rejected_logps: torch.Tensor, ref_chose
     return -(2.0 / beta) * F.logsigmoid(beta * margin).mean()
 
 
+def _reweighted_ga(forget_token_logps: torch.Tensor, forget_mask: torch.Tensor, weight) -> torch.Tensor:
+    """(1/N)·Σ_{t∈M} w(sg(p_t))·log p_t over the N answer tokens of the batch (the token mean of open-unlearning)."""
+    mask = forget_mask.float()
+    w = weight(forget_token_logps.detach().exp())
+    return (w * forget_token_logps * mask).sum() / mask.sum().clamp(min=1)
+
+
+def wga_loss(forget_token_logps: torch.Tensor, forget_mask: torch.Tensor, *, beta: float = 1.0) -> torch.Tensor:
+    r"""Weighted gradient ascent, WGA (Wang et al. 2025, arXiv:2502.19301), per answer token.
+
+    "Rethinking LLM Unlearning Objectives: A Gradient Perspective and Go Beyond", https://arxiv.org/abs/2502.19301
+
+    .. math:: L_{WGA} = -\frac{1}{N}\sum_{t\in M} \mathrm{sg}(p_t)^{\beta}\,\mathrm{NLL}_t
+              = \frac{1}{N}\sum_{t\in M} \mathrm{sg}(p_t)^{\beta}\log p_t, \qquad p_t = \pi_\theta(y_t|x, y_{<t})
+
+    M = the N answer tokens of the batch (a token mean, as open-unlearning's `compute_wga_loss`); the
+    weight carries no gradient, so dL/d log p_t = p_t^β / N: tokens the model already finds unlikely are
+    pushed less. β = 0 is gradient ascent with a token mean (= `ga` when all answers have the same length).
+    Args: forget_token_logps (B,T) log p_t; forget_mask (B,T) 1 at answer tokens.
+    """
+    return _reweighted_ga(forget_token_logps, forget_mask, lambda p: p ** beta)
+
+
+def satimp_loss(forget_token_logps: torch.Tensor, forget_mask: torch.Tensor, *, beta1: float = 5.0,
+                beta2: float = 1.0) -> torch.Tensor:
+    r"""Saturation–importance reweighted gradient ascent, SatImp (Yang et al. 2025, arXiv:2505.11953).
+
+    "Exploring Criteria of Loss Reweighting to Enhance LLM Unlearning", https://arxiv.org/abs/2505.11953
+
+    .. math:: L_{SatImp} = -\frac{1}{N}\sum_{t\in M} \mathrm{sg}(p_t)^{\beta_1}\,\mathrm{sg}(1 - p_t)^{\beta_2}\,\mathrm{NLL}_t
+
+    Saturation (p^β₁) down-weights tokens already unlearned; importance ((1−p)^β₂) down-weights tokens the
+    model is sure of. Token mean over the N answer tokens; weights detached (dL/d log p_t = p^β₁(1−p)^β₂/N);
+    β₁ = β₂ = 0 is gradient ascent with a token mean. Args: forget_token_logps (B,T); forget_mask (B,T).
+    """
+    return _reweighted_ga(forget_token_logps, forget_mask, lambda p: p ** beta1 * (1 - p) ** beta2)
+
+
+def _soft_ce(logits: torch.Tensor, soft_target: torch.Tensor) -> torch.Tensor:
+    """Mean over rows of −Σ_v q_v log softmax(z)_v; 0 (with a gradient path) for no rows."""
+    ce = -(soft_target * torch.log_softmax(logits, dim=-1)).sum(-1)
+    return ce.sum() / max(len(ce), 1)
+
+
+def undial_loss(forget_logits: torch.Tensor, ref_forget_logits: torch.Tensor, forget_targets: torch.Tensor,
+                forget_mask: torch.Tensor, *, beta: float = 10.0) -> torch.Tensor:
+    r"""Self-distillation on the reference's adjusted logits, UNDIAL (Dong et al. 2024, arXiv:2402.10052).
+
+    "UNDIAL: Self-Distillation with Adjusted Logits for Robust Unlearning in Large Language Models",
+    https://arxiv.org/abs/2402.10052
+
+    .. math:: L_{UNDIAL} = \frac{1}{N}\sum_{t\in M} \mathrm{CE}\big(\mathrm{softmax}(z^{ref}_t - \beta\,e_{y_t}),\;
+              \pi_\theta(\cdot|x, y_{<t})\big)
+
+    The student matches the frozen reference's next-token distribution with the true token's logit
+    lowered by β: a fixed target, so the loss is minimised rather than maximised. Averaged over the N
+    answer tokens (open-unlearning's code averages over every position, prompt and padding included, and
+    there lowers logit V−100 because the label is −100). Only the answer rows' (N,V) logits are softmaxed.
+    Args: forget_logits, ref_forget_logits (B,T,V); forget_targets (B,T) y_t; forget_mask (B,T).
+    """
+    rows = forget_mask.bool()
+    z, y = forget_logits[rows].float(), forget_targets[rows]
+    adjusted = ref_forget_logits[rows].float().detach().scatter_add(
+        -1, y.unsqueeze(-1), torch.full_like(y, -beta, dtype=torch.float).unsqueeze(-1))
+    return _soft_ce(z, torch.softmax(adjusted, dim=-1))
+
+
+def ceu_loss(forget_logits: torch.Tensor, forget_targets: torch.Tensor, forget_mask: torch.Tensor, *,
+             ignore_first_n: int = 1) -> torch.Tensor:
+    r"""Cross-entropy unlearning against the model's own answer-free distribution, CE-U (arXiv:2503.01224).
+
+    "CE-U: Cross Entropy Unlearning", https://arxiv.org/abs/2503.01224
+
+    .. math:: L_{CE\text{-}U} = \frac{1}{N}\sum_{t\in M_n} \mathrm{CE}\big(\mathrm{softmax}(\mathrm{sg}(z_t)
+              \text{ with } z_t[y_t] = -\infty),\; \pi_\theta(\cdot|x, y_{<t})\big)
+
+    The target is the model's own (detached) distribution with the true token removed and the rest
+    renormalised; the logit gradient is softmax(z) − target, p(y_t) at the true token (pushed down) and
+    −p_v·p(y_t)/(1 − p(y_t)) elsewhere, so it vanishes once p(y_t) = 0 instead of diverging like GA.
+    M_n = answer tokens after each answer's first n (the paper's footnote; open-unlearning's
+    `ignore_first_n_answer_tokens`), N = |M_n|. Args: forget_logits (B,T,V); forget_targets (B,T);
+    forget_mask (B,T).
+    """
+    mask = forget_mask.float()
+    rows = (mask * (mask.cumsum(-1) > ignore_first_n)).bool()
+    z, y = forget_logits[rows].float(), forget_targets[rows]
+    target = torch.softmax(z.detach().scatter(-1, y.unsqueeze(-1), float("-inf")), dim=-1)
+    return _soft_ce(z, target)
+
+
 def rmu_control(hidden_size: int, *, seed: int, coeff: float) -> torch.Tensor:
     """c·u with u a fixed random unit vector (uniform [0,1) entries normalised, as the WMDP code), (H,)."""
     u = torch.rand(hidden_size, generator=torch.Generator().manual_seed(seed))
@@ -131,6 +221,11 @@ def positions(views, name: str, which: str) -> torch.Tensor:
         return views.logps(name).mask
     mask = views.view(name)["attention_mask"][:, 1:].float()
     return mask if which == "qa" else torch.ones_like(mask)
+
+
+def answer_targets(views, name: str) -> torch.Tensor:
+    """(B,T-1) next-token ids y_t aligned with `views.logps(name)` (−100 where the mask is 0)."""
+    return views.view(name)["labels"][:, 1:]
 
 
 def rmu_layer(model, cfg) -> int:
@@ -169,4 +264,16 @@ OBJECTIVES = {
         ref_chosen_logps=v.cached_ref_logps("alternate"), ref_rejected_logps=v.cached_ref_logps("forget"),
         beta=c.dpo_beta), frozenset({"alternate", "ref_logps"})),
     "rmu": Part(rmu_loss, _rmu_inputs, frozenset({"retain", "ref_model", "params"}), params=rmu_params),
+    "wga": Part(wga_loss, lambda v, c: dict(
+        forget_token_logps=v.logps("forget").token_logps, forget_mask=v.logps("forget").mask, beta=c.wga_beta)),
+    "satimp": Part(satimp_loss, lambda v, c: dict(
+        forget_token_logps=v.logps("forget").token_logps, forget_mask=v.logps("forget").mask,
+        beta1=c.satimp_beta1, beta2=c.satimp_beta2)),
+    "undial": Part(undial_loss, lambda v, c: dict(
+        forget_logits=v.logps("forget", logits=True).logits, ref_forget_logits=v.ref_logps("forget").logits,
+        forget_targets=answer_targets(v, "forget"), forget_mask=v.logps("forget").mask, beta=c.undial_beta),
+        frozenset({"ref_model"})),
+    "ceu": Part(ceu_loss, lambda v, c: dict(
+        forget_logits=v.logps("forget", logits=True).logits, forget_targets=answer_targets(v, "forget"),
+        forget_mask=v.logps("forget").mask, ignore_first_n=c.ceu_ignore_first_n)),
 }

@@ -48,6 +48,19 @@ def ap_loss(retain_logps: torch.Tensor, retain_alternate_logps: torch.Tensor, *,
     return -(1.0 / beta) * F.logsigmoid(beta * (retain_logps - retain_alternate_logps)).mean()
 
 
+def dual_ascent(lam: float, retain_loss: float, *, constraint: float, step: float) -> float:
+    r"""One dual-ascent step on the retain weight, treating the retain loss as a constraint L_retain ≤ ε
+    (the primal–dual idea of "Constrained Entropic Unlearning: A Primal-Dual Framework for Large Language
+    Models", Entesari et al. 2025, https://arxiv.org/abs/2506.05314; open-unlearning's PDU).
+
+    .. math:: \lambda \leftarrow \max\big(0,\; \lambda + \eta\,(L_{retain} - \epsilon)\big)
+
+    λ grows while the retain loss exceeds ε and shrinks (never below 0) once it is satisfied.
+    Args: lam λ, retain_loss this step's L_retain; constraint ε; step η.
+    """
+    return max(0.0, lam + step * (retain_loss - constraint))
+
+
 REGULARIZERS = {
     "gd": Part(gd_loss, lambda v, c: dict(retain_mean_logps=v.logps("retain").mean()), frozenset({"retain"})),
     "kl": Part(kl_loss, lambda v, c: dict(
