@@ -241,7 +241,7 @@ def _chain_job(cfg: DemoConfig, recipe: str, seed: int, progress: bool = False) 
     if "jailbreak" in cfg.attacks:
         from obliviate.attack.jailbreak import JailbreakConfig, jailbreak
 
-        jcfg = JailbreakConfig(forget=cfg.forget, tokens=cfg.jailbreak_tokens, steps=cfg.jailbreak_steps,
+        jcfg = JailbreakConfig(forget=cfg.forget, k=cfg.relearn_k, tokens=cfg.jailbreak_tokens, steps=cfg.jailbreak_steps,
                                search_width=cfg.jailbreak_search_width, max_new_tokens=cfg.max_new_tokens, seed=seed)
 
         def do_jailbreak(d: Path):

@@ -74,6 +74,9 @@ def mia_report(members: list[dict], nonmembers: list[dict], *, retain_members: l
     """AUCs, ROC curves and per-item scores from items carrying `mia` score dicts (eval.json or `score_items`)."""
     if not members or not nonmembers:
         raise ObliviateError("the MIA report needs member (forget) and non-member (holdout) items")
+    for mine, theirs in ((members, retain_members), (nonmembers, retain_nonmembers)):
+        if theirs is not None and [it["question"] for it in theirs] != [it["question"] for it in mine]:
+            raise ObliviateError("the retain model's items are other items than the model's (MIA compares the same)")
     auc, roc = {}, {}
     auc["model"], roc["model"] = _model_report(members, nonmembers)
     if retain_members is not None and retain_nonmembers is not None:
@@ -101,9 +104,6 @@ def mia_from_results(results: dict, retain_results: dict | None = None) -> dict:
         raise ObliviateError("these eval results have no forget and holdout splits (MIA needs both)")
     rs = (retain_results or {}).get("splits", {})
     have_retain = "forget" in rs and "holdout" in rs
-    if have_retain and [it["question"] for it in rs["forget"]["items"]] != [it["question"] for it in
-                                                                            splits["forget"]["items"]]:
-        raise ObliviateError("the retain results score other forget items than the model's")
     return mia_report(splits["forget"]["items"], splits["holdout"]["items"],
                       retain_members=rs["forget"]["items"] if have_retain else None,
                       retain_nonmembers=rs["holdout"]["items"] if have_retain else None,
