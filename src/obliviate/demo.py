@@ -62,8 +62,8 @@ class DemoConfig:
     # attacks on every unlearned model (report.attacks.ATTACKS); mia reuses the evaluation's scores (no new pass)
     attacks: list[str] = field(default_factory=lambda: ["relearn", "mia"])
     jailbreak_tokens: int = 10  # demo size of the GCG search (see docs/attacks.md for its time)
-    jailbreak_steps: int = 40
-    jailbreak_search_width: int = 64
+    jailbreak_steps: int = 8
+    jailbreak_search_width: int = 32
     # parallel worker processes (1 thread each) for independent stages; 1 = everything in this process
     jobs: int = 2
 
@@ -241,8 +241,9 @@ def _chain_job(cfg: DemoConfig, recipe: str, seed: int, progress: bool = False) 
     if "jailbreak" in cfg.attacks:
         from obliviate.attack.jailbreak import JailbreakConfig, jailbreak
 
-        jcfg = JailbreakConfig(forget=cfg.forget, k=cfg.relearn_k, tokens=cfg.jailbreak_tokens, steps=cfg.jailbreak_steps,
-                               search_width=cfg.jailbreak_search_width, max_new_tokens=cfg.max_new_tokens, seed=seed)
+        jcfg = JailbreakConfig(forget=cfg.forget, k=cfg.relearn_k, tokens=cfg.jailbreak_tokens,
+                               steps=cfg.jailbreak_steps, search_width=cfg.jailbreak_search_width,
+                               max_new_tokens=cfg.max_new_tokens, seed=seed)
 
         def do_jailbreak(d: Path):
             model, tok = load_model(run_dir / "model")

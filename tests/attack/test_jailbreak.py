@@ -15,7 +15,8 @@ from obliviate.models.loading import load_model
 
 
 def test_match_loss_by_hand():
-    """Row 0: |(3,4)-(1,1)| = |(2,3)| = √13 and |(0,0)-(0,1)| = 1 → (√13+1)/2; row 1: |(0,-1)| = 1, |(0,1)| = 1 → 1."""
+    """Row 0: |(3,4)-(1,1)| = |(2,3)| = √13 and |(0,0)-(0,1)| = 1 → (√13+1)/2;
+    row 1: |(1,0)-(1,1)| = |(0,-1)| = 1 and |(0,2)-(0,1)| = 1 → 1."""
     hidden = torch.tensor([[[3.0, 4.0], [0.0, 0.0]], [[1.0, 0.0], [0.0, 2.0]]])
     ref = torch.tensor([[1.0, 1.0], [0.0, 1.0]])
     torch.testing.assert_close(match_loss(hidden, ref), torch.tensor([(math.sqrt(13) + 1) / 2, 1.0]))

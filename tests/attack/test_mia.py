@@ -60,3 +60,15 @@ def test_errors_name_the_problem(attack_target, world_dir, tmp_path):
         mia_from_results(res, other)
     with pytest.raises(ObliviateError, match="no forget and holdout"):
         mia_from_results({"splits": {"forget": res["splits"]["forget"]}})
+
+
+def test_report_card_lists_exactly_the_attacks_with_results():
+    from obliviate.report.attacks import attack_sections
+
+    mia = mia_report(_items([1, 3]), _items([2, 4]))
+    sections = attack_sections({"npo+gd": [{"relearn": None, "jailbreak": None, "mia": mia}],
+                                "ga+gd": [{"relearn": None, "jailbreak": None, "mia": None}]})
+    assert [s["name"] for s in sections] == ["mia"]
+    assert sections[0]["rows"] == [["npo+gd", 1, "0.750", "0.750", "0.750", "0.750", "—"]]
+    assert sections[0]["png"].startswith(b"\x89PNG")
+    assert attack_sections({"npo+gd": [{"relearn": None, "jailbreak": None, "mia": None}]}) == []

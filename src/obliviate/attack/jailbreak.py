@@ -207,8 +207,9 @@ def _prepare(model, tokenizer, records: list[dict], cfg: JailbreakConfig, allowe
         if all(s is not None for s in splits):
             break
     else:
-        raise ObliviateError(f"no initial string of {cfg.tokens} repeated filler tokens ({', '.join(map(repr, FILLERS))})"
-                             " survives re-tokenization inside the prompt")
+        fillers = ", ".join(map(repr, FILLERS))
+        raise ObliviateError(f"no initial string of {cfg.tokens} repeated filler tokens ({fillers}) survives "
+                             "re-tokenization inside the prompt")
     caches: dict[tuple, list] = {}  # one per distinct head: with `prefix` every item shares the template head
     targets = []
     for r, (head, tail) in zip(records, splits):

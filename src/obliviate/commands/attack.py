@@ -105,12 +105,14 @@ def _jailbreak(args):
     write_run_info(out, cfg, seed=cfg.seed)
     s = result["search"]
     enhanced = f" (enhanced: layer {cfg.match_layer} matched to {args.original})" if original is not None else ""
-    print(f"jailbreak on {args.model}{enhanced}: {s['steps_run']} steps in {s['seconds']:.1f} s ({s['seconds_per_step']:.2f} s/step, stopped by "
-          f"{s['stopped']}); loss {s['curve'][0]['loss']:.3f} -> best {s['curve'][-1]['best_loss']:.3f}")
+    print(f"jailbreak on {args.model}{enhanced}: {s['steps_run']} steps in {s['seconds']:.1f} s "
+          f"({s['seconds_per_step']:.2f} s/step, stopped by {s['stopped']}); "
+          f"loss {s['curve'][0]['loss']:.3f} -> best {s['curve'][-1]['best_loss']:.3f}")
     print(f"string ({cfg.position}, {len(result['string']['token_ids'])} tokens): {result['string']['text']!r}")
     print(f"token ids: {result['string']['token_ids']}")
-    print(table_md(*ATTACKS["jailbreak"].table({Path(args.model).name: [result]})))
-    (out / "jailbreak.png").write_bytes(figure_png(ATTACKS["jailbreak"].plot({Path(args.model).name: [result]})))
+    groups = {str(args.model): [result]}
+    print(table_md(*ATTACKS["jailbreak"].table(groups)))
+    (out / "jailbreak.png").write_bytes(figure_png(ATTACKS["jailbreak"].plot(groups)))
     print(f"wrote {out / 'jailbreak.json'}, {out / 'jailbreak.png'}")
 
 
@@ -128,7 +130,7 @@ def _mia(args):
     write_run_info(out, cfg)
     print(f"membership inference on {args.model}: {result['n'][0]} members ({result['members']}) vs "
           f"{result['n'][1]} non-members ({result['nonmembers']}); AUC 0.5 = cannot tell them apart")
-    groups = {Path(args.model).name: [result]}
+    groups = {str(args.model): [result]}
     print(table_md(*ATTACKS["mia"].table(groups)))
     (out / "mia.png").write_bytes(figure_png(ATTACKS["mia"].plot(groups)))
     print(f"wrote {out / 'mia.json'}, {out / 'mia.png'}")

@@ -257,7 +257,7 @@ def write_report(run: str | Path) -> Path:
     md = ["# obliviate report card", "", intro, ""] + headline_md + [
           "## Not computed", "", nc_md, "",
           "## Attacks", ""] + [line for a in attacks for line in (
-          f"### {a['title']}", "", H.table_md(a["headers"], a["rows"]), "", f"![{a['title']}]({a['name']}.png)", "")] + [
+          f"### {a['title']}", "", H.table_md(a["headers"], a["rows"]), "", f"![{a['name']}]({a['name']}.png)", "")] + [
           "![forgetting vs utility](scatter.png)", "![truth ratios](hist.png)", "",
           "## Forget questions", "", H.table_md(*fe), "", "## Retain questions", "", H.table_md(*fr), "",
           "## Run", "", H.table_md(["stage", "seconds", ""], timing_rows), "", "```json", cfg_text, "```", ""]
