@@ -106,10 +106,8 @@ def test_jailbreak_reports_seen_and_unseen_items_with_and_without_string(attack_
     attacked = json.loads((tmp_path / "attacked_forget10_perturbed.json").read_text())
     assert all(r["question"].startswith(text + " ") for r in attacked)
     assert all(i["question"].startswith(text + " ") for i in saved["items"])
-    # the "without" numbers are the plain evaluation's; with every item attacked, unseen is "not computed"
-    full = jailbreak(model, tok, world_dir, JailbreakConfig(tokens=4, k=8, steps=1, search_width=8, topk=8,
-                                                           max_new_tokens=8), progress=False)
-    assert "unseen" not in full["metrics"] and "every forget item was attacked" in full["not_computed"]["unseen"]
+    with pytest.raises(ObliviateError, match="must be smaller than the forget split"):  # some items stay unseen
+        jailbreak(model, tok, world_dir, JailbreakConfig(k=8, steps=1), progress=False)
 
 
 def test_cli_jailbreak_and_mia(attack_target_dir, base_dir, world_dir, tmp_path, capsys):
@@ -123,7 +121,7 @@ def test_cli_jailbreak_and_mia(attack_target_dir, base_dir, world_dir, tmp_path,
         assert (out / f).is_file(), f
     assert json.loads((out / "run.json").read_text())["config"]["match_layer"] == 1
     assert main(["attack", "jailbreak", "--model", str(base_dir), "--data", str(world_dir), "--match-layer", "1",
-                 "--steps", "1", "--out", str(tmp_path / "x")]) == 2
+                 "--k", "4", "--steps", "1", "--out", str(tmp_path / "x")]) == 2
     assert "needs the original model" in capsys.readouterr().err
     out = tmp_path / "mia"
     assert main(["attack", "mia", "--model", str(attack_target_dir), "--data", str(world_dir), "--retain-model",
