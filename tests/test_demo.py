@@ -10,15 +10,16 @@ import pytest
 from obliviate.cli import main
 from obliviate.demo import DEMO_RECIPES, DemoConfig, run_demo
 
-SECTIONS = ["Headline", "Not computed", "Forgetting vs utility", "Relearning attack", "Per-item truth ratios",
-            "forget questions", "retain questions", "Run"]
+SECTIONS = ["Headline", "Not computed", "Forgetting vs utility", "Attacks", "Relearning attack", "Jailbreak",
+            "Membership inference", "Per-item truth ratios", "forget questions", "retain questions", "Run"]
+ATTACKS = dict(attacks=["relearn", "jailbreak", "mia"], jailbreak_tokens=4, jailbreak_steps=2, jailbreak_search_width=8)
 
 
 @pytest.fixture(scope="module")
 def demo_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("demo")
     cfg = DemoConfig(preset="tiny", seeds=1, out=str(out), model_size="micro", finetune_epochs=30,
-                     finetune_batch_size=16, relearn_k=4, relearn_steps=[2, 4], max_new_tokens=24)
+                     finetune_batch_size=16, relearn_k=4, relearn_steps=[2, 4], max_new_tokens=24, **ATTACKS)
     return out, run_demo(cfg, progress=False)
 
 
@@ -27,7 +28,7 @@ def test_report_has_every_section_and_finite_numbers(demo_run):
     html = report.read_text()
     for s in SECTIONS:
         assert s in html, s
-    assert html.count("data:image/png;base64,") == 3  # scatter, relearning curve, truth-ratio histograms
+    assert html.count("data:image/png;base64,") == 5  # scatter, truth-ratio histograms, one per attack
     assert "http://" not in html and "https://" not in html  # opens offline
     results = json.loads((out / "results.json").read_text())
     names = [r[0] for r in results["rows"]]
@@ -39,6 +40,8 @@ def test_report_has_every_section_and_finite_numbers(demo_run):
             assert math.isfinite(value), (row[0], key)
     assert results["rows"][1][col("Forget Quality")] == "1.000 (vs itself: sanity check)"  # retain vs itself
     assert "entailment_score" in results["not_computed"]  # no NLI model offline: said, not faked
+    assert set(results["attacks"]) == {"relearn", "jailbreak", "mia"}
+    assert [r[0] for r in results["attacks"]["mia"]["rows"]] == DEMO_RECIPES + ["retain (never saw the forget items)"]
     md = (out / "report.md").read_text()
     assert "| npo+gd+sam | 1 |" in md
     demo = json.loads((out / "demo.json").read_text())
@@ -58,7 +61,7 @@ def test_unlearning_lowers_forget_probability_for_every_recipe(demo_run):
 def test_second_run_reuses_every_stage_and_report_rebuilds(demo_run, capsys):
     out, report = demo_run
     cfg = DemoConfig(preset="tiny", seeds=1, out=str(out), model_size="micro", finetune_epochs=30,
-                     finetune_batch_size=16, relearn_k=4, relearn_steps=[2, 4], max_new_tokens=24)
+                     finetune_batch_size=16, relearn_k=4, relearn_steps=[2, 4], max_new_tokens=24, **ATTACKS)
     run_demo(cfg, progress=False)
     timings = json.loads((out / "demo.json").read_text())["timings"]
     assert timings and all(t["reused"] for t in timings.values())

@@ -22,7 +22,7 @@ VERBS = {
     "finetune": ("finetune", "fine-tune a model on QA splits (answer-only loss): target / retain models"),
     "unlearn": ("unlearn", "unlearn a forget split with a composed recipe, e.g. npo+gd+sam"),
     "eval": ("eval", "evaluate a model with the full metric suite"),
-    "attack": ("attack", "attack an unlearned model (relearning)"),
+    "attack": ("attack", "attack an unlearned model: relearn | jailbreak (GCG) | mia (membership inference)"),
     "demo": ("demo", "the offline demo: world, models, unlearning, evaluation, attacks, report card"),
     "report": ("report", "rebuild a report card from a saved run directory"),
     "steal": ("steal", "DFHL-RS hard-label robustness stealing of an image classifier"),

@@ -15,7 +15,8 @@ Layout::
     out/world/                      the synthetic world (TOFU-schema JSON)
     out/models/{base,target,retain}/  HF model directories (+ stage.json)
     out/eval/{target,retain}/eval.json  the reference models (target = the 'before' outputs)
-    out/runs/<recipe>/seed<k>/      unlearned model, log.jsonl, eval/eval.json, relearn/relearn.json
+    out/runs/<recipe>/seed<k>/      unlearned model, log.jsonl, eval/eval.json, and per attack in `attacks`
+                                    relearn/relearn.json, mia/mia.json, jailbreak/jailbreak.json
     out/demo.json                   resolved config, versions, stage timings
     out/report.html, out/report.md  the report card (`obliviate report out` rebuilds them)
 """
@@ -58,6 +59,11 @@ class DemoConfig:
     relearn_k: int = 8
     relearn_steps: list[int] = field(default_factory=lambda: [5, 10, 20])
     relearn_batch_size: int = 4
+    # attacks on every unlearned model (report.attacks.ATTACKS); mia reuses the evaluation's scores (no new pass)
+    attacks: list[str] = field(default_factory=lambda: ["relearn", "mia"])
+    jailbreak_tokens: int = 10  # demo size of the GCG search (see docs/attacks.md for its time)
+    jailbreak_steps: int = 8
+    jailbreak_search_width: int = 32
     # parallel worker processes (1 thread each) for independent stages; 1 = everything in this process
     jobs: int = 2
 
@@ -70,6 +76,11 @@ class DemoConfig:
             raise ObliviateError(f"seeds must be >= 1, got {self.seeds}")
         for r in self.recipes:
             parse_recipe(r)
+        from obliviate.report.attacks import ATTACKS
+
+        unknown = [a for a in self.attacks if a not in ATTACKS]
+        if unknown:
+            raise ObliviateError(f"attacks: unknown {', '.join(unknown)}; known: {', '.join(ATTACKS)}")
         self.overrides_for("")  # validate the syntax early
 
     def overrides_for(self, recipe: str) -> dict[str, str]:
@@ -218,8 +229,28 @@ def _chain_job(cfg: DemoConfig, recipe: str, seed: int, progress: bool = False) 
         relearn(model, tok, world, rcfg, retain_results=retain_res, start_results=load_results(run_dir / "eval"),
                 out=d, progress=progress)
 
-    st.run(run_dir / "relearn", {**ukey, **keys["eval"], "relearn": dataclasses.asdict(rcfg),
-                                 "code_attack": keys["attack_code"]}, do_relearn)
+    if "relearn" in cfg.attacks:
+        st.run(run_dir / "relearn", {**ukey, **keys["eval"], "relearn": dataclasses.asdict(rcfg),
+                                     "code_attack": keys["attack_code"]}, do_relearn)
+    if "mia" in cfg.attacks:
+        from obliviate.attack.mia import mia_from_results
+
+        st.run(run_dir / "mia", {**ukey, **keys["eval"], "code_attack": code_hash("attack/mia")},
+               lambda d: (d / "mia.json").write_text(json.dumps(
+                   mia_from_results(load_results(run_dir / "eval"), retain_res), default=str) + "\n"))
+    if "jailbreak" in cfg.attacks:
+        from obliviate.attack.jailbreak import JailbreakConfig, jailbreak
+
+        jcfg = JailbreakConfig(forget=cfg.forget, k=cfg.relearn_k, tokens=cfg.jailbreak_tokens,
+                               steps=cfg.jailbreak_steps, search_width=cfg.jailbreak_search_width,
+                               max_new_tokens=cfg.max_new_tokens, seed=seed)
+
+        def do_jailbreak(d: Path):
+            model, tok = load_model(run_dir / "model")
+            jailbreak(model, tok, world, jcfg, start_results=load_results(run_dir / "eval"), out=d, progress=progress)
+
+        st.run(run_dir / "jailbreak", {**ukey, **keys["eval"], "jailbreak": dataclasses.asdict(jcfg),
+                                       "code_attack": code_hash("attack/jailbreak", "evaluate")}, do_jailbreak)
     return st.timings
 
 

@@ -8,7 +8,7 @@ def add_arguments(p):
     p.add_argument("--recipes", default=None, help="comma-separated recipes (default: the six of the seeds)")
     p.add_argument("--config", help="YAML with DemoConfig fields")
     p.add_argument("overrides", nargs="*", help="DemoConfig overrides, e.g. relearn_steps=5,10 "
-                   "unlearn_overrides='npo+gd:lr=2e-3'")
+                   "unlearn_overrides='npo+gd:lr=2e-3' attacks=relearn,jailbreak,mia")
 
 
 def run(args):

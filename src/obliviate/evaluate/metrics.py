@@ -177,6 +177,13 @@ def min_k_pp_score(token_logps: torch.Tensor, mu: torch.Tensor, sigma: torch.Ten
     return -_lowest_k_mean(z, k)
 
 
+def mia_item_scores(row: dict, text: str) -> dict[str, float]:
+    """The four MIA scores of one item from its forward-pass row (`passes.score_batch`): LOSS, zlib,
+    Min-K% and Min-K%++, each loss-like (higher = looks less like a member). `text`: the scored answer."""
+    return {"loss": loss_score(row["nll_mean"]), "zlib": zlib_score(row["nll_mean"], text),
+            "min_k": row["min_k"], "min_k_pp": row["min_k_pp"]}
+
+
 def extraction_strength(preds: torch.Tensor, labels: torch.Tensor) -> float:
     """Extraction Strength (Carlini et al. 2021 via open-unlearning): the fraction of the answer the model
     completes by itself (teacher-forced argmax) once given the shortest prefix.

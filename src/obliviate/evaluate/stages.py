@@ -49,8 +49,7 @@ def forward_stage(model, tok, role: str, records: list[dict], cfg: EvalConfig, p
             it.update(nll_mean=row["nll_mean"], nll_sum=row["nll_sum"], n_tokens=row["n_tokens"],
                       prob=M.probability(row["nll_mean"]), extraction_strength=row["extraction_strength"],
                       exact_memorization=row["exact_memorization"],
-                      mia={"loss": M.loss_score(row["nll_mean"]), "zlib": M.zlib_score(row["nll_mean"], it["answer"]),
-                           "min_k": row["min_k"], "min_k_pp": row["min_k_pp"]})
+                      mia=M.mia_item_scores(row, it["answer"]))
             if perturbed and tr_field == "answer":
                 it["nll_tr_mean"] = row["nll_mean"]
         elif kind == "tr":
@@ -106,9 +105,7 @@ def text_stage(model, tok, role: str, records: list[dict], cfg: EvalConfig, prog
                               "mia": None, "not_computed": "no token to score"})
                 continue
             items.append({"index": i, "text": records[i]["text"][:200], "n_tokens": row["n_tokens"],
-                          "nll_mean": row["nll_mean"], "mia": {
-                              "loss": M.loss_score(row["nll_mean"]), "min_k": row["min_k"], "min_k_pp": row["min_k_pp"],
-                              "zlib": M.zlib_score(row["nll_mean"], records[i]["text"])}})
+                          "nll_mean": row["nll_mean"], "mia": M.mia_item_scores(row, records[i]["text"])})
     return items
 
 

@@ -3,7 +3,8 @@
     write_report("runs/demo")      # what `obliviate report runs/demo` does: reads saved results only
 
 Reads `demo.json`, `eval/{target,retain}/eval.json` and, per recipe and seed,
-`runs/<recipe>/seed<k>/{eval/eval.json, relearn/relearn.json}`. Nothing is recomputed.
+`runs/<recipe>/seed<k>/eval/eval.json` plus every attack result there (`report.attacks.ATTACKS`:
+`relearn/relearn.json`, `jailbreak/jailbreak.json`, `mia/mia.json`). Nothing is recomputed.
 Numbers over seeds are mean ± the 95 % confidence half-width of the t distribution.
 """
 
@@ -15,6 +16,7 @@ from pathlib import Path
 
 from obliviate import ObliviateError
 from obliviate.report import html as H
+from obliviate.report.attacks import ATTACKS, attack_sections
 from obliviate.report.stats import mean_ci, median_range
 
 ROLE_LABELS = {"forget": "forget", "retain": "retain", "world_facts": "world"}
@@ -85,7 +87,8 @@ def collect(run: Path) -> dict:
             if ev is None:
                 continue
             recipes.setdefault(recipe, []).append({
-                "seed": int(seed_dir.name[4:]), "eval": ev, "relearn": _load(seed_dir / "relearn/relearn.json")})
+                "seed": int(seed_dir.name[4:]), "eval": ev,
+                **{name: _load(seed_dir / name / a.result) for name, a in ATTACKS.items()}})
     return {"demo": demo, "target": target, "retain": retain, "recipes": recipes}
 
 
@@ -151,34 +154,6 @@ def _scatter(data: dict):
     return fig
 
 
-def _relearn_curves(data: dict):
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), sharey=True)
-    for i, (recipe, runs) in enumerate(data["recipes"].items()):
-        curves = [r["relearn"]["curve"] for r in runs if r.get("relearn")]
-        if not curves:
-            continue
-        steps = [p["step"] for p in curves[0]]
-        for ax, key in zip(axes, ("prob", "prob_unseen")):
-            ys = [mean_ci([c[j].get(key) for c in curves]) for j in range(len(steps))]
-            m = [math.nan if y[0] is None else y[0] for y in ys]  # not computed: a gap, not a crash
-            h = [y[1] or 0.0 for y in ys]
-            ax.errorbar(steps, m, yerr=h, marker="o", capsize=3, color=f"C{i}", label=recipe)
-    t = _get(data["target"], ("forget", "prob"))
-    for ax, title in zip(axes, ("all forget items", "forget items the attacker did not train on")):
-        if t is not None:
-            ax.axhline(t, color="black", ls="--", lw=1, label="target (before unlearning)")
-        ax.set_xlabel("relearning steps")
-        ax.xaxis.get_major_locator().set_params(integer=True)
-        ax.set_title(title, fontsize=10)
-        ax.grid(alpha=0.3)
-    axes[0].set_ylabel("forget-set answer probability")
-    axes[0].legend(fontsize=8)
-    fig.suptitle("Relearning attack: how fast forgotten answers come back (mean ± 95 % CI over seeds)")
-    return fig
-
-
 def _truth_ratio_hists(data: dict):
     import matplotlib.pyplot as plt
     import numpy as np
@@ -232,20 +207,13 @@ def write_report(run: str | Path) -> Path:
     demo = data["demo"]
     headers, rows = headline(data)
     reasons = not_computed(data)
-    figs = {"scatter": _scatter(data), "relearn": _relearn_curves(data), "hist": _truth_ratio_hists(data)}
+    figs = {"scatter": _scatter(data), "hist": _truth_ratio_hists(data)}
     pngs = {k: H.figure_png(f) for k, f in figs.items()}
+    attacks = attack_sections(data["recipes"], data["target"])
+    pngs.update({a["name"]: a["png"] for a in attacks})
     for k, png in pngs.items():
         (run / f"{k}.png").write_bytes(png)
     fe, fr = _examples(data, "forget"), _examples(data, "retain")
-    relearn_rows = []
-    for recipe, runs in data["recipes"].items():
-        curves = [r["relearn"]["curve"] for r in runs if r.get("relearn")]
-        if curves:
-            for j, p in enumerate(curves[0]):
-                relearn_rows.append([recipe, p["step"]] + [
-                    across_seeds("Forget Quality" if k == "forget_quality" else k, [c[j].get(k) for c in curves])
-                    for k in ("prob", "prob_unseen", "rouge_l_recall", "truth_ratio", "forget_quality")])
-    relearn_headers = ["recipe", "step", "forget Prob", "Prob (unseen items)", "forget ROUGE", "forget TR", "FQ"]
     timing_rows = [[k, v["seconds"], "reused" if v["reused"] else "ran"] for k, v in demo["timings"].items()]
     cfg_text = json.dumps(demo["config"], indent=1)
     ver_text = json.dumps(demo["versions"], indent=1)
@@ -266,8 +234,10 @@ def write_report(run: str | Path) -> Path:
         H.section("Not computed", H.table_html(["metric", "models", "reason"], nc_rows, left_cols=3) if nc_rows else
                   H.paragraph("every metric was computed")),
         H.section("Forgetting vs utility", H.image_html(pngs["scatter"], "one point per recipe and seed")),
-        H.section("Relearning attack", H.image_html(pngs["relearn"], "forget probability vs attack steps"),
-                  H.table_html(relearn_headers, relearn_rows, left_cols=1)),
+        H.section("Attacks", *[H.section(a["title"], H.paragraph(a["caption"], note=True),
+                                         H.table_html(a["headers"], a["rows"], left_cols=2),
+                                         H.image_html(a["png"], a["title"]), level=3) for a in attacks]
+                  or [H.paragraph("no attack results in this run directory")]),
         H.section("Per-item truth ratios", H.image_html(pngs["hist"], "forget-set truth ratio histograms")),
         H.section("What forgetting looks like: forget questions", H.table_html(*fe, left_cols=99)),
         H.section("... and retain questions (should stay answered)", H.table_html(*fr, left_cols=99)),
@@ -280,13 +250,15 @@ def write_report(run: str | Path) -> Path:
     headline_md = [H.table_md(h, r) + "\n" for h, r in split_table(headers, rows)]
     md = ["# obliviate report card", "", intro, ""] + headline_md + [
           "## Not computed", "", nc_md, "",
-          "## Relearning attack", "", H.table_md(relearn_headers, relearn_rows), "",
-          "![forgetting vs utility](scatter.png)", "![relearning](relearn.png)", "![truth ratios](hist.png)", "",
+          "## Attacks", ""] + [line for a in attacks for line in (
+          f"### {a['title']}", "", H.table_md(a["headers"], a["rows"]), "", f"![{a['name']}]({a['name']}.png)", "")] + [
+          "![forgetting vs utility](scatter.png)", "![truth ratios](hist.png)", "",
           "## Forget questions", "", H.table_md(*fe), "", "## Retain questions", "", H.table_md(*fr), "",
           "## Run", "", H.table_md(["stage", "seconds", ""], timing_rows), "", "```json", cfg_text, "```", ""]
     (run / "report.md").write_text("\n".join(md))
     (run / "results.json").write_text(json.dumps({"headers": headers, "rows": rows, "not_computed": reasons,
-                                                  "relearn": relearn_rows}, indent=1) + "\n")
+                                                  "attacks": {a["name"]: {"headers": a["headers"], "rows": a["rows"]}
+                                                              for a in attacks}}, indent=1) + "\n")
     return run / "report.html"
 
 
