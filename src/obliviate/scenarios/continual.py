@@ -287,8 +287,6 @@ def continual(model, tokenizer, data, cfg: ContinualConfig, ucfg, *, out, eval_c
     for t in range(done + 1, len(task_sets) + 1):
         tdir = out / f"tasks/task_{t:02d}"
         retain = task_retain(task_sets, base, t)
-        write_records(tdir / "forget.json", task_sets[t - 1])
-        write_records(tdir / "retain.json", retain)
         started = time.time()
         if _has_weights(tdir):  # unlearned before the kill, not yet evaluated
             model, tokenizer = load_model(tdir)
@@ -299,6 +297,8 @@ def continual(model, tokenizer, data, cfg: ContinualConfig, ucfg, *, out, eval_c
                                  progress=progress)
             summary = log.summary
         unlearn_seconds = time.time() - started
+        write_records(tdir / "forget.json", task_sets[t - 1])  # after unlearn: it claims an empty directory
+        write_records(tdir / "retain.json", retain)
         started = time.time()
         res = evaluate_records(model, tokenizer, {"forget": pool[:offsets[t]], **plan["eval_roles"]}, tdir / "eval",
                                eval_cfg, before_results=_before_for(before, offsets[t]),
