@@ -27,6 +27,8 @@ VERBS = {
     "report": ("report", "rebuild a report card from a saved run directory"),
     "steal": ("steal", "DFHL-RS hard-label robustness stealing of an image classifier"),
     "invert": ("invert", "PLG-MI model inversion of an image classifier"),
+    "continual": ("continual", "continual unlearning: forget requests one after another, evaluated after each"),
+    "realworld": ("realworld", "real-world unlearning of a pretrained model's own knowledge (countryinfo probes)"),
     "ls": ("ls", "list the registries: objectives, regularisers, smoothers, metrics"),
     "bench": ("bench", "print speed and memory figures"),
 }

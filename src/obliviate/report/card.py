@@ -203,6 +203,9 @@ def _examples(data: dict, role: str, n: int = 3) -> tuple[list[str], list[list]]
 def write_report(run: str | Path) -> Path:
     """Build report.html, report.md and results.json in `run` from its saved results."""
     run = Path(run)
+    scenarios = _scenario_sections(run)
+    if scenarios and not (run / "demo.json").is_file():  # a directory of scenario runs only
+        return _write_sections(run, scenarios)
     data = collect(run)
     demo = data["demo"]
     headers, rows = headline(data)
@@ -243,7 +246,7 @@ def write_report(run: str | Path) -> Path:
         H.section("... and retain questions (should stay answered)", H.table_html(*fr, left_cols=99)),
         H.section("Run", H.table_html(["stage", "seconds", ""], timing_rows), H.pre(cfg_text), H.pre(ver_text)),
     ]
-    html_sections += _classifier_sections(run)
+    html_sections += _classifier_sections(run) + [h for h, _ in scenarios]
     (run / "report.html").write_text(H.render_page("obliviate report card", html_sections,
                                                    subtitle=f"run directory: {run}"))
     nc_md = H.table_md(["metric", "models", "reason"], nc_rows) if nc_rows else "every metric computed"
@@ -254,6 +257,7 @@ def write_report(run: str | Path) -> Path:
           f"### {a['title']}", "", H.table_md(a["headers"], a["rows"]), "", f"![{a['name']}]({a['name']}.png)", "")] + [
           "![forgetting vs utility](scatter.png)", "![truth ratios](hist.png)", "",
           "## Forget questions", "", H.table_md(*fe), "", "## Retain questions", "", H.table_md(*fr), "",
+          *[m for _, m in scenarios],
           "## Run", "", H.table_md(["stage", "seconds", ""], timing_rows), "", "```json", cfg_text, "```", ""]
     (run / "report.md").write_text("\n".join(md))
     (run / "results.json").write_text(json.dumps({"headers": headers, "rows": rows, "not_computed": reasons,
@@ -272,3 +276,17 @@ def _classifier_sections(run: Path) -> list[str]:
 
             out.append(report_section(d))
     return out
+
+
+def _scenario_sections(run: Path) -> list[tuple[str, str]]:
+    """(html, markdown) sections of scenario results under the run directory (continual), if any."""
+    from obliviate.scenarios.continual import report_section
+
+    return [s for s in (report_section(run),) if s is not None]
+
+
+def _write_sections(run: Path, sections: list[tuple[str, str]]) -> Path:
+    (run / "report.html").write_text(H.render_page("obliviate report card", [h for h, _ in sections],
+                                                   subtitle=f"run directory: {run}"))
+    (run / "report.md").write_text("\n".join(["# obliviate report card", ""] + [m for _, m in sections]))
+    return run / "report.html"

@@ -1,0 +1,62 @@
+"""obliviate continual --model TARGET --data DIR --forget forget10 --tasks 9 --recipe me+gd
+[--reference previous|original] --out RUN [key=value ...]
+
+Unlearns the tasks one after another (layout: obliviate/scenarios/continual.py), evaluates after each and
+writes RUN/continual.json, RUN/continual.png and a per-task table. `key=value` overrides are UnlearnConfig
+fields applied to every task. Started again with the same settings, a killed run continues.
+"""
+
+from pathlib import Path
+
+
+def add_arguments(p):
+    p.add_argument("--model", required=True, help="the model before the first task: directory, hub id, smollm2-135m-instruct")
+    p.add_argument("--data", required=True, help="world directory (or TOFU-schema directory / hub id) holding 'full'")
+    p.add_argument("--forget", default="forget10", help="split whose size is one task (default forget10); "
+                   "records with task_id are grouped by it")
+    p.add_argument("--tasks", type=int, default=9, help="number of tasks (default 9, the paper's for forget10)")
+    p.add_argument("--recipe", default=None, help="objective[+regularizer][+smoothing], e.g. npo+gd (see `obliviate ls`)")
+    p.add_argument("--reference", choices=("previous", "original"), default=None,
+                   help="reference model of npo/dpo/kl/rmu: the model each task starts from (default) or the original")
+    p.add_argument("--retain", default=None, help="base retain split (default: 'full' minus the task pool)")
+    p.add_argument("--full", default="full", help="split the tasks are cut from (default full)")
+    p.add_argument("--out", required=True, help="run directory")
+    p.add_argument("--config", help="YAML file with UnlearnConfig fields (applied to every task)")
+    p.add_argument("--eval-config", help="YAML file with EvalConfig fields (e.g. max_new_tokens, max_items)")
+    p.add_argument("--max-new-tokens", type=int, default=None, help="generation length of the evaluation")
+    p.add_argument("--nli", default=None, help="NLI model id/path for the Entailment Score (else FE/MU without ES)")
+    p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--lora", action="store_true", default=None, help="train a LoRA adapter per task (merged after it)")
+    p.add_argument("--keep-models", action="store_true", help="keep every task's model (default: only the latest)")
+    p.add_argument("--overwrite", action="store_true", help="discard a previous continual run in --out")
+    p.add_argument("--allow-pickle", action="store_true", help="allow loading pickle checkpoints (trusted files only)")
+    p.add_argument("--trust-remote-code", action="store_true")
+    p.add_argument("overrides", nargs="*", help="UnlearnConfig overrides, e.g. lr=1e-3 max_steps=20")
+
+
+def run(args):
+    from obliviate.config import load_config
+    from obliviate.evaluate import EvalConfig
+    from obliviate.models.loading import check_output_dir, load_model
+    from obliviate.report.html import figure_png, table_md
+    from obliviate.scenarios import check_eval_config
+    from obliviate.scenarios.continual import ContinualConfig, continual, continual_table, plot_continual
+    from obliviate.unlearn import UnlearnConfig
+
+    ucfg = load_config(UnlearnConfig, args.config, args.overrides, recipe=args.recipe, seed=args.seed,
+                       lora=args.lora, reference=args.reference)
+    ecfg = load_config(EvalConfig, args.eval_config, None, max_new_tokens=args.max_new_tokens, nli=args.nli)
+    check_eval_config(ecfg)
+    ccfg = ContinualConfig(forget=args.forget, tasks=args.tasks, full=args.full, retain=args.retain,
+                           keep_models=args.keep_models)
+    out = check_output_dir(args.out, args.model)
+    load = dict(allow_pickle=args.allow_pickle, trust_remote_code=args.trust_remote_code)
+    model, tok = load_model(args.model, **load)
+    info = continual(model, tok, args.data, ccfg, ucfg, out=out, eval_cfg=ecfg, model_name=str(args.model),
+                     load_model=lambda path: load_model(path, **load), overwrite=args.overwrite)
+    (Path(out) / "continual.png").write_bytes(figure_png(plot_continual([info])))
+    headers, rows = continual_table(info)
+    print(f"continual {info['recipe']} (reference {info['reference']}), {len(info['plan'])} tasks of "
+          f"{info['plan'][0]['n']} items, base retain {info['base_retain_n']} items")
+    print(table_md(headers, rows))
+    print(f"wrote {Path(out) / 'continual.json'} and continual.png")

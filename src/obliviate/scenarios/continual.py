@@ -1,0 +1,390 @@
+"""Continual unlearning (Closer-Look, SPEC §4): forget requests arrive one after another.
+
+    result = continual(model, tok, "data/demo", ContinualConfig(forget="forget10", tasks=9),
+                       UnlearnConfig(recipe="me+gd"), out="runs/continual/me_gd")
+
+Tasks as the paper's code forms them. Each task has the size of the `forget` split (whole authors): task 1
+is the `forget` split itself (the last authors of `full`), task t the t-th block of that size counting back
+from the end of `full`; the pool is the last `tasks × |forget|` items of `full` and the base retain split is
+the rest of `full` (TOFU: forget01 → 10 tasks of 2 authors over forget10's authors with retain90; forget10 →
+9 tasks of 20 authors with retain10). Records that carry a `task_id` (the paper's own data files) are
+grouped by it instead and the base retain split is `retain` (or `full` minus the pool).
+
+Task t starts from task t−1's final model; its training retain set is the base retain split ∪ the forget
+items of the tasks not yet unlearned (t+1..T); the reference is the model the task starts from
+(`reference=previous`) or the model before task 1 (`reference=original`). After every task the model is
+evaluated on the forget items of the current task **and of every earlier task** (does forgotten knowledge
+come back?), the retain evaluation split (minus any pool item), world facts and real authors where present.
+
+Run directory::
+
+    continual.json                 configs, the task plan and one row per task (row 0 = before unlearning)
+    continual.png                  Model Utility and Forget Efficacy against the task index
+    tasks/task_00/eval/            evaluation of the starting model (the 'before' generations)
+    tasks/task_<t>/                forget.json, retain.json (training sets), the unlearning run (run.json,
+                                   log.jsonl, summary.json), eval/ (eval.json, data/: the evaluated records)
+                                   and the model: only the latest task's weights are kept unless keep_models
+
+A killed run started again with the same settings continues after the last finished task.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from obliviate import ObliviateError
+from obliviate.scenarios import evaluate_records, slice_results, write_records
+
+FORGET_KEYS = ("forget_efficacy_no_es", "forget_efficacy", "rouge_l_recall", "prob", "truth_ratio_seed_a",
+               "cosine_similarity", "entailment_score", "token_entropy")
+UTILITY_KEYS = ("model_utility", "mu18_no_es", "mu18")
+PERTURBED_SOURCES = ("forget10_perturbed", "forget05_perturbed", "forget01_perturbed")
+
+
+@dataclass
+class ContinualConfig:
+    forget: str = "forget10"  # the size of one task (or a pool whose records carry task_id)
+    tasks: int = 9
+    full: str = "full"  # the split the pool and the base retain split are cut from
+    retain: str | None = None  # base retain split; None: `full` minus the pool
+    retain_eval: str = "retain_perturbed"  # Model Utility's retain role (pool items removed)
+    world_facts: str | None = "world_facts_perturbed"
+    real_authors: str | None = "real_authors_perturbed"
+    keep_models: bool = False
+
+    def __post_init__(self):
+        if self.tasks < 1:
+            raise ObliviateError(f"tasks must be >= 1, got {self.tasks}")
+
+
+# --------------------------------------------------------------------------------------------- tasks
+
+
+def _authors(records: list[dict]) -> set[str]:
+    return {r["author"] for r in records if r.get("author")}
+
+
+def plan_tasks(full: list[dict] | None, forget: list[dict], tasks: int,
+               retain: list[dict] | None = None) -> tuple[list[list[dict]], list[dict]]:
+    """(task forget sets in order, base retain set), laid out as described in the module docstring."""
+    if all("task_id" in r for r in forget):
+        groups: dict[str, list[dict]] = {}
+        for r in forget:
+            groups.setdefault(str(r["task_id"]), []).append(r)
+        order = sorted(groups, key=lambda k: (0, int(k)) if k.isdigit() else (1, k))
+        if tasks > len(order):
+            raise ObliviateError(f"the forget records carry {len(order)} task_id values; cannot form {tasks} tasks")
+        task_sets = [groups[k] for k in order[:tasks]]
+    else:
+        if full is None:
+            raise ObliviateError("continual tasks are cut from the 'full' split, which the data does not hold")
+        k, n = len(forget), len(full)
+        if [r["question"] for r in full[n - k:]] != [r["question"] for r in forget]:
+            raise ObliviateError(f"the forget split ({k} items) is not the last {k} items of 'full': the tasks cannot "
+                                 "be laid out as the paper's (give records with task_id instead)")
+        if tasks * k >= n:
+            raise ObliviateError(f"{tasks} tasks of {k} items need more than {tasks * k} items in 'full' (it has {n}; "
+                                 f"at most {(n - 1) // k} tasks leave a base retain set)")
+        task_sets = [full[n - t * k:n - (t - 1) * k] for t in range(1, tasks + 1)]
+        for t, task in enumerate(task_sets, 1):
+            others = full[:n - t * k] + full[n - (t - 1) * k:]
+            split = _authors(task) & _authors(others)
+            if split:
+                raise ObliviateError(f"task {t} splits author(s) {', '.join(sorted(split))}: tasks must hold whole "
+                                     "authors; choose another number of tasks")
+    pool_q = {r["question"] for task in task_sets for r in task}
+    if retain is not None:
+        overlap = [r["question"] for r in retain if r["question"] in pool_q]
+        if overlap:
+            raise ObliviateError(f"the retain split holds {len(overlap)} item(s) of the task pool (e.g. "
+                                 f"{overlap[0]!r}); leave retain unset to use 'full' minus the pool")
+        base = list(retain)
+    elif full is not None:
+        base = [r for r in full if r["question"] not in pool_q]
+    else:
+        raise ObliviateError("no base retain set: give a retain split or data with a 'full' split")
+    return task_sets, base
+
+
+def task_retain(task_sets: list[list[dict]], base: list[dict], t: int) -> list[dict]:
+    """Training retain set of task t (1-based): base ∪ forget items of the tasks not yet unlearned."""
+    return list(base) + [r for task in task_sets[t:] for r in task]
+
+
+def _optional(data, split: str | None) -> list[dict] | None:
+    from obliviate.data.loading import load_split
+
+    if split is None:
+        return None
+    if Path(data).is_dir() and not any((Path(data) / f"{split}{e}").is_file() for e in (".json", ".jsonl")):
+        return None
+    try:
+        return load_split(data, split)
+    except ObliviateError:
+        if Path(data).exists():
+            raise
+        return None  # a hub dataset without that split
+
+
+def _with_perturbations(data, forget_split: str, task_sets: list[list[dict]]) -> list[list[dict]]:
+    """Pool records lacking perturbed answers (TOFU's `full`) take them from the *_perturbed forget splits."""
+    if all("perturbed_answer" in r for task in task_sets for r in task):
+        return task_sets
+    extra = {}
+    for split in (f"{forget_split}_perturbed", *PERTURBED_SOURCES):
+        for r in _optional(data, split) or []:
+            extra.setdefault(r["question"], r)
+    keys = ("paraphrased_answer", "perturbed_answer")
+    return [[r if "perturbed_answer" in r or r["question"] not in extra
+             else {**r, **{k: extra[r["question"]][k] for k in keys if k in extra[r["question"]]}} for r in task]
+            for task in task_sets]
+
+
+def load_tasks(data, cfg: ContinualConfig) -> dict:
+    """The plan from the data: task forget sets, base retain set and the evaluation roles."""
+    from obliviate.data.loading import load_split
+
+    forget = load_split(data, cfg.forget)
+    full = _optional(data, cfg.full)
+    retain = load_split(data, cfg.retain) if cfg.retain else None
+    task_sets, base = plan_tasks(full, forget, cfg.tasks, retain)
+    task_sets = _with_perturbations(data, cfg.forget, task_sets)
+    pool_q = {r["question"] for task in task_sets for r in task}
+    roles = {}
+    retain_eval = _optional(data, cfg.retain_eval)
+    if retain_eval is not None:
+        kept = [r for r in retain_eval if r["question"] not in pool_q]
+        if kept:
+            roles["retain"] = kept
+    for role in ("world_facts", "real_authors"):
+        recs = _optional(data, getattr(cfg, role))
+        if recs:
+            roles[role] = recs
+    return {"tasks": task_sets, "base_retain": base, "eval_roles": roles}
+
+
+# ------------------------------------------------------------------------------------------ running
+
+
+def _row(t: int, results: dict, offsets: list[int]) -> dict:
+    """One table row from the evaluation of the model after task t (offsets: task boundaries of 'forget')."""
+    agg = results["aggregates"]
+    pick = lambda d: {k: d[k] for k in FORGET_KEYS if d.get(k) is not None}  # noqa: E731
+    per_task = [pick(slice_results(results, "forget", offsets[j], offsets[j + 1])) for j in range(len(offsets) - 1)]
+    row = {"task": t, **{k: agg[k] for k in UTILITY_KEYS if k in agg}}
+    for role in ("retain", "world_facts", "real_authors"):
+        if role in results["splits"]:
+            m = results["splits"][role]["means"]
+            row[role] = {k: m[k] for k in ("rouge_l_recall", "prob", "truth_ratio", "cosine_similarity") if k in m}
+    if t == 0:
+        row["pool_tasks"] = per_task  # the starting model on every task
+        return row
+    row["current"], row["earlier"] = per_task[t - 1], per_task[:t - 1]
+    if t > 1:
+        row["earlier_all"] = pick(slice_results(results, "forget", 0, offsets[t - 1]))
+    return row
+
+
+def _before_for(before: dict, n_forget: int) -> dict:
+    """The starting model's results restricted to the first n_forget pool items (Cosine Similarity's 'before')."""
+    splits = {role: s for role, s in before["splits"].items() if role != "forget"}
+    f = before["splits"]["forget"]
+    splits["forget"] = {**f, "n": n_forget, "items": f["items"][:n_forget]}
+    return {**before, "splits": splits}
+
+
+def _drop_weights(task_dir: Path) -> None:
+    for f in task_dir.glob("*.safetensors"):
+        f.unlink()
+    for f in task_dir.glob("model.safetensors.index.json"):
+        f.unlink()
+    shutil.rmtree(task_dir / "checkpoints", ignore_errors=True)
+
+
+def _has_weights(task_dir: Path) -> bool:
+    return (task_dir / "summary.json").is_file() and any(task_dir.glob("*.safetensors"))
+
+
+def _state(out: Path, settings: dict, overwrite: bool) -> list[dict]:
+    """Rows of a previous run with the same settings (resume); a run with other settings is an error."""
+    f = out / "continual.json"
+    if not f.is_file():
+        return []
+    old = json.loads(f.read_text())
+    if overwrite:
+        f.unlink()
+        shutil.rmtree(out / "tasks", ignore_errors=True)
+        return []
+    if old.get("settings") != settings:
+        diff = next((k for k in settings if old.get("settings", {}).get(k) != settings[k]), "settings")
+        raise ObliviateError(f"{f}: holds a continual run with other settings ({diff} differs); "
+                             "choose another --out or pass --overwrite")
+    return old.get("rows", [])
+
+
+def continual(model, tokenizer, data, cfg: ContinualConfig, ucfg, *, out, eval_cfg=None, model_name: str = "",
+              ref_model=None, load_model=None, overwrite: bool = False, progress: bool = True) -> dict:
+    """Unlearn the tasks in order, evaluate after each, write `<out>/continual.json`; return its content.
+
+    `ref_model`: the starting model's copy for `reference=original` (loaded from `model_name` by
+    `load_model` when missing). `load_model(path) -> (model, tokenizer)` reloads a finished task on resume.
+    """
+    from obliviate.config import versions
+    from obliviate.data.loading import load_refusals
+    from obliviate.evaluate import EvalConfig
+    from obliviate.unlearn import unlearn
+    from obliviate.unlearn.loop import recipe_needs
+
+    eval_cfg = eval_cfg or EvalConfig()
+    needs = recipe_needs(ucfg)
+    if ucfg.reference == "original" and not needs & {"ref_logps", "ref_model"}:
+        raise ObliviateError(f"reference=original has no effect: {ucfg.recipe} uses no reference model")
+    out = Path(out)
+    plan = load_tasks(data, cfg)
+    task_sets, base = plan["tasks"], plan["base_retain"]
+    settings = {"model": str(model_name), "data": str(data), "continual": dataclasses.asdict(cfg),
+                "unlearn": json.loads(json.dumps(dataclasses.asdict(ucfg), default=str)),
+                "eval": dataclasses.asdict(eval_cfg)}
+    rows = _state(out, settings, overwrite)
+    refusals = load_refusals(data) if needs & {"alternate", "retain_alternate"} else None
+    offsets = [0]
+    for task in task_sets:
+        offsets.append(offsets[-1] + len(task))
+    pool = [r for task in task_sets for r in task]
+    info = {"settings": settings, "recipe": ucfg.recipe, "reference": ucfg.reference, "versions": versions(),
+            "plan": [{"task": t, "n": len(task), "authors": sorted(_authors(task))}
+                     for t, task in enumerate(task_sets, 1)],
+            "base_retain_n": len(base), "eval_roles": {r: len(v) for r, v in plan["eval_roles"].items()},
+            "rows": rows}
+
+    def save():
+        out.mkdir(parents=True, exist_ok=True)
+        tmp = out / "continual.json.tmp"
+        tmp.write_text(json.dumps(info, indent=1) + "\n")
+        tmp.replace(out / "continual.json")
+
+    t0 = time.time()
+    roles0, name0 = {"forget": pool, **plan["eval_roles"]}, f"{model_name} (before task 1)"
+    before = evaluate_records(model, tokenizer, roles0, out / "tasks/task_00/eval", eval_cfg, model_name=name0,
+                              progress=progress)
+    # again with itself as 'before' (cached stages): Cosine Similarity 1, so row 0 has FE and MU-18 too
+    before = evaluate_records(model, tokenizer, roles0, out / "tasks/task_00/eval", eval_cfg, before_results=before,
+                              model_name=name0, progress=progress)
+    row0 = {**_row(0, before, offsets), "eval_seconds": rows[0]["eval_seconds"] if rows
+            else round(time.time() - t0, 2)}
+    rows[:1] = [row0]
+    save()
+    done = rows[-1]["task"]
+    if done:
+        model, tokenizer = load_model(out / f"tasks/task_{done:02d}")
+    if ucfg.reference == "original" and ref_model is None and done < len(task_sets):
+        ref_model = load_model(model_name)[0]
+    for t in range(done + 1, len(task_sets) + 1):
+        tdir = out / f"tasks/task_{t:02d}"
+        retain = task_retain(task_sets, base, t)
+        started = time.time()
+        if _has_weights(tdir):  # unlearned before the kill, not yet evaluated
+            model, tokenizer = load_model(tdir)
+            summary = json.loads((tdir / "summary.json").read_text())
+        else:
+            model, log = unlearn(model, tokenizer, task_sets[t - 1], retain, ucfg, refusals=refusals, out_dir=tdir,
+                                 resume=True, ref_model=ref_model if ucfg.reference == "original" else None,
+                                 progress=progress)
+            summary = log.summary
+        unlearn_seconds = time.time() - started
+        write_records(tdir / "forget.json", task_sets[t - 1])  # after unlearn: it claims an empty directory
+        write_records(tdir / "retain.json", retain)
+        started = time.time()
+        res = evaluate_records(model, tokenizer, {"forget": pool[:offsets[t]], **plan["eval_roles"]}, tdir / "eval",
+                               eval_cfg, before_results=_before_for(before, offsets[t]),
+                               model_name=f"{model_name} after task {t}", progress=progress)
+        rows.append({**_row(t, res, offsets), "steps": summary["steps"],
+                     "forget_prob_before": summary["forget_prob_before"],
+                     "forget_prob_after": summary["forget_prob_after"],
+                     "unlearn_seconds": round(unlearn_seconds, 2), "eval_seconds": round(time.time() - started, 2)})
+        save()
+        if t > 1 and not cfg.keep_models:
+            _drop_weights(out / f"tasks/task_{t - 1:02d}")
+    return info
+
+
+def continual_table(info: dict) -> tuple[list[str], list[list]]:
+    """(headers, rows) of the per-task table: utility, the current task's and earlier tasks' forgetting."""
+    fe = "forget_efficacy" if any("forget_efficacy" in (r.get("current") or {}) for r in info["rows"]) \
+        else "forget_efficacy_no_es"
+    mu = "mu18" if any("mu18" in r for r in info["rows"]) else "mu18_no_es"
+    label = "" if fe == "forget_efficacy" else " (no ES)"
+    headers = ["task", f"MU-18{label}", "Model Utility", f"FE current{label}", f"FE earlier tasks{label}",
+               "FE min earlier", "forget ROUGE current", "forget ROUGE earlier", "retain ROUGE", "world ROUGE"]
+    rows = []
+    for r in info["rows"]:
+        cur, early = r.get("current") or {}, r.get("earlier_all") or {}
+        per = [e.get(fe) for e in r.get("earlier", []) if e.get(fe) is not None]
+        if r["task"] == 0:  # the starting model on task 1
+            cur = (r.get("pool_tasks") or [{}])[0]
+        rows.append([r["task"], r.get(mu), r.get("model_utility"), cur.get(fe), early.get(fe),
+                     min(per) if per else None, cur.get("rouge_l_recall"), early.get("rouge_l_recall"),
+                     (r.get("retain") or {}).get("rouge_l_recall"), (r.get("world_facts") or {}).get("rouge_l_recall")])
+    return headers, rows
+
+
+def plot_continual(infos: list[dict]):
+    """MU and FE against the task index, one line per recipe/reference (dashed: FE on earlier tasks)."""
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    for i, info in enumerate(infos):
+        headers, rows = continual_table(info)
+        name = f"{info['recipe']} (ref {info['reference']})"
+        tasks = [r[0] for r in rows]
+        axes[0].plot(tasks, [r[1] for r in rows], marker="o", color=f"C{i}", label=name)
+        axes[1].plot(tasks, [r[3] for r in rows], marker="o", color=f"C{i}", label=f"{name}: current task")
+        early = [(r[0], r[4]) for r in rows if r[4] is not None]
+        if early:
+            axes[1].plot(*zip(*early), ls="--", marker=".", color=f"C{i}", label=f"{name}: earlier tasks")
+    axes[0].set_ylabel(headers[1])
+    axes[1].set_ylabel("Forget Efficacy" + (" (no ES)" if "no ES" in headers[3] else ""))
+    for ax in axes:
+        ax.set_xlabel("task (0 = before unlearning)")
+        ax.xaxis.get_major_locator().set_params(integer=True)
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=8)
+    axes[1].legend(fontsize=7)
+    fig.suptitle("Continual unlearning: utility and forgetting after each task")
+    fig.tight_layout()
+    return fig
+
+
+def find_continual(run: str | Path) -> list[dict]:
+    """Every continual.json under `run` (itself included), in path order."""
+    run = Path(run)
+    files = sorted(run.rglob("continual.json"))
+    return [json.loads(f.read_text()) | {"path": str(f.parent)} for f in files]
+
+
+def report_section(run: str | Path) -> tuple[str, str] | None:
+    """(html, markdown) of the report card's continual section, or None when `run` holds no continual results."""
+    from obliviate.report import html as H
+
+    infos = find_continual(run)
+    if not infos:
+        return None
+    png = H.figure_png(plot_continual(infos))
+    (Path(run) / "continual.png").write_bytes(png)
+    html, md = [], ["## Continual unlearning", "", "![continual](continual.png)", ""]
+    for info in infos:
+        headers, rows = continual_table(info)
+        title = (f"{info['recipe']} (reference {info['reference']}): {len(info['plan'])} tasks of "
+                 f"{info['plan'][0]['n']} items, base retain {info['base_retain_n']} items — {info['path']}")
+        html += [H.paragraph(title), H.table_html(headers, rows)]
+        md += [f"**{title}**", "", H.table_md(headers, rows), ""]
+    note = ("Row 0 = the model before unlearning (on task 1's items). FE current = Forget Efficacy on the task just "
+            "unlearned; FE earlier tasks = on all earlier tasks' items, re-scored by the current model (does "
+            "forgotten knowledge come back?); FE min earlier = the worst earlier task.")
+    return (H.section("Continual unlearning", H.image_html(png, "utility and forgetting after each task"), *html,
+                      H.paragraph(note, note=True)), "\n".join(md + [note, ""]))
