@@ -29,13 +29,14 @@ def _curve(unseen):
 
 
 def test_relearn_plot_and_table_tolerate_missing_values():
-    from obliviate.report.card import _relearn_curves
+    from obliviate.report.attacks import ATTACKS
 
-    res = {"splits": {"forget": {"means": {"prob": 0.9}}}, "aggregates": {}}
-    data = {"target": res, "recipes": {"ga+gd": [{"seed": 0, "relearn": {"curve": _curve(None)}}],
-                                       "npo+gd": [{"seed": 0, "relearn": {"curve": _curve(0.3)}}]}}
-    fig = _relearn_curves(data)  # the old code: TypeError NoneType + float
+    target = {"splits": {"forget": {"means": {"prob": 0.9}}}, "aggregates": {}}
+    groups = {"ga+gd": [{"curve": _curve(None)}], "npo+gd": [{"curve": _curve(0.3)}]}
+    fig = ATTACKS["relearn"].plot(groups, target)  # the old code: TypeError NoneType + float
     assert fig is not None
+    headers, rows = ATTACKS["relearn"].table(groups)
+    assert [r[3] for r in rows if r[0] == "ga+gd"] == ["—", "—"]  # a missing value is shown as missing
 
 
 def test_forget_quality_across_seeds_is_median_and_range_and_retain_row_is_a_sanity_check():
