@@ -56,3 +56,93 @@ def test_answer_only_tokens_are_scored(target):
     ex = encode_qa(tok, "Who?", "Ann Lee.")
     assert row["n_tokens"] == sum(1 for x in ex["labels"] if x != -100)
     assert pad_batch([ex], 0)["labels"].shape[1] == len(ex["input_ids"])
+
+
+FIELDS = ("nll_sum", "nll_mean", "n_tokens", "min_k", "min_k_pp", "extraction_strength", "exact_memorization")
+
+
+def _assert_rows_equal(shared, unshared):
+    assert len(shared) == len(unshared)
+    for row_s, row_u in zip(shared, unshared):
+        assert set(row_s) == set(FIELDS) == set(row_u)
+        for key in ("n_tokens", "extraction_strength", "exact_memorization"):
+            assert row_s[key] == row_u[key], key
+        for key in ("nll_sum", "nll_mean", "min_k", "min_k_pp"):
+            if row_u[key] is None:
+                assert row_s[key] is None, key
+            else:
+                assert row_s[key] == pytest.approx(row_u[key], rel=1e-5, abs=1e-6), key
+
+
+def _world_pairs(world_dir, split, n):
+    """(question, answer | paraphrase | each perturbation) pairs of `n` items, as the forward stage makes them."""
+    from obliviate.data.loading import load_split
+
+    pairs = []
+    for r in load_split(world_dir, split)[:n]:
+        pairs += [(r["question"], r["answer"]), (r["question"], r["paraphrased_answer"])]
+        pairs += [(r["question"], p) for p in r["perturbed_answer"]]
+    return pairs
+
+
+def test_shared_prompt_pass_equals_full_pass_on_perturbed_world_items(target, world_dir):
+    """Every field of every row (answer, paraphrase, 5 perturbations per item) equals the full pass."""
+    model, tok = target
+    pairs = _world_pairs(world_dir, "forget10_perturbed", 4)
+    assert len({q for q, _ in pairs}) == 4 and len(pairs) == 4 * 7
+    unshared = forward_scores(model, tok, pairs, batch_size=8, share_prompts=False)
+    for bs in (16, 8, 3):  # several prompts per batch; a prompt's 7 answers split over batches
+        _assert_rows_equal(forward_scores(model, tok, pairs, batch_size=bs), unshared)
+    assert any(0 < row["exact_memorization"] < 1 for row in unshared)  # the comparison sees non-trivial values
+
+
+def test_shared_prompt_pass_handles_prompts_of_different_length_and_keeps_order(target, world_dir):
+    """Interleaved questions of different token lengths (left-padded prompts), rows in input order."""
+    model, tok = target
+    from obliviate.data.format import encode_prompt
+
+    pairs = [("Who?", "Ann Lee."), ("Where was the author of the third novel born, and in which year?", "Paris."),
+             ("Who?", "Bob."), ("Where was the author of the third novel born, and in which year?", "In Rome, 1901."),
+             ("What?", "A long answer with several more tokens than the others have."), ("Who?", "X")]
+    assert len({len(encode_prompt(tok, q)) for q, _ in pairs}) == 3
+    shared = forward_scores(model, tok, pairs, batch_size=4)
+    _assert_rows_equal(shared, forward_scores(model, tok, pairs, batch_size=4, share_prompts=False))
+    for pair, row in zip(pairs, shared):  # input order: each row is the one of its own pair scored alone
+        _assert_rows_equal([row], forward_scores(model, tok, [pair], share_prompts=False))
+
+
+def test_shared_prompt_pass_keeps_truncation(target, monkeypatch):
+    """max_length cuts the answer as in encode_qa (1 token left); an answer with no token left → the None row."""
+    from obliviate.evaluate import passes
+
+    model, tok = target
+    q = "Where was the author of the third novel born?"
+    pairs = [(q, "Paris, a long answer that gets cut."), (q, "Rome.")]
+    shared = forward_scores(model, tok, pairs, max_length=1)
+    _assert_rows_equal(shared, forward_scores(model, tok, pairs, max_length=1, share_prompts=False))
+    assert [row["n_tokens"] for row in shared] == [1, 1]
+
+    def no_answer_for_empty(tokenizer, question, answer, *, max_length):  # e.g. a tokenizer without EOS
+        ex = encode_qa(tokenizer, question, answer, max_length=max_length)
+        n = ex["labels"].count(-100) if answer == "" else len(ex["labels"])
+        return {"input_ids": ex["input_ids"][:n], "labels": ex["labels"][:n]}
+
+    monkeypatch.setattr(passes, "encode_qa", no_answer_for_empty)
+    pairs = [(q, ""), (q, "Rome."), ("Who?", "")]
+    shared = forward_scores(model, tok, pairs)
+    _assert_rows_equal(shared, forward_scores(model, tok, pairs, share_prompts=False))
+    assert shared[0] == shared[2] == {key: (0 if key == "n_tokens" else None) for key in FIELDS}
+    assert shared[1]["n_tokens"] > 0 and shared[1]["nll_mean"] is not None
+
+
+def test_model_without_shareable_cache_falls_back_to_full_pass(target, world_dir, monkeypatch):
+    """A cache that is not a plain DynamicCache: the full pass gives every row (same values as share_prompts=False)."""
+    from obliviate.evaluate import passes
+
+    model, tok = target
+    pairs = _world_pairs(world_dir, "forget10_perturbed", 2)
+    calls = []
+    monkeypatch.setattr(passes, "_plain_dynamic_cache", lambda cache: calls.append(cache) or False)
+    rows = forward_scores(model, tok, pairs)
+    assert calls, "the shared path was tried"
+    _assert_rows_equal(rows, forward_scores(model, tok, pairs, share_prompts=False))

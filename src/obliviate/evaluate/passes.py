@@ -4,22 +4,35 @@
     rows[0] == {"nll_sum", "nll_mean", "n_tokens", "min_k", "min_k_pp", "extraction_strength",
                 "exact_memorization"}
 
-From `sequence_logps` (the only shift-and-gather) we take the answer-token log-probs; from the
-same logits, formed only at answer positions (`lm_head` never sees the question), the argmax (Extraction Strength, Exact Memorization)
-and the mean/std of log p under the model's own next-token distribution (Min-K%++), computed in
-chunks of positions so no B×T×V log-softmax is ever kept. Sequences are sorted by length before
-batching (less padding); results come back in input order.
+From the answer-token logits (`lm_head` never sees the question) we take the log-probs
+log p(y_t) = logit[y_t] − logsumexp(logit) (`models.logps.selective_logps`), the argmax (Extraction Strength,
+Exact Memorization) and the mean/std of log p under the model's own next-token distribution (Min-K%++),
+computed in chunks of positions so no B×T×V log-softmax is ever kept. `score_row` turns one answer's
+(log-probs, logits, targets) into the row; both paths below feed it.
+
+Prompt sharing (`share_prompts=True`, the default): the answer, the paraphrase and the perturbed answers of
+an item share one question, and `encode_qa` tokenizes prompt and answer separately, so they share the exact
+prompt ids x. Each distinct x is run once (left-padded, KV cache kept, only the last position's logits,
+which predict y_1); its answers y^(j) then run from that cache, each prompt's keys/values repeated once per
+answer, with positions continuing at |x|. The answer pass feeds y_1..y_{n-1} and its logits predict
+y_2..y_n, so per answer the logits are [last prompt row; answer rows] — the same conditionals
+p(y_t | x, y_<t) as the full pass, without recomputing x for every answer (with a chat template x is
+most of each sequence). Batches are whole prompts with their answers (at most `batch_size` answers; a prompt
+with more is split), sorted by length; rows come back in input order. A model whose cache is not a plain
+`DynamicCache` (sliding-window, recurrent, no cache) and prompts of zero tokens use the full pass: one
+right-padded (prompt + answer) sequence per pair, `models.logps.sequence_logps`.
 """
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Sequence
 
 import torch
 
-from obliviate.data.format import encode_qa, pad_batch, pad_token_id
+from obliviate.data.format import IGNORE_INDEX, encode_qa, pad_batch, pad_token_id
 from obliviate.evaluate.metrics import exact_memorization, extraction_strength, min_k_pp_score, min_k_score
-from obliviate.models.logps import sequence_logps
+from obliviate.models.logps import selective_logps, sequence_logps
 
 
 def logp_moments(logits: torch.Tensor, *, chunk: int = 256) -> tuple[torch.Tensor, torch.Tensor]:
@@ -42,6 +55,27 @@ def logp_moments(logits: torch.Tensor, *, chunk: int = 256) -> tuple[torch.Tenso
     return torch.cat(mus), torch.cat(sigmas)
 
 
+NONE_ROW = {"nll_sum": None, "nll_mean": None, "n_tokens": 0, "min_k": None, "min_k_pp": None,
+            "extraction_strength": None, "exact_memorization": None}
+
+
+def score_row(logps: torch.Tensor, logits: torch.Tensor, targets: torch.Tensor, *, k: float = 0.4,
+              chunk: int = 256) -> dict:
+    """The scores of one answer from its token log-probs (n,), logits (n,V) and target ids (n,)."""
+    n = int(targets.numel())
+    if n == 0:  # answer truncated away: nothing to score, so no score (not NLL 0 = "probability 1")
+        return dict(NONE_ROW)
+    preds = logits.argmax(-1)
+    mu, sigma = logp_moments(logits, chunk=chunk)
+    nll_sum = -float(logps.sum())
+    return {
+        "nll_sum": nll_sum, "nll_mean": nll_sum / n, "n_tokens": n,
+        "min_k": min_k_score(logps, k=k), "min_k_pp": min_k_pp_score(logps, mu, sigma, k=k),
+        "extraction_strength": extraction_strength(preds, targets),
+        "exact_memorization": exact_memorization(preds, targets),
+    }
+
+
 @torch.inference_mode()
 def score_batch(model, batch: dict[str, torch.Tensor], *, k: float = 0.4, chunk: int = 256) -> list[dict]:
     """Scores of each sequence in a right-padded batch (input_ids, attention_mask, labels: (B,T))."""
@@ -52,36 +86,129 @@ def score_batch(model, batch: dict[str, torch.Tensor], *, k: float = 0.4, chunk:
     for i in range(labels.shape[0]):
         m = out.mask[i].bool()
         logits = out.answer_logits[(ends[i - 1] if i else 0):ends[i]]  # (n,V)
-        logps, targets = out.token_logps[i][m], labels[i][m]  # (n,), (n,)
-        n = int(m.sum())
-        if n == 0:  # answer truncated away: nothing to score, so no score (not NLL 0 = "probability 1")
-            rows.append({"nll_sum": None, "nll_mean": None, "n_tokens": 0, "min_k": None, "min_k_pp": None,
-                         "extraction_strength": None, "exact_memorization": None})
+        rows.append(score_row(out.token_logps[i][m], logits, labels[i][m], k=k, chunk=chunk))
+    return rows
+
+
+def _cache_kwarg(model) -> str | None:
+    """The forward keyword that takes a KV cache (`cache` in transformers ≥ 5.x, `past_key_values` before)."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    params = inspect.signature(base.forward).parameters
+    return next((name for name in ("cache", "past_key_values") if name in params), None)
+
+
+def _plain_dynamic_cache(cache) -> bool:
+    """A cache whose per-layer keys/values hold every prompt position, so rows can be repeated and extended."""
+    from transformers import DynamicCache
+
+    if not isinstance(cache, DynamicCache) or not hasattr(cache, "batch_select_indices"):
+        return False
+    return all(type(layer).__name__ == "DynamicLayer" for layer in getattr(cache, "layers", []))
+
+
+@torch.inference_mode()
+def score_shared_prompts(model, prompts: list[list[int]], answers: list[list[list[int]]], pad_id: int, *,
+                         k: float = 0.4, chunk: int = 256, cache_kwarg: str = "cache") -> list[list[dict]] | None:
+    """Rows for every answer of each prompt (prompt ids ≥ 1 token; answer ids incl. EOS), the prompt run once.
+
+    Returns None when the model's cache cannot be shared (the caller then uses the full pass).
+    """
+    dev = model.device if hasattr(model, "device") else None
+    width = max(len(p) for p in prompts)
+    pids = torch.tensor([[pad_id] * (width - len(p)) + p for p in prompts], device=dev)
+    pmask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts], device=dev)
+    ppos = (pmask.cumsum(-1) - 1).clamp(min=0)
+    out = model(input_ids=pids, attention_mask=pmask, position_ids=ppos, use_cache=True, logits_to_keep=1)
+    cache = getattr(out, "cache", None) or getattr(out, "past_key_values", None)
+    if not _plain_dynamic_cache(cache):
+        return None
+    first = out.logits[:, -1]  # (P,V): predicts each prompt's first answer token
+    owner = [p for p, group in enumerate(answers) for _ in group]
+    flat = [a for group in answers for a in group]
+    feed = [a[:-1] for a in flat]  # y_1..y_{n-1}: their logits predict y_2..y_n
+    awidth = max((len(f) for f in feed), default=0)
+    rest = first.new_zeros(0, first.shape[-1])
+    ends = [0] * len(flat)
+    if awidth:
+        rep = torch.tensor(owner, device=first.device)
+        cache.batch_select_indices(rep)  # each prompt's keys/values once per answer
+        aids = torch.tensor([f + [pad_id] * (awidth - len(f)) for f in feed], device=dev)
+        amask = torch.tensor([[1] * len(f) + [0] * (awidth - len(f)) for f in feed], device=dev)
+        plen = pmask.sum(-1)[rep]
+        apos = plen[:, None] + torch.arange(awidth, device=first.device)
+        keep = amask.bool()
+        rest = model(input_ids=aids, attention_mask=torch.cat([pmask[rep], amask], -1), position_ids=apos,
+                     use_cache=True, logits_to_keep=keep, **{cache_kwarg: cache}).logits
+        if rest.dim() == 3:  # a model without boolean `logits_to_keep`: it returned every position
+            rest = rest[keep]
+        ends = amask.sum(-1).cumsum(0).tolist()
+    rows: list[list[dict]] = [[] for _ in prompts]
+    for j, (p, a) in enumerate(zip(owner, flat)):
+        if not a:
+            rows[p].append(dict(NONE_ROW))
             continue
-        preds = logits.argmax(-1)
-        mu, sigma = logp_moments(logits, chunk=chunk)
-        nll_sum = -float(logps.sum())
-        rows.append({
-            "nll_sum": nll_sum, "nll_mean": nll_sum / n, "n_tokens": n,
-            "min_k": min_k_score(logps, k=k), "min_k_pp": min_k_pp_score(logps, mu, sigma, k=k),
-            "extraction_strength": extraction_strength(preds, targets),
-            "exact_memorization": exact_memorization(preds, targets),
-        })
+        logits = torch.cat([first[p:p + 1], rest[(ends[j - 1] if j else 0):ends[j]]])  # (n,V)
+        targets = torch.tensor(a, device=logits.device)
+        rows[p].append(score_row(selective_logps(logits, targets), logits, targets, k=k, chunk=chunk))
     return rows
 
 
 def forward_scores(model, tokenizer, pairs: Sequence[tuple[str, str]], *, batch_size: int = 16, k: float = 0.4,
-                   max_length: int = 512, progress: bool = False, desc: str = "forward") -> list[dict]:
-    """`score_batch` over (question, answer) pairs, batched by length; rows in input order."""
+                   max_length: int = 512, progress: bool = False, desc: str = "forward",
+                   share_prompts: bool = True) -> list[dict]:
+    """Score rows of (question, answer) pairs, in input order; `share_prompts=False` forces the full pass."""
     from tqdm.auto import tqdm
 
     examples = [encode_qa(tokenizer, q, a, max_length=max_length) for q, a in pairs]
-    order = sorted(range(len(examples)), key=lambda i: len(examples[i]["input_ids"]))
     pad_id = pad_token_id(tokenizer)
     rows: list[dict | None] = [None] * len(examples)
-    for start in tqdm(range(0, len(order), batch_size), desc=desc, disable=not progress, leave=False):
+    full = list(range(len(examples)))
+    kwarg = _cache_kwarg(model) if share_prompts else None
+    bar = tqdm(total=len(examples), desc=desc, disable=not progress, leave=False)
+    if kwarg is not None:
+        full = _shared_pass(model, examples, rows, pad_id, batch_size=batch_size, k=k, cache_kwarg=kwarg, bar=bar)
+    order = sorted(full, key=lambda i: len(examples[i]["input_ids"]))
+    for start in range(0, len(order), batch_size):
         idx = order[start:start + batch_size]
         batch = pad_batch([examples[i] for i in idx], pad_id, side="right")
         for i, row in zip(idx, score_batch(model, batch, k=k)):
             rows[i] = row
+        bar.update(len(idx))
+    bar.close()
     return rows  # type: ignore[return-value]
+
+
+def _shared_pass(model, examples: list[dict], rows: list, pad_id: int, *, batch_size: int, k: float,
+                 cache_kwarg: str, bar) -> list[int]:
+    """Fill `rows` by prompt sharing; return the indices left for the full pass (all, if the cache can't be shared)."""
+    groups: dict[tuple[int, ...], list[int]] = {}
+    full = []
+    for i, ex in enumerate(examples):
+        n_prompt = next((t for t, y in enumerate(ex["labels"]) if y != IGNORE_INDEX), len(ex["labels"]))
+        if n_prompt == 0:  # nothing before the first answer token: it has no prediction to share
+            full.append(i)
+        else:
+            groups.setdefault(tuple(ex["input_ids"][:n_prompt]), []).append(i)
+    pieces = [(prompt, idx[s:s + batch_size]) for prompt, idx in groups.items()
+              for s in range(0, len(idx), batch_size)]
+    pieces.sort(key=lambda pc: (len(pc[0]), max(len(examples[i]["input_ids"]) for i in pc[1])))
+    batches, cur, n = [], [], 0
+    for pc in pieces:
+        if cur and n + len(pc[1]) > batch_size:
+            batches.append(cur)
+            cur, n = [], 0
+        cur.append(pc)
+        n += len(pc[1])
+    if cur:
+        batches.append(cur)
+    for b in batches:
+        answers = [[examples[i]["input_ids"][len(prompt):] for i in idx] for prompt, idx in b]
+        scored = score_shared_prompts(model, [list(prompt) for prompt, _ in b], answers, pad_id, k=k,
+                                      cache_kwarg=cache_kwarg)
+        if scored is None:  # not a shareable cache: everything goes through the full pass
+            return list(range(len(examples)))
+        for (_, idx), group_rows in zip(b, scored):
+            for i, row in zip(idx, group_rows):
+                rows[i] = row
+            bar.update(len(idx))
+    return full
