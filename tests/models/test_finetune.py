@@ -36,3 +36,25 @@ def test_grad_accumulation_matches_step_count(world_dir, base_dir):
     model, tok = load_model(base_dir)
     log = finetune(model, tok, records, FinetuneConfig(max_steps=3, batch_size=2, grad_accum=2), progress=False)
     assert [r["step"] for r in log] == [1, 2, 3]
+
+
+def test_answer_nll_equals_the_transformers_labels_loss_and_its_gradients(world_dir, base_dir):
+    """finetune's loss (lm_head at answer positions only) = HF's `labels=` token-mean cross-entropy: value and grads."""
+    from obliviate.models.finetune import answer_nll
+
+    model, tok = load_model(base_dir)
+    records = load_split(world_dir, "forget10")[:4] + load_split(world_dir, "world_facts")[:2]
+    batch = Collator(tok.pad_token_id)(list(QADataset(records, tok)))
+    assert len(set(batch["attention_mask"].sum(-1).tolist())) > 1  # padded rows: padding must not count
+    torch.manual_seed(0)
+    for p in model.parameters():  # a non-degenerate model: random weights away from the init
+        p.data.add_(0.05 * torch.randn_like(p))
+    params = [p for p in model.parameters() if p.requires_grad]
+    ours = answer_nll(model, batch)
+    g_ours = torch.autograd.grad(ours, params)
+    hf = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], labels=batch["labels"]).loss
+    g_hf = torch.autograd.grad(hf, params)
+    assert abs(ours.item() - hf.item()) < 1e-5 * max(1.0, hf.item())
+    for a, b in zip(g_ours, g_hf):
+        assert torch.allclose(a, b, rtol=1e-4, atol=1e-6)
+    assert sum(float(g.abs().sum()) for g in g_ours) > 0

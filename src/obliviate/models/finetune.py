@@ -2,6 +2,11 @@
 
     log = finetune(model, tokenizer, load_split(data, "full+world_facts"), FinetuneConfig(epochs=20))
 
+The loss is the token-mean NLL over every answer token of the batch,
+    L = −(1/N) Σ_i Σ_{t ∈ answer_i} log π(y_t | x_i, y_<t),   N = Σ_i |answer_i|,
+which is what transformers computes from `labels=`, but through `models.logps.sequence_logps`: `lm_head`
+(and its log-softmax) runs only at answer positions, never on the prompt (`answer_nll`).
+
 `train_steps` is the same loop as a generator that yields after every optimiser step,
 so a caller can evaluate at chosen steps (the relearning curve) without callbacks.
 Training goes through `accelerate.Accelerator`, so `accelerate launch` gives DDP/FSDP.
@@ -20,6 +25,7 @@ from obliviate.config import check_positive
 from obliviate.data.format import Collator, QADataset, pad_token_id
 from obliviate.models.init import training_defaults
 from obliviate.models.loading import model_size_name
+from obliviate.models.logps import sequence_logps
 from obliviate.rundir import seed_everything
 
 
@@ -52,6 +58,12 @@ def resolve_lr(cfg_lr: float | None, model) -> float:
     return cfg_lr if cfg_lr is not None else training_defaults(model_size_name(model)).finetune_lr
 
 
+def answer_nll(model, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """Token-mean NLL over all answer tokens of the batch (labels != -100): transformers' `labels=` loss."""
+    out = sequence_logps(model, batch)
+    return -out.token_logps.sum() / out.mask.sum().clamp(min=1)
+
+
 def train_steps(model, tokenizer, records: list[dict], cfg: FinetuneConfig) -> Iterator[dict]:
     """Train with the answer-only NLL; yield `{step, loss, lr, grad_norm, epoch}` after each optimiser step."""
     from accelerate import Accelerator
@@ -76,11 +88,10 @@ def train_steps(model, tokenizer, records: list[dict], cfg: FinetuneConfig) -> I
     while step < total:
         for batch in loader:
             with acc.accumulate(model):
-                out = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
-                            labels=batch["labels"])
-                if not torch.isfinite(out.loss):
-                    raise ObliviateError(f"non-finite loss {out.loss.item()} at step {step}; lower the lr")
-                acc.backward(out.loss)
+                loss = answer_nll(model, batch)
+                if not torch.isfinite(loss):
+                    raise ObliviateError(f"non-finite loss {loss.item()} at step {step}; lower the lr")
+                acc.backward(loss)
                 micro += 1
                 grad_norm = None
                 if acc.sync_gradients:
@@ -90,7 +101,7 @@ def train_steps(model, tokenizer, records: list[dict], cfg: FinetuneConfig) -> I
                 opt.zero_grad()
             if acc.sync_gradients:
                 step += 1
-                yield {"step": step, "loss": float(out.loss.detach()), "lr": sched.get_last_lr()[0],
+                yield {"step": step, "loss": float(loss.detach()), "lr": sched.get_last_lr()[0],
                        "grad_norm": grad_norm, "epoch": micro / len(loader), "total_steps": total}
                 if step >= total:
                     break
