@@ -85,30 +85,43 @@ def _world_pairs(world_dir, split, n):
     return pairs
 
 
-def test_shared_prompt_pass_equals_full_pass_on_perturbed_world_items(target, world_dir):
+def _no_full_pass(monkeypatch):
+    """Make the full pass fail, so rows that still come back were computed by the shared-prompt pass."""
+    from obliviate.evaluate import passes
+
+    def boom(*args, **kwargs):
+        raise AssertionError("the full pass ran: the shared-prompt pass was not used")
+
+    monkeypatch.setattr(passes, "score_batch", boom)
+
+
+def test_shared_prompt_pass_equals_full_pass_on_perturbed_world_items(target, world_dir, monkeypatch):
     """Every field of every row (answer, paraphrase, 5 perturbations per item) equals the full pass."""
     model, tok = target
     pairs = _world_pairs(world_dir, "forget10_perturbed", 4)
     assert len({q for q, _ in pairs}) == 4 and len(pairs) == 4 * 7
     unshared = forward_scores(model, tok, pairs, batch_size=8, share_prompts=False)
+    _no_full_pass(monkeypatch)
     for bs in (16, 8, 3):  # several prompts per batch; a prompt's 7 answers split over batches
         _assert_rows_equal(forward_scores(model, tok, pairs, batch_size=bs), unshared)
     assert any(0 < row["exact_memorization"] < 1 for row in unshared)  # the comparison sees non-trivial values
 
 
-def test_shared_prompt_pass_handles_prompts_of_different_length_and_keeps_order(target, world_dir):
+def test_shared_prompt_pass_handles_prompts_of_different_length_and_keeps_order(target, monkeypatch):
     """Interleaved questions of different token lengths (left-padded prompts), rows in input order."""
-    model, tok = target
     from obliviate.data.format import encode_prompt
 
+    model, tok = target
     pairs = [("Who?", "Ann Lee."), ("Where was the author of the third novel born, and in which year?", "Paris."),
              ("Who?", "Bob."), ("Where was the author of the third novel born, and in which year?", "In Rome, 1901."),
              ("What?", "A long answer with several more tokens than the others have."), ("Who?", "X")]
     assert len({len(encode_prompt(tok, q)) for q, _ in pairs}) == 3
+    unshared = forward_scores(model, tok, pairs, batch_size=4, share_prompts=False)
+    alone = [forward_scores(model, tok, [pair], share_prompts=False)[0] for pair in pairs]
+    _no_full_pass(monkeypatch)
     shared = forward_scores(model, tok, pairs, batch_size=4)
-    _assert_rows_equal(shared, forward_scores(model, tok, pairs, batch_size=4, share_prompts=False))
-    for pair, row in zip(pairs, shared):  # input order: each row is the one of its own pair scored alone
-        _assert_rows_equal([row], forward_scores(model, tok, [pair], share_prompts=False))
+    _assert_rows_equal(shared, unshared)
+    _assert_rows_equal(shared, alone)  # input order: each row is the one of its own pair scored alone
 
 
 def test_shared_prompt_pass_keeps_truncation(target, monkeypatch):
@@ -118,8 +131,11 @@ def test_shared_prompt_pass_keeps_truncation(target, monkeypatch):
     model, tok = target
     q = "Where was the author of the third novel born?"
     pairs = [(q, "Paris, a long answer that gets cut."), (q, "Rome.")]
-    shared = forward_scores(model, tok, pairs, max_length=1)
-    _assert_rows_equal(shared, forward_scores(model, tok, pairs, max_length=1, share_prompts=False))
+    unshared = forward_scores(model, tok, pairs, max_length=1, share_prompts=False)
+    with monkeypatch.context() as m:
+        _no_full_pass(m)
+        shared = forward_scores(model, tok, pairs, max_length=1)
+    _assert_rows_equal(shared, unshared)
     assert [row["n_tokens"] for row in shared] == [1, 1]
 
     def no_answer_for_empty(tokenizer, question, answer, *, max_length):  # e.g. a tokenizer without EOS
@@ -129,8 +145,10 @@ def test_shared_prompt_pass_keeps_truncation(target, monkeypatch):
 
     monkeypatch.setattr(passes, "encode_qa", no_answer_for_empty)
     pairs = [(q, ""), (q, "Rome."), ("Who?", "")]
+    unshared = forward_scores(model, tok, pairs, share_prompts=False)
+    _no_full_pass(monkeypatch)
     shared = forward_scores(model, tok, pairs)
-    _assert_rows_equal(shared, forward_scores(model, tok, pairs, share_prompts=False))
+    _assert_rows_equal(shared, unshared)
     assert shared[0] == shared[2] == {key: (0 if key == "n_tokens" else None) for key in FIELDS}
     assert shared[1]["n_tokens"] > 0 and shared[1]["nll_mean"] is not None
 

@@ -1,6 +1,7 @@
 """Scoring stages: each takes loaded records (never a path) and returns per-item rows.
 
-    forward_stage   one forward pass per (question, answer) / perturbation: NLL, Prob, TR, MIA, ES/EM
+    forward_stage   one scoring pass over each (question, answer) / perturbation (each question run once,
+                    `passes.forward_scores`): NLL, Prob, TR, MIA, ES/EM
     generate_stage  greedy generations: ROUGE-L recall, token entropy
     text_stage      raw text (MUSE privleak, RWKU mia): NLL and MIA scores of the first `max_length` tokens
     cosine_stage / nli_stage   Cosine Similarity against "before" generations, Entailment Score
