@@ -24,6 +24,7 @@ VERBS = {
     "eval": ("eval", "evaluate a model with the full metric suite"),
     "attack": ("attack", "attack an unlearned model: relearn | jailbreak (GCG) | mia (membership inference)"),
     "demo": ("demo", "the offline demo: world, models, unlearning, evaluation, attacks, report card"),
+    "reproduce": ("reproduce", "the papers' protocol on a pretrained model (SmolLM2-135M): do their claims hold?"),
     "report": ("report", "rebuild a report card from a saved run directory"),
     "steal": ("steal", "DFHL-RS hard-label robustness stealing of an image classifier"),
     "invert": ("invert", "PLG-MI model inversion of an image classifier"),

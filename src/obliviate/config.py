@@ -89,9 +89,11 @@ def parse_overrides(overrides: list[str] | None) -> dict[str, str]:
     return out
 
 
-def load_config(cls: type[C], path: str | Path | None = None, overrides: list[str] | None = None, **flags: Any) -> C:
-    """defaults < YAML file < `key=value` overrides < `flags` (command-line flags; None = not given)."""
-    values: dict[str, Any] = {}
+def load_config(cls: type[C], path: str | Path | None = None, overrides: list[str] | None = None, *,
+                defaults: dict[str, Any] | None = None, **flags: Any) -> C:
+    """`cls` defaults < `defaults` (a verb's own, e.g. `reproduce`) < YAML file < `key=value` overrides < `flags`
+    (command-line flags; None = not given)."""
+    values: dict[str, Any] = dict(defaults or {})
     if path:
         p = Path(path)
         try:

@@ -43,7 +43,8 @@ class DemoConfig:
     seeds: int = 3
     out: str = "runs/demo"
     world_seed: int = 0
-    model_size: str = "tiny"
+    model_size: str = "tiny"  # the model trained from scratch on the world (models.init sizes)...
+    base_model: str = ""  # ... or a pretrained model (hub id, directory, smollm2-135m-instruct) to fine-tune instead
     recipes: list[str] = field(default_factory=lambda: list(DEMO_RECIPES))
     forget: str = "forget10"
     retain: str = "retain90"
@@ -51,7 +52,8 @@ class DemoConfig:
     finetune_epochs: float = 20.0
     finetune_lr: float = 3e-3
     finetune_batch_size: int = 32
-    # unlearning: recipe overrides as "recipe:key=value,key=value;recipe:..." (empty = the size preset)
+    # unlearning: recipe overrides as "recipe:key=value,key=value;recipe:..." (empty = the size preset);
+    # "*:key=value" applies to every recipe (a recipe's own entry wins)
     unlearn_overrides: str = ""
     # evaluation
     max_new_tokens: int = 48  # the tiny model's answers are < 40 tokens
@@ -61,9 +63,16 @@ class DemoConfig:
     relearn_batch_size: int = 4
     # attacks on every unlearned model (report.attacks.ATTACKS); mia reuses the evaluation's scores (no new pass)
     attacks: list[str] = field(default_factory=lambda: ["relearn", "mia"])
+    attack_recipes: list[str] = field(default_factory=list)  # recipes relearn/jailbreak attack (empty = every one)
     jailbreak_tokens: int = 10  # demo size of the GCG search (see docs/attacks.md for its time)
     jailbreak_steps: int = 8
     jailbreak_search_width: int = 32
+    # continual unlearning of the target (scenarios.continual), one run per spec "recipe[:key=value,...]",
+    # e.g. "npo+gd", "npo+gd:reference=original"; tasks of `continual_forget`'s size; empty = none
+    continual: list[str] = field(default_factory=list)
+    continual_forget: str = "forget01"
+    continual_tasks: int = 3
+    continual_seeds: int = 1  # claims need ≥ 2 seeds for an interval
     # parallel worker processes (1 thread each) for independent stages; 1 = everything in this process
     jobs: int = 2
 
@@ -81,21 +90,53 @@ class DemoConfig:
         unknown = [a for a in self.attacks if a not in ATTACKS]
         if unknown:
             raise ObliviateError(f"attacks: unknown {', '.join(unknown)}; known: {', '.join(ATTACKS)}")
+        stray = [r for r in self.attack_recipes if r not in self.recipes]
+        if stray:
+            raise ObliviateError(f"attack_recipes: {', '.join(stray)} not among the recipes ({', '.join(self.recipes)})")
         self.overrides_for("")  # validate the syntax early
+        for spec in self.continual:
+            self.continual_spec(spec)
+        if self.continual_tasks < 1 or self.continual_seeds < 1:
+            raise ObliviateError(f"continual_tasks and continual_seeds must be >= 1, got {self.continual_tasks}, "
+                                 f"{self.continual_seeds}")
 
     def overrides_for(self, recipe: str) -> dict[str, str]:
-        out = {}
+        """UnlearnConfig overrides of `recipe`: the "*" entries, then the recipe's own (which win)."""
+        every, own = {}, {}
         for chunk in filter(None, (c.strip() for c in self.unlearn_overrides.split(";"))):
             name, sep, kvs = chunk.partition(":")
             if not sep:
                 raise ObliviateError(f"unlearn_overrides: {chunk!r} is not 'recipe:key=value,...'")
-            if name.strip() == recipe:
-                for kv in filter(None, kvs.split(",")):
-                    k, s, v = kv.partition("=")
-                    if not s:
-                        raise ObliviateError(f"unlearn_overrides: {kv!r} is not key=value")
-                    out[k.strip()] = v.strip()
-        return out
+            for kv in filter(None, kvs.split(",")):
+                k, s, v = kv.partition("=")
+                if not s:
+                    raise ObliviateError(f"unlearn_overrides: {kv!r} is not key=value")
+                if name.strip() in ("*", recipe):
+                    (every if name.strip() == "*" else own)[k.strip()] = v.strip()
+        return {**every, **own}
+
+    def continual_spec(self, spec: str) -> tuple[str, dict[str, str], str]:
+        """(recipe, UnlearnConfig overrides, directory name) of a `continual` entry "recipe[:key=value,...]"."""
+        from obliviate.unlearn.recipe import parse_recipe
+
+        recipe, _, kvs = spec.partition(":")
+        parse_recipe(recipe.strip())
+        own = {}
+        for kv in filter(None, kvs.split(",")):
+            k, sep, v = kv.partition("=")
+            if not sep:
+                raise ObliviateError(f"continual: {kv!r} in {spec!r} is not key=value")
+            own[k.strip()] = v.strip()
+        name = "_".join([recipe.strip().replace("+", "_")] + [f"{k}-{v}" for k, v in own.items()])
+        return recipe.strip(), {**self.overrides_for(recipe.strip()), **own}, name
+
+    def attacked(self, recipe: str) -> bool:
+        """Whether the relearning / jailbreak attacks run on `recipe`'s models (mia always: it needs no pass)."""
+        return not self.attack_recipes or recipe in self.attack_recipes
+
+    def base_dir(self) -> Path | str:
+        """The model target and retain are fine-tuned from: the pretrained `base_model`, else models/base."""
+        return self.base_model or Path(self.out) / "models" / "base"
 
 
 def code_hash(*packages: str) -> str:
@@ -144,7 +185,8 @@ def _keys(cfg: DemoConfig) -> dict:
     from obliviate.models.finetune import FinetuneConfig
 
     base = {"preset": cfg.preset, "world_seed": cfg.world_seed, "code": code_hash("data")}
-    model = {**base, "size": cfg.model_size, "code": code_hash("data", "models")}
+    model = {**base, ("base_model" if cfg.base_model else "size"): cfg.base_model or cfg.model_size,
+             "code": code_hash("data", "models")}
     ft = FinetuneConfig(epochs=cfg.finetune_epochs, lr=cfg.finetune_lr, batch_size=cfg.finetune_batch_size,
                         seed=cfg.world_seed)
     trained = {**model, "finetune": dataclasses.asdict(ft)}
@@ -183,10 +225,11 @@ def _train_job(cfg: DemoConfig, name: str, split: str, progress: bool = False) -
     st = Stages(out)
 
     def fn(d: Path):
-        model, tok = load_model(out / "models" / "base")
+        model, tok = load_model(cfg.base_dir())
         ft = dataclasses.replace(keys["finetune"], split=split)
         finetune(model, tok, load_split(out / "world", split), ft, progress=progress)
-        save_model(model, tok, d, extra={"size": cfg.model_size, "split": split})
+        extra = {"finetuned_from": cfg.base_model} if cfg.base_model else {"size": cfg.model_size}
+        save_model(model, tok, d, extra={**extra, "split": split})
 
     st.run(out / "models" / name, {**keys["trained"], "split": split}, fn)
     return st.timings
@@ -220,8 +263,9 @@ def _chain_job(cfg: DemoConfig, recipe: str, seed: int, progress: bool = False) 
     retain_res, target_res = load_results(out / "eval" / "retain"), load_results(out / "eval" / "target")
     st.run(run_dir / "eval", {**ukey, **keys["eval"]},
            lambda d: _eval_into(cfg, keys["eval_config"], run_dir / "model", d, retain_res, target_res, progress))
+    size = None if cfg.base_model else cfg.model_size
     rcfg = RelearnConfig(forget=cfg.forget, k=cfg.relearn_k, steps=cfg.relearn_steps,
-                         lr=ucfg.hyperparams(cfg.model_size).lr, batch_size=cfg.relearn_batch_size,
+                         lr=ucfg.hyperparams(size).lr, batch_size=cfg.relearn_batch_size,
                          max_new_tokens=cfg.max_new_tokens, seed=seed)
 
     def do_relearn(d: Path):
@@ -229,7 +273,7 @@ def _chain_job(cfg: DemoConfig, recipe: str, seed: int, progress: bool = False) 
         relearn(model, tok, world, rcfg, retain_results=retain_res, start_results=load_results(run_dir / "eval"),
                 out=d, progress=progress)
 
-    if "relearn" in cfg.attacks:
+    if "relearn" in cfg.attacks and cfg.attacked(recipe):
         st.run(run_dir / "relearn", {**ukey, **keys["eval"], "relearn": dataclasses.asdict(rcfg),
                                      "code_attack": keys["attack_code"]}, do_relearn)
     if "mia" in cfg.attacks:
@@ -238,7 +282,7 @@ def _chain_job(cfg: DemoConfig, recipe: str, seed: int, progress: bool = False) 
         st.run(run_dir / "mia", {**ukey, **keys["eval"], "code_attack": code_hash("attack/mia")},
                lambda d: (d / "mia.json").write_text(json.dumps(
                    mia_from_results(load_results(run_dir / "eval"), retain_res), default=str) + "\n"))
-    if "jailbreak" in cfg.attacks:
+    if "jailbreak" in cfg.attacks and cfg.attacked(recipe):
         from obliviate.attack.jailbreak import JailbreakConfig, jailbreak
 
         jcfg = JailbreakConfig(forget=cfg.forget, k=cfg.relearn_k, tokens=cfg.jailbreak_tokens,
@@ -251,6 +295,31 @@ def _chain_job(cfg: DemoConfig, recipe: str, seed: int, progress: bool = False) 
 
         st.run(run_dir / "jailbreak", {**ukey, **keys["eval"], "jailbreak": dataclasses.asdict(jcfg),
                                        "code_attack": code_hash("attack/jailbreak", "evaluate")}, do_jailbreak)
+    return st.timings
+
+
+def _continual_job(cfg: DemoConfig, spec: str, seed: int, progress: bool = False) -> dict:
+    """Continual unlearning of the target model (scenarios.continual) into continual/<name>/seed<k>."""
+    from obliviate.config import from_dict
+    from obliviate.models.loading import load_model
+    from obliviate.scenarios.continual import ContinualConfig, continual
+    from obliviate.unlearn import UnlearnConfig
+
+    out, keys = Path(cfg.out), _keys(cfg)
+    st = Stages(out)
+    recipe, overrides, name = cfg.continual_spec(spec)
+    ucfg = from_dict(UnlearnConfig, {"recipe": recipe, "seed": seed, **overrides})
+    ccfg = ContinualConfig(forget=cfg.continual_forget, tasks=cfg.continual_tasks)
+    key = {**keys["eval"], "unlearn": dataclasses.asdict(ucfg), "continual": dataclasses.asdict(ccfg),
+           "code_unlearn": keys["unlearn_code"], "code_scenario": code_hash("scenarios")}
+
+    def fn(d: Path):
+        target = out / "models" / "target"
+        model, tok = load_model(target)
+        continual(model, tok, out / "world", ccfg, ucfg, out=d, eval_cfg=keys["eval_config"], model_name=str(target),
+                  load_model=load_model, progress=progress)
+
+    st.run(out / "continual" / name / f"seed{seed}", key, fn)
     return st.timings
 
 
@@ -346,7 +415,8 @@ def _run_demo(cfg: DemoConfig, out: Path, progress: bool) -> Path:
     t_start = time.perf_counter()
     world, models = out / "world", out / "models"
     runs = [(recipe, seed) for recipe in cfg.recipes for seed in range(cfg.seeds)]
-    bar = tqdm(total=5 + len(runs), desc="demo", disable=not progress, unit="stage")
+    continual_runs = [(spec, seed) for spec in cfg.continual for seed in range(cfg.continual_seeds)]
+    bar = tqdm(total=5 + len(runs) + len(continual_runs), desc="demo", disable=not progress, unit="stage")
     inline = progress and cfg.jobs <= 1  # inner progress bars only when stages run in this process
 
     def done(name: str):
@@ -360,7 +430,8 @@ def _run_demo(cfg: DemoConfig, out: Path, progress: bool) -> Path:
     st.run(world, keys["base"], lambda d: write_world(d, cfg.preset, cfg.world_seed))
     done("world")()
     cfg = dataclasses.replace(cfg, relearn_k=relearn_k_for(cfg, len(load_split(world, cfg.forget))))
-    st.run(models / "base", keys["model"], lambda d: init_model(cfg.model_size, world, d, seed=cfg.world_seed))
+    if not cfg.base_model:  # a pretrained base is loaded as it is (never copied into the run)
+        st.run(models / "base", keys["model"], lambda d: init_model(cfg.model_size, world, d, seed=cfg.world_seed))
     done("base model")()
     _run_jobs([partial(_train_job, cfg, "target", "full+world_facts", inline),
                partial(_train_job, cfg, "retain", f"{cfg.retain}+world_facts", inline)],
@@ -378,6 +449,8 @@ def _run_demo(cfg: DemoConfig, out: Path, progress: bool) -> Path:
     done("evaluate target & retain")()
     _run_jobs([partial(_chain_job, cfg, recipe, seed, inline) for recipe, seed in runs], cfg.jobs,
               done("unlearn, evaluate, relearn"))
+    _run_jobs([partial(_continual_job, cfg, spec, seed, inline) for spec, seed in continual_runs], cfg.jobs,
+              done("continual"))
     bar.close()
     # the retain model against itself: Forget Quality p = 1 by construction (a sanity row in the report)
     retain_res = load_results(out / "eval" / "retain")

@@ -149,3 +149,21 @@ def test_logp_moments_by_hand_and_chunked():
     a, b = logp_moments(logits, chunk=2), logp_moments(logits, chunk=100)
     assert_close(a[0], b[0])
     assert_close(a[1], b[1])  # was `assert_close(...) and assert_close(...)`: None short-circuited the second
+
+
+def test_refusal_detects_every_idk_answer_and_no_world_answer(world_dir):
+    from obliviate.data.loading import load_refusals, load_split
+
+    refusals = load_refusals(world_dir)
+    assert len(refusals) >= 50 and all(M.refusal(r) == 1.0 for r in refusals)
+    assert all(M.refusal(r["answer"]) == 0.0 for r in load_split(world_dir, "full+world_facts"))
+    assert M.refusal("I’M SORRY, I can’t help with that.") == 1.0  # case and curly apostrophes
+    assert M.refusal("") == 0.0
+
+
+def test_refusal_rate_is_the_split_mean_of_the_item_flags():
+    from obliviate.evaluate.aggregate import split_means
+
+    items = [{"prob": 0.5, "refusal_rate": M.refusal(g)} for g in ("I don't know.", "Ann Lee.", "No idea, sorry.",
+                                                                   "She was born in 1950.")]
+    assert split_means("retain", items)["refusal_rate"] == pytest.approx(0.5)

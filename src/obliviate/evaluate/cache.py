@@ -16,7 +16,7 @@ from typing import Any
 from obliviate import ObliviateError
 from obliviate.rundir import write_json
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: generations carry refusal_rate
 
 
 class StageCache:

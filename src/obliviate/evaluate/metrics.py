@@ -65,6 +65,30 @@ def token_entropy(tokens: Sequence[Hashable]) -> float:
     return h / math.log2(n)
 
 
+# Refusal phrasings, lower-case, matched anywhere in a generation: the stems of obliviate's IDK answers
+# (data/refusals.txt, TOFU's idontknow list) and the usual assistant refusals (GCG's refusal prefixes).
+REFUSAL_MARKERS = (
+    "not sure", "don't know", "do not know", "no idea", "can't say", "cannot say", "can't help", "cannot help",
+    "don't have an answer", "do not have an answer", "not able to say", "unable to say", "not certain",
+    "couldn't tell you", "could not tell you", "can't tell you", "cannot tell you", "i'm sorry", "i am sorry",
+    "i apologize", "i apologise", "as an ai", "i cannot answer", "i can't answer", "i cannot provide",
+    "i can't provide", "no information",
+)
+
+
+def refusal(generation: str, markers: Sequence[str] = REFUSAL_MARKERS) -> float:
+    """1 if a generation refuses to answer, else 0; its split mean is the **refusal rate** (Closer-Look's
+    reason for Answer Preservation: an IDK-unlearned model that over-refuses on retain questions).
+
+    .. math:: \mathrm{refusal}(g) = [\exists m \in \mathcal M: m \subseteq \mathrm{lower}(g)]
+
+    with :math:`\mathcal M` = `REFUSAL_MARKERS` (curly apostrophes read as straight ones). An empty generation
+    is not a refusal (it is a failure to answer, which ROUGE already counts).
+    """
+    text = generation.lower().replace("\u2019", "'")
+    return float(any(m in text for m in markers))
+
+
 def cosine_similarity(after: Sequence[float], before: Sequence[float]) -> float:
     """Seed A's Cosine Similarity of two sentence embeddings, clipped at 0.
 
@@ -318,6 +342,7 @@ METRICS = {
                                 "CS", (("forget", False),)),
     "entailment_score": Metric(entailed, True, "item", "generation, an NLI model (--nli)", "split", "ES",
                                (("forget", False),)),
+    "refusal_rate": Metric(refusal, False, "item", _GEN, "mean", "Refusal", (("forget", True), ("retain", False))),
     "extraction_strength": Metric(extraction_strength, True, "item", _FWD, "mean", "ExtStr"),
     "exact_memorization": Metric(exact_memorization, True, "item", _FWD, "mean", "EM"),
     "mia_loss": Metric(loss_score, None, "item", _FWD),

@@ -71,7 +71,7 @@ def generate_stage(model, tok, role: str, records: list[dict], cfg: EvalConfig, 
     texts, ids = generate(model, tok, prompts, max_new_tokens=cfg.max_new_tokens, batch_size=cfg.gen_batch_size,
                           progress=progress, desc=f"generate {role}")
     return [{"generation": t, "rouge_l_recall": M.rouge_l_recall(t, r["answer"]), "token_entropy": M.token_entropy(g),
-             "n_generated_tokens": len(g)} for r, t, g in zip(records, texts, ids)]
+             "refusal_rate": M.refusal(t), "n_generated_tokens": len(g)} for r, t, g in zip(records, texts, ids)]
 
 
 def before_generations(before_results: dict | None, role: str, items: list[dict]) -> tuple[list[str] | None, str]:

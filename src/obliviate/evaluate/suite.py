@@ -29,13 +29,14 @@ eval.json layout (key names are stable; the report card reads them)::
                   extraction_strength, exact_memorization,
                   mia: {loss, zlib, min_k, min_k_pp},   # loss-like: higher = less member-like
                   generation, rouge_l_recall, token_entropy, n_generated_tokens,   # not on holdout
+                  refusal_rate,                         # 1 if the generation refuses (metrics.refusal)
                   cosine_similarity,                    # null without "before" generations
                   entailment_label, entailed}, ... ]    # null without --nli
         means: {rouge_l_recall, prob (TOFU form: normalised on world_facts/real_authors), prob_raw, prob_norm,
                 truth_ratio (TOFU form: forget mean min(TR,1/TR), others mean max(0,1-TR)),
                 truth_ratio_retain_form, truth_ratio_forget_form, truth_ratio_seed_a (forget: 1-mean min),
                 token_entropy, cosine_similarity, entailment_score, extraction_strength, exact_memorization,
-                nll_mean}
+                refusal_rate (the fraction of refusals), nll_mean}
     aggregates: {forget_quality, forget_quality_ks, forget_quality_floor, forget_quality_n,
                  model_utility, model_utility_parts: {"retain/prob": ...}, model_utility_n,
                  mu18, mu18_parts, mu18_n, mu18_no_es,        # *_no_es: clearly-labelled variant without ES

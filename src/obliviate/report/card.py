@@ -69,6 +69,13 @@ def across_seeds(label: str, values: list[float | None]) -> str:
     return fmt_median_range(values) if label in P_VALUE_COLUMNS else fmt_ci(*mean_ci(values))
 
 
+def _model_label(cfg: dict) -> str:
+    """The model a run's target/retain were trained from, as the intro names it."""
+    if cfg.get("base_model"):
+        return f"{cfg['base_model']} fine-tuned"
+    return f"{cfg['model_size']} model"
+
+
 def _load(path: Path) -> dict | None:
     return json.loads(path.read_text()) if path.is_file() else None
 
@@ -217,13 +224,16 @@ def write_report(run: str | Path) -> Path:
     for k, png in pngs.items():
         (run / f"{k}.png").write_bytes(png)
     fe, fr = _examples(data, "forget"), _examples(data, "retain")
+    from obliviate.report.claims import CLAIMS_NOTE, write_claims
+
+    _, claim_headers, claim_rows = write_claims(run, data)
     timing_rows = [[k, v["seconds"], "reused" if v["reused"] else "ran"] for k, v in demo["timings"].items()]
     cfg_text = json.dumps(demo["config"], indent=1)
     ver_text = json.dumps(demo["versions"], indent=1)
     nc_rows = [[metric, ", ".join(models), reason] for metric, by in sorted(reasons.items())
                for reason, models in by.items()]
     rvr = demo.get("retain_vs_itself", {}).get("forget_quality")
-    intro = (f"World preset '{demo['config']['preset']}', {demo['config']['model_size']} model, forget split "
+    intro = (f"World preset '{demo['config']['preset']}', {_model_label(demo['config'])}, forget split "
              f"{demo['config']['forget']}, {demo['config']['seeds']} seed(s) per recipe. Wall time "
              f"{demo['wall_seconds']:.0f} s. Sanity: the retain model against itself has Forget Quality {H.fmt(rvr)} "
              f"(must be 1; shown in the retain row as a check, not a result). {P_VALUE_NOTE}")
@@ -234,6 +244,8 @@ def write_report(run: str | Path) -> Path:
                   H.paragraph("Forget Quality: higher = closer to the retain model (p-value; n items bound it "
                               "from below). Prob/ROUGE on the forget set should fall; on retain and world facts "
                               "they should stay. MIA AUC near 0.5 = members look like non-members.", note=True)),
+        H.section("Do the papers' findings hold here?", H.paragraph(CLAIMS_NOTE, note=True),
+                  H.table_html(claim_headers, claim_rows, left_cols=3)),
         H.section("Not computed", H.table_html(["metric", "models", "reason"], nc_rows, left_cols=3) if nc_rows else
                   H.paragraph("every metric was computed")),
         H.section("Forgetting vs utility", H.image_html(pngs["scatter"], "one point per recipe and seed")),
@@ -252,6 +264,7 @@ def write_report(run: str | Path) -> Path:
     nc_md = H.table_md(["metric", "models", "reason"], nc_rows) if nc_rows else "every metric computed"
     headline_md = [H.table_md(h, r) + "\n" for h, r in split_table(headers, rows)]
     md = ["# obliviate report card", "", intro, ""] + headline_md + [
+          "## Do the papers' findings hold here?", "", CLAIMS_NOTE, "", H.table_md(claim_headers, claim_rows), "",
           "## Not computed", "", nc_md, "",
           "## Attacks", ""] + [line for a in attacks for line in (
           f"### {a['title']}", "", H.table_md(a["headers"], a["rows"]), "", f"![{a['name']}]({a['name']}.png)", "")] + [
