@@ -34,7 +34,7 @@ REPRODUCE = {
 def add_arguments(p):
     p.add_argument("--model", default=None, help="pretrained model to fine-tune: smollm2-135m-instruct (default), a "
                    "hub id or a local directory")
-    p.add_argument("--preset", default=None, help="world preset (default reproduce: 20 authors × 10 questions)")
+    p.add_argument("--preset", default=None, help="world preset (default reproduce: 12 authors × 8 questions, forget10 = 2 authors)")
     p.add_argument("--seeds", type=int, default=None, help="seeds per recipe (default 3)")
     p.add_argument("--out", default=None, help="run directory (default runs/reproduce); finished stages are reused")
     p.add_argument("--recipes", default=None, help="comma-separated recipes (default: the six of the seeds)")
