@@ -200,8 +200,8 @@ CLAIMS = {
 
 CLAIMS_NOTE = ("Each claim is a set of comparisons across seeds: a difference of means with its 95 % Welch "
                "t-interval (holds: interval above 0; does not hold: below 0; inconclusive: it includes 0), or a "
-               "ratio to the target with its t-interval. A claim holds when every comparison does. Rules: "
-               "obliviate.report.claims, fixed before any result.")
+               "ratio to the target with its t-interval; for a comparison 'a lower than b' the difference is b − a. "
+               "A claim holds when every comparison does. Rules: obliviate.report.claims, fixed before any result.")
 
 
 def verdict_of(parts: list[dict]) -> tuple[str, str]:
