@@ -22,7 +22,7 @@ class EvalConfig:
     real_authors: str | None = "real_authors_perturbed"
     max_new_tokens: int = 200  # QA generation (SPEC: 200; the tiny demo model's answers are < 40 tokens)
     batch_size: int = 16  # forward passes
-    gen_batch_size: int = 16
+    gen_batch_size: int = 64  # decoding is weight-bandwidth-bound on CPU: 64 rows cost ~1.25× the step time of 16 (docs/speed.md)
     max_length: int = 512
     min_k: float = 0.4  # Min-K% / Min-K%++ fraction
     embedder: str | None = "all-MiniLM-L6-v2"  # sentence-transformers id/path; None: skip Cosine Similarity

@@ -17,7 +17,7 @@ from obliviate.data.format import pad_batch, pad_token_id
 
 
 @torch.inference_mode()
-def generate(model, tokenizer, prompts: Sequence[list[int]], *, max_new_tokens: int = 200, batch_size: int = 16,
+def generate(model, tokenizer, prompts: Sequence[list[int]], *, max_new_tokens: int = 200, batch_size: int = 64,
              stop: str | None = None, progress: bool = False,
              desc: str = "generate") -> tuple[list[str], list[list[int]]]:
     """Greedy continuations of token-id prompts. `stop`: cut the text at this string (KnowMem's blank line)."""
