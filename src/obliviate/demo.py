@@ -107,12 +107,9 @@ class DemoConfig:
             name, sep, kvs = chunk.partition(":")
             if not sep:
                 raise ObliviateError(f"unlearn_overrides: {chunk!r} is not 'recipe:key=value,...'")
-            for kv in filter(None, kvs.split(",")):
-                k, s, v = kv.partition("=")
-                if not s:
-                    raise ObliviateError(f"unlearn_overrides: {kv!r} is not key=value")
-                if name.strip() in ("*", recipe):
-                    (every if name.strip() == "*" else own)[k.strip()] = v.strip()
+            values = _key_values(kvs, "unlearn_overrides")
+            if name.strip() in ("*", recipe):
+                (every if name.strip() == "*" else own).update(values)
         return {**every, **own}
 
     def continual_spec(self, spec: str) -> tuple[str, dict[str, str], str]:
@@ -121,12 +118,7 @@ class DemoConfig:
 
         recipe, _, kvs = spec.partition(":")
         parse_recipe(recipe.strip())
-        own = {}
-        for kv in filter(None, kvs.split(",")):
-            k, sep, v = kv.partition("=")
-            if not sep:
-                raise ObliviateError(f"continual: {kv!r} in {spec!r} is not key=value")
-            own[k.strip()] = v.strip()
+        own = _key_values(kvs, f"continual {spec!r}")
         name = "_".join([recipe.strip().replace("+", "_")] + [f"{k}-{v}" for k, v in own.items()])
         return recipe.strip(), {**self.overrides_for(recipe.strip()), **own}, name
 
@@ -137,6 +129,16 @@ class DemoConfig:
     def base_dir(self) -> Path | str:
         """The model target and retain are fine-tuned from: the pretrained `base_model`, else models/base."""
         return self.base_model or Path(self.out) / "models" / "base"
+
+
+def _key_values(kvs: str, field: str) -> dict[str, str]:
+    """"key=value,key=value" as a dict (`config.parse_overrides`), an error naming the DemoConfig field."""
+    from obliviate.config import parse_overrides
+
+    try:
+        return parse_overrides([kv for kv in kvs.split(",") if kv])
+    except ObliviateError as e:
+        raise ObliviateError(f"{field}: {e}") from None
 
 
 def code_hash(*packages: str) -> str:

@@ -17,8 +17,8 @@ the claim, with the reason. The rules are fixed here, before any result is seen;
 
 from __future__ import annotations
 
-import json
 import math
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -90,9 +90,10 @@ def welch_interval(a: list[float], b: list[float]) -> tuple[float, float, float]
 
 
 def t_interval(a: list[float]) -> tuple[float, float, float]:
-    """(mean, lower, upper): the 95 % t-interval of a mean (≥ 2 values)."""
-    m, v = _mean_var(a)
-    h = _t(len(a) - 1) * math.sqrt(v / len(a))
+    """(mean, lower, upper): the 95 % t-interval of a mean (≥ 2 values; `report.stats.mean_ci`)."""
+    from obliviate.report.stats import mean_ci
+
+    m, h = mean_ci(a)
     return m, m - h, m + h
 
 
@@ -219,9 +220,13 @@ def verdict_of(parts: list[dict]) -> tuple[str, str]:
 
 def continual_groups(run: Path) -> dict[str, list[dict]]:
     """{continual spec name: [continual.json of each seed]} under run/continual/<name>/seed<k>."""
+    from obliviate.scenarios.continual import find_continual
+
     out: dict[str, list[dict]] = {}
-    for f in sorted(Path(run).glob("continual/*/seed*/continual.json")):
-        out.setdefault(f.parent.parent.name, []).append(json.loads(f.read_text()))
+    for info in find_continual(Path(run) / "continual"):
+        path = Path(info["path"])
+        if re.fullmatch(r"seed\d+", path.name):  # not an interrupted stage's seed<k>.partial
+            out.setdefault(path.parent.name, []).append(info)
     return out
 
 
@@ -240,30 +245,24 @@ def test_claims(run: str | Path, data: dict | None = None) -> list[dict]:
     return out
 
 
-def _fmt(x: float | None) -> str:
-    from obliviate.report.html import fmt
-
-    return "—" if x is None else fmt(x)
-
-
 def claims_table(results: list[dict]) -> tuple[list[str], list[list]]:
     """(headers, rows): one row per part, the claim's verdict on its first row."""
+    from obliviate.report.card import fmt_ci
+    from obliviate.report.html import fmt
     from obliviate.report.stats import mean_ci
 
     headers = ["claim", "verdict", "comparison", "a (mean ± CI)", "b / threshold", "difference [95 % CI]", "part"]
     rows = []
     for c in results:
         for i, p in enumerate(c["parts"]):
-            a = mean_ci(p.get("a_values", []))
-            a_txt = "—" if a[0] is None else (_fmt(a[0]) if a[1] is None else f"{_fmt(a[0])} ± {_fmt(a[1])}")
+            a_txt = fmt_ci(*mean_ci(p.get("a_values", [])))
             if p["kind"] == "at_least":
-                b_txt = f"≥ {p.get('threshold', '')} × target ({_fmt(p.get('target'))})"
-                d_txt = (f"ratio {_fmt(p['ratio'])} [{_fmt(p['lo'])}, {_fmt(p['hi'])}]" if "ratio" in p
+                b_txt = f"≥ {p.get('threshold', '')} × target ({fmt(p.get('target'))})"
+                d_txt = (f"ratio {fmt(p['ratio'])} [{fmt(p['lo'])}, {fmt(p['hi'])}]" if "ratio" in p
                          else p["why"])
             else:
-                b = mean_ci(p.get("b_values", []))
-                b_txt = "—" if b[0] is None else (_fmt(b[0]) if b[1] is None else f"{_fmt(b[0])} ± {_fmt(b[1])}")
-                d_txt = (f"{_fmt(p['diff'])} [{_fmt(p['lo'])}, {_fmt(p['hi'])}]" if "diff" in p else p["why"])
+                b_txt = fmt_ci(*mean_ci(p.get("b_values", [])))
+                d_txt = (f"{fmt(p['diff'])} [{fmt(p['lo'])}, {fmt(p['hi'])}]" if "diff" in p else p["why"])
             rows.append([c["claim"] if i == 0 else "", c["verdict"] if i == 0 else "", p["label"], a_txt, b_txt,
                          d_txt, p["verdict"]])
     return headers, rows
