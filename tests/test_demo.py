@@ -73,3 +73,22 @@ def test_second_run_reuses_every_stage_and_report_rebuilds(demo_run, capsys):
 def test_report_of_a_directory_without_results_is_a_clear_error(tmp_path, capsys):
     assert main(["report", str(tmp_path)]) == 2
     assert "not a finished demo run" in capsys.readouterr().err
+
+
+def test_jobs_are_scheduled_longest_first(tmp_path):
+    """Chain jobs with attacks cost most, then continual jobs (by their task count), then plain chain jobs; the
+    pool runs them in that order so no worker idles at the end while the other finishes a long job."""
+    from obliviate.demo import JOB_COSTS, _run_jobs, job_cost
+
+    cfg = DemoConfig(out=str(tmp_path), attacks=["relearn", "jailbreak", "mia"], attack_recipes=["npo+gd"],
+                     relearn_steps=[5, 10], continual=["npo+gd"], continual_tasks=3)
+    c = JOB_COSTS
+    plain = c["unlearn"] + c["eval"]
+    assert job_cost(cfg, recipe="ga+gd") == pytest.approx(plain)
+    assert job_cost(cfg, recipe="npo+gd") == pytest.approx(plain + c["relearn_train"] + 2 * c["relearn_point"]
+                                                           + c["jailbreak"])
+    assert job_cost(cfg, continual=True) == pytest.approx(3 * c["continual_task"])
+    assert job_cost(DemoConfig(out=str(tmp_path), continual_tasks=2), continual=True) < job_cost(cfg, continual=True)
+    order = []
+    _run_jobs([(lambda k=k: k, order.append) for k in "abc"], workers=1)
+    assert order == ["a", "b", "c"]

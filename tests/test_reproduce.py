@@ -59,3 +59,21 @@ def test_retain_refusal_rate_is_in_every_evaluation(reproduce_run):
 def test_reproduce_refuses_an_unknown_attack_recipe(tmp_path, capsys):
     assert main(["reproduce", "--out", str(tmp_path / "r"), "--recipes", "ga+gd", "attack_recipes=npo+gd"]) == 2
     assert "attack_recipes: npo+gd not among the recipes" in capsys.readouterr().err
+
+
+def test_lora_brings_its_fine_tuning_defaults_and_given_values_win():
+    from obliviate.cli import parse
+    from obliviate.commands.reproduce import REPRODUCE, REPRODUCE_LORA, resolve_config
+
+    def cfg(*argv):
+        return resolve_config(parse(["reproduce", *argv]))
+
+    full = cfg()
+    assert (full.finetune_lora, full.finetune_lr, full.finetune_epochs) == (
+        False, REPRODUCE["finetune_lr"], REPRODUCE["finetune_epochs"])
+    for argv in (["--lora"], ["finetune_lora=true"]):
+        lora = cfg(*argv)
+        assert (lora.finetune_lora, lora.finetune_lr, lora.finetune_epochs) == (
+            True, REPRODUCE_LORA["finetune_lr"], REPRODUCE_LORA["finetune_epochs"])
+    assert cfg("--lora", "finetune_lr=5e-4").finetune_lr == 5e-4
+    assert (full.continual_tasks, full.continual_seeds) == (REPRODUCE["continual_tasks"], 2)

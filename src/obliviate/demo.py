@@ -52,6 +52,8 @@ class DemoConfig:
     finetune_epochs: float = 20.0
     finetune_lr: float = 3e-3
     finetune_batch_size: int = 32
+    finetune_lora: bool = False  # train a LoRA adapter (r = finetune_lora_r, α = 2r) and merge it, not every weight
+    finetune_lora_r: int = 16
     # unlearning: recipe overrides as "recipe:key=value,key=value;recipe:..." (empty = the size preset);
     # "*:key=value" applies to every recipe (a recipe's own entry wins)
     unlearn_overrides: str = ""
@@ -190,6 +192,7 @@ def _keys(cfg: DemoConfig) -> dict:
     model = {**base, ("base_model" if cfg.base_model else "size"): cfg.base_model or cfg.model_size,
              "code": code_hash("data", "models")}
     ft = FinetuneConfig(epochs=cfg.finetune_epochs, lr=cfg.finetune_lr, batch_size=cfg.finetune_batch_size,
+                        lora=cfg.finetune_lora, lora_r=cfg.finetune_lora_r, lora_alpha=2 * cfg.finetune_lora_r,
                         seed=cfg.world_seed)
     trained = {**model, "finetune": dataclasses.asdict(ft)}
     ecfg = EvalConfig(forget=cfg.forget, max_new_tokens=cfg.max_new_tokens)
@@ -319,7 +322,7 @@ def _continual_job(cfg: DemoConfig, spec: str, seed: int, progress: bool = False
         target = out / "models" / "target"
         model, tok = load_model(target)
         continual(model, tok, out / "world", ccfg, ucfg, out=d, eval_cfg=keys["eval_config"], model_name=str(target),
-                  load_model=load_model, progress=progress)
+                  load_model=load_model, progress=progress, cache_dir=out / "continual" / "cache")
 
     st.run(out / "continual" / name / f"seed{seed}", key, fn)
     return st.timings
@@ -356,10 +359,11 @@ def _init_worker(parent_pid: int) -> None:
     _exit_with_parent(parent_pid)
 
 
-def _run_jobs(jobs: list, workers: int, on_done) -> None:
-    """Run independent jobs (picklable callables) in `workers` spawned processes, or in-process when 1."""
+def _run_jobs(jobs: list[tuple], workers: int) -> None:
+    """Run independent jobs, (picklable callable, on_done(result)) pairs, in `workers` spawned processes in the
+    order given (a worker takes the next job when it is free), or in-process when 1."""
     if workers <= 1 or len(jobs) <= 1:
-        for job in jobs:
+        for job, on_done in jobs:
             on_done(job())
         return
     import multiprocessing
@@ -368,14 +372,32 @@ def _run_jobs(jobs: list, workers: int, on_done) -> None:
 
     with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
                              initializer=_init_worker, initargs=(os.getpid(),)) as pool:
-        futures = [pool.submit(job) for job in jobs]
+        futures = {pool.submit(job): on_done for job, on_done in jobs}
         try:
             for f in as_completed(futures):
-                on_done(f.result())
+                futures[f](f.result())
         except BaseException:
             for f in futures:
                 f.cancel()
             raise
+
+
+# Seconds of each part of a job on SmolLM2-135M with one thread (docs/reproduction.md, stage times), in units of
+# one evaluation; only their order matters (longest job first).
+JOB_COSTS = {"unlearn": 1.5, "eval": 1.0, "relearn_train": 0.5, "relearn_point": 0.45, "jailbreak": 1.5,
+             "continual_task": 1.8}
+
+
+def job_cost(cfg: DemoConfig, *, recipe: str = "", continual: bool = False) -> float:
+    """Rough cost of a chain job (unlearn, evaluate, attack `recipe`) or of a continual job (JOB_COSTS)."""
+    c = JOB_COSTS
+    if continual:
+        return c["continual_task"] * cfg.continual_tasks
+    cost = c["unlearn"] + c["eval"]
+    if cfg.attacked(recipe):
+        cost += ("relearn" in cfg.attacks) * (c["relearn_train"] + c["relearn_point"] * len(cfg.relearn_steps))
+        cost += ("jailbreak" in cfg.attacks) * c["jailbreak"]
+    return cost
 
 
 def run_demo(cfg: DemoConfig, *, progress: bool = True) -> Path:
@@ -435,9 +457,9 @@ def _run_demo(cfg: DemoConfig, out: Path, progress: bool) -> Path:
     if not cfg.base_model:  # a pretrained base is loaded as it is (never copied into the run)
         st.run(models / "base", keys["model"], lambda d: init_model(cfg.model_size, world, d, seed=cfg.world_seed))
     done("base model")()
-    _run_jobs([partial(_train_job, cfg, "target", "full+world_facts", inline),
-               partial(_train_job, cfg, "retain", f"{cfg.retain}+world_facts", inline)],
-              cfg.jobs, done("target & retain models"))
+    trained = done("target & retain models")
+    _run_jobs([(partial(_train_job, cfg, "target", "full+world_facts", inline), trained),
+               (partial(_train_job, cfg, "retain", f"{cfg.retain}+world_facts", inline), trained)], cfg.jobs)
 
     def eval_reference_models(d: Path):
         # The target's own generations are the "before" outputs (Cosine Similarity) for every other model;
@@ -449,10 +471,13 @@ def _run_demo(cfg: DemoConfig, out: Path, progress: bool) -> Path:
 
     st.run(out / "eval", keys["eval"], eval_reference_models)
     done("evaluate target & retain")()
-    _run_jobs([partial(_chain_job, cfg, recipe, seed, inline) for recipe, seed in runs], cfg.jobs,
-              done("unlearn, evaluate, relearn"))
-    _run_jobs([partial(_continual_job, cfg, spec, seed, inline) for spec, seed in continual_runs], cfg.jobs,
-              done("continual"))
+    # one pool, longest job first (LPT): no worker idles while the other finishes a long tail
+    chained, continued = done("unlearn, evaluate, attack"), done("continual")
+    jobs = [(job_cost(cfg, recipe=recipe), partial(_chain_job, cfg, recipe, seed, inline), chained)
+            for recipe, seed in runs]
+    jobs += [(job_cost(cfg, continual=True), partial(_continual_job, cfg, spec, seed, inline), continued)
+             for spec, seed in continual_runs]
+    _run_jobs([(job, on_done) for _, job, on_done in sorted(jobs, key=lambda j: -j[0])], cfg.jobs)
     bar.close()
     # the retain model against itself: Forget Quality p = 1 by construction (a sanity row in the report)
     retain_res = load_results(out / "eval" / "retain")

@@ -58,3 +58,77 @@ def test_answer_nll_equals_the_transformers_labels_loss_and_its_gradients(world_
     for a, b in zip(g_ours, g_hf):
         assert torch.allclose(a, b, rtol=1e-4, atol=1e-6)
     assert sum(float(g.abs().sum()) for g in g_ours) > 0
+
+
+def test_length_grouped_batches_cover_every_item_once_per_epoch_with_less_padding():
+    """LengthGroupedOrder: a permutation per epoch, reproducible per seed, and batches padded less than shuffled."""
+    from obliviate.models.finetune import GROUP_BATCHES, LengthGroupedOrder
+
+    lengths = [int(x) for x in torch.randint(10, 100, (200,), generator=torch.Generator().manual_seed(0))]
+    batch = 8
+
+    def padded(order):  # tokens the batches of `order` occupy, padding included
+        return sum(max(lengths[i] for i in order[k:k + batch]) * len(order[k:k + batch])
+                   for k in range(0, len(order), batch))
+
+    sampler = LengthGroupedOrder(lengths, batch, torch.Generator().manual_seed(3))
+    epochs = [list(sampler) for _ in range(3)]
+    for order in epochs:
+        assert sorted(order) == list(range(len(lengths)))
+    assert epochs[0] != epochs[1], "a new order every epoch"
+    again = LengthGroupedOrder(lengths, batch, torch.Generator().manual_seed(3))
+    assert [list(again) for _ in range(3)] == epochs, "same seed, same batches"
+    shuffled = [torch.randperm(len(lengths), generator=torch.Generator().manual_seed(s)).tolist() for s in range(3)]
+    assert sum(map(padded, epochs)) < 0.85 * sum(map(padded, shuffled))
+    assert sum(lengths) <= min(map(padded, epochs))
+    first = epochs[0][:GROUP_BATCHES * batch]  # a mega-batch is sorted by length (longest first)
+    assert [lengths[i] for i in first[1:]] == sorted((lengths[i] for i in first[1:]), reverse=True)
+
+
+def test_group_by_length_off_is_plain_shuffling(world_dir, base_dir):
+    records = load_split(world_dir, "full+world_facts")
+    logs = []
+    for group in (True, False):
+        model, tok = load_model(base_dir)
+        logs.append([r["loss"] for r in finetune(model, tok, records, FinetuneConfig(max_steps=4, batch_size=16,
+                                                                                     group_by_length=group),
+                                                 progress=False)])
+    assert logs[0] != logs[1], "the two settings draw different batches"
+
+
+def test_lora_finetune_learns_and_leaves_a_plain_model(world_dir, base_dir):
+    """lora=True trains only the adapter and merges it: the result is a plain model whose weights moved."""
+    records = load_split(world_dir, "forget10")
+    model, tok = load_model(base_dir)
+    before, fp = _mean_prob(model, tok, records), model_fingerprint(model)
+    flags = [p.requires_grad for p in model.parameters()]
+    log = finetune(model, tok, records, FinetuneConfig(epochs=20, lr=1e-2, batch_size=8, lora=True, lora_r=8),
+                   progress=False)
+    assert not [n for n, _ in model.named_modules() if "lora" in n.lower()]
+    assert type(model).__name__ == "LlamaForCausalLM" or "peft" not in type(model).__module__
+    assert model_fingerprint(model) != fp
+    assert [p.requires_grad for p in model.parameters()] == flags
+    assert log[-1]["loss"] < log[0]["loss"]
+    assert _mean_prob(model, tok, records) > 1.5 * before
+
+
+def test_adamw_is_fused_and_equals_the_per_tensor_update():
+    from obliviate.models.finetune import adamw
+
+    torch.manual_seed(0)
+    a = [torch.randn(5, 7, requires_grad=True), torch.randn(3, requires_grad=True), torch.randn(2, requires_grad=False)]
+    b = [p.detach().clone().requires_grad_(p.requires_grad) for p in a]
+    for p, q in zip(a, b):
+        if p.requires_grad:
+            p.grad = torch.randn_like(p)
+            q.grad = p.grad.clone()
+    start = a[0].detach().clone()
+    ours = adamw(a, lr=0.1, weight_decay=0.05)
+    plain = torch.optim.AdamW([q for q in b if q.requires_grad], lr=0.1, weight_decay=0.05, foreach=False)
+    assert ours.defaults["fused"] and len(ours.param_groups[0]["params"]) == 2
+    for _ in range(3):
+        ours.step()
+        plain.step()
+    for p, q in zip(a, b):
+        assert torch.allclose(p, q, atol=1e-6)
+    assert (a[0] - start).abs().min() > 0.05  # every value moved

@@ -166,3 +166,34 @@ def test_cli_continual_and_report(unlearn_target_dir, world_dir, tmp_path, capsy
     assert main(["report", str(tmp_path / "runs")]) == 0
     html = (tmp_path / "runs/report.html").read_text()
     assert "Continual unlearning" in html and "ga+gd" in html
+
+
+def test_a_shared_cache_evaluates_the_starting_model_once(unlearn_target_dir, world_dir, tmp_path, monkeypatch):
+    """With cache_dir, a second continual run of the same target reuses the before-task-1 evaluation (the demo
+    runs 3 recipes × seeds from one target), and its results are the same as without sharing."""
+    from obliviate.evaluate import stages
+    from obliviate.models.loading import load_model
+
+    calls = []
+    real = stages.forward_stage
+    monkeypatch.setattr(stages, "forward_stage", lambda *a, **k: calls.append(a[2]) or real(*a, **k))
+
+    def run(out, recipe, cache_dir):
+        model, tok = load_model(unlearn_target_dir)
+        ucfg = UnlearnConfig(recipe=recipe, max_steps=2, batch_size=4, lr=3e-3)
+        return continual(model, tok, world_dir, ContinualConfig(tasks=1), ucfg, out=out, eval_cfg=ECFG,
+                         model_name=str(unlearn_target_dir), load_model=load_model, progress=False,
+                         cache_dir=cache_dir)
+
+    first = run(tmp_path / "a", "ga+gd", tmp_path / "cache")
+    n_first = len(calls)
+    second = run(tmp_path / "b", "me+gd", tmp_path / "cache")
+    roles = set(calls[:n_first])
+    assert roles >= {"forget", "retain"}
+    # run b scored only its unlearned model: one forward per role instead of two
+    assert len(calls) - n_first == n_first // 2
+    strip = lambda row: {k: v for k, v in row.items() if k != "eval_seconds"}  # noqa: E731
+    assert strip(first["rows"][0]) == strip(second["rows"][0])
+    unshared = run(tmp_path / "c", "me+gd", None)
+    assert strip(unshared["rows"][0]) == strip(second["rows"][0])
+    assert len(list((tmp_path / "cache").iterdir())) == 1  # the target only: unlearned models cache in their runs

@@ -20,7 +20,8 @@ def add_arguments(p):
     p.add_argument("--overwrite", action="store_true")
     p.add_argument("--allow-pickle", action="store_true", help="allow loading pickle checkpoints (trusted files only)")
     p.add_argument("--trust-remote-code", action="store_true")
-    p.add_argument("overrides", nargs="*", help="FinetuneConfig overrides, e.g. epochs=20 lr=3e-3")
+    p.add_argument("overrides", nargs="*", help="FinetuneConfig overrides, e.g. epochs=20 lr=3e-3 lora=true lora_r=16 "
+                   "group_by_length=false")
 
 
 def run(args):

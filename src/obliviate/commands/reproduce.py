@@ -1,8 +1,8 @@
-"""obliviate reproduce [--model smollm2-135m-instruct] [--preset reproduce] [--seeds 3] [--out runs/reproduce]
+"""obliviate reproduce [--model smollm2-135m-instruct] [--preset reproduce] [--seeds 3] [--lora] [--out runs/reproduce]
 [key=value ...]
 
 The demo's pipeline on a pretrained model (TOFU's protocol): fine-tune it on the world's `full` (+ world facts)
-into the target and on `retain90` into the retain model, unlearn forget10 with the six recipes × seeds, evaluate,
+into the target and on `retain90` into the retain model (every weight, or a LoRA adapter with --lora), unlearn forget10 with the six recipes × seeds, evaluate,
 attack, run continual unlearning, then test the papers' claims (report.claims) and write the report card.
 The defaults (`REPRODUCE`) and why each was chosen: docs/reproduction.md. Finished stages are reused.
 """
@@ -19,7 +19,7 @@ REPRODUCE = {
     "unlearn_overrides": "*:lr=1e-4,epochs=2,batch_size=4,warmup_epochs=0.5",
     "max_new_tokens": 32,
     "relearn_k": 4,
-    "relearn_steps": [3, 6, 10],
+    "relearn_steps": [5, 10],
     "attacks": ["relearn", "jailbreak", "mia"],
     "attack_recipes": ["npo+gd", "npo+gd+sam"],
     "jailbreak_tokens": 10,
@@ -27,8 +27,12 @@ REPRODUCE = {
     "jailbreak_search_width": 16,
     "continual": ["npo+gd", "npo+gd:reference=original", "me+gd"],
     "continual_forget": "forget01",
-    "continual_tasks": 3,
+    "continual_tasks": 2,
+    "continual_seeds": 2,
 }
+# --lora (or finetune_lora=true): the fine-tuning settings a LoRA adapter needs to learn the world (pilot in
+# docs/reproduction.md); values the user gives still win.
+REPRODUCE_LORA = {"finetune_lr": 3e-3, "finetune_epochs": 8.0}
 
 
 def add_arguments(p):
@@ -36,6 +40,8 @@ def add_arguments(p):
                    "hub id or a local directory")
     p.add_argument("--preset", default=None, help="world preset (default reproduce: 12 authors × 8 questions, forget10 = 2 authors)")
     p.add_argument("--seeds", type=int, default=None, help="seeds per recipe (default 3)")
+    p.add_argument("--lora", action="store_true", default=None, help="fine-tune the target and retain models as "
+                   "LoRA adapters (r 16, merged) instead of every weight")
     p.add_argument("--out", default=None, help="run directory (default runs/reproduce); finished stages are reused")
     p.add_argument("--recipes", default=None, help="comma-separated recipes (default: the six of the seeds)")
     p.add_argument("--config", help="YAML with DemoConfig fields (over the reproduce defaults)")
@@ -43,16 +49,27 @@ def add_arguments(p):
                    "unlearn_overrides='*:lr=1e-5'")
 
 
+def resolve_config(args):
+    """The DemoConfig of a `reproduce` command line: REPRODUCE (+ REPRODUCE_LORA) < YAML < overrides < flags."""
+    from obliviate.config import load_config
+    from obliviate.demo import DemoConfig
+
+    flags = dict(base_model=args.model, preset=args.preset, seeds=args.seeds, out=args.out, recipes=args.recipes,
+                 finetune_lora=args.lora)
+    cfg = load_config(DemoConfig, args.config, args.overrides, defaults=REPRODUCE, **flags)
+    if cfg.finetune_lora:
+        cfg = load_config(DemoConfig, args.config, args.overrides, defaults={**REPRODUCE, **REPRODUCE_LORA}, **flags)
+    return cfg
+
+
 def run(args):
     import json
     import time
 
-    from obliviate.config import load_config
-    from obliviate.demo import DemoConfig, run_demo
+    from obliviate.demo import run_demo
     from obliviate.report.html import table_md
 
-    cfg = load_config(DemoConfig, args.config, args.overrides, defaults=REPRODUCE, base_model=args.model,
-                      preset=args.preset, seeds=args.seeds, out=args.out, recipes=args.recipes)
+    cfg = resolve_config(args)
     t = time.perf_counter()
     report = run_demo(cfg)
     print(f"reproduce finished in {time.perf_counter() - t:.0f} s; report card: {report} (and "

@@ -78,7 +78,7 @@ from obliviate.evaluate.summary import summary_rows  # noqa: F401
 def evaluate(model, tokenizer, data, cfg: EvalConfig | None = None, *, benchmark: Benchmark | str | None = None,
              retain_results: dict | str | Path | None = None, before_results: dict | str | Path | None = None,
              out: str | Path | None = None, model_name: str | None = None, overwrite: bool = False,
-             progress: bool = True, embedder=None, nli=None) -> dict:
+             progress: bool = True, embedder=None, nli=None, cache_dir: str | Path | None = None) -> dict:
     """Evaluate `model` on every role of `benchmark` that `data` holds; return (and write to `<out>/eval.json`)
     the results.
 
@@ -86,6 +86,8 @@ def evaluate(model, tokenizer, data, cfg: EvalConfig | None = None, *, benchmark
     benchmark's hub ids), or {role: records} in memory. benchmark: a `BENCHMARKS` name (default: inferred).
     retain_results / before_results: a results dict or a saved eval.json path (Forget Quality, PrivLeak /
     Cosine Similarity). embedder / nli: already-loaded models to reuse (else loaded from cfg once).
+    cache_dir: where the stage cache lives (default `<out>/cache`); entries are keyed by the model's weight
+    fingerprint, so evaluations of the same model in different `out`s can share one directory.
     """
     from obliviate.models.loading import model_fingerprint
 
@@ -105,7 +107,8 @@ def evaluate(model, tokenizer, data, cfg: EvalConfig | None = None, *, benchmark
         if old.get("fingerprint") != fingerprint:
             raise ObliviateError(f"{out}/eval.json holds results of another model (fingerprint "
                                  f"{old.get('fingerprint')}); choose another --out or pass --overwrite")
-    cache = StageCache(out / "cache" if out is not None else None, fingerprint)
+    cache = StageCache(Path(cache_dir) if cache_dir is not None else out / "cache" if out is not None else None,
+                       fingerprint)
     roles = resolve_roles(bench, data, cfg)
     training = training_record(model, data, roles.found["forget"].records) if "forget" in roles.found else None
     ref_auc = cfg.privleak_reference_auc if cfg.privleak_reference_auc is not None else bench.privleak_reference_auc

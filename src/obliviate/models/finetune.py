@@ -7,6 +7,12 @@ The loss is the token-mean NLL over every answer token of the batch,
 which is what transformers computes from `labels=`, but through `models.logps.sequence_logps`: `lm_head`
 (and its log-softmax) runs only at answer positions, never on the prompt (`answer_nll`).
 
+Batches are drawn length-grouped by default (`group_by_length`): each epoch is a random permutation cut into
+mega-batches of `GROUP_BATCHES` batches, each sorted by length (transformers' `get_length_grouped_indices`), so
+a batch pads to a similar length. On the `reproduce` world (batch 16) this trains on 24 % fewer tokens than
+plain shuffled batches (33 % of those were padding); every item is still seen once per epoch.
+With `lora`, only a LoRA adapter (peft, every linear layer) trains, and it is merged into the weights at the end.
+
 `train_steps` is the same loop as a generator that yields after every optimiser step,
 so a caller can evaluate at chosen steps (the relearning curve) without callbacks.
 Training goes through `accelerate.Accelerator`, so `accelerate launch` gives DDP/FSDP.
@@ -42,16 +48,50 @@ class FinetuneConfig:
     schedule: str = "linear"  # linear | constant
     max_length: int = 256
     grad_clip: float = 1.0
+    group_by_length: bool = True  # mega-batches of GROUP_BATCHES batches sorted by length: less padding
+    lora: bool = False  # train a LoRA adapter (finetune() merges it at the end) instead of every weight
+    lora_r: int = 16
+    lora_alpha: int = 32
     seed: int = 0
 
     def __post_init__(self):
         if self.batch_size < 1 or self.grad_accum < 1:
             raise ObliviateError("batch_size and grad_accum must be >= 1")
+        if self.lora_r < 1:
+            raise ObliviateError(f"lora_r must be >= 1, got {self.lora_r}")
         if self.schedule not in ("linear", "constant"):
             raise ObliviateError(f"schedule {self.schedule!r}: choose linear or constant")
         if self.max_steps is not None and self.max_steps < 1:
             raise ObliviateError("max_steps must be >= 1")
         check_positive(self, "lr", "epochs")
+
+
+GROUP_BATCHES = 4  # batches per length-sorted mega-batch (transformers' default, 50, is the whole of a small split)
+
+
+class LengthGroupedOrder(torch.utils.data.Sampler):
+    """Per epoch: a permutation from `generator`, cut into mega-batches of `GROUP_BATCHES × batch_size`, each
+    sorted by length (transformers.trainer_pt_utils.get_length_grouped_indices); consecutive slices of
+    `batch_size` are the batches."""
+
+    def __init__(self, lengths: list[int], batch_size: int, generator: torch.Generator):
+        self.lengths, self.batch_size, self.generator = lengths, batch_size, generator
+
+    def __len__(self) -> int:
+        return len(self.lengths)
+
+    def __iter__(self):
+        from transformers.trainer_pt_utils import get_length_grouped_indices
+
+        return iter(get_length_grouped_indices(self.lengths, self.batch_size, mega_batch_mult=GROUP_BATCHES,
+                                               generator=self.generator))
+
+
+def adamw(params, *, lr: float, weight_decay: float) -> torch.optim.AdamW:
+    """AdamW over the trainable `params`, fused (one kernel over all tensors; on CPU since torch 2.4): on
+    SmolLM2-135M with one thread a step takes 0.17 s against 0.92 s for the default per-tensor loop, with updates
+    equal to 1 float32 ulp (docs/speed.md)."""
+    return torch.optim.AdamW([p for p in params if p.requires_grad], lr=lr, weight_decay=weight_decay, fused=True)
 
 
 def resolve_lr(cfg_lr: float | None, model) -> float:
@@ -72,12 +112,14 @@ def train_steps(model, tokenizer, records: list[dict], cfg: FinetuneConfig) -> I
     seed_everything(cfg.seed)
     data = QADataset(records, tokenizer, max_length=cfg.max_length)
     gen = torch.Generator().manual_seed(cfg.seed)
-    loader = torch.utils.data.DataLoader(data, batch_size=cfg.batch_size, shuffle=True, generator=gen,
-                                         collate_fn=Collator(pad_token_id(tokenizer)))
+    order = (dict(sampler=LengthGroupedOrder([len(e["input_ids"]) for e in data.examples], cfg.batch_size, gen))
+             if cfg.group_by_length else dict(shuffle=True, generator=gen))
+    loader = torch.utils.data.DataLoader(data, batch_size=cfg.batch_size, collate_fn=Collator(pad_token_id(tokenizer)),
+                                         **order)
     per_epoch = max(1, math.ceil(len(loader) / cfg.grad_accum))
     total = cfg.max_steps or max(1, round(cfg.epochs * per_epoch))
     lr = resolve_lr(cfg.lr, model)
-    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lr, weight_decay=cfg.weight_decay)
+    opt = adamw(model.parameters(), lr=lr, weight_decay=cfg.weight_decay)
     warmup = round(cfg.warmup_ratio * total)
     sched = (get_linear_schedule_with_warmup(opt, warmup, total) if cfg.schedule == "linear"
              else get_constant_schedule_with_warmup(opt, warmup))
@@ -109,11 +151,17 @@ def train_steps(model, tokenizer, records: list[dict], cfg: FinetuneConfig) -> I
 
 
 def finetune(model, tokenizer, records: list[dict], cfg: FinetuneConfig, *, progress: bool = True) -> list[dict]:
-    """Run `train_steps` to the end with a progress bar; return the per-step log. The model is trained in place."""
+    """Run `train_steps` to the end with a progress bar; return the per-step log. The model is trained in place
+    (with `cfg.lora`, the adapter is merged into its weights at the end)."""
     from tqdm.auto import tqdm
 
     log, bar = [], None
-    for row in train_steps(model, tokenizer, records, cfg):
+    trained, trainable = model, [p.requires_grad for p in model.parameters()]
+    if cfg.lora:
+        from obliviate.models.lora import add_lora
+
+        trained = add_lora(model, r=cfg.lora_r, alpha=cfg.lora_alpha)
+    for row in train_steps(trained, tokenizer, records, cfg):
         if bar is None:
             bar = tqdm(total=row["total_steps"], desc="finetune", disable=not progress, leave=False)
         bar.update(1)
@@ -121,4 +169,8 @@ def finetune(model, tokenizer, records: list[dict], cfg: FinetuneConfig, *, prog
         log.append(row)
     if bar is not None:
         bar.close()
+    if cfg.lora:
+        trained.merge_and_unload()  # replaces the adapter layers inside `model` by merged nn.Linear
+        for p, flag in zip(model.parameters(), trainable):  # peft froze the base weights
+            p.requires_grad_(flag)
     return log

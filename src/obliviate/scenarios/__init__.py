@@ -41,7 +41,7 @@ def write_records(path: Path, records: list[dict]) -> Path:
 
 def evaluate_records(model, tokenizer, roles: dict[str, list[dict]], out: str | Path, cfg, *,
                      before_results: dict | None = None, model_name: str | None = None, progress: bool = True,
-                     embedder=None) -> dict:
+                     embedder=None, cache_dir=None) -> dict:
     """Evaluate `model` on records per role (`forget`, `retain`, `world_facts`, `real_authors`).
 
     The records are written as TOFU-schema files under `<out>/data/` (an inspectable artifact) and read
@@ -62,7 +62,7 @@ def evaluate_records(model, tokenizer, roles: dict[str, list[dict]], out: str | 
     ecfg = dataclasses.replace(cfg, forget="forget", holdout=None,
                                **{r: (r if r in roles else None) for r in EVAL_ROLES[1:]})
     return evaluate(model, tokenizer, data, ecfg, before_results=before_results, out=out, model_name=model_name,
-                    progress=progress, embedder=embedder)
+                    progress=progress, embedder=embedder, cache_dir=cache_dir)
 
 
 def slice_results(results: dict, role: str, start: int, stop: int) -> dict:

@@ -228,11 +228,14 @@ def _state(out: Path, settings: dict, overwrite: bool) -> list[dict]:
 
 
 def continual(model, tokenizer, data, cfg: ContinualConfig, ucfg, *, out, eval_cfg=None, model_name: str = "",
-              ref_model=None, load_model=None, overwrite: bool = False, progress: bool = True) -> dict:
+              ref_model=None, load_model=None, overwrite: bool = False, progress: bool = True,
+              cache_dir=None) -> dict:
     """Unlearn the tasks in order, evaluate after each, write `<out>/continual.json`; return its content.
 
     `ref_model`: the starting model's copy for `reference=original` (loaded from `model_name` by
     `load_model` when missing). `load_model(path) -> (model, tokenizer)` reloads a finished task on resume.
+    `cache_dir`: a stage cache shared with other continual runs of the same model (evaluate's `cache_dir`): the
+    evaluation before task 1 (of the starting model) is then computed once for every recipe and seed.
     """
     from obliviate.config import versions
     from obliviate.data.loading import load_refusals
@@ -271,10 +274,10 @@ def continual(model, tokenizer, data, cfg: ContinualConfig, ucfg, *, out, eval_c
     t0 = time.time()
     roles0, name0 = {"forget": pool, **plan["eval_roles"]}, f"{model_name} (before task 1)"
     before = evaluate_records(model, tokenizer, roles0, out / "tasks/task_00/eval", eval_cfg, model_name=name0,
-                              progress=progress)
+                              progress=progress, cache_dir=cache_dir)
     # again with itself as 'before' (cached stages): Cosine Similarity 1, so row 0 has FE and MU-18 too
     before = evaluate_records(model, tokenizer, roles0, out / "tasks/task_00/eval", eval_cfg, before_results=before,
-                              model_name=name0, progress=progress)
+                              model_name=name0, progress=progress, cache_dir=cache_dir)
     row0 = {**_row(0, before, offsets), "eval_seconds": rows[0]["eval_seconds"] if rows
             else round(time.time() - t0, 2)}
     rows[:1] = [row0]

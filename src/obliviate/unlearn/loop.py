@@ -21,6 +21,7 @@ import torch
 
 from obliviate import ObliviateError
 from obliviate.config import write_run_info
+from obliviate.models.finetune import adamw
 from obliviate.models.loading import model_fingerprint, model_size_name, save_model, weights_hash
 from obliviate.rundir import claim, remove_ours, seed_everything, write_json
 from obliviate.unlearn.batch import (MicroBatch, UnlearnData, answer_lengths, build_data, cache_ref_logps, collate,
@@ -108,10 +109,9 @@ def _check_run_dir(out: Path | None, cfg: UnlearnConfig, inputs: dict, *, resume
 def _prepare_model(model, cfg: UnlearnConfig, objective, needs: set[str], ref_model):
     """LoRA wrap or choose the trainable parameters; build the live reference for kl / rmu."""
     if cfg.lora:
-        from peft import LoraConfig, get_peft_model
+        from obliviate.models.lora import add_lora
 
-        model = get_peft_model(model, LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, target_modules="all-linear",
-                                                 lora_dropout=cfg.lora_dropout, task_type="CAUSAL_LM"))
+        model = add_lora(model, r=cfg.lora_r, alpha=cfg.lora_alpha, dropout=cfg.lora_dropout)
     elif objective.params is not None:
         keep = {id(p) for p in objective.params(model, cfg)}
         for p in model.parameters():
@@ -179,8 +179,7 @@ def unlearn(model, tokenizer, forget_records: list[dict], retain_records: list[d
     total = cfg.max_steps or max(1, round(hp.epochs * per_epoch))
     schedule = plan(len(data.forget), len(data.retain) if data.retain else None, batch_size=hp.batch_size,
                     micro_batches=total * cfg.grad_accum, seed=cfg.seed)
-    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=hp.lr,
-                            weight_decay=cfg.weight_decay)
+    opt = adamw(model.parameters(), lr=hp.lr, weight_decay=cfg.weight_decay)
     warmup = min(total, round(cfg.warmup_epochs * per_epoch))
     sched = (get_linear_schedule_with_warmup(opt, warmup, total) if cfg.schedule == "linear"
              else get_constant_schedule_with_warmup(opt, warmup))
