@@ -77,3 +77,14 @@ def test_smollm2_gguf_loads_dequantized_and_cached(tmp_path, monkeypatch):
     loss = model(input_ids=ids, labels=ids).loss
     loss.backward()
     assert model.model.embed_tokens.weight.grad is not None
+
+
+def test_loading_and_saving_show_no_library_bar(base_dir, tmp_path, capfd):
+    from transformers.utils import logging as hf_logging
+
+    assert hf_logging.is_progress_bar_enabled()
+    model, tok = load_model(base_dir)
+    save_model(model, tok, tmp_path / "copy")
+    err = capfd.readouterr().err
+    assert "Loading weights" not in err and "Writing model shards" not in err
+    assert hf_logging.is_progress_bar_enabled()  # restored for whatever the caller does next

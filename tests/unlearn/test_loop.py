@@ -199,6 +199,43 @@ def test_lora_run_returns_a_merged_plain_model(target, splits):
     assert log.summary["forget_prob_after"] < log.summary["forget_prob_before"]
 
 
+def test_gradient_checkpointing_saves_less_and_keeps_the_result(target, splits, unlearn_target_dir):
+    from obliviate.models.loading import load_model
+    from obliviate.unlearn.loop import _prepare_model
+    from obliviate.unlearn.objectives import OBJECTIVES
+
+    def saved_numel(model, batch):  # elements autograd keeps for the backward of one training forward
+        n = [0]
+        model.train()
+        with torch.autograd.graph.saved_tensors_hooks(lambda t: n.__setitem__(0, n[0] + t.numel()) or t, lambda t: t):
+            sequence_logps(model, batch)
+        return n[0]
+
+    (model, tok), (forget, retain) = target, splits
+    b = collate(build_data(tok, forget, None, set()), MicroBatch([0, 1])).forget
+    plain_saved = saved_numel(model, b)
+    ckpt_model, _ = _prepare_model(load_model(unlearn_target_dir)[0], UnlearnConfig(recipe="ga", gradient_checkpointing=True),
+                                   OBJECTIVES["ga"], set(), None)
+    assert saved_numel(ckpt_model, b) < plain_saved / 2
+
+    plain, log_plain = run(target, splits, "npo+gd", max_steps=3, lr=1e-3)
+    ckpt, log_ckpt = run((load_model(unlearn_target_dir)), splits, "npo+gd", max_steps=3, lr=1e-3,
+                         gradient_checkpointing=True)
+    for a, c in zip(log_plain, log_ckpt):  # recomputing the activations changes no number
+        assert a["loss"] == pytest.approx(c["loss"], rel=1e-5)
+    for (n, p), (_, q) in zip(plain.named_parameters(), ckpt.named_parameters()):
+        assert_close(p, q, rtol=1e-5, atol=1e-6, msg=n)
+    assert not any(getattr(m, "gradient_checkpointing", False) for m in ckpt.modules())  # a plain model again
+
+
+def test_gradient_checkpointing_needs_a_model_that_supports_it(target, splits):
+    (model, tok), (forget, retain) = target, splits
+    model.supports_gradient_checkpointing = False
+    with pytest.raises(ObliviateError, match="gradient_checkpointing=true: LlamaForCausalLM does not support it"):
+        unlearn(model, tok, forget, retain, UnlearnConfig(recipe="ga", gradient_checkpointing=True, max_steps=1),
+                progress=False)
+
+
 def test_reference_original_requires_a_model(target, splits):
     with pytest.raises(ObliviateError, match="reference=original needs ref_model"):
         run(target, splits, "npo", reference="original", max_steps=1)

@@ -12,6 +12,7 @@ fp32 safetensors under `$OBLIVIATE_CACHE` (default `~/.cache/obliviate`).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib.util
 import json
@@ -144,9 +145,11 @@ def load_model(spec: str | Path, *, allow_pickle: bool = False, trust_remote_cod
     elif _looks_local(str(spec)):
         raise ObliviateError(f"{spec}: no such model directory")
     try:
-        model = AutoModelForCausalLM.from_pretrained(
-            path if path.exists() else str(spec), dtype=dtype, trust_remote_code=trust_remote_code,
-            use_safetensors=None if allow_pickle else True)
+        # a local load is one step of the caller's stage: no bar of its own (a hub download keeps its bars)
+        with no_library_bars() if path.exists() else contextlib.nullcontext():
+            model = AutoModelForCausalLM.from_pretrained(
+                path if path.exists() else str(spec), dtype=dtype, trust_remote_code=trust_remote_code,
+                use_safetensors=None if allow_pickle else True)
     except (OSError, ValueError) as e:
         where = "directory" if path.exists() else "hub id (offline?)"
         raise ObliviateError(f"cannot load model {spec!s} from {where}: {str(e).splitlines()[0]}") from None
@@ -156,6 +159,21 @@ def load_model(spec: str | Path, *, allow_pickle: bool = False, trust_remote_cod
     tok = load_tokenizer(path if path.exists() else spec, trust_remote_code=trust_remote_code)
     check_vocab(model, tok, spec)
     return model, tok
+
+
+@contextlib.contextmanager
+def no_library_bars():
+    """transformers' "Loading weights" / "Writing model shards" bars off inside (restored after): the command
+    around it shows one progress display per stage."""
+    from transformers.utils import logging as hf_logging
+
+    was = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was:
+            hf_logging.enable_progress_bar()
 
 
 def _looks_local(spec: str) -> bool:
@@ -177,7 +195,8 @@ def save_model(model, tokenizer, out: str | Path, *, extra: dict | None = None) 
     """Save as a standard HF directory (safetensors + tokenizer); `extra` goes to obliviate.json."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(out, safe_serialization=True)
+    with no_library_bars():
+        model.save_pretrained(out, safe_serialization=True)
     if tokenizer is not None:
         tokenizer.save_pretrained(out)
     if extra:
@@ -190,7 +209,7 @@ def weights_hash(named_tensors) -> str:
     h = hashlib.sha256()
     for name, p in sorted(named_tensors, key=lambda kv: kv[0]):
         h.update(name.encode())
-        h.update(p.detach().to(torch.float32).cpu().numpy().tobytes())
+        h.update(p.detach().to(torch.float32).cpu().contiguous().numpy())  # the buffer itself: no bytes copy
     return h.hexdigest()[:16]
 
 

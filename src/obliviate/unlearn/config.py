@@ -102,6 +102,8 @@ class UnlearnConfig:
     lora_r: int = 8
     lora_alpha: int = 16
     lora_dropout: float = 0.0
+    # memory
+    gradient_checkpointing: bool = False  # recompute activations in the backward: less memory, more compute
     # run directory
     checkpoint_every: int = 0  # optimiser steps; 0 = no intermediate checkpoints
     keep_checkpoints: int = 2  # the newest N intermediate checkpoints are kept (the final model always is)

@@ -108,6 +108,13 @@ def _check_run_dir(out: Path | None, cfg: UnlearnConfig, inputs: dict, *, resume
 
 def _prepare_model(model, cfg: UnlearnConfig, objective, needs: set[str], ref_model):
     """LoRA wrap or choose the trainable parameters; build the live reference for kl / rmu."""
+    if cfg.gradient_checkpointing:
+        if not getattr(model, "supports_gradient_checkpointing", False):
+            raise ObliviateError(f"gradient_checkpointing=true: {type(model).__name__} does not support it")
+        if hasattr(model, "activation_checkpointing_enable"):  # transformers ≥ 5.x's name
+            model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+        else:
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     if cfg.lora:
         from obliviate.models.lora import add_lora
 
@@ -269,6 +276,9 @@ def _finish(model, tokenizer, data, cfg, before, unchanged_weights, log, out, *,
                       f"{'; ' if unchanged_weights and unchanged_loss else ''}"
                       f"{'forget log-prob moved < 1e-4' if unchanged_loss else ''}); check lr, steps and recipe",
                       stacklevel=3)
+    if cfg.gradient_checkpointing:
+        (model.activation_checkpointing_disable if hasattr(model, "activation_checkpointing_disable")
+         else model.gradient_checkpointing_disable)()
     if cfg.lora:
         model = model.merge_and_unload()
     summary = {"recipe": cfg.recipe, "size": size, "lr": hp.lr, "epochs": hp.epochs, "batch_size": hp.batch_size,
