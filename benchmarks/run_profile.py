@@ -9,6 +9,8 @@ and the peak RSS inside it. Phases are the library functions the run calls (wrap
 
 `imports` is the time from interpreter start to the CLI being importable (torch, transformers, accelerate).
 With `--cprofile FILE` the whole run is also profiled (read it with `python -m pstats FILE` or snakeviz).
+With `--torch-profile`, torch.profiler records the training steps after the second one (the steady state) and
+the table of operators by their own CPU time is printed: where a step's time goes.
 """
 
 import time
@@ -26,6 +28,7 @@ IMPORTS_S = time.perf_counter() - T0
 import argparse  # noqa: E402
 import cProfile  # noqa: E402
 import functools  # noqa: E402
+import json  # noqa: E402
 import os  # noqa: E402
 import resource  # noqa: E402
 import tempfile  # noqa: E402
@@ -57,6 +60,8 @@ class Sampler(threading.Thread):
         return max(inside, default=rss_gib())
 
 
+PROFILER: list = []  # the torch.profiler of --torch-profile, started after the second optimiser step
+
 PHASES = [  # (module, attribute, phase name): the functions the unlearn command and loop call
     ("obliviate.commands.unlearn", "load_model", "load model"),
     ("obliviate.unlearn.loop", "build_data", "tokenize"),
@@ -69,7 +74,7 @@ PHASES = [  # (module, attribute, phase name): the functions the unlearn command
 ]
 
 
-def instrument(sampler: Sampler, rows: list):
+def instrument(sampler: Sampler, rows: list, profile_steps: range | None = None):
     import importlib
 
     def wrap(fn, name):
@@ -93,6 +98,12 @@ def instrument(sampler: Sampler, rows: list):
         t0 = time.perf_counter()
         out = opt_step(self, *a, **k)
         t1 = time.perf_counter()
+        done = sum(r[0] == "  of which AdamW" for r in rows) + 1  # optimiser steps finished, this one included
+        if profile_steps is not None and done + 1 == profile_steps.start:  # record from the next step on
+            PROFILER.append(torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]))
+            PROFILER[0].__enter__()
+        if PROFILER and done == profile_steps.stop - 1:
+            PROFILER[0].__exit__(None, None, None)
         start = max((r[2] for r in rows), default=t0)
         rows.append(("training step (fwd+bwd+AdamW)", start, t1, rss_gib(), sampler.peak_between(start, t1)))
         rows.append(("  of which AdamW", t0, t1, rss_gib(), sampler.peak_between(t0, t1)))
@@ -107,6 +118,7 @@ def main():
     ap.add_argument("--data", default=None, help="world directory (default: the demo world, seed 0, in a temp dir)")
     ap.add_argument("--recipe", default="npo+gd")
     ap.add_argument("--cprofile", default=None, help="also write a cProfile of the run here")
+    ap.add_argument("--torch-profile", action="store_true", help="print torch.profiler's operator table of steps 3..")
     ap.add_argument("overrides", nargs="*", help="UnlearnConfig overrides (default: max_steps=1 batch_size=4 ...)")
     args = ap.parse_args()
     tmp = tempfile.TemporaryDirectory()
@@ -121,7 +133,10 @@ def main():
     sampler = Sampler()
     sampler.start()
     rows: list = []
-    instrument(sampler, rows)
+    steps = next((int(o.split("=", 1)[1]) for o in overrides if o.startswith("max_steps=")), None)
+    if args.torch_profile and (steps is None or steps < 3):
+        raise SystemExit("--torch-profile needs max_steps=N with N >= 3 (steps 3..N are recorded)")
+    instrument(sampler, rows, range(3, steps + 1) if args.torch_profile else None)
     os.environ.setdefault("TQDM_DISABLE", "1")
     prof = cProfile.Profile() if args.cprofile else None
     t_run = time.perf_counter()
@@ -135,11 +150,13 @@ def main():
     sampler.stop.set()
     if code:
         raise SystemExit(code)
+    log = [json.loads(line) for line in (Path(tmp.name) / "run" / "log.jsonl").read_text().splitlines()]
     total = IMPORTS_S + (t_end - t_run)
     named = sum(t1 - t0 for n, t0, t1, *_ in rows if not n.startswith("  "))
     print(f"obliviate unlearn {args.recipe} {' '.join(overrides)} on {args.model}: {total:.1f} s in-process "
           f"(+ interpreter start), peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20:.2f} GiB, "
           f"torch threads {torch.get_num_threads()}\n")
+    print("losses by step: " + ", ".join(f"{r['loss']:.4f}" for r in log) + "\n")
     print("| phase | calls | seconds | per call | RSS at end GiB | peak inside GiB |")
     print("|---|---|---|---|---|---|")
     print(f"| imports (torch, transformers, accelerate, obliviate) | 1 | {IMPORTS_S:.2f} | | — | — |")
@@ -151,7 +168,10 @@ def main():
         each = ", ".join(f"{c:.2f}" for c in calls)
         print(f"| {n} | {len(calls)} | {sum(calls):.2f} | {each} | {r:.2f} | {p:.2f} |")
     print(f"| everything else (arg parsing, config, data loading, run dir, accelerate) | — | "
-          f"{t_end - t_run - named:.2f} | {rss_gib():.2f} | — |")
+          f"{t_end - t_run - named:.2f} | | {rss_gib():.2f} | — |")
+    if PROFILER:
+        print(f"\ntorch.profiler, optimiser steps 3–{steps}, operators by own CPU time:\n")
+        print(PROFILER[0].key_averages().table(sort_by="self_cpu_time_total", row_limit=15))
 
 
 if __name__ == "__main__":

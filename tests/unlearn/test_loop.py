@@ -254,3 +254,35 @@ def test_every_recipe_lowers_the_forget_probability(target, splits, recipe):
     s = log.summary
     assert s["forget_prob_after"] < 0.8 * s["forget_prob_before"], s
     assert all(math.isfinite(r["loss"]) for r in log)
+
+
+def test_bf16_mixed_precision_runs_training_passes_in_bf16_and_returns_an_fp32_model(target, splits,
+                                                                                       unlearn_target_dir):
+    from obliviate.models.loading import load_model
+
+    other = load_model(unlearn_target_dir)
+    seen = {"fp32": set(), "bf16": set()}
+    for key, (model, _) in (("fp32", target), ("bf16", other)):
+        model.model.layers[0].mlp.down_proj.register_forward_hook(
+            lambda mod, i, o, k=key: seen[k].add((mod.training, o.dtype)))
+    plain, log_plain = run(target, splits, "npo+gd", max_steps=3, lr=1e-3)
+    mixed, log_mixed = run(other, splits, "npo+gd", max_steps=3, lr=1e-3, mixed_precision="bf16")
+    assert (True, torch.bfloat16) in seen["bf16"] and (True, torch.bfloat16) not in seen["fp32"]
+    assert (False, torch.bfloat16) not in seen["bf16"]  # reference cache and probes ran in fp32
+    for a, b in zip(log_plain, log_mixed):  # bf16 rounding moves the loss a little, not the run
+        assert b["loss"] == pytest.approx(a["loss"], rel=0.05)
+        assert b["loss"] != a["loss"]
+    assert all(p.dtype == torch.float32 for p in mixed.parameters())
+    with torch.no_grad():  # the returned model computes in fp32: autocast is not left on its forward
+        seen["bf16"].clear()
+        mixed.train()
+        mixed(torch.tensor([[1, 2, 3]]))
+    assert seen["bf16"] == {(True, torch.float32)}
+
+
+def test_mixed_precision_is_checked(monkeypatch, target, splits):
+    with pytest.raises(ObliviateError, match="mixed_precision 'fp8': choose one of no, bf16"):
+        UnlearnConfig(recipe="ga", mixed_precision="fp8")
+    monkeypatch.setenv("ACCELERATE_MIXED_PRECISION", "fp16")
+    with pytest.raises(ObliviateError, match="mixed_precision=bf16 conflicts with accelerate launch's"):
+        run(target, splits, "ga", mixed_precision="bf16", max_steps=1)

@@ -102,8 +102,10 @@ class UnlearnConfig:
     lora_r: int = 8
     lora_alpha: int = 16
     lora_dropout: float = 0.0
-    # memory
+    # memory and speed
     gradient_checkpointing: bool = False  # recompute activations in the backward: less memory, more compute
+    mixed_precision: str | None = None  # "bf16": training forwards under bf16 autocast (weights, gradients and
+    # AdamW stay fp32); None/"no": fp32, or what `accelerate launch --mixed_precision` set
     # run directory
     checkpoint_every: int = 0  # optimiser steps; 0 = no intermediate checkpoints
     keep_checkpoints: int = 2  # the newest N intermediate checkpoints are kept (the final model always is)
@@ -148,6 +150,9 @@ class UnlearnConfig:
             raise ObliviateError(f"checkpoint_every must be >= 0, got {self.checkpoint_every}")
         if self.keep_checkpoints < 1:
             raise ObliviateError(f"keep_checkpoints must be >= 1, got {self.keep_checkpoints}")
+        if self.mixed_precision not in (None, "no", "bf16"):
+            raise ObliviateError(f"mixed_precision {self.mixed_precision!r}: choose one of no, bf16 (fp16 needs a "
+                                 "loss scaler: use `accelerate launch --mixed_precision fp16` on a GPU)")
         if self.lora and "params" in OBJECTIVES[self.objective].needs:
             raise ObliviateError("rmu trains the MLPs of layers ℓ-2..ℓ itself; it cannot be combined with lora")
 

@@ -13,6 +13,7 @@ import copy
 import hashlib
 import json
 import math
+import os
 import time
 import warnings
 from pathlib import Path
@@ -106,6 +107,23 @@ def _check_run_dir(out: Path | None, cfg: UnlearnConfig, inputs: dict, *, resume
                                  f"({info['inputs'][diff]} then, {inputs[diff]} now)")
 
 
+def _check_mixed_precision(cfg: UnlearnConfig) -> None:
+    """`mixed_precision=bf16` and `accelerate launch --mixed_precision X` must not disagree (one setting, used;
+    the launcher's "no" is its default, not a choice against bf16)."""
+    launched = os.environ.get("ACCELERATE_MIXED_PRECISION", "no")
+    if cfg.mixed_precision is not None and launched != "no" and launched != cfg.mixed_precision:
+        raise ObliviateError(f"mixed_precision={cfg.mixed_precision} conflicts with accelerate launch's "
+                             f"--mixed_precision {launched}; give one of them")
+
+
+def _autocast(amp: dict, fn, *args):
+    """fn(*args) — a training forward — under autocast when `mixed_precision=bf16` (its backward runs outside
+    it, as torch recommends). The reference cache and the probes are not training passes: they stay fp32, so
+    the before/after forget probes compare like with like."""
+    with torch.autocast(**amp):
+        return fn(*args)
+
+
 def _prepare_model(model, cfg: UnlearnConfig, objective, needs: set[str], ref_model):
     """LoRA wrap or choose the trainable parameters; build the live reference for kl / rmu."""
     if cfg.gradient_checkpointing:
@@ -169,7 +187,9 @@ def unlearn(model, tokenizer, forget_records: list[dict], retain_records: list[d
     inputs = {"model_fingerprint": model_fingerprint(model) if out is not None else None,
               "forget_hash": records_hash(forget_records), "retain_hash": records_hash(retain_records)}
     # multi-process: only the main process claims and writes `out`; the schedule steps once per optimiser step
+    _check_mixed_precision(cfg)
     acc = Accelerator(cpu=not torch.cuda.is_available(), step_scheduler_with_optimizer=False)
+    amp = dict(device_type=acc.device.type, dtype=torch.bfloat16, enabled=cfg.mixed_precision == "bf16")
     _check_run_dir(out if acc.is_main_process else None, cfg, inputs, resume=resume, overwrite=overwrite)
     size = model_size_name(model)
     hp = cfg.hyperparams(size)
@@ -211,8 +231,10 @@ def unlearn(model, tokenizer, forget_records: list[dict], retain_records: list[d
         parts: dict[str, float] = {}
         for k, mb in enumerate(micros):
             batch = collate(data, _shard(mb, acc.process_index, acc.num_processes))
-            s = Step(forget=lambda forward=None, b=batch: objective(Views(model, b, ref=ref, forward=forward), cfg),
-                     retain=(lambda b=batch: regularizer(Views(model, b, ref=ref), cfg)) if regularizer else None,
+            s = Step(forget=lambda forward=None, b=batch: _autocast(amp, objective, Views(model, b, ref=ref,
+                                                                                        forward=forward), cfg),
+                     retain=(lambda b=batch: _autocast(amp, regularizer, Views(model, b, ref=ref), cfg))
+                     if regularizer else None,
                      weigh=weigh, params=params, backward=acc.backward, model=model, cfg=cfg,
                      scale=1.0 / len(micros), seed=cfg.seed * 1_000_003 + step * cfg.grad_accum + k)
             for key, value in smoother.grad(s).items():  # micro-batch values → step means
@@ -246,7 +268,7 @@ def unlearn(model, tokenizer, forget_records: list[dict], retain_records: list[d
     bar.close()
     if tracker is not None:
         tracker.finish()
-    model = acc.unwrap_model(model).eval()
+    model = acc.unwrap_model(model, keep_fp32_wrapper=False).eval()  # a plain fp32 model: no autocast left
     return _finish(model, tokenizer, data, cfg, before, fingerprint == weights_hash(params), log,
                    out if acc.is_main_process else None, size=size,
                    hp=hp, total=total, seconds=time.time() - started)
