@@ -19,7 +19,7 @@ h1{font-size:1.6rem;margin-bottom:.2rem}h2{font-size:1.25rem;border-bottom:1px s
 margin-top:2rem}h3{font-size:1.05rem}
 table{border-collapse:collapse;margin:.6rem 0;font-size:.88rem}th,td{border:1px solid #d0d7de;padding:.25rem .5rem;
 text-align:right;vertical-align:top}th{background:#f6f8fa}td.l,th.l{text-align:left}
-td.l{max-width:24rem;overflow-wrap:anywhere}
+td.l{max-width:24rem;overflow-wrap:break-word}
 tr:nth-child(even) td{background:#fbfcfd}
 figure{display:inline-block;margin:.5rem 1rem .5rem 0}figcaption{font-size:.85rem;color:#57606a}
 img{max-width:100%}pre{background:#f6f8fa;padding:.6rem;overflow-x:auto;font-size:.8rem}
