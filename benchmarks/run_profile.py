@@ -30,10 +30,11 @@ import cProfile  # noqa: E402
 import functools  # noqa: E402
 import json  # noqa: E402
 import os  # noqa: E402
-import resource  # noqa: E402
 import tempfile  # noqa: E402
 import threading  # noqa: E402
 from pathlib import Path  # noqa: E402
+
+from obliviate.bench import peak_rss_gib  # noqa: E402
 
 PAGE = os.sysconf("SC_PAGE_SIZE")
 
@@ -44,7 +45,7 @@ def rss_gib() -> float:
 
 
 class Sampler(threading.Thread):
-    """The process's RSS every `every` seconds; `peak_since(t)` is the largest sample after time t."""
+    """The process's RSS every `every` seconds; `peak_between(t0, t1)` is the largest sample in [t0, t1]."""
 
     def __init__(self, every: float = 0.02):
         super().__init__(daemon=True)
@@ -154,7 +155,7 @@ def main():
     total = IMPORTS_S + (t_end - t_run)
     named = sum(t1 - t0 for n, t0, t1, *_ in rows if not n.startswith("  "))
     print(f"obliviate unlearn {args.recipe} {' '.join(overrides)} on {args.model}: {total:.1f} s in-process "
-          f"(+ interpreter start), peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20:.2f} GiB, "
+          f"(+ interpreter start), peak RSS {peak_rss_gib():.2f} GiB, "
           f"torch threads {torch.get_num_threads()}\n")
     print("losses by step: " + ", ".join(f"{r['loss']:.4f}" for r in log) + "\n")
     print("| phase | calls | seconds | per call | RSS at end GiB | peak inside GiB |")

@@ -219,7 +219,7 @@ def test_gradient_checkpointing_saves_less_and_keeps_the_result(target, splits, 
     assert saved_numel(ckpt_model, b) < plain_saved / 2
 
     plain, log_plain = run(target, splits, "npo+gd", max_steps=3, lr=1e-3)
-    ckpt, log_ckpt = run((load_model(unlearn_target_dir)), splits, "npo+gd", max_steps=3, lr=1e-3,
+    ckpt, log_ckpt = run(load_model(unlearn_target_dir), splits, "npo+gd", max_steps=3, lr=1e-3,
                          gradient_checkpointing=True)
     for a, c in zip(log_plain, log_ckpt):  # recomputing the activations changes no number
         assert a["loss"] == pytest.approx(c["loss"], rel=1e-5)

@@ -124,15 +124,26 @@ def _autocast(amp: dict, fn, *args):
         return fn(*args)
 
 
+def _layer_checkpointing(model, *, on: bool) -> None:
+    """transformers' activation checkpointing of every decoder layer (non-reentrant) on or off; the 5.x name
+    where it exists (the 4.x `gradient_checkpointing_*` name is deprecated there)."""
+    if hasattr(model, "activation_checkpointing_enable"):
+        if on:
+            model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+        else:
+            model.activation_checkpointing_disable()
+    elif on:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    else:
+        model.gradient_checkpointing_disable()
+
+
 def _prepare_model(model, cfg: UnlearnConfig, objective, needs: set[str], ref_model):
     """LoRA wrap or choose the trainable parameters; build the live reference for kl / rmu."""
     if cfg.gradient_checkpointing:
         if not getattr(model, "supports_gradient_checkpointing", False):
             raise ObliviateError(f"gradient_checkpointing=true: {type(model).__name__} does not support it")
-        if hasattr(model, "activation_checkpointing_enable"):  # transformers ≥ 5.x's name
-            model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
-        else:
-            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        _layer_checkpointing(model, on=True)
     if cfg.lora:
         from obliviate.models.lora import add_lora
 
@@ -299,8 +310,7 @@ def _finish(model, tokenizer, data, cfg, before, unchanged_weights, log, out, *,
                       f"{'forget log-prob moved < 1e-4' if unchanged_loss else ''}); check lr, steps and recipe",
                       stacklevel=3)
     if cfg.gradient_checkpointing:
-        (model.activation_checkpointing_disable if hasattr(model, "activation_checkpointing_disable")
-         else model.gradient_checkpointing_disable)()
+        _layer_checkpointing(model, on=False)
     if cfg.lora:
         model = model.merge_and_unload()
     summary = {"recipe": cfg.recipe, "size": size, "lr": hp.lr, "epochs": hp.epochs, "batch_size": hp.batch_size,
