@@ -22,7 +22,7 @@ import torch
 from obliviate.attack.classifier.dfhl_rs import StealConfig, steal
 from obliviate.attack.classifier.plg_mi import METHODS, InvertConfig, invert
 from obliviate.report.classifier import STEAL_COLS, pm, write_invert_report, write_steal_report
-from obliviate.report.html import table_md
+from obliviate.html import table_md
 
 STEAL_MODES = ("hee", "plain", "at", "ue")
 

@@ -102,7 +102,7 @@ def _jailbreak(args):
     from obliviate.attack.jailbreak import JailbreakConfig, jailbreak
     from obliviate.models.loading import load_model
     from obliviate.report.attacks import ATTACKS
-    from obliviate.report.html import figure_png, table_md
+    from obliviate.html import figure_png, table_md
 
     model, tok = load_model(args.model, allow_pickle=args.allow_pickle)
     original = None
@@ -135,7 +135,7 @@ def _mia(args):
     from obliviate.attack.mia import MIAConfig, membership_inference
     from obliviate.models.loading import load_model
     from obliviate.report.attacks import ATTACKS
-    from obliviate.report.html import figure_png, table_md
+    from obliviate.html import figure_png, table_md
 
     cfg = load_config(MIAConfig, args.config, args.overrides, forget=args.forget, holdout=args.holdout)
     model, tok = load_model(args.model, allow_pickle=args.allow_pickle)

@@ -38,7 +38,7 @@ def run(args):
     from obliviate.config import load_config
     from obliviate.evaluate import EvalConfig
     from obliviate.models.loading import check_output_dir, load_model
-    from obliviate.report.html import figure_png, table_md
+    from obliviate.html import figure_png, table_md
     from obliviate.scenarios import check_eval_config
     from obliviate.scenarios.continual import ContinualConfig, continual, continual_table, plot_continual
     from obliviate.unlearn import UnlearnConfig

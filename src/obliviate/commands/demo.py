@@ -23,7 +23,7 @@ def run(args):
     report = run_demo(cfg)
     print(f"demo finished in {time.perf_counter() - t:.0f} s; report card: {report} (and {report.with_suffix('.md')})")
     from obliviate.report.card import collect, headline
-    from obliviate.report.html import table_md
+    from obliviate.html import table_md
 
     headers, rows = headline(collect(report.parent))
     keep = [headers.index(h) for h in SUMMARY_COLUMNS if h in headers]

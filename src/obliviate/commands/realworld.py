@@ -44,7 +44,7 @@ def run(args):
     from obliviate.config import load_config, parse_overrides
     from obliviate.evaluate import EvalConfig
     from obliviate.models.loading import load_model
-    from obliviate.report.html import table_md
+    from obliviate.html import table_md
     from obliviate.scenarios.realworld import RealworldConfig, load_user_sets, realworld, realworld_table
     from obliviate.unlearn import UnlearnConfig
 

@@ -67,7 +67,7 @@ def run(args):
     import time
 
     from obliviate.demo import run_demo
-    from obliviate.report.html import table_md
+    from obliviate.html import table_md
 
     cfg = resolve_config(args)
     t = time.perf_counter()

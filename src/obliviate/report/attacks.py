@@ -14,7 +14,7 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from obliviate.report.stats import mean_ci
+from obliviate.stats import mean_ci
 
 
 def _ci(values, label: str = "") -> str:
@@ -199,7 +199,7 @@ ATTACKS = {
 
 def attack_sections(recipes: dict[str, list[dict]], target: dict | None = None) -> list[dict]:
     """{name, title, caption, headers, rows, png} for every attack with results in any seed run of any recipe."""
-    from obliviate.report.html import figure_png
+    from obliviate.html import figure_png
 
     out = []
     for name, attack in ATTACKS.items():

@@ -15,9 +15,9 @@ import math
 from pathlib import Path
 
 from obliviate import ObliviateError
-from obliviate.report import html as H
+from obliviate import html as H
 from obliviate.report.attacks import ATTACKS, attack_sections
-from obliviate.report.stats import mean_ci, median_range
+from obliviate.stats import mean_ci, median_range
 
 ROLE_LABELS = {"forget": "forget", "retain": "retain", "world_facts": "world"}
 

@@ -91,7 +91,7 @@ def welch_interval(a: list[float], b: list[float]) -> tuple[float, float, float]
 
 def t_interval(a: list[float]) -> tuple[float, float, float]:
     """(mean, lower, upper): the 95 % t-interval of a mean (≥ 2 values; `report.stats.mean_ci`)."""
-    from obliviate.report.stats import mean_ci
+    from obliviate.stats import mean_ci
 
     m, h = mean_ci(a)
     return m, m - h, m + h
@@ -248,8 +248,8 @@ def test_claims(run: str | Path, data: dict | None = None) -> list[dict]:
 def claims_table(results: list[dict]) -> tuple[list[str], list[list]]:
     """(headers, rows): one row per part, the claim's verdict on its first row."""
     from obliviate.report.card import fmt_ci
-    from obliviate.report.html import fmt
-    from obliviate.report.stats import mean_ci
+    from obliviate.html import fmt
+    from obliviate.stats import mean_ci
 
     headers = ["claim", "verdict", "comparison", "a (mean ± CI)", "b / threshold", "difference [95 % CI]", "part"]
     rows = []

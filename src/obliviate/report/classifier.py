@@ -15,9 +15,9 @@ import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 
 from obliviate import ObliviateError  # noqa: E402
-from obliviate.report.html import (figure_png, image_html, paragraph, render_page, section, table_html,  # noqa: E402
+from obliviate.html import (figure_png, image_html, paragraph, render_page, section, table_html,  # noqa: E402
                                    table_md)
-from obliviate.report.stats import mean_ci  # noqa: E402
+from obliviate.stats import mean_ci  # noqa: E402
 
 STEAL_COLS = ("clean", "fgsm", "pgd20", "pgd100", "cw100", "aa")
 INVERT_COLS = ("acc1", "acc5", "knn", "fd")

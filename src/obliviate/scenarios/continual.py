@@ -372,7 +372,7 @@ def find_continual(run: str | Path) -> list[dict]:
 
 def report_section(run: str | Path) -> tuple[str, str] | None:
     """(html, markdown) of the report card's continual section, or None when `run` holds no continual results."""
-    from obliviate.report import html as H
+    from obliviate import html as H
 
     infos = find_continual(run)
     if not infos:
