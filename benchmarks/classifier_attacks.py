@@ -19,9 +19,9 @@ from pathlib import Path
 import obliviate  # noqa: F401  (sets OMP_WAIT_POLICY before torch)
 import torch
 
-from obliviate.attack.classifier.dfhl_rs import StealConfig, steal
-from obliviate.attack.classifier.plg_mi import METHODS, InvertConfig, invert
-from obliviate.report.classifier import STEAL_COLS, pm, write_invert_report, write_steal_report
+from obliviate.classifier.invert import METHODS, InvertConfig, invert
+from obliviate.classifier.report import STEAL_COLS, pm, write_invert_report, write_steal_report
+from obliviate.classifier.steal import StealConfig, steal
 from obliviate.html import table_md
 
 STEAL_MODES = ("hee", "plain", "at", "ue")

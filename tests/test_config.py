@@ -31,7 +31,7 @@ def test_recipe_parts_merge_across_flag_override_and_yaml(tmp_path):
 
 @pytest.mark.parametrize("key", ["allow_pickle", "trust_remote_code"])
 def test_safety_opt_ins_are_refused_in_config_and_override(tmp_path, key):
-    from obliviate.attack.classifier.dfhl_rs import StealConfig
+    from obliviate.classifier.steal import StealConfig
     from obliviate.evaluate import EvalConfig
 
     with pytest.raises(ObliviateError, match=f"'{key}' cannot be set in a config or override"):

@@ -1,6 +1,7 @@
 """The `obliviate` command: one subcommand per pipeline verb.
 
-Each verb lives in `obliviate/commands/<verb>.py` with two functions,
+Each verb lives in `obliviate/commands/<verb>.py` (the classifier verbs in
+`obliviate/classifier/commands/<verb>.py`) with two functions,
 `add_arguments(parser)` and `run(args) -> int | None`, and is a thin wrapper
 over the public Python function of the same name. Only the chosen verb's
 module is imported, so `obliviate --help` stays fast.
@@ -15,7 +16,7 @@ import sys
 import obliviate  # sets OMP_WAIT_POLICY before anything imports torch
 from obliviate import ObliviateError
 
-# verb -> (module under obliviate.commands, one-line help)
+# verb -> (module under obliviate.commands, or a full dotted module path, one-line help)
 VERBS = {
     "world": ("world", "write the offline synthetic fictitious-author world (TOFU schema)"),
     "init-model": ("init_model", "create a tiny Llama base model with a tokenizer trained on a world"),
@@ -26,8 +27,8 @@ VERBS = {
     "demo": ("demo", "the offline demo: world, models, unlearning, evaluation, attacks, report card"),
     "reproduce": ("reproduce", "the papers' protocol on a pretrained model (SmolLM2-135M): do their claims hold?"),
     "report": ("report", "rebuild a report card from a saved run directory"),
-    "steal": ("steal", "DFHL-RS hard-label robustness stealing of an image classifier"),
-    "invert": ("invert", "PLG-MI model inversion of an image classifier"),
+    "steal": ("obliviate.classifier.commands.steal", "DFHL-RS hard-label robustness stealing of an image classifier"),
+    "invert": ("obliviate.classifier.commands.invert", "PLG-MI model inversion of an image classifier"),
     "continual": ("continual", "continual unlearning: forget requests one after another, evaluated after each"),
     "realworld": ("realworld", "real-world unlearning of a pretrained model's own knowledge (countryinfo probes)"),
     "ls": ("ls", "list the registries: objectives, regularisers, smoothers, metrics"),
@@ -36,7 +37,8 @@ VERBS = {
 
 
 def _module(verb: str):
-    return importlib.import_module(f"obliviate.commands.{VERBS[verb][0]}")
+    name = VERBS[verb][0]
+    return importlib.import_module(name if "." in name else f"obliviate.commands.{name}")
 
 
 def build_parser(verb: str | None = None) -> argparse.ArgumentParser:

@@ -1,1 +1,1 @@
-"""Attacks on unlearned language models and on image classifiers (`attack.classifier`)."""
+"""Attacks on unlearned language models (the image-classifier attacks are `obliviate.classifier`)."""

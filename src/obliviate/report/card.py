@@ -285,7 +285,7 @@ def _classifier_sections(run: Path) -> list[str]:
     for sub in ("steal", "invert"):
         d = run / sub
         if d.is_dir():
-            from obliviate.report.classifier import report_section
+            from obliviate.classifier.report import report_section
 
             out.append(report_section(d))
     return out

@@ -3,7 +3,7 @@ import torch
 import torch.nn as nn
 
 from obliviate import ObliviateError
-from obliviate.attack.classifier.oracle import HardLabelOracle
+from obliviate.classifier.oracle import HardLabelOracle
 
 
 class CountingModel(nn.Module):

@@ -12,7 +12,7 @@ BASELINES = ("gmi", "no-guidance", "ce", "random")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from obliviate.commands._classifier import add_common_arguments
+    from obliviate.classifier.commands.common import add_common_arguments
 
     add_common_arguments(parser, kind="invert", config="InvertConfig", example="gan_iters=200",
                          train_help="train a target on the private split of this dataset (default: digits)")
@@ -23,8 +23,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from obliviate.attack.classifier.plg_mi import InvertConfig, invert
-    from obliviate.commands._classifier import run_seeds, target_dataset
+    from obliviate.classifier.invert import InvertConfig, invert
+    from obliviate.classifier.commands.common import run_seeds, target_dataset
 
     def describe(cfg, result) -> str:
         return "\n".join(f"seed {cfg.seed} {m:12s} acc@1={v['acc1']:.3f} acc@5={v['acc5']:.3f} knn={v['knn']:.2f} "

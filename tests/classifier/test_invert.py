@@ -3,8 +3,8 @@ import torch
 import torch.nn as nn
 from torch.testing import assert_close
 
-from obliviate.attack.classifier.models import CondGenerator, ProjectionDiscriminator, new_classifier
-from obliviate.attack.classifier.plg_mi import (ce_inversion_loss, frechet_distance, gan_step, hinge_d_loss,
+from obliviate.classifier.models import CondGenerator, ProjectionDiscriminator, new_classifier
+from obliviate.classifier.invert import (ce_inversion_loss, frechet_distance, gan_step, hinge_d_loss,
                                                 hinge_g_loss, knn_distance, max_margin_loss, top_n_select)
 
 
@@ -76,7 +76,7 @@ def test_discriminator_never_sees_augmented_fakes():
 
 
 def test_cgan_training_and_z_only_reconstruction_are_deterministic():
-    from obliviate.attack.classifier.plg_mi import InvertConfig, reconstruct, train_gan
+    from obliviate.classifier.invert import InvertConfig, reconstruct, train_gan
 
     cfg = InvertConfig(gan_iters=2, n_dis=1, batch_size=8, rec_steps=3, nz=8, gen_width=8, dis_width=8)
     T = new_classifier("cnn", num_classes=3, width=4).eval()

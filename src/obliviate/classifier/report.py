@@ -168,7 +168,7 @@ def report_section(run_dir: str | Path) -> str:
 
 
 def pm(values: list[float], digits: int = 3) -> str:
-    """'mean ± 95 % t-interval half-width' over seeds (report.stats.mean_ci, as in the report card)."""
+    """'mean ± 95 % t-interval half-width' over seeds (obliviate.stats.mean_ci, as in the report card)."""
     m, h = mean_ci(values)
     if m is None:
         return "—"

@@ -12,7 +12,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from obliviate.attack.classifier.data import ImageData
+from obliviate.classifier.data import ImageData
 
 
 def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, batch_size: int = 512) -> float:
@@ -110,8 +110,12 @@ def autoattack_accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, e
     return accuracy(model, adv, y)
 
 
+# the adversarial attacks a classifier's robustness is measured under (not the language-model ATTACKS registry)
+ROBUSTNESS_ATTACKS = ("fgsm", "pgd20", "pgd100", "cw100", "aa")
+
+
 def evaluate_robustness(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, eps: float, num_classes: int,
-                        aa_n: int = 100, attacks: tuple[str, ...] = ("fgsm", "pgd20", "pgd100", "cw100", "aa"),
+                        aa_n: int = 100, attacks: tuple[str, ...] = ROBUSTNESS_ATTACKS,
                         seed: int = 0) -> dict[str, float]:
     """{clean, fgsm, pgd20, pgd100, cw100, aa} accuracies; AA on the fixed subset x[:aa_n]."""
     out = {"clean": accuracy(model, x, y)}

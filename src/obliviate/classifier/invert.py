@@ -28,11 +28,10 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from obliviate import ObliviateError
-from obliviate.attack.classifier.data import (PUBLIC_SHIFTS, ImageData, load_dataset, random_augment, shift_public,
-                                              split)
-from obliviate.attack.classifier.models import (CondGenerator, Generator, ProjectionDiscriminator, load_classifier,
-                                                new_classifier, save_classifier)
-from obliviate.attack.classifier.robustness import accuracy, train_classifier
+from obliviate.classifier.data import PUBLIC_SHIFTS, ImageData, load_dataset, random_augment, shift_public, split
+from obliviate.classifier.models import (CondGenerator, Generator, ProjectionDiscriminator, load_target,
+                                         new_classifier, save_classifier)
+from obliviate.classifier.robustness import accuracy, train_classifier
 
 METHODS = ("plg", "gmi", "no-guidance", "ce", "random")
 
@@ -260,34 +259,13 @@ def invert_splits(cfg: InvertConfig) -> tuple[ImageData, ImageData, torch.Tensor
                                                seed=cfg.split_seed)
 
 
-def invert(cfg: InvertConfig, out_dir: str | Path | None = None, *, allow_pickle: bool = False,
-           report: Callable | None = None) -> dict:
-    """Run PLG-MI and/or its baselines end to end; write results.json and reconstructions into `out_dir`.
-
-    allow_pickle: load a pickle `--target` checkpoint (the `--allow-pickle` flag; never a config key).
-    report: `report(out_dir, result, recs=, classes=, private=)` writes the run's pages
-    (obliviate.report.classifier.write_invert_report; passed in, attack code does not import the report stage)."""
-    from obliviate.config import write_run_info
-
-    t0 = time.time()
-    out = Path(out_dir) if out_dir is not None else None
-    if out is not None:
-        write_run_info(out, cfg, seed=cfg.seed)
-    private, private_test, public_x = invert_splits(cfg)
+def invert_models(cfg: InvertConfig, private: ImageData, out: Path | None, *,
+                  allow_pickle: bool = False) -> tuple[nn.Module, nn.Module]:
+    """(target T, evaluation classifier E). T is `cfg.target`, else a CNN trained on the private split (saved to
+    out/target); E has a different architecture and seed and is trained on the same private data."""
     K, shape = private.num_classes, tuple(private.x.shape[1:])
-    if cfg.top_n > len(public_x):
-        raise ObliviateError(f"top_n={cfg.top_n} exceeds the {len(public_x)} public images")
     if cfg.target:
-        T, spec = load_classifier(cfg.target, allow_pickle=allow_pickle)
-        if spec.get("meta", {}).get("dataset") not in (None, cfg.dataset):
-            raise ObliviateError(f"{cfg.target}: target was trained on {spec['meta']['dataset']!r}, not {cfg.dataset!r}")
-        try:
-            with torch.no_grad():
-                k_out = T(private.x[:2]).shape[1]
-        except RuntimeError:
-            raise ObliviateError(f"{cfg.target}: target does not accept {cfg.dataset} images of shape {shape}") from None
-        if k_out != K:
-            raise ObliviateError(f"{cfg.target}: target has {k_out} outputs, dataset has {K} classes")
+        T, _ = load_target(cfg.target, private, dataset=cfg.dataset, allow_pickle=allow_pickle)
     else:
         torch.manual_seed(cfg.seed)
         T = new_classifier("cnn", in_ch=shape[0], size=shape[1], num_classes=K)
@@ -298,16 +276,26 @@ def invert(cfg: InvertConfig, out_dir: str | Path | None = None, *, allow_pickle
     torch.manual_seed(cfg.seed + 1000)      # E: different architecture AND seed, same private data
     E = new_classifier("evalnet", in_ch=shape[0], size=shape[1], num_classes=K)
     train_classifier(E, private, epochs=cfg.eval_epochs, desc="eval classifier")
-    t_models = time.time()
+    return T, E
 
-    torch.manual_seed(cfg.seed)
-    T.eval()
-    with torch.no_grad():
-        probs = F.softmax(T(public_x), 1)
-    sel_idx, sel_y = top_n_select(probs, cfg.top_n)
-    pub_x, pub_y = public_x[sel_idx], sel_y
-    classes = torch.arange(K).repeat_interleave(cfg.n_rec)
 
+def method_reconstructions(method: str, G: nn.Module, D: nn.Module, T: nn.Module, classes: torch.Tensor, *,
+                           cfg: InvertConfig) -> torch.Tensor:
+    """One method's reconstructions of `classes` (N,) from its trained GAN (G, D): (N, C, H, W)."""
+    torch.manual_seed(cfg.seed + 7)
+    if method == "random":
+        with torch.no_grad():
+            return G(torch.randn(len(classes), cfg.nz), classes)
+    if method == "gmi":
+        return reconstruct_gmi(G, D, T, classes, cfg=cfg)
+    return reconstruct(G, T, classes, cfg=cfg, inv="ce" if method == "ce" else "mm")
+
+
+def run_methods(cfg: InvertConfig, T: nn.Module, E: nn.Module, public_x: torch.Tensor, pub_x: torch.Tensor,
+                pub_y: torch.Tensor, classes: torch.Tensor, private: ImageData) -> tuple[dict, dict, dict]:
+    """Each of `cfg.methods`: train its GAN (shared between methods that need the same one), reconstruct
+    `classes`, score with E (and T). `pub_x`, `pub_y` are the top-n pseudo-labelled public images, `public_x`
+    all of them (the unconditional GMI GAN). Returns (metrics, reconstructions, seconds), each keyed by method."""
     # (conditional, alpha, inversion loss) of the GAN each method needs; GANs are shared within a run
     gan_of = {"plg": (True, cfg.alpha, "mm"), "random": (True, cfg.alpha, "mm"), "no-guidance": (True, 0.0, "mm"),
               "ce": (True, cfg.alpha, "ce"), "gmi": (False, 0.0, "mm")}
@@ -320,21 +308,45 @@ def invert(cfg: InvertConfig, out_dir: str | Path | None = None, *, allow_pickle
             torch.manual_seed(cfg.seed + 100 * list(gan_of.values()).index(key))
             conditional, alpha, inv = key
             gans[key] = train_gan(pub_x if conditional else public_x, pub_y if conditional else None, T, cfg=cfg,
-                                  num_classes=K, alpha=alpha, inv=inv, conditional=conditional, desc=f"GAN[{method}]")
+                                  num_classes=private.num_classes, alpha=alpha, inv=inv, conditional=conditional,
+                                  desc=f"GAN[{method}]")
         G, D, _ = gans[key]
-        torch.manual_seed(cfg.seed + 7)
-        if method == "random":
-            with torch.no_grad():
-                rec = G(torch.randn(len(classes), cfg.nz), classes)
-        elif method == "gmi":
-            rec = reconstruct_gmi(G, D, T, classes, cfg=cfg)
-        else:
-            rec = reconstruct(G, T, classes, cfg=cfg, inv="ce" if method == "ce" else "mm")
+        rec = method_reconstructions(method, G, D, T, classes, cfg=cfg)
         results[method] = attack_metrics(E, rec, classes, private)
         with torch.no_grad():
             results[method]["target_acc1"] = float((T(rec).argmax(1) == classes).float().mean())
         recs[method] = rec
         times[method] = round(time.time() - t_m, 2)
+    return results, recs, times
+
+
+def invert(cfg: InvertConfig, out_dir: str | Path | None = None, *, allow_pickle: bool = False,
+           report: Callable | None = None) -> dict:
+    """Run PLG-MI and/or its baselines end to end; write results.json and reconstructions into `out_dir`.
+
+    allow_pickle: load a pickle `--target` checkpoint (the `--allow-pickle` flag; never a config key).
+    report: `report(out_dir, result, recs=, classes=, private=)` writes the run's pages
+    (classifier.report.write_invert_report; passed in, since the attack modules do not import the later report
+    module)."""
+    from obliviate.config import write_run_info
+
+    t0 = time.time()
+    out = Path(out_dir) if out_dir is not None else None
+    if out is not None:
+        write_run_info(out, cfg, seed=cfg.seed)
+    private, private_test, public_x = invert_splits(cfg)
+    if cfg.top_n > len(public_x):
+        raise ObliviateError(f"top_n={cfg.top_n} exceeds the {len(public_x)} public images")
+    T, E = invert_models(cfg, private, out, allow_pickle=allow_pickle)
+    t_models = time.time()
+
+    torch.manual_seed(cfg.seed)
+    T.eval()
+    with torch.no_grad():
+        probs = F.softmax(T(public_x), 1)
+    sel_idx, sel_y = top_n_select(probs, cfg.top_n)
+    classes = torch.arange(private.num_classes).repeat_interleave(cfg.n_rec)
+    results, recs, times = run_methods(cfg, T, E, public_x, public_x[sel_idx], sel_y, classes, private)
     real_ref = attack_metrics(E, private_test.x, private_test.y, private)   # held-out real images as a reference
     result = {"dataset": cfg.dataset, "seed": cfg.seed, "methods": results, "real_test_reference": real_ref,
               "target_test_acc": accuracy(T, private_test.x, private_test.y),

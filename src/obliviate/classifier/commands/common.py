@@ -35,7 +35,7 @@ def _run_seeds(args, config_cls, attack, base, first, out: Path, *, kind, heavy_
     import torch
 
     from obliviate.config import load_config
-    from obliviate.report.classifier import write_invert_report, write_steal_report, write_summary
+    from obliviate.classifier.report import write_invert_report, write_steal_report, write_summary
 
     runs = []
     for i in range(args.seeds):

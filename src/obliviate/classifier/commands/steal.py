@@ -10,7 +10,7 @@ import argparse
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from obliviate.commands._classifier import add_common_arguments
+    from obliviate.classifier.commands.common import add_common_arguments
 
     add_common_arguments(parser, kind="steal", config="StealConfig", example="epochs=10",
                          train_help="adversarially train a target on this dataset (default: digits)")
@@ -19,8 +19,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from obliviate.attack.classifier.dfhl_rs import StealConfig, steal
-    from obliviate.commands._classifier import run_seeds, target_dataset
+    from obliviate.classifier.steal import StealConfig, steal
+    from obliviate.classifier.commands.common import run_seeds, target_dataset
 
     def describe(cfg, result) -> str:
         t, c = result["target"], result["clone"]

@@ -30,7 +30,7 @@ def _plant(tmp_path):
 
 
 def test_payload_not_executed_by_load_classifier(tmp_path):
-    from obliviate.attack.classifier.models import load_classifier
+    from obliviate.classifier.models import load_classifier
 
     d, marker = _plant(tmp_path)
     with pytest.raises(ObliviateError, match="pickle"):

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn as nn
@@ -18,6 +19,9 @@ import torch.nn.functional as F
 from torch.nn.utils.parametrizations import spectral_norm
 
 from obliviate import ObliviateError
+
+if TYPE_CHECKING:
+    from obliviate.classifier.data import ImageData
 
 
 class CNN(nn.Module):
@@ -199,3 +203,22 @@ def load_classifier(model_dir: str | Path, *, allow_pickle: bool = False) -> tup
     except RuntimeError as e:
         raise ObliviateError(f"{d}: weights do not match model.json ({str(e).splitlines()[0]})") from None
     return model.eval(), spec
+
+
+def load_target(model_dir: str | Path, data: ImageData, *, dataset: str,
+                allow_pickle: bool = False) -> tuple[nn.Module, dict]:
+    """Load a saved target classifier (`--target`) and check that it fits `data`: the dataset its model.json
+    records, the image shape it accepts and its number of outputs. Returns (model in eval mode, model.json dict)."""
+    model, spec = load_classifier(model_dir, allow_pickle=allow_pickle)
+    meta = spec.get("meta", {})
+    if meta.get("dataset") not in (None, dataset):
+        raise ObliviateError(f"{model_dir}: target was trained on {meta['dataset']!r}, not {dataset!r}")
+    try:
+        with torch.no_grad():
+            out = model(data.x[:2])
+    except RuntimeError:
+        shape = tuple(data.x.shape[1:])
+        raise ObliviateError(f"{model_dir}: target does not accept {dataset} images of shape {shape}") from None
+    if out.shape[1] != data.num_classes:
+        raise ObliviateError(f"{model_dir}: target has {out.shape[1]} outputs, dataset has {data.num_classes} classes")
+    return model, spec

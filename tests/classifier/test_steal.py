@@ -5,12 +5,12 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.testing import assert_close
 
-from obliviate.attack.classifier.data import load_digits
-from obliviate.attack.classifier.dfhl_rs import (StealConfig, diversity_loss, generator_loss, high_entropy_examples,
+from obliviate.classifier.data import load_digits
+from obliviate.classifier.steal import (StealConfig, diversity_loss, generator_loss, high_entropy_examples,
                                                  prediction_entropy, run_dfhl_rs, smooth_labels, uncertain_examples)
-from obliviate.attack.classifier.models import new_classifier
-from obliviate.attack.classifier.oracle import HardLabelOracle
-from obliviate.attack.classifier.robustness import cw_loss, train_classifier
+from obliviate.classifier.models import new_classifier
+from obliviate.classifier.oracle import HardLabelOracle
+from obliviate.classifier.robustness import cw_loss, train_classifier
 
 
 def test_smooth_labels_hand_values():
@@ -90,7 +90,7 @@ def test_dfhl_loop_counts_queries_and_grows_memory_bank():
 
 def test_generator_optimizer_recreated_and_best_batch_kept(monkeypatch):
     """generate_batch returns the batch whose loss was lowest *before* each update."""
-    import obliviate.attack.classifier.dfhl_rs as mod
+    import obliviate.classifier.steal as mod
 
     seen = []
     real = mod.generator_loss
@@ -104,7 +104,7 @@ def test_generator_optimizer_recreated_and_best_batch_kept(monkeypatch):
     made = []
     real_adam = torch.optim.Adam
     monkeypatch.setattr(mod.torch.optim, "Adam", lambda *a, **k: made.append(1) or real_adam(*a, **k))
-    from obliviate.attack.classifier.models import Generator
+    from obliviate.classifier.models import Generator
 
     g, clone = Generator(nz=8, width=8), new_classifier("cnn", width=4)
     cfg = StealConfig(n_g=6, gen_batch=4, nz=8)

@@ -23,14 +23,13 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from obliviate import ObliviateError
-from obliviate.attack.classifier.data import ImageData, crop_flip, load_dataset, split, strong_augment
-from obliviate.attack.classifier.models import (Generator, load_classifier, new_classifier, save_classifier)
-from obliviate.attack.classifier.oracle import HardLabelOracle
-from obliviate.attack.classifier.robustness import (accuracy, evaluate_robustness, pgd, predict,
-                                                    robust_accuracy, train_classifier)
+from obliviate.classifier.data import ImageData, crop_flip, load_dataset, split, strong_augment
+from obliviate.classifier.models import Generator, load_target, new_classifier, save_classifier
+from obliviate.classifier.oracle import HardLabelOracle
+from obliviate.classifier.robustness import (ROBUSTNESS_ATTACKS, accuracy, evaluate_robustness, pgd, predict,
+                                             robust_accuracy, train_classifier)
 
 MODES = ("hee", "at", "ae", "ue", "plain")
-ATTACKS = ("fgsm", "pgd20", "pgd100", "cw100", "aa")
 
 
 @dataclass
@@ -80,9 +79,10 @@ class StealConfig:
             raise ObliviateError(f"ls_eps must be in [0, 1), got {self.ls_eps}")
         if not 0 < self.eps <= 1:
             raise ObliviateError(f"eps must be in (0, 1], got {self.eps}")
-        bad = sorted(set(self.eval_attacks or []) - set(ATTACKS))
+        bad = sorted(set(self.eval_attacks or []) - set(ROBUSTNESS_ATTACKS))
         if bad:
-            raise ObliviateError(f"unknown eval attack(s) {', '.join(bad)}; choose from {', '.join(ATTACKS)}")
+            raise ObliviateError(f"unknown eval attack(s) {', '.join(bad)}; "
+                                 f"choose from {', '.join(ROBUSTNESS_ATTACKS)}")
 
 
 # --------------------------------------------------------------------------- the paper's formulas
@@ -288,20 +288,9 @@ def run_dfhl_rs(cfg: StealConfig, oracle: HardLabelOracle, *, shape: tuple[int, 
 def load_or_train_target(cfg: StealConfig, train: ImageData, out_dir: Path | None, *,
                          allow_pickle: bool = False) -> tuple[nn.Module, dict]:
     """Load `cfg.target`, or PGD-adversarially train a CNN on `train` (saved to out_dir/target)."""
-    shape = tuple(train.x.shape[1:])
     if cfg.target:
-        model, spec = load_classifier(cfg.target, allow_pickle=allow_pickle)
-        meta = spec.get("meta", {})
-        if meta.get("dataset") not in (None, cfg.dataset):
-            raise ObliviateError(f"{cfg.target}: target was trained on {meta['dataset']!r}, not {cfg.dataset!r}")
-        try:
-            with torch.no_grad():
-                out = model(train.x[:2])
-        except RuntimeError:
-            raise ObliviateError(f"{cfg.target}: target does not accept {cfg.dataset} images of shape {shape}") from None
-        if out.shape[1] != train.num_classes:
-            raise ObliviateError(f"{cfg.target}: target has {out.shape[1]} outputs, dataset has {train.num_classes} classes")
-        return model, spec
+        return load_target(cfg.target, train, dataset=cfg.dataset, allow_pickle=allow_pickle)
+    shape = tuple(train.x.shape[1:])
     torch.manual_seed(cfg.seed)
     model = new_classifier("cnn", in_ch=shape[0], size=shape[1], num_classes=train.num_classes, width=cfg.target_width)
     train_classifier(model, train, epochs=cfg.target_epochs, adv_eps=cfg.eps, desc="target PGD-AT")
@@ -337,8 +326,8 @@ def steal(cfg: StealConfig, out_dir: str | Path | None = None, *, allow_pickle: 
     """Run DFHL-RS (or a baseline) end to end; write results.json and models into `out_dir`.
 
     allow_pickle: load a pickle `--target` checkpoint (the `--allow-pickle` flag; never a config key).
-    report: `report(out_dir, result, bank=...)` writes the run's pages (obliviate.report.classifier.write_steal_report;
-    passed in, since attack code does not import the later report stage)."""
+    report: `report(out_dir, result, bank=...)` writes the run's pages (classifier.report.write_steal_report;
+    passed in, since the attack modules do not import the later report module)."""
     from obliviate.config import write_run_info
 
     t0 = time.time()
@@ -352,7 +341,7 @@ def steal(cfg: StealConfig, out_dir: str | Path | None = None, *, allow_pickle: 
     train, val, test = split(data, [0.6, 0.2, 0.2], seed=cfg.split_seed)
     target, spec = load_or_train_target(cfg, train, out, allow_pickle=allow_pickle)
     target_dir = Path(cfg.target) if cfg.target else (out / "target" if out is not None else None)
-    attacks = tuple(cfg.eval_attacks or ATTACKS)
+    attacks = tuple(cfg.eval_attacks or ROBUSTNESS_ATTACKS)
     t_target = time.time()
     target_metrics = _target_metrics(cfg, target, test, attacks, target_dir)
     t_attack = time.time()

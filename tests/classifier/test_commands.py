@@ -2,7 +2,7 @@
 
 import json
 
-from obliviate.report.classifier import report_section
+from obliviate.classifier.report import report_section
 from obliviate.cli import main
 
 

@@ -4,10 +4,10 @@ import pytest
 import torch
 
 from obliviate import ObliviateError
-from obliviate.attack.classifier import data as data_mod
-from obliviate.attack.classifier.data import load_digits, random_augment, shift_public, split, strong_augment
-from obliviate.attack.classifier.models import (CondGenerator, ProjectionDiscriminator, load_classifier,
-                                                new_classifier, save_classifier)
+from obliviate.classifier import data as data_mod
+from obliviate.classifier.data import ImageData, load_digits, random_augment, shift_public, split, strong_augment
+from obliviate.classifier.models import (CondGenerator, ProjectionDiscriminator, load_classifier, load_target,
+                                         new_classifier, save_classifier)
 
 
 def test_digits_scaled_and_split_disjoint():
@@ -63,6 +63,22 @@ def test_classifier_roundtrip_safetensors_and_pickle_refused(tmp_path):
     load_classifier(pk, allow_pickle=True)      # explicit opt-in only
     with pytest.raises(ObliviateError, match="architecture"):
         new_classifier("resnet")
+
+
+def test_load_target_refuses_a_target_that_does_not_fit_the_data(tmp_path):
+    digits = load_digits().subset(torch.arange(4))
+    save_classifier(new_classifier("cnn", num_classes=10, width=4), tmp_path / "t", arch="cnn",
+                    meta={"dataset": "digits"})
+    model, spec = load_target(tmp_path / "t", digits, dataset="digits")
+    assert model(digits.x).shape == (4, 10) and spec["meta"]["dataset"] == "digits"
+    with pytest.raises(ObliviateError, match="trained on 'digits', not 'fashion-mnist'"):
+        load_target(tmp_path / "t", digits, dataset="fashion-mnist")
+    fashion_like = ImageData(torch.rand(2, 1, 28, 28), torch.zeros(2, dtype=torch.long), 10)
+    with pytest.raises(ObliviateError, match=r"does not accept digits images of shape \(1, 28, 28\)"):
+        load_target(tmp_path / "t", fashion_like, dataset="digits")
+    save_classifier(new_classifier("cnn", num_classes=5, width=4), tmp_path / "t5", arch="cnn")
+    with pytest.raises(ObliviateError, match="target has 5 outputs, dataset has 10 classes"):
+        load_target(tmp_path / "t5", digits, dataset="digits")
 
 
 def test_conditional_generator_and_projection_discriminator_shapes():
