@@ -239,7 +239,9 @@ class Metric:
     computed by `split_means`: TOFU's Prob / truth-ratio forms, the entailed fraction); corpus metrics — the
     key of `aggregates` holding the value. `label`: its name in tables ("" = not shown); `abbrev`: the short
     name tables also use (FQ, MU, FE, …). `card`: report-card columns, ((role or "agg", higher is better on it,
-    sub-key), ...). `description`: one line for the glossary; `paper`: where it is defined.
+    sub-key), ...). `description`: one line for the glossary; `paper`: where it is defined. `from_item`: for a
+    metric no scoring stage writes, its per-item value from an eval.json item row (None: inputs missing); the
+    suite adds it to every QA item after each stage.
     """
 
     fn: Callable
@@ -252,6 +254,7 @@ class Metric:
     abbrev: str = ""
     description: str = ""
     paper: str = ""
+    from_item: Callable[[dict], float | None] | None = None
 
 
 _GEN, _FWD, _PERT = "generation", "forward pass", "forward pass, perturbed answers"

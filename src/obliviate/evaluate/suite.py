@@ -164,6 +164,17 @@ def generates(bench: Benchmark, role: str) -> bool:
     return names is None or any(METRICS[m].needs.startswith("generation") for m in names)
 
 
+def derived_item_metrics(items: list[dict]) -> None:
+    """Per-item values of the `METRICS` records with `from_item` (no stage writes them), where their inputs exist."""
+    for key, metric in METRICS.items():
+        if metric.from_item is None:
+            continue
+        for it in items:
+            value = metric.from_item(it)
+            if value is not None:
+                it[key] = value
+
+
 def _qa_stages(model, tokenizer, bench, roles, cfg, cache, results, progress, save) -> None:
     """Forward pass (and generations, where the role's metrics need them) of every QA role, cached."""
     gen_key = {"max_new_tokens": cfg.max_new_tokens, "max_length": cfg.max_length}
@@ -172,6 +183,7 @@ def _qa_stages(model, tokenizer, bench, roles, cfg, cache, results, progress, sa
         rec_hash = records_hash(records)
         items = cache.get_or_compute(split, f"forward-{role}", [rec_hash, cfg.min_k, cfg.max_length],
                                      lambda: stages.forward_stage(model, tokenizer, role, records, cfg, progress))
+        derived_item_metrics(items)
         results["splits"][role] = {"source": split, "n": len(records), "items": items,
                                    "means": split_means(role, items)}
         save()
@@ -181,5 +193,6 @@ def _qa_stages(model, tokenizer, bench, roles, cfg, cache, results, progress, sa
                                     lambda: stages.generate_stage(model, tokenizer, role, records, cfg, progress))
         for it, g in zip(items, gens):
             it.update(g)
+        derived_item_metrics(items)
         results["splits"][role]["means"] = split_means(role, items)
         save()
