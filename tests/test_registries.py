@@ -211,8 +211,8 @@ def test_report_card_picks_up_the_metric_and_the_attack(words_metric, count_atta
     assert "Counting attack (throwaway)" in html and (run / "count.png").is_file()
     assert "words in the greedy answer (throwaway)" in html  # the glossary row of the new metric
     md = (run / "report.md").read_text()
-    assert "## Glossary" in md and "| TR | truth_ratio | ↓ |" in md and "| Forget Quality / FQ | forget_quality | ↑ |" \
-        in md
+    assert "## Glossary" in md and "| TR | truth_ratio | ↓ |" in md
+    assert "| Forget Quality / FQ | forget_quality | ↑ |" in md
 
 
 def test_every_column_the_card_shows_has_a_metric_record(tmp_path):

@@ -1,4 +1,4 @@
-"""obliviate attack <ATTACK> --model DIR --data DIR [--forget forget10] [--<config field> V ...] [--out DIR] [key=value ...]
+"""obliviate attack <ATTACK> --model DIR --data DIR [--forget forget10] [--<config field> V ...] [--out DIR] [k=v ...]
 
     obliviate attack relearn --model M --data D --k 8 --steps 10,20,40 [--retain-results R/eval.json]
     obliviate attack jailbreak --model M --data D [--original TARGET --match-layer 2] [--position prefix|suffix]

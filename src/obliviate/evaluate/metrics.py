@@ -345,7 +345,8 @@ METRICS = {
                              "KnowMem retain", description="ROUGE-L F1 ×100 of answers to retain questions",
                              paper=MUSE),
     "mcq_accuracy": Metric(mcq_accuracy, True, "corpus", "a question/choices/answer split", "mcq", "MCQ accuracy",
-                           description="fraction of multiple-choice items answered right", paper="WMDP (Li et al. 2024)"),
+                           description="fraction of multiple-choice items answered right",
+                           paper="WMDP (Li et al. 2024)"),
 }
 
 

@@ -36,7 +36,8 @@ def split_names(bench: Benchmark, data, cfg: EvalConfig) -> dict[str, str | None
 
 def config_extras(cfg: EvalConfig) -> tuple[tuple[str, str, str], ...]:
     """(role, split, format) of the VerbMem / KnowMem / MCQ splits the config names."""
-    extras = [("verbmem", cfg.verbmem, "prompt"), ("knowmem", cfg.knowmem, "qa"), ("knowmem_icl", cfg.knowmem_icl, "qa")]
+    extras = [("verbmem", cfg.verbmem, "prompt"), ("knowmem", cfg.knowmem, "qa"),
+              ("knowmem_icl", cfg.knowmem_icl, "qa")]
     return tuple((r, s, f) for r, s, f in extras if s) + tuple((s, s, "mcq") for s in cfg.mcq)
 
 

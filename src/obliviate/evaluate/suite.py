@@ -140,7 +140,8 @@ def _new_results(model, model_name, fingerprint: str, data, bench: Benchmark, cf
     training = training_record(model, data, roles.found["forget"].records) if "forget" in roles.found else None
     results: dict[str, Any] = {
         "model": str(model_name or getattr(model, "name_or_path", "") or "in-memory model"),
-        "fingerprint": fingerprint, "data": "in-memory records" if isinstance(data, dict) else str(data or bench.hub_id),
+        "fingerprint": fingerprint,
+        "data": "in-memory records" if isinstance(data, dict) else str(data or bench.hub_id),
         "benchmark": bench.name, "config": dataclasses.asdict(cfg), "seed": cfg.seed, "versions": versions(),
         "training": training, "splits": {}, "missing": roles.missing, "stage_not_computed": {}, "aggregates": {},
         "not_computed": {}, "complete": False}

@@ -168,8 +168,8 @@ def write_report(run: str | Path) -> Path:
                                                    subtitle=f"run directory: {run}"))
     (run / "report.md").write_text("\n".join(_markdown(card, [m for _, m in scenarios])))
     attacks = {a["name"]: {"headers": a["headers"], "rows": a["rows"]} for a in card["attacks"]}
-    (run / "results.json").write_text(json.dumps({"headers": card["headers"], "rows": card["rows"],
-                                                  "not_computed": card["reasons"], "attacks": attacks}, indent=1) + "\n")
+    results = {"headers": card["headers"], "rows": card["rows"], "not_computed": card["reasons"], "attacks": attacks}
+    (run / "results.json").write_text(json.dumps(results, indent=1) + "\n")
     return run / "report.html"
 
 
@@ -201,9 +201,9 @@ def _contents(run: Path) -> dict:
                   f"{H.fmt(rvr)} (must be 1; shown in the retain row as a check, not a result). {P_VALUE_NOTE}")}
 
 
-HEADLINE_NOTE = ("Forget Quality: higher = closer to the retain model (p-value; n items bound it from below). Prob/ROUGE "
-                 "on the forget set should fall; on retain and world facts they should stay. MIA AUC near 0.5 = members "
-                 "look like non-members. Every abbreviation: the glossary at the end.")
+HEADLINE_NOTE = ("Forget Quality: higher = closer to the retain model (p-value; n items bound it from below). "
+                 "Prob/ROUGE on the forget set should fall; on retain and world facts they should stay. MIA AUC near "
+                 "0.5 = members look like non-members. Every abbreviation: the glossary at the end.")
 
 
 def _html_sections(c: dict) -> list[str]:
