@@ -31,8 +31,8 @@ def test_objective_is_one_record(monkeypatch, unlearn_target_dir, world_dir, tmp
     assert "halfga" in listed and "Half gradient ascent" in listed
     out = tmp_path / "u"
     assert main(["unlearn", "--model", str(unlearn_target_dir), "--data", str(world_dir), "--recipe", "halfga+gd",
-                 "--out", str(out), "max_steps=1", "batch_size=2", "lr=3e-3"]) == 0
-    assert "unlearned halfga+gd: 1 steps" in capsys.readouterr().out
+                 "--out", str(out), "max_steps=2", "batch_size=2", "lr=3e-3", "warmup_epochs=0"]) == 0
+    assert "unlearned halfga+gd: 2 steps" in capsys.readouterr().out
     assert json.loads((out / "run.json").read_text())["config"]["objective"] == "halfga"
 
 
@@ -113,7 +113,8 @@ def test_benchmark_is_one_record(probe_benchmark, unlearn_target_dir, tmp_path, 
     assert agg == {} and set(nc) == {"cosine_similarity", "entailment_score"}  # (stages switched off: said)
     u = tmp_path / "u"
     assert main(["unlearn", "--model", str(unlearn_target_dir), "--data", str(probe_benchmark), "--benchmark",
-                 "probe", "--recipe", "ga", "--out", str(u), "max_steps=1", "batch_size=2", "lr=3e-3"]) == 0
+                 "probe", "--recipe", "ga", "--out", str(u), "max_steps=2", "batch_size=2", "lr=3e-3",
+                 "warmup_epochs=0"]) == 0
     assert json.loads((u / "obliviate.json").read_text())["benchmark"] == "probe"
 
 
