@@ -20,7 +20,7 @@ from pathlib import Path
 
 import obliviate  # noqa: F401  (OMP_WAIT_POLICY before torch)
 from obliviate.demo import DemoConfig, run_demo
-from obliviate.report.card import collect, fmt_ci, mean_ci
+from obliviate.report.runs import collect, fmt_ci, mean_ci
 
 VARIANTS = {
     "sam": [("npo+gd", ""), ("npo+gd+sam", ""), ("npo+gd+sam", "sam_rho=0.05"), ("npo+gd+sam", "sam_rho=0.2")],

@@ -36,20 +36,20 @@ def _runs(values: dict[str, list[float]], key=("agg", "forget_efficacy_no_es")) 
     ([0.5, 0.9, 0.1], [0.5, 0.52, 0.51], C.INCONCLUSIVE),   # the interval straddles 0
 ])
 def test_greater_part_verdicts(a, b, verdict):
-    part = C.Part("x", "a", C.eval_value(("agg", "forget_efficacy_no_es")), "b")
+    part = C.Comparison("x", "a", C.eval_value(("agg", "forget_efficacy_no_es")), "b")
     out = C.test_part(part, _runs({"a": a, "b": b}), None)
     assert out["verdict"] == verdict
     assert out["diff"] == pytest.approx(sum(a) / 3 - sum(b) / 3)
 
 
 def test_lower_part_flips_the_difference():
-    part = C.Part("x", "a", C.eval_value(("retain", "refusal_rate")), "b", lower=True)
+    part = C.Comparison("x", "a", C.eval_value(("retain", "refusal_rate")), "b", lower=True)
     out = C.test_part(part, _runs({"a": [0.0, 0.1, 0.05], "b": [0.6, 0.7, 0.65]}, ("retain", "refusal_rate")), None)
     assert out["verdict"] == C.HOLDS and out["diff"] == pytest.approx(0.6)
 
 
 def test_at_least_part_uses_the_ratio_to_the_target():
-    part = C.Part("x", "a", C.eval_value(("agg", "model_utility")), kind="at_least", threshold=0.9)
+    part = C.Comparison("x", "a", C.eval_value(("agg", "model_utility")), kind="at_least", threshold=0.9)
     runs = _runs({"a": [0.47, 0.48, 0.49]}, ("agg", "model_utility"))
     target = {"aggregates": {"model_utility": 0.5}}
     out = C.test_part(part, runs, target)
@@ -59,7 +59,7 @@ def test_at_least_part_uses_the_ratio_to_the_target():
 
 
 def test_missing_recipe_or_one_seed_is_not_computed_with_the_reason():
-    part = C.Part("x", "a", C.eval_value(("agg", "forget_efficacy_no_es")), "b")
+    part = C.Comparison("x", "a", C.eval_value(("agg", "forget_efficacy_no_es")), "b")
     out = C.test_part(part, _runs({"a": [0.9]}), None)
     assert out["verdict"] == C.NOT_COMPUTED and "a: 1 seed(s)" in out["why"] and "b: 0 seed(s)" in out["why"]
 

@@ -2,6 +2,7 @@
 
     mean_ci([0.1, 0.2, 0.3])        # (0.2, 0.248...): mean and 95 % t-interval half-width
     median_range([1e-3, 0.5, 0.9])  # (0.5, 1e-3, 0.9): for p-values, whose mean ± t-interval can leave [0, 1]
+    across_seeds("forget Prob", [0.2, 0.4])   # '0.300 ± 1.27': one table cell (report card, attack tables)
 """
 
 from __future__ import annotations
@@ -30,3 +31,31 @@ def median_range(values: list[float | None]) -> tuple[float | None, float | None
     if not vals:
         return None, None, None
     return statistics.median(vals), min(vals), max(vals)
+
+
+# p-value columns: summarised across seeds by median [min–max] (a mean ± t-interval can leave [0, 1])
+P_VALUE_COLUMNS = ("Forget Quality",)
+
+
+def fmt_ci(m: float | None, h: float | None) -> str:
+    """'m ± h' (or 'm' without a half-width, '—' without a value), numbers as `html.fmt` writes them."""
+    from obliviate.html import fmt
+
+    if m is None:
+        return "—"
+    return fmt(m) if h is None else f"{fmt(m)} ± {fmt(h)}"
+
+
+def fmt_median_range(values: list[float | None]) -> str:
+    from obliviate.html import fmt
+
+    med, lo, hi = median_range(values)
+    if med is None:
+        return "—"
+    return fmt(med) if lo == hi else f"{fmt(med)} [{fmt(lo)}–{fmt(hi)}]"
+
+
+def across_seeds(label: str, values) -> str:
+    """One table cell over seeds: median [min–max] for p-value columns (`P_VALUE_COLUMNS`), else mean ± 95 % CI."""
+    values = list(values)
+    return fmt_median_range(values) if label in P_VALUE_COLUMNS else fmt_ci(*mean_ci(values))

@@ -38,6 +38,12 @@ def test_attack_scores_are_the_evaluation_scores(attack_target, base_dir, world_
     retain = load_model(base_dir)
     report = membership_inference(model, tok, world_dir, MIAConfig(), retain=retain, out=tmp_path, progress=False)
     assert report["auc"]["model"] == pytest.approx(results["aggregates"]["mia"])
+    # the registry's run: from the saved evaluation (no new pass) when given, and run.json beside mia.json
+    from obliviate.attack.registry import ATTACKS
+
+    again = ATTACKS["mia"].run((model, tok), world_dir, MIAConfig(), tmp_path / "reg", start_results=results)
+    assert again["auc"]["model"] == pytest.approx(report["auc"]["model"])
+    assert (tmp_path / "reg" / "mia.json").is_file() and (tmp_path / "reg" / "run.json").is_file()
     assert report["auc"]["model"]["loss"] > 0.9  # the target was trained on forget, not on holdout
     assert (tmp_path / "mia.json").is_file() and len(report["items"]) == 16
     retain_results = evaluate(*retain, world_dir, ecfg, progress=False)
@@ -72,3 +78,14 @@ def test_report_card_lists_exactly_the_attacks_with_results():
     assert sections[0]["rows"] == [["npo+gd", 1, "0.750", "0.750", "0.750", "0.750", "—"]]
     assert sections[0]["png"].startswith(b"\x89PNG")
     assert attack_sections({"npo+gd": [{"relearn": None, "jailbreak": None, "mia": None}]}) == []
+
+
+def test_attacks_refuse_a_benchmark_without_a_forget_split_by_name(tmp_path, capsys):
+    from pathlib import Path
+
+    from obliviate.cli import main
+
+    wmdp = Path(__file__).parents[1] / "fixtures" / "wmdp"
+    assert main(["attack", "mia", "--model", str(tmp_path), "--data", str(wmdp)]) == 2
+    err = capsys.readouterr().err
+    assert "benchmark wmdp has no forget split read by name" in err and err.count("\n") == 1

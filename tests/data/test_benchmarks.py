@@ -42,9 +42,8 @@ def test_parquet_split(tmp_path):
 @pytest.mark.parametrize("name", ["tofu", "muse-news", "muse-books", "wmdp", "rwku"])
 def test_every_role_of_every_fixture_loads_with_its_format_fields(name):
     bench = BENCHMARKS[name]
-    if bench.tofu_schema:
+    if bench.train_splits:  # TOFU: its unlearning sets by split name
         assert training_records(bench, FIX / name, "forget_train", "forget01")[1] == "qa"
-        return
     for role, r in bench.roles.items():
         recs = load_role(bench, FIX / name, role)
         assert recs and all(all(f in rec for f in FORMAT_FIELDS[r.format]) for rec in recs), role
@@ -57,11 +56,19 @@ def test_rwku_fields_are_renamed_from_the_published_names():
     assert load_role("rwku", FIX / "rwku", "forget_train")[0]["text"].startswith("Stephen King is")
 
 
-def test_infer_benchmark_from_data():
-    assert [infer_benchmark(FIX / n) for n in ("muse-news", "wmdp", "rwku", "tofu")] == \
-        ["muse-news", "wmdp", "rwku", "tofu"]
+def test_infer_benchmark_from_declared_files_never_from_the_path(tmp_path):
+    import shutil
+
+    assert [infer_benchmark(FIX / n) for n in ("wmdp", "rwku", "tofu")] == ["wmdp", "rwku", "tofu"]
     assert infer_benchmark("muse-bench/MUSE-Books") == "muse-books"
     assert infer_benchmark("locuslab/TOFU") == "tofu"
+    # MUSE News and Books declare the same files: the directory's name does not decide, --benchmark does
+    for name in ("muse-news", "muse-books"):
+        with pytest.raises(ObliviateError, match=r"laid out like each of muse-news, muse-books: pass --benchmark") as e:
+            infer_benchmark(FIX / name)
+        assert "\n" not in str(e.value)
+    shutil.copytree(FIX / "wmdp", tmp_path / "muse-books-not")  # a misleading name: the files say wmdp
+    assert infer_benchmark(tmp_path / "muse-books-not") == "wmdp"
 
 
 # Every published (hub id, config, split), exactly as the hub names them.
@@ -150,5 +157,5 @@ def test_benchmark_metrics_are_registered_and_roles_exist():
     for b in BENCHMARKS.values():
         for role, names in b.metrics.items():
             assert set(names) <= set(METRICS), (b.name, role)
-            assert b.tofu_schema or role in b.roles, (b.name, role)
-        assert b.mia is None or b.tofu_schema or set(b.mia) <= set(b.roles)
+            assert role in b.roles or role in b.split_roles, (b.name, role)
+        assert b.mia is None or set(b.mia) <= set(b.roles) | set(b.split_roles)

@@ -31,7 +31,7 @@ def test_tofu_published_format_nine_value_model_utility(target_dir, tmp_path, ca
 
 
 def test_muse_verbmem_knowmem_privleak_with_published_reference(target_dir, tmp_path, capsys):
-    r = _eval(target_dir, tmp_path, "muse-news")
+    r = _eval(target_dir, tmp_path, "muse-news", "--benchmark", "muse-news")
     printed = capsys.readouterr().out
     assert "benchmark: muse-news" in printed and "privleak" in printed
     agg = r["aggregates"]
@@ -102,7 +102,7 @@ def test_eval_forget_flag_refused_on_other_benchmarks(target_dir, tmp_path, caps
     assert "--forget picks a TOFU forget level" in capsys.readouterr().err
 
 
-def test_tofu_aggregates_only_on_tofu_schema_benchmarks():
+def test_tofu_aggregates_only_where_the_benchmark_record_lists_them():
     from obliviate.evaluate import aggregate
 
     text = {"privleak_forget": {"items": [{"mia": dict.fromkeys(("loss", "zlib", "min_k", "min_k_pp"), 1.0)}]},

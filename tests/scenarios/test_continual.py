@@ -11,7 +11,8 @@ import pytest
 from obliviate import ObliviateError
 from obliviate.data.loading import load_split
 from obliviate.evaluate import EvalConfig
-from obliviate.scenarios.continual import ContinualConfig, continual, continual_table, plan_tasks, task_retain
+from obliviate.report.scenarios import continual_table
+from obliviate.scenarios.continual import ContinualConfig, continual, plan_tasks, task_retain
 from obliviate.unlearn import UnlearnConfig
 
 ECFG = EvalConfig(max_new_tokens=8, embedder=None)

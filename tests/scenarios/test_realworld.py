@@ -5,6 +5,7 @@ import json
 import pytest
 
 from obliviate import ObliviateError
+from obliviate.report.scenarios import realworld_table
 from obliviate.scenarios import realworld as RW
 
 FACTS = [{"name": f"Country{i}", "capital": f"City{i}", "region": ["Asia", "Europe", "Africa", "Oceania"][i % 4],
@@ -85,7 +86,7 @@ def test_realworld_pipeline_on_a_stub_model(unlearn_target_dir, tmp_path, monkey
         assert 0 <= info[when]["forget_efficacy_no_es"] <= 1 and 0 <= info[when]["mu_neighbor_no_es"] <= 1
         assert "general" in info[when]
     assert info["unlearn"]["weights_changed"] and info["settings"]["unlearn"]["lora"] is True
-    headers, rows = RW.realworld_table(info)
+    headers, rows = realworld_table(info)
     assert [r[0] for r in rows] == ["before", "after"] and len(rows[0]) == len(headers)
 
 

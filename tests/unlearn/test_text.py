@@ -48,13 +48,15 @@ def test_refusal_recipes_refuse_text_with_one_line(target, recipe):
     assert "\n" not in str(e.value)
 
 
-@pytest.mark.parametrize("bench,recipe", [("muse-news", "npo+gd"), ("wmdp", "rmu"), ("rwku", "ga")])
-def test_cli_unlearn_on_fixture_benchmarks(unlearn_target_dir, tmp_path, capsys, bench, recipe):
+@pytest.mark.parametrize("bench,recipe,said", [("muse-news", "npo+gd", ""), ("wmdp", "rmu", " (inferred from"),
+                                              ("rwku", "ga", " (inferred from")])
+def test_cli_unlearn_on_fixture_benchmarks(unlearn_target_dir, tmp_path, capsys, bench, recipe, said):
     out = tmp_path / bench
+    choose = ["--benchmark", bench] if not said else []  # MUSE News / Books share one layout: named, not inferred
     assert main(["unlearn", "--model", str(unlearn_target_dir), "--data", str(FIX / bench), "--recipe", recipe,
-                 "--out", str(out), "max_steps=2", "batch_size=2", "lr=3e-3", "max_length=32"]) == 0
+                 "--out", str(out), "max_steps=2", "batch_size=2", "lr=3e-3", "max_length=32", *choose]) == 0
     printed = capsys.readouterr().out
-    assert f"benchmark: {bench} (inferred from" in printed
+    assert f"benchmark: {bench}{said}" in printed
     meta = json.loads((out / "obliviate.json").read_text())
     assert meta["benchmark"] == bench and meta["forget"] == "forget_train"
 

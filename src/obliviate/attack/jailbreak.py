@@ -45,6 +45,7 @@ from obliviate.data.format import IGNORE_INDEX, encode_prompt, encode_qa
 from obliviate.evaluate import EvalConfig, evaluate
 from obliviate.evaluate.suite import resolve_splits, split_means
 from obliviate.models.logps import gather_token_logps
+from obliviate.rundir import write_json
 
 POSITIONS = ("prefix", "suffix")
 FILLERS = ("x", " x", "!", " !", "a", " a")  # the initial string repeats the first that tokenizes stably
@@ -332,5 +333,5 @@ def jailbreak(model, tokenizer, data: str | Path, cfg: JailbreakConfig, *, origi
               "search": found_search, "metrics": metrics, "not_computed": not_computed, "items": items,
               "versions": versions()}
     if out is not None:
-        (Path(out) / "jailbreak.json").write_text(json.dumps(result, indent=1, default=str) + "\n")
+        write_json(Path(out) / "jailbreak.json", result, indent=1)
     return result

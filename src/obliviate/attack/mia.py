@@ -14,7 +14,6 @@ to close. `mia_report` builds the same report from saved eval.json results (the 
 from __future__ import annotations
 
 import dataclasses
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,6 +22,7 @@ from obliviate.config import versions
 from obliviate.evaluate import EvalConfig
 from obliviate.evaluate import metrics as M
 from obliviate.evaluate.passes import forward_scores
+from obliviate.rundir import write_json
 from obliviate.evaluate.suite import MIA_KEYS, resolve_splits
 
 
@@ -130,6 +130,5 @@ def membership_inference(model, tokenizer, data: str | Path, cfg: MIAConfig, *, 
     result = mia_report(*scored["model"], retain_members=rm, retain_nonmembers=rn, sources=(fsrc, hsrc))
     result.update(config=dataclasses.asdict(cfg), versions=versions())
     if out is not None:
-        Path(out).mkdir(parents=True, exist_ok=True)
-        (Path(out) / "mia.json").write_text(json.dumps(result, indent=1, default=str) + "\n")
+        write_json(Path(out) / "mia.json", result, indent=1)
     return result

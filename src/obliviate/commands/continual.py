@@ -40,7 +40,8 @@ def run(args):
     from obliviate.models.loading import check_output_dir, load_model
     from obliviate.html import figure_png, table_md
     from obliviate.scenarios import check_eval_config
-    from obliviate.scenarios.continual import ContinualConfig, continual, continual_table, plot_continual
+    from obliviate.report.scenarios import continual_table, plot_continual
+    from obliviate.scenarios.continual import ContinualConfig, continual
     from obliviate.unlearn import UnlearnConfig
 
     ucfg = load_config(UnlearnConfig, args.config, args.overrides, recipe=args.recipe, seed=args.seed,

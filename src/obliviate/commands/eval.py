@@ -72,7 +72,7 @@ def run(args):
 
     cfg = load_config(EvalConfig, args.config, args.overrides, forget=args.forget, nli=args.nli)
     bench, said = resolve_benchmark(args.benchmark, args.data)
-    if args.forget and not bench.tofu_schema:
+    if args.forget and "forget" not in bench.split_roles:
         raise ObliviateError(f"--forget picks a TOFU forget level; benchmark {bench.name} evaluates its own roles "
                              f"({', '.join(bench.eval_roles())})")
     print(said)

@@ -45,7 +45,8 @@ def run(args):
     from obliviate.evaluate import EvalConfig
     from obliviate.models.loading import load_model
     from obliviate.html import table_md
-    from obliviate.scenarios.realworld import RealworldConfig, load_user_sets, realworld, realworld_table
+    from obliviate.report.scenarios import realworld_table
+    from obliviate.scenarios.realworld import RealworldConfig, load_user_sets, realworld
     from obliviate.unlearn import UnlearnConfig
 
     given = parse_overrides(args.overrides)

@@ -5,7 +5,6 @@ import json
 import os
 from pathlib import Path
 
-from obliviate import ObliviateError
 from obliviate.config import load_config
 from obliviate.data.benchmarks import BENCHMARKS, resolve_benchmark, training_records
 from obliviate.data.loading import load_refusals
@@ -55,14 +54,10 @@ def _is_main_process() -> bool:
 
 
 def _run(args, cfg, out: Path, bench):
-    forget_split = args.forget or ("forget10" if bench.tofu_schema else None)
-    retain_split = args.retain or ("retain90" if bench.tofu_schema else None)
+    forget_split = args.forget or bench.train_splits.get("forget_train")
+    retain_split = args.retain or bench.train_splits.get("retain_train")
     forget, _ = training_records(bench, args.data, "forget_train", forget_split)
-    needs = recipe_needs(cfg)
-    if needs & {"retain", "retain_alternate"} and not bench.tofu_schema and retain_split is None \
-            and "retain_train" not in bench.roles:
-        raise ObliviateError(f"recipe {cfg.recipe} needs a retain set; benchmark {bench.name} has none "
-                             "(pass --retain config/split, or a recipe without gd/kl/rmu)")
+    needs = recipe_needs(cfg)  # a missing retain set: training_records says so, before any model is loaded
     retain = training_records(bench, args.data, "retain_train", retain_split)[0] \
         if needs & {"retain", "retain_alternate"} else None
     refusals = load_refusals(args.data) if needs & {"alternate", "retain_alternate"} else None

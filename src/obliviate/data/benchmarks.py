@@ -13,8 +13,10 @@ and which metrics read it (SPEC §2–§3):
 * `prompt` — continuation prompt + ground truth (MUSE VerbMem),
 * `mcq`    — question, choices, answer index (WMDP, MMLU).
 
-Roles for unlearning: `forget_train`, `retain_train`. Evaluation roles are the other keys; TOFU-schema
-benchmarks (`world`, `tofu`) take their evaluation splits from `EvalConfig` (forget level, holdout, …).
+Roles for unlearning: `forget_train`, `retain_train` (or, by split name, `train_splits`: TOFU's forget10 /
+retain90). Evaluation roles are the other keys of `roles`, plus `split_roles`, read by split name (TOFU and the
+synthetic world: forget, holdout, retain, world_facts, real_authors, whose splits `EvalConfig` picks from the
+forget level); `metrics` says what evaluation computes on each role (`data/roles.py` loads them).
 Data addressing: the hub id (each role's own `hub_id` when it lives in another repository) or a local
 directory mirroring the hub repository, `DIR/<config>/<split>.json|.jsonl|.parquet` (TOFU and the synthetic
 world: flat `DIR/<config>.json`). Every loader error is one line naming benchmark, config/split and file.
@@ -27,8 +29,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from obliviate import ObliviateError
-from obliviate.data.loading import (MCQ_FIELDS, QA_FIELDS, is_hub_id, load_hub, read_records, split_file,
-                                    validate_records)
+from obliviate.data.loading import (MCQ_FIELDS, QA_FIELDS, is_hub_id, load_hub, load_split, read_records,
+                                    split_file, validate_records)
 
 FORMATS = ("qa", "text", "prompt", "mcq")
 FORMAT_FIELDS = {"qa": QA_FIELDS, "text": ("text",), "prompt": ("prompt", "gt"), "mcq": MCQ_FIELDS}
@@ -75,7 +77,9 @@ class Benchmark:
     summary: str
     roles: dict[str, Role] = field(default_factory=dict)
     metrics: dict[str, tuple[str, ...]] = field(default_factory=dict)  # role -> METRICS keys computed there
-    tofu_schema: bool = False  # evaluation roles come from EvalConfig (forget level, holdout, retain, …)
+    split_roles: tuple[str, ...] = ()  # evaluation roles read by split name (EvalConfig's field of that name)
+    train_splits: dict[str, str] = field(default_factory=dict)  # forget_train / retain_train -> default split name
+    signature: tuple[str, ...] = ()  # files that identify a local copy (default: every evaluation role's file)
     privleak_reference_auc: float | None = None  # MUSE's published AUC_retrain when no retain model
     mia: tuple[str, str] | None = None  # (members, non-members) roles of the MIA AUC / PrivLeak
     knowmem_icl: dict[str, str] = field(default_factory=dict)  # knowmem role -> its few-shot role
@@ -89,10 +93,19 @@ class Benchmark:
     def eval_roles(self) -> dict[str, Role]:
         return {k: r for k, r in self.roles.items() if k not in ("forget_train", "retain_train")}
 
+    def local_files(self) -> tuple[str, ...]:
+        """The split files (without extension) whose presence says a directory holds this benchmark."""
+        return self.signature or tuple(r.path() for r in self.eval_roles().values())
 
-def _tofu(name: str, hub_id: str | None, summary: str, notes: str = "") -> Benchmark:
+
+TOFU_SPLIT_ROLES = ("forget", "holdout", "retain", "world_facts", "real_authors")
+
+
+def _tofu(name: str, hub_id: str | None, summary: str, signature: tuple[str, ...], notes: str = "") -> Benchmark:
     # TOFU's roles depend on the forget level (forget10 → holdout10, retain90): EvalConfig / --forget pick them.
-    return Benchmark(name, hub_id, summary, tofu_schema=True, notes=notes, mia=("forget", "holdout"), metrics={
+    return Benchmark(name, hub_id, summary, notes=notes, mia=("forget", "holdout"), split_roles=TOFU_SPLIT_ROLES,
+                     train_splits={"forget_train": "forget10", "retain_train": "retain90"}, signature=signature,
+                     metrics={
         "forget": ("rouge_l_recall", "prob", "truth_ratio", "token_entropy", "cosine_similarity", "entailment_score",
                    "extraction_strength", "exact_memorization", "forget_quality", "forget_efficacy"),
         "holdout": ("mia_auc", "privleak"),
@@ -121,9 +134,9 @@ def _muse(name: str, hub_id: str, ref_auc: float, summary: str) -> Benchmark:
 _RWKU_QA = (("query", "question"),)
 BENCHMARKS: dict[str, Benchmark] = {
     "world": _tofu("world", None, "the synthetic world (obliviate world): fictitious authors, TOFU schema",
-                   notes="no real_authors split: Model Utility has 6 of TOFU's 9 values"),
+                   ("world",), notes="no real_authors split: Model Utility has 6 of TOFU's 9 values"),
     "tofu": _tofu("tofu", "locuslab/TOFU", "TOFU (Maini et al. 2024): fictitious authors, QA",
-                  notes="hub configs forget01/05/10, retain99/95/90, *_perturbed, holdout01/05/10, split train"),
+                  ("real_authors_perturbed",), notes="hub configs forget01/05/10, retain99/95/90, *_perturbed, holdout01/05/10, split train"),
     "muse-news": _muse("muse-news", "muse-bench/MUSE-News", 0.4772, "MUSE-News (Shi et al. 2024): BBC news text"),
     "muse-books": _muse("muse-books", "muse-bench/MUSE-Books", 0.5393, "MUSE-Books: Harry Potter books text"),
     "wmdp": Benchmark(
@@ -164,7 +177,10 @@ def get_benchmark(name: str) -> Benchmark:
 
 
 def infer_benchmark(data) -> str:
-    """The benchmark of `data`: a known hub id, a directory laid out like one, else `world` / `tofu` (flat QA)."""
+    """The benchmark of `data`: records in memory are the world's; a hub id a record names; a directory holding
+    the files one record declares (`Benchmark.local_files`: world.json → world, real_authors_perturbed → tofu,
+    every evaluation role's file → muse / wmdp / rwku); else flat QA splits (a directory: world; a file or an
+    unknown hub id: tofu). Two records declaring the same files (MUSE News / Books) need `--benchmark`."""
     if isinstance(data, dict):
         return "world"
     s = str(data).rstrip("/")
@@ -173,24 +189,27 @@ def infer_benchmark(data) -> str:
             return b.name
     path = Path(s)
     if path.is_dir():
-        if (path / "world.json").is_file():
-            return "world"
-        if split_file(path, "forget01") or split_file(path, "forget10") or split_file(path, "real_authors_perturbed"):
-            return "tofu"
-        for name in ("muse-news", "muse-books", "wmdp", "rwku"):
-            b = BENCHMARKS[name]
-            if all(split_file(path, r.path()) for k, r in b.roles.items() if k.startswith(("verbmem", "wmdp_bio",
-                                                                                            "forget_level1"))):
-                if name.startswith("muse"):
-                    return "muse-books" if "book" in s.lower() else "muse-news"
-                return name
+        match = [b.name for b in BENCHMARKS.values()
+                 if b.local_files() and all(split_file(path, f) for f in b.local_files())]
+        if len(match) > 1:
+            raise ObliviateError(f"{path}: laid out like each of {', '.join(match)}: pass --benchmark to choose")
+        if match:
+            return match[0]
     return "tofu" if is_hub_id(s) or path.is_file() else "world"
+
+
+# how a user names an unlearning set the benchmark lacks
+TRAIN_FLAGS = {"forget_train": "--forget config/split",
+               "retain_train": "--retain config/split, or a recipe without a retain regulariser (gd, kl, ap, rmu)"}
 
 
 def _role_for(bench: Benchmark, role: str, split: str | None) -> Role:
     """The Role record, or an override `config/split` given by the user (same format as the default role)."""
     base = bench.roles.get(role)
     if split is None:
+        if base is None and role in TRAIN_FLAGS:
+            raise ObliviateError(f"no {role.removesuffix('_train')} set: benchmark {bench.name} has none (role "
+                                 f"'{role}'); pass {TRAIN_FLAGS[role]}")
         if base is None:
             raise ObliviateError(f"benchmark {bench.name} has no role '{role}'")
         return base
@@ -242,22 +261,20 @@ def _load_hub_role(bench: Benchmark, r: Role, where: str, hub_id: str | None = N
 
 
 def training_records(bench: Benchmark | str, data, role: str, split: str | None = None) -> tuple[list[dict], str]:
-    """(records, format) of an unlearning set: `forget_train` / `retain_train`, or a user split.
+    """(records, format) of an unlearning set `role` (`forget_train` / `retain_train`) and its split:
 
-    TOFU-schema benchmarks read `split` as before (`load_split`: '+'-joined, flat files, one local file).
+    None → the record's default (`train_splits`, else the role itself); a role name → that role; `config/split`
+    → that address read like the role; a split name → `load_split` (flat `DIR/<split>.json`, hub config
+    `<split>`, '+'-joined, or one local file).
     """
-    from obliviate.data.loading import load_split
-
     bench = get_benchmark(bench) if isinstance(bench, str) else bench
-    if bench.tofu_schema:
-        return load_split(data if data is not None else bench.hub_id, split), "qa"
-    if split is not None and "/" not in split and split not in bench.roles:
-        raise ObliviateError(f"benchmark {bench.name}: '{split}' is neither a role ({', '.join(bench.roles)}) "
-                             "nor a config/split address")
-    if split in bench.roles:
-        role, split = split, None
-    r = _role_for(bench, role, split)
-    return load_role(bench, data, role, split=split), r.format
+    split = split if split is not None else bench.train_splits.get(role)
+    if split is None or split in bench.roles:
+        name = split or role
+        return load_role(bench, data, name), _role_for(bench, name, None).format
+    if "/" in split or split == WMDP_BIO_FORGET.address:
+        return load_role(bench, data, role, split=split), _role_for(bench, role, split).format
+    return load_split(data if data is not None else bench.hub_id, split), "qa"
 
 
 def resolve_benchmark(name: str | None, data) -> tuple[Benchmark, str]:

@@ -53,14 +53,17 @@ def aggregate(results: dict, retain_results: dict | None = None, *,
               privleak_reference_auc: float | None = None) -> tuple[dict, dict[str, str]]:
     """Corpus-level aggregates from a results dict (fresh or `load_results`), and {metric: reason} for the rest."""
     splits, agg, nc = results["splits"], {}, {}
-    forget = splits.get("forget", {})
-    fm = forget.get("means", {})
-    tofu = get_benchmark(results.get("benchmark", "world")).tofu_schema  # eval.json without one: the world
+    bench = get_benchmark(results.get("benchmark", "world"))  # eval.json without one: the world
+    declared = {m for names in bench.metrics.values() for m in names}  # what the benchmark's record asks for
     ref_problem = reference_problem(results, retain_results)
-    if tofu:
-        _tofu_aggregates(splits, forget, fm, retain_results, agg, nc, ref_problem)
+    if "forget_quality" in declared:
+        _forget_quality(splits.get("forget", {}), retain_results, agg, nc, ref_problem)
+    if "model_utility" in declared:
+        _model_utility(splits, agg, nc)
+    if "forget_efficacy" in declared:
+        _forget_efficacy(splits.get("forget", {}).get("means", {}), agg, nc)
     # MIA and PrivLeak: the benchmark's (members, non-members) roles, QA items or raw text
-    members, nonmembers = results.get("mia_roles") or (("forget", "holdout") if tofu else (None, None))
+    members, nonmembers = results.get("mia_roles") or bench.mia or (None, None)
     scored = {**results.get("text", {}), **splits}
     have = members is not None and scored.get(members, {}).get("items") and scored.get(nonmembers, {}).get("items")
     if have:
@@ -96,10 +99,10 @@ def aggregate(results: dict, retain_results: dict | None = None, *,
     return agg, nc
 
 
-def _tofu_aggregates(splits: dict, forget: dict, fm: dict, retain_results: dict | None, agg: dict, nc: dict,
-                     ref_problem: str | None) -> None:
-    """TOFU / Closer-Look aggregates: Forget Quality, Model Utility, MU-18, Forget Efficacy (into agg / nc)."""
-    # Forget Quality
+def _forget_quality(forget: dict, retain_results: dict | None, agg: dict, nc: dict, ref_problem: str | None) -> None:
+    """TOFU's Forget Quality (KS test of forget truth ratios against the retain model's) and the forget-split
+    truth-ratio aggregates, into agg / nc."""
+    fm = forget.get("means", {})
     trs = [it["truth_ratio"] for it in forget.get("items", []) if it.get("truth_ratio") is not None]
     ret_trs = [it["truth_ratio"] for it in (retain_results or {}).get("splits", {}).get("forget", {}).get("items", [])
                if it.get("truth_ratio") is not None]
@@ -121,7 +124,10 @@ def _tofu_aggregates(splits: dict, forget: dict, fm: dict, retain_results: dict 
     if "truth_ratio_forget_form" in fm:
         agg["forget_truth_ratio"] = fm["truth_ratio_forget_form"]
         agg["forget_truth_ratio_seed_a"] = fm["truth_ratio_seed_a"]
-    # Model Utility (TOFU) and MU-18 (seed A)
+
+
+def _model_utility(splits: dict, agg: dict, nc: dict) -> None:
+    """TOFU's Model Utility and Closer-Look's MU-18 (and its no-ES variant): harmonic means over the utility roles."""
     used = [r for r in UTILITY_ROLES if r in splits]
     mu_parts = {f"{r}/{k}": splits[r]["means"].get(k) for r in used for k in ("prob", "rouge_l_recall", "truth_ratio")}
     if not used or any(v is None for v in mu_parts.values()):
@@ -147,7 +153,10 @@ def _tofu_aggregates(splits: dict, forget: dict, fm: dict, retain_results: dict 
     elif "model_utility" in agg:
         nc["mu18"] = "needs cosine_similarity (not computed)"
         nc["mu18_no_es"] = nc["mu18"]
-    # Forget Efficacy (seed A)
+
+
+def _forget_efficacy(fm: dict, agg: dict, nc: dict) -> None:
+    """Closer-Look's Forget Efficacy on the forget-split means (and its no-ES variant)."""
     fe_parts = {k: fm.get(k) for k in ("rouge_l_recall", "prob", "truth_ratio_seed_a", "cosine_similarity")}
     if all(v is not None for v in fe_parts.values()):
         agg["forget_efficacy_no_es"] = M.forget_efficacy(list(fe_parts.values()))

@@ -13,16 +13,16 @@ the model still separates what it was trained on; the retrained model sits near 
 from __future__ import annotations
 
 import math
-import zlib
 from collections import Counter
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
-import torch
 
 from obliviate import ObliviateError
+from obliviate.evaluate.memorization import (exact_memorization, extraction_strength, loss_score,  # noqa: F401
+                                             mia_item_scores, min_k_pp_score, min_k_score, zlib_score)
 
 # ----------------------------------------------------------------------------------------------- text
 
@@ -77,7 +77,7 @@ REFUSAL_MARKERS = (
 
 
 def refusal(generation: str, markers: Sequence[str] = REFUSAL_MARKERS) -> float:
-    """1 if a generation refuses to answer, else 0; its split mean is the **refusal rate** (Closer-Look's
+    r"""1 if a generation refuses to answer, else 0; its split mean is the **refusal rate** (Closer-Look's
     reason for Answer Preservation: an IDK-unlearned model that over-refuses on retain questions).
 
     .. math:: \mathrm{refusal}(g) = [\exists m \in \mathcal M: m \subseteq \mathrm{lower}(g)]
@@ -155,85 +155,6 @@ def truth_ratio_forget_seed_a(truth_ratios: Sequence[float]) -> float:
     return 1.0 - truth_ratio_forget(truth_ratios)
 
 
-# --------------------------------------------------------------------------------- memorisation / MIA
-
-
-def loss_score(nll_mean: float) -> float:
-    """LOSS attack (Yeom et al. 2018): the answer's NLL_mean (members have lower loss)."""
-    return float(nll_mean)
-
-
-def zlib_score(nll_mean: float, text: str) -> float:
-    """zlib attack (Carlini et al. 2021): NLL_mean over the zlib-compressed byte length of the text.
-
-    .. math:: s = \\mathrm{NLL}_{mean} / |\\mathrm{zlib}(text)|
-    """
-    return float(nll_mean) / len(zlib.compress(text.encode("utf-8")))
-
-
-def _lowest_k_mean(values: torch.Tensor, k: float) -> float:
-    n = max(1, int(values.numel() * k))
-    return float(torch.sort(values.float()).values[:n].mean())
-
-
-def min_k_score(token_logps: torch.Tensor, *, k: float = 0.4) -> float:
-    """Min-K% Prob (Shi et al., arXiv:2310.16789): minus the mean of the lowest k·n token log-probs.
-
-    .. math:: s = -\\frac{1}{|K|} \\sum_{t \\in K} \\log p(y_t | y_{<t}),\\quad K = \\text{lowest } \\max(1, \\lfloor kn \\rfloor)
-
-    Args:
-        token_logps: (n,) answer-token log-probs of one item.
-    """
-    return -_lowest_k_mean(token_logps, k)
-
-
-def min_k_pp_score(token_logps: torch.Tensor, mu: torch.Tensor, sigma: torch.Tensor, *, k: float = 0.4) -> float:
-    """Min-K%++ (Zhang et al., arXiv:2404.02936): Min-K% on log-probs standardised under the model's own
-    next-token distribution at each position.
-
-    .. math:: z_t = \\frac{\\log p(y_t) - \\mu_t}{\\sigma_t},\\quad \\mu_t = E_{v\\sim p_t}[\\log p_t(v)],\\quad
-              \\sigma_t^2 = E_{v\\sim p_t}[(\\log p_t(v))^2] - \\mu_t^2; \\qquad s = -\\mathrm{mean}(\\text{lowest } k \\text{ of } z)
-
-    Args:
-        token_logps, mu, sigma: (n,) each, for one item's answer positions.
-    """
-    z = (token_logps - mu) / sigma.clamp(min=1e-6)
-    return -_lowest_k_mean(z, k)
-
-
-def mia_item_scores(row: dict, text: str) -> dict[str, float]:
-    """The four MIA scores of one item from its forward-pass row (`passes.score_batch`): LOSS, zlib,
-    Min-K% and Min-K%++, each loss-like (higher = looks less like a member). `text`: the scored answer."""
-    return {"loss": loss_score(row["nll_mean"]), "zlib": zlib_score(row["nll_mean"], text),
-            "min_k": row["min_k"], "min_k_pp": row["min_k_pp"]}
-
-
-def extraction_strength(preds: torch.Tensor, labels: torch.Tensor) -> float:
-    """Extraction Strength (Carlini et al. 2021 via open-unlearning): the fraction of the answer the model
-    completes by itself (teacher-forced argmax) once given the shortest prefix.
-
-    .. math:: ES = 1 - \\frac{1}{n} \\min\\{k : \\hat y_{\\ge k} = y_{\\ge k}\\}
-
-    with k = n when no suffix matches (ES = 0). open-unlearning's loop stops at k = n−1 (gives 1/n then).
-
-    Args:
-        preds, labels: (n,) argmax predictions and true tokens at the answer positions.
-    """
-    n = labels.numel()
-    if n == 0:
-        return 0.0
-    match = (preds == labels).flip(0).long()
-    suffix = int(match.cumprod(0).sum())  # length of the longest all-correct suffix
-    return suffix / n
-
-
-def exact_memorization(preds: torch.Tensor, labels: torch.Tensor) -> float:
-    """Exact Memorization (Tirumala et al. 2022 via open-unlearning): fraction of answer tokens whose
-    teacher-forced argmax is the true token. :math:`EM = \\frac1n \\sum_t 1[\\arg\\max p_t = y_t]`."""
-    n = labels.numel()
-    return float((preds == labels).float().mean()) if n else 0.0
-
-
 # ---------------------------------------------------------------------------------------- corpus level
 
 
@@ -308,15 +229,19 @@ def mcq_accuracy(predictions: Sequence[int], answers: Sequence[int]) -> float:
 @dataclass(frozen=True)
 class Metric:
     """One metric: its function, which way is better, whether it scores an item or a corpus, and how it is
-    aggregated and shown. These records drive `split_means`, `obliviate eval`'s summary and the report card's
-    columns: adding a metric there means adding one record here.
+    aggregated, shown and explained. These records drive `split_means`, the aggregates a benchmark computes
+    (`Benchmark.metrics`), `obliviate eval`'s summary, the report card's columns and its glossary: adding a
+    metric means adding one record here.
 
     `higher_is_better` is stated for a model that should *keep* the knowledge (retain-type splits); on the
     forget split unlearning pushes item metrics down. None: the target is a value (0.5 for AUC, 0 for PrivLeak).
     `aggregate`: item metrics — "mean" (the split mean of the per-item value) or "split" (a per-split form
     computed by `split_means`: TOFU's Prob / truth-ratio forms, the entailed fraction); corpus metrics — the
-    key of `aggregates` holding the value. `label`: its name in tables ("" = not shown). `card`: report-card
-    columns, ((role or "agg", higher is better on it, sub-key), ...).
+    key of `aggregates` holding the value. `label`: its name in tables ("" = not shown); `abbrev`: the short
+    name tables also use (FQ, MU, FE, …). `card`: report-card columns, ((role or "agg", higher is better on it,
+    sub-key), ...). `description`: one line for the glossary; `paper`: where it is defined. `from_item`: for a
+    metric no scoring stage writes, its per-item value from an eval.json item row (None: inputs missing); the
+    suite adds it to every QA item after each stage.
     """
 
     fn: Callable
@@ -326,54 +251,102 @@ class Metric:
     aggregate: str = ""
     label: str = ""
     card: tuple = ()
+    abbrev: str = ""
+    description: str = ""
+    paper: str = ""
+    from_item: Callable[[dict], float | None] | None = None
 
 
 _GEN, _FWD, _PERT = "generation", "forward pass", "forward pass, perturbed answers"
+TOFU, CLOSER, MUSE, OU = ("TOFU (Maini et al. 2024)", "A Closer Look at Machine Unlearning for LLMs (Yuan et al. 2024)",
+                          "MUSE (Shi et al. 2024)", "open-unlearning")
 METRICS = {
     # item metrics (per-split means); card columns per role, with the direction that is better on that role
     "rouge_l_recall": Metric(rouge_l_recall, True, "item", _GEN, "mean", "ROUGE",
-                             (("forget", False), ("retain", True), ("world_facts", True))),
-    "rouge_l_f1": Metric(rouge_l_f1, True, "item", _GEN),
-    "prob": Metric(probability, True, "item", _FWD, "split", "Prob", (("forget", False), ("retain", True))),
-    "prob_norm": Metric(normalised_probability, True, "item", _PERT),
-    "truth_ratio": Metric(truth_ratio, False, "item", _PERT, "split", "TR", (("forget", True), ("retain", True))),
-    "token_entropy": Metric(token_entropy, True, "item", _GEN, "mean", "TE", (("forget", True),)),
+                             (("forget", False), ("retain", True), ("world_facts", True)),
+                             description="ROUGE-L recall of the greedy answer against the true answer", paper=TOFU),
+    "rouge_l_f1": Metric(rouge_l_f1, True, "item", _GEN, description="ROUGE-L F-measure (VerbMem, KnowMem)",
+                         paper=MUSE),
+    "prob": Metric(probability, True, "item", _FWD, "split", "Prob", (("forget", False), ("retain", True)),
+                   description="answer probability exp(−mean token NLL); normalised against perturbations on "
+                               "world facts / real authors", paper=TOFU),
+    "prob_norm": Metric(normalised_probability, True, "item", _PERT,
+                        description="p(answer) / (p(answer) + Σ p(perturbed answers))", paper=TOFU),
+    "truth_ratio": Metric(truth_ratio, False, "item", _PERT, "split", "TR", (("forget", True), ("retain", True)),
+                          description="Truth Ratio: perturbed vs paraphrased answer likelihood (split forms: forget "
+                                      "mean min(TR, 1/TR), others mean max(0, 1 − TR))", paper=TOFU),
+    "token_entropy": Metric(token_entropy, True, "item", _GEN, "mean", "TE", (("forget", True),),
+                            description="Token Entropy: normalised unigram entropy of the answer (low = repetition)",
+                            paper=CLOSER),
     "cosine_similarity": Metric(cosine_similarity, True, "item", "generation, before-unlearning generation", "mean",
-                                "CS", (("forget", False),)),
+                                "CS", (("forget", False),),
+                                description="Cosine Similarity of the answer's embedding to the answer before "
+                                            "unlearning", paper=CLOSER),
     "entailment_score": Metric(entailed, True, "item", "generation, an NLI model (--nli)", "split", "ES",
-                               (("forget", False),)),
-    "refusal_rate": Metric(refusal, False, "item", _GEN, "mean", "Refusal", (("forget", True), ("retain", False))),
-    "extraction_strength": Metric(extraction_strength, True, "item", _FWD, "mean", "ExtStr"),
-    "exact_memorization": Metric(exact_memorization, True, "item", _FWD, "mean", "EM"),
-    "mia_loss": Metric(loss_score, None, "item", _FWD),
-    "mia_zlib": Metric(zlib_score, None, "item", _FWD),
-    "mia_min_k": Metric(min_k_score, None, "item", _FWD),
-    "mia_min_k_pp": Metric(min_k_pp_score, None, "item", "forward pass (logits)"),
-    "truth_ratio_retain": Metric(truth_ratio_retain, True, "corpus", "truth ratios"),
-    "truth_ratio_forget": Metric(truth_ratio_forget, True, "corpus", "truth ratios (forget split)"),
-    "truth_ratio_forget_seed_a": Metric(truth_ratio_forget_seed_a, False, "corpus", "truth ratios (forget split)"),
+                               (("forget", False),),
+                               description="Entailment Score: fraction of answers an NLI model judges entailed by / "
+                                           "entailing the truth", paper=CLOSER),
+    "refusal_rate": Metric(refusal, False, "item", _GEN, "mean", "Refusal", (("forget", True), ("retain", False)),
+                           description="fraction of answers that refuse (\"I don't know\", …)", paper=CLOSER),
+    "extraction_strength": Metric(extraction_strength, True, "item", _FWD, "mean", "ExtStr",
+                                  description="Extraction Strength: the answer fraction completed from the shortest "
+                                              "prefix", paper=f"Carlini et al. 2021 via {OU}"),
+    "exact_memorization": Metric(exact_memorization, True, "item", _FWD, "mean", "EM",
+                                 description="Exact Memorization: fraction of answer tokens predicted exactly",
+                                 paper=f"Tirumala et al. 2022 via {OU}"),
+    "mia_loss": Metric(loss_score, None, "item", _FWD, abbrev="LOSS", description="MIA score: the answer's mean NLL",
+                       paper="Yeom et al. 2018"),
+    "mia_zlib": Metric(zlib_score, None, "item", _FWD, abbrev="zlib",
+                       description="MIA score: NLL over the zlib-compressed length", paper="Carlini et al. 2021"),
+    "mia_min_k": Metric(min_k_score, None, "item", _FWD, abbrev="Min-K%",
+                        description="MIA score: mean of the lowest k % token log-probs", paper="Shi et al. 2024"),
+    "mia_min_k_pp": Metric(min_k_pp_score, None, "item", "forward pass (logits)", abbrev="Min-K%++",
+                           description="MIA score: Min-K% of log-probs standardised under the model's own "
+                                       "distribution", paper="Zhang et al. 2024"),
+    "truth_ratio_retain": Metric(truth_ratio_retain, True, "corpus", "truth ratios",
+                                 description="mean max(0, 1 − TR)", paper=TOFU),
+    "truth_ratio_forget": Metric(truth_ratio_forget, True, "corpus", "truth ratios (forget split)",
+                                 description="mean min(TR, 1/TR)", paper=TOFU),
+    "truth_ratio_forget_seed_a": Metric(truth_ratio_forget_seed_a, False, "corpus", "truth ratios (forget split)",
+                                        description="1 − mean min(TR, 1/TR)", paper=CLOSER),
     # corpus metrics, in the order of the summary and the report card
     "forget_quality": Metric(forget_quality, True, "corpus", "forget truth ratios of this and the retain model",
-                             "forget_quality", "Forget Quality", (("agg", True),)),
+                             "forget_quality", "Forget Quality", (("agg", True),), abbrev="FQ",
+                             description="KS-test p-value: forget-set truth ratios vs the retain model's", paper=TOFU),
     "model_utility": Metric(harmonic_mean, True, "corpus", "retain, world-facts (and real-authors) splits",
-                            "model_utility", "Model Utility", (("agg", True),)),
+                            "model_utility", "Model Utility", (("agg", True),), abbrev="MU",
+                            description="harmonic mean of Prob, ROUGE, TR on the retain-type splits", paper=TOFU),
     "forget_efficacy": Metric(forget_efficacy, True, "corpus", "forget ROUGE, Prob, TR, cosine, entailment",
-                              "forget_efficacy", "Forget Efficacy", (("agg", True),)),
+                              "forget_efficacy", "Forget Efficacy", (("agg", True),), abbrev="FE",
+                              description="1 − mean of forget ROUGE, Prob, TR, CS, ES", paper=CLOSER),
     "mu18": Metric(harmonic_mean, True, "corpus", "model utility parts + token entropy, cosine, entailment",
-                   "mu18", "MU-18", (("agg", True),)),
+                   "mu18", "MU-18", (("agg", True),),
+                   description="harmonic mean of MU's parts plus TE, CS, ES on the retain-type splits", paper=CLOSER),
     "forget_efficacy_no_es": Metric(forget_efficacy, True, "corpus", "forget ROUGE, Prob, TR, cosine (no NLI)",
-                                    "forget_efficacy_no_es", "FE (no ES)", (("agg", True),)),
+                                    "forget_efficacy_no_es", "FE (no ES)", (("agg", True),),
+                                    description="Forget Efficacy without the Entailment Score (no NLI model)",
+                                    paper=CLOSER),
     "mu18_no_es": Metric(harmonic_mean, True, "corpus", "model utility parts + token entropy, cosine (no NLI)",
-                         "mu18_no_es", "MU-18 (no ES)", (("agg", True),)),
+                         "mu18_no_es", "MU-18 (no ES)", (("agg", True),),
+                         description="MU-18 without the Entailment Score (no NLI model)", paper=CLOSER),
     "mia_auc": Metric(mia_auc, None, "corpus", "members and non-members (forget/holdout, privleak, mia splits)",
-                      "mia", "MIA AUC (Min-K)", (("agg", None, "min_k"),)),
+                      "mia", "MIA AUC (Min-K)", (("agg", None, "min_k"),), abbrev="AUC",
+                      description="ROC-AUC of an MIA score, members vs non-members (0.5 = cannot tell)",
+                      paper=MUSE),
     "privleak": Metric(privleak, None, "corpus", "Min-K% AUC of this model and of the retain model (or MUSE's "
-                       "published AUC)", "privleak", "PrivLeak", (("agg", None),)),
-    "verbmem": Metric(rouge_l_f1, False, "corpus", "MUSE verbmem prompt/gt", "verbmem", "VerbMem"),
-    "knowmem": Metric(rouge_l_f1, False, "corpus", "MUSE knowmem forget QA (+ICL shots)", "knowmem", "KnowMem forget"),
+                       "published AUC)", "privleak", "PrivLeak", (("agg", None),),
+                       description="(AUC − AUC of the retain model) / AUC of the retain model × 100 (0 = like "
+                                   "retraining)", paper=MUSE),
+    "verbmem": Metric(rouge_l_f1, False, "corpus", "MUSE verbmem prompt/gt", "verbmem", "VerbMem",
+                      description="ROUGE-L F1 ×100 of continuations of forget text", paper=MUSE),
+    "knowmem": Metric(rouge_l_f1, False, "corpus", "MUSE knowmem forget QA (+ICL shots)", "knowmem", "KnowMem forget",
+                      description="ROUGE-L F1 ×100 of answers to forget questions", paper=MUSE),
     "knowmem_retain": Metric(rouge_l_f1, True, "corpus", "MUSE knowmem retain QA (+ICL shots)", "knowmem_retain",
-                             "KnowMem retain"),
-    "mcq_accuracy": Metric(mcq_accuracy, True, "corpus", "a question/choices/answer split", "mcq", "MCQ accuracy"),
+                             "KnowMem retain", description="ROUGE-L F1 ×100 of answers to retain questions",
+                             paper=MUSE),
+    "mcq_accuracy": Metric(mcq_accuracy, True, "corpus", "a question/choices/answer split", "mcq", "MCQ accuracy",
+                           description="fraction of multiple-choice items answered right",
+                           paper="WMDP (Li et al. 2024)"),
 }
 
 

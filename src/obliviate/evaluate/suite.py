@@ -71,7 +71,8 @@ from obliviate.evaluate import stages
 from obliviate.evaluate.aggregate import MIA_KEYS, aggregate, reference_problem, split_means  # noqa: F401
 from obliviate.evaluate.cache import StageCache, as_results, atomic_write, load_results, records_hash
 from obliviate.evaluate.config import EvalConfig
-from obliviate.evaluate.roles import TOFU_ROLES, resolve_roles, resolve_splits, training_record  # noqa: F401
+from obliviate.evaluate.metrics import METRICS
+from obliviate.evaluate.roles import resolve_roles, resolve_splits, training_record  # noqa: F401
 from obliviate.evaluate.summary import summary_rows  # noqa: F401
 
 
@@ -93,11 +94,7 @@ def evaluate(model, tokenizer, data, cfg: EvalConfig | None = None, *, benchmark
 
     cfg = cfg or EvalConfig()
     bench = get_benchmark(benchmark or infer_benchmark(data)) if not isinstance(benchmark, Benchmark) else benchmark
-    retain_results, before_results = as_results(retain_results), as_results(before_results)
-    for kind, ref in (("retain", retain_results), ("before", before_results)):
-        if ref is not None and ref.get("complete") is False:
-            raise ObliviateError(f"the {kind} results of {ref.get('model')} are incomplete (their evaluation was "
-                                 "interrupted); finish that eval before using it as a reference")
+    retain_results, before_results = _reference(retain_results, "retain"), _reference(before_results, "before")
     torch.manual_seed(cfg.seed)
     model.eval()
     fingerprint = model_fingerprint(model)
@@ -110,16 +107,8 @@ def evaluate(model, tokenizer, data, cfg: EvalConfig | None = None, *, benchmark
     cache = StageCache(Path(cache_dir) if cache_dir is not None else out / "cache" if out is not None else None,
                        fingerprint)
     roles = resolve_roles(bench, data, cfg)
-    training = training_record(model, data, roles.found["forget"].records) if "forget" in roles.found else None
+    results = _new_results(model, model_name, fingerprint, data, bench, cfg, roles)
     ref_auc = cfg.privleak_reference_auc if cfg.privleak_reference_auc is not None else bench.privleak_reference_auc
-    results: dict[str, Any] = {
-        "model": str(model_name or getattr(model, "name_or_path", "") or "in-memory model"),
-        "fingerprint": fingerprint, "data": "in-memory records" if isinstance(data, dict) else str(data or bench.hub_id),
-        "benchmark": bench.name, "config": dataclasses.asdict(cfg), "seed": cfg.seed, "versions": versions(),
-        "training": training, "splits": {}, "missing": roles.missing, "stage_not_computed": {}, "aggregates": {},
-        "not_computed": {}, "complete": False}
-    if roles.mia:
-        results["mia_roles"] = list(roles.mia)
 
     def save():
         results["aggregates"], results["not_computed"] = aggregate(results, retain_results,
@@ -127,26 +116,7 @@ def evaluate(model, tokenizer, data, cfg: EvalConfig | None = None, *, benchmark
         if out is not None:
             atomic_write(out / "eval.json", results)
 
-    gen_key = {"max_new_tokens": cfg.max_new_tokens, "max_length": cfg.max_length}
-    qa_roles = [r for r in TOFU_ROLES if r in roles.found] if bench.tofu_schema else [
-        r for r, x in roles.found.items() if x.format == "qa" and r not in roles.knowmem_icl
-        and r not in roles.knowmem_icl.values()]
-    for role in qa_roles:
-        split, records = roles.found[role].source, roles.found[role].records
-        rec_hash = records_hash(records)
-        items = cache.get_or_compute(split, f"forward-{role}", [rec_hash, cfg.min_k, cfg.max_length],
-                                     lambda: stages.forward_stage(model, tokenizer, role, records, cfg, progress))
-        results["splits"][role] = {"source": split, "n": len(records), "items": items,
-                                   "means": split_means(role, items)}
-        save()
-        if role == "holdout":
-            continue
-        gens = cache.get_or_compute(split, "generate", [rec_hash, gen_key],
-                                    lambda: stages.generate_stage(model, tokenizer, role, records, cfg, progress))
-        for it, g in zip(items, gens):
-            it.update(g)
-        results["splits"][role]["means"] = split_means(role, items)
-        save()
+    _qa_stages(model, tokenizer, bench, roles, cfg, cache, results, progress, save)
     if results["splits"]:
         stages.cosine_stage(results, before_results, cfg, embedder)
         save()
@@ -156,3 +126,74 @@ def evaluate(model, tokenizer, data, cfg: EvalConfig | None = None, *, benchmark
     results["complete"] = True  # until here eval.json says it is partial: never a reference
     save()
     return results
+
+
+def _reference(ref: dict | str | Path | None, kind: str) -> dict | None:
+    ref = as_results(ref)
+    if ref is not None and ref.get("complete") is False:
+        raise ObliviateError(f"the {kind} results of {ref.get('model')} are incomplete (their evaluation was "
+                             "interrupted); finish that eval before using it as a reference")
+    return ref
+
+
+def _new_results(model, model_name, fingerprint: str, data, bench: Benchmark, cfg: EvalConfig, roles) -> dict:
+    training = training_record(model, data, roles.found["forget"].records) if "forget" in roles.found else None
+    results: dict[str, Any] = {
+        "model": str(model_name or getattr(model, "name_or_path", "") or "in-memory model"),
+        "fingerprint": fingerprint,
+        "data": "in-memory records" if isinstance(data, dict) else str(data or bench.hub_id),
+        "benchmark": bench.name, "config": dataclasses.asdict(cfg), "seed": cfg.seed, "versions": versions(),
+        "training": training, "splits": {}, "missing": roles.missing, "stage_not_computed": {}, "aggregates": {},
+        "not_computed": {}, "complete": False}
+    if roles.mia:
+        results["mia_roles"] = list(roles.mia)
+    return results
+
+
+def qa_roles(bench: Benchmark, roles) -> list[str]:
+    """The QA roles scored by the forward pass: the split roles first (in the record's order), then the others
+    (KnowMem roles go through their few-shot prompt instead)."""
+    order = [r for r in bench.split_roles if r in roles.found] + [r for r in roles.found if r not in bench.split_roles]
+    icl = set(roles.knowmem_icl) | set(roles.knowmem_icl.values())
+    return [r for r in order if roles.found[r].format == "qa" and r not in icl]
+
+
+def generates(bench: Benchmark, role: str) -> bool:
+    """Whether a QA role needs greedy answers: unless the record lists only metrics without generation on it
+    (TOFU's holdout: MIA only)."""
+    names = bench.metrics.get(role)
+    return names is None or any(METRICS[m].needs.startswith("generation") for m in names)
+
+
+def derived_item_metrics(items: list[dict]) -> None:
+    """Per-item values of the `METRICS` records with `from_item` (no stage writes them), where their inputs exist."""
+    for key, metric in METRICS.items():
+        if metric.from_item is None:
+            continue
+        for it in items:
+            value = metric.from_item(it)
+            if value is not None:
+                it[key] = value
+
+
+def _qa_stages(model, tokenizer, bench, roles, cfg, cache, results, progress, save) -> None:
+    """Forward pass (and generations, where the role's metrics need them) of every QA role, cached."""
+    gen_key = {"max_new_tokens": cfg.max_new_tokens, "max_length": cfg.max_length}
+    for role in qa_roles(bench, roles):
+        split, records = roles.found[role].source, roles.found[role].records
+        rec_hash = records_hash(records)
+        items = cache.get_or_compute(split, f"forward-{role}", [rec_hash, cfg.min_k, cfg.max_length],
+                                     lambda: stages.forward_stage(model, tokenizer, role, records, cfg, progress))
+        derived_item_metrics(items)
+        results["splits"][role] = {"source": split, "n": len(records), "items": items,
+                                   "means": split_means(role, items)}
+        save()
+        if not generates(bench, role):
+            continue
+        gens = cache.get_or_compute(split, "generate", [rec_hash, gen_key],
+                                    lambda: stages.generate_stage(model, tokenizer, role, records, cfg, progress))
+        for it, g in zip(items, gens):
+            it.update(g)
+        derived_item_metrics(items)
+        results["splits"][role]["means"] = split_means(role, items)
+        save()

@@ -2,9 +2,9 @@
 
     write_report("runs/demo")      # what `obliviate report runs/demo` does: reads saved results only
 
-Reads `demo.json`, `eval/{target,retain}/eval.json` and, per recipe and seed,
-`runs/<recipe>/seed<k>/eval/eval.json` plus every attack result there (`report.attacks.ATTACKS`:
-`relearn/relearn.json`, `jailbreak/jailbreak.json`, `mia/mia.json`). Nothing is recomputed.
+What it reads: `report.runs.collect` (nothing is recomputed). Layers below it: `runs` (reading run directories),
+`attacks` (the Attacks section from `attack.registry.ATTACKS`), `claims`, `scenarios` (continual / realworld
+sections) and `glossary` (every metric abbreviation shown, from `evaluate.metrics.METRICS`).
 Numbers over seeds are mean ± the 95 % confidence half-width of the t distribution.
 """
 
@@ -14,15 +14,17 @@ import json
 import math
 from pathlib import Path
 
-from obliviate import ObliviateError
 from obliviate import html as H
-from obliviate.report.attacks import ATTACKS, attack_sections
-from obliviate.stats import mean_ci, median_range
+from obliviate.report.attacks import attack_sections
+from obliviate.report.claims import CLAIMS_NOTE, write_claims
+from obliviate.report.glossary import glossary_rows
+from obliviate.report.runs import across_seeds, collect, fmt_ci, get
+from obliviate.report.scenarios import continual_section
 
 ROLE_LABELS = {"forget": "forget", "retain": "retain", "world_facts": "world"}
 
 
-def _columns() -> list[tuple[str, tuple, bool | None]]:
+def columns() -> list[tuple[str, tuple, bool | None]]:
     """(column label, where in eval.json, higher is better?) from the `card` entries of `METRICS`:
     where = ("agg", key[, subkey]) or (role, mean key); aggregates first, then per-split means by role."""
     from obliviate.evaluate.metrics import METRICS
@@ -33,40 +35,7 @@ def _columns() -> list[tuple[str, tuple, bool | None]]:
     return agg + per
 
 
-COLUMNS = _columns()
-
-
-def _get(res: dict, where: tuple) -> float | None:
-    if where[0] == "agg":
-        v = res.get("aggregates", {}).get(where[1])
-        if len(where) > 2:
-            v = (v or {}).get(where[2])
-    else:
-        v = res.get("splits", {}).get(where[0], {}).get("means", {}).get(where[1])
-    return v if isinstance(v, (int, float)) and math.isfinite(v) else None
-
-
-# p-value columns: summarised across seeds by median [min–max] (a mean ± t-interval can leave [0, 1])
-P_VALUE_COLUMNS = ("Forget Quality",)
 P_VALUE_NOTE = "Forget Quality (a p-value) across seeds: median [min–max], not mean ± CI."
-
-
-def fmt_ci(m: float | None, h: float | None) -> str:
-    if m is None:
-        return "—"
-    return H.fmt(m) if h is None else f"{H.fmt(m)} ± {H.fmt(h)}"
-
-
-def fmt_median_range(values: list[float | None]) -> str:
-    med, lo, hi = median_range(values)
-    if med is None:
-        return "—"
-    return H.fmt(med) if lo == hi else f"{H.fmt(med)} [{H.fmt(lo)}–{H.fmt(hi)}]"
-
-
-def across_seeds(label: str, values: list[float | None]) -> str:
-    """One cell: median [min–max] for p-value columns, else mean ± 95 % t-interval."""
-    return fmt_median_range(values) if label in P_VALUE_COLUMNS else fmt_ci(*mean_ci(values))
 
 
 def _model_label(cfg: dict) -> str:
@@ -76,46 +45,26 @@ def _model_label(cfg: dict) -> str:
     return f"{cfg['model_size']} model"
 
 
-def _load(path: Path) -> dict | None:
-    return json.loads(path.read_text()) if path.is_file() else None
-
-
-def collect(run: Path) -> dict:
-    """Everything the report shows, from the saved files: {demo, target, retain, recipes: {name: [seed runs]}}."""
-    demo = _load(run / "demo.json")
-    target, retain = _load(run / "eval/target/eval.json"), _load(run / "eval/retain/eval.json")
-    if demo is None or target is None or retain is None:
-        raise ObliviateError(f"{run}: not a finished demo run (needs demo.json and eval/{{target,retain}}/eval.json)")
-    recipes: dict[str, list[dict]] = {}
-    for recipe in demo["config"]["recipes"]:
-        d = run / "runs" / recipe.replace("+", "_")
-        for seed_dir in sorted(d.glob("seed*"), key=lambda p: int(p.name[4:])):
-            ev = _load(seed_dir / "eval/eval.json")
-            if ev is None:
-                continue
-            recipes.setdefault(recipe, []).append({
-                "seed": int(seed_dir.name[4:]), "eval": ev,
-                **{name: _load(seed_dir / name / a.result) for name, a in ATTACKS.items()}})
-    return {"demo": demo, "target": target, "retain": retain, "recipes": recipes}
-
-
 def split_table(headers: list[str], rows: list[list]) -> list[tuple[list[str], list[list]]]:
     """The headline as two readable tables: aggregates (+ MIA, PrivLeak) and per-split means."""
-    agg = [0, 1] + [2 + i for i, c in enumerate(COLUMNS) if c[1][0] == "agg"]
-    per = [0, 1] + [2 + i for i, c in enumerate(COLUMNS) if c[1][0] != "agg"]
+    spec = columns()
+    agg = [0, 1] + [2 + i for i, c in enumerate(spec) if c[1][0] == "agg"]
+    per = [0, 1] + [2 + i for i, c in enumerate(spec) if c[1][0] != "agg"]
     return [([headers[i] for i in cols], [[r[i] for i in cols] for r in rows]) for cols in (agg, per)]
 
 
 def headline(data: dict) -> tuple[list[str], list[list]]:
+    """The headline table: target, retain and every recipe (over seeds), one column per `columns()` entry."""
+    COLUMNS = columns()  # noqa: N806  (read at call time: a metric added to METRICS shows up)
     headers = ["model", "seeds"] + [c[0] for c in COLUMNS]
-    retain = [fmt_ci(_get(data["retain"], w), None) for _, w, _ in COLUMNS]
+    retain = [fmt_ci(get(data["retain"], w), None) for _, w, _ in COLUMNS]
     self_fq = data["demo"].get("retain_vs_itself", {}).get("forget_quality")
     if retain[0] == "—" and self_fq is not None:  # the retain model against itself: p = 1 by construction
         retain[0] = f"{fmt_ci(self_fq, None)} (vs itself: sanity check)"
-    rows = [["target (before)", 1] + [fmt_ci(_get(data["target"], w), None) for _, w, _ in COLUMNS],
+    rows = [["target (before)", 1] + [fmt_ci(get(data["target"], w), None) for _, w, _ in COLUMNS],
             ["retain (ideal)", 1] + retain]
     for recipe, runs in data["recipes"].items():
-        rows.append([recipe, len(runs)] + [across_seeds(label, [_get(r["eval"], w) for r in runs])
+        rows.append([recipe, len(runs)] + [across_seeds(label, [get(r["eval"], w) for r in runs])
                                            for label, w, _ in COLUMNS])
     return headers, rows
 
@@ -140,14 +89,14 @@ def _scatter(data: dict):
     for ax, (xw, xlabel, logx) in zip(axes, [(("agg", "forget_quality"), "Forget Quality (KS p-value)", True),
                                              (("forget", "prob"), "forget-set answer probability", False)]):
         for name, res, marker in (("target", data["target"], "*"), ("retain", data["retain"], "P")):
-            x, y = _get(res, xw), _get(res, ("agg", "model_utility"))
+            x, y = get(res, xw), get(res, ("agg", "model_utility"))
             if x is None and name == "retain" and xw[1] == "forget_quality":
                 x = data["demo"].get("retain_vs_itself", {}).get("forget_quality")
             if x is not None and y is not None:
                 ax.scatter([x], [y], marker=marker, s=160, color="black" if name == "target" else "green",
                            label=name, zorder=3)
         for i, (recipe, runs) in enumerate(data["recipes"].items()):
-            pts = [(_get(r["eval"], xw), _get(r["eval"], ("agg", "model_utility"))) for r in runs]
+            pts = [(get(r["eval"], xw), get(r["eval"], ("agg", "model_utility"))) for r in runs]
             pts = [(x, y) for x, y in pts if x is not None and y is not None]
             if pts:
                 ax.scatter(*zip(*pts), color=f"C{i}", label=recipe, alpha=0.85)
@@ -213,70 +162,90 @@ def write_report(run: str | Path) -> Path:
     scenarios = _scenario_sections(run)
     if scenarios and not (run / "demo.json").is_file():  # a directory of scenario runs only
         return _write_sections(run, scenarios)
+    card = _contents(run)
+    html_sections = _html_sections(card) + _classifier_sections(run) + [h for h, _ in scenarios]
+    (run / "report.html").write_text(H.render_page("obliviate report card", html_sections,
+                                                   subtitle=f"run directory: {run}"))
+    (run / "report.md").write_text("\n".join(_markdown(card, [m for _, m in scenarios])))
+    attacks = {a["name"]: {"headers": a["headers"], "rows": a["rows"]} for a in card["attacks"]}
+    results = {"headers": card["headers"], "rows": card["rows"], "not_computed": card["reasons"], "attacks": attacks}
+    (run / "results.json").write_text(json.dumps(results, indent=1) + "\n")
+    return run / "report.html"
+
+
+def _contents(run: Path) -> dict:
+    """Every table, figure and text of the card (figures also written as PNGs beside it)."""
     data = collect(run)
     demo = data["demo"]
     headers, rows = headline(data)
     reasons = not_computed(data)
-    figs = {"scatter": _scatter(data), "hist": _truth_ratio_hists(data)}
-    pngs = {k: H.figure_png(f) for k, f in figs.items()}
+    pngs = {"scatter": H.figure_png(_scatter(data)), "hist": H.figure_png(_truth_ratio_hists(data))}
     attacks = attack_sections(data["recipes"], data["target"])
     pngs.update({a["name"]: a["png"] for a in attacks})
     for k, png in pngs.items():
         (run / f"{k}.png").write_bytes(png)
-    fe, fr = _examples(data, "forget"), _examples(data, "retain")
-    from obliviate.report.claims import CLAIMS_NOTE, write_claims
-
     _, claim_headers, claim_rows = write_claims(run, data)
-    timing_rows = [[k, v["seconds"], "reused" if v["reused"] else "ran"] for k, v in demo["timings"].items()]
-    cfg_text = json.dumps(demo["config"], indent=1)
-    ver_text = json.dumps(demo["versions"], indent=1)
-    nc_rows = [[metric, ", ".join(models), reason] for metric, by in sorted(reasons.items())
-               for reason, models in by.items()]
     rvr = demo.get("retain_vs_itself", {}).get("forget_quality")
-    intro = (f"World preset '{demo['config']['preset']}', {_model_label(demo['config'])}, forget split "
-             f"{demo['config']['forget']}, {demo['config']['seeds']} seed(s) per recipe. Wall time "
-             f"{demo['wall_seconds']:.0f} s. Sanity: the retain model against itself has Forget Quality {H.fmt(rvr)} "
-             f"(must be 1; shown in the retain row as a check, not a result). {P_VALUE_NOTE}")
-    html_sections = [
+    shown = headers + [h for a in attacks for h in a["headers"]]
+    return {
+        "headers": headers, "rows": rows, "reasons": reasons, "pngs": pngs, "attacks": attacks,
+        "claims": (claim_headers, claim_rows), "fe": _examples(data, "forget"), "fr": _examples(data, "retain"),
+        "glossary": (["term", "name", "better", "meaning", "source"], glossary_rows(shown)),
+        "timing_rows": [[k, v["seconds"], "reused" if v["reused"] else "ran"] for k, v in demo["timings"].items()],
+        "cfg_text": json.dumps(demo["config"], indent=1), "ver_text": json.dumps(demo["versions"], indent=1),
+        "nc_rows": [[metric, ", ".join(models), reason] for metric, by in sorted(reasons.items())
+                    for reason, models in by.items()],
+        "intro": (f"World preset '{demo['config']['preset']}', {_model_label(demo['config'])}, forget split "
+                  f"{demo['config']['forget']}, {demo['config']['seeds']} seed(s) per recipe. Wall time "
+                  f"{demo['wall_seconds']:.0f} s. Sanity: the retain model against itself has Forget Quality "
+                  f"{H.fmt(rvr)} (must be 1; shown in the retain row as a check, not a result). {P_VALUE_NOTE}")}
+
+
+HEADLINE_NOTE = ("Forget Quality: higher = closer to the retain model (p-value; n items bound it from below). "
+                 "Prob/ROUGE on the forget set should fall; on retain and world facts they should stay. MIA AUC near "
+                 "0.5 = members look like non-members. Every abbreviation: the glossary at the end.")
+
+
+def _html_sections(c: dict) -> list[str]:
+    nc = c["nc_rows"]
+    return [
         H.section("Headline: every recipe, mean ± 95 % CI over seeds (Forget Quality: median [min–max])",
-                  H.paragraph(intro),
-                  *[H.table_html(h, r, left_cols=1) for h, r in split_table(headers, rows)],
-                  H.paragraph("Forget Quality: higher = closer to the retain model (p-value; n items bound it "
-                              "from below). Prob/ROUGE on the forget set should fall; on retain and world facts "
-                              "they should stay. MIA AUC near 0.5 = members look like non-members.", note=True)),
+                  H.paragraph(c["intro"]),
+                  *[H.table_html(h, r, left_cols=1) for h, r in split_table(c["headers"], c["rows"])],
+                  H.paragraph(HEADLINE_NOTE, note=True)),
         H.section("Do the papers' findings hold here?", H.paragraph(CLAIMS_NOTE, note=True),
-                  H.table_html(claim_headers, claim_rows, left_cols=3)),
-        H.section("Not computed", H.table_html(["metric", "models", "reason"], nc_rows, left_cols=3) if nc_rows else
+                  H.table_html(*c["claims"], left_cols=3)),
+        H.section("Not computed", H.table_html(["metric", "models", "reason"], nc, left_cols=3) if nc else
                   H.paragraph("every metric was computed")),
-        H.section("Forgetting vs utility", H.image_html(pngs["scatter"], "one point per recipe and seed")),
+        H.section("Forgetting vs utility", H.image_html(c["pngs"]["scatter"], "one point per recipe and seed")),
         H.section("Attacks", *[H.section(a["title"], H.paragraph(a["caption"], note=True),
                                          H.table_html(a["headers"], a["rows"], left_cols=2),
-                                         H.image_html(a["png"], a["title"]), level=3) for a in attacks]
+                                         H.image_html(a["png"], a["title"]), level=3) for a in c["attacks"]]
                   or [H.paragraph("no attack results in this run directory")]),
-        H.section("Per-item truth ratios", H.image_html(pngs["hist"], "forget-set truth ratio histograms")),
-        H.section("What forgetting looks like: forget questions", H.table_html(*fe, left_cols=99)),
-        H.section("... and retain questions (should stay answered)", H.table_html(*fr, left_cols=99)),
-        H.section("Run", H.table_html(["stage", "seconds", ""], timing_rows), H.pre(cfg_text), H.pre(ver_text)),
+        H.section("Per-item truth ratios", H.image_html(c["pngs"]["hist"], "forget-set truth ratio histograms")),
+        H.section("What forgetting looks like: forget questions", H.table_html(*c["fe"], left_cols=99)),
+        H.section("... and retain questions (should stay answered)", H.table_html(*c["fr"], left_cols=99)),
+        H.section("Run", H.table_html(["stage", "seconds", ""], c["timing_rows"]), H.pre(c["cfg_text"]),
+                  H.pre(c["ver_text"])),
+        H.section("Glossary: every metric the card shows (↑ / ↓: higher / lower is better for a model that keeps "
+                  "the knowledge; on the forget split unlearning pushes it the other way)",
+                  H.table_html(*c["glossary"], left_cols=5)),
     ]
-    html_sections += _classifier_sections(run) + [h for h, _ in scenarios]
-    (run / "report.html").write_text(H.render_page("obliviate report card", html_sections,
-                                                   subtitle=f"run directory: {run}"))
-    nc_md = H.table_md(["metric", "models", "reason"], nc_rows) if nc_rows else "every metric computed"
-    headline_md = [H.table_md(h, r) + "\n" for h, r in split_table(headers, rows)]
-    md = ["# obliviate report card", "", intro, ""] + headline_md + [
-          "## Do the papers' findings hold here?", "", CLAIMS_NOTE, "", H.table_md(claim_headers, claim_rows), "",
-          "## Not computed", "", nc_md, "",
-          "## Attacks", ""] + [line for a in attacks for line in (
-          f"### {a['title']}", "", H.table_md(a["headers"], a["rows"]), "", f"![{a['name']}]({a['name']}.png)", "")] + [
-          "![forgetting vs utility](scatter.png)", "![truth ratios](hist.png)", "",
-          "## Forget questions", "", H.table_md(*fe), "", "## Retain questions", "", H.table_md(*fr), "",
-          *[m for _, m in scenarios],
-          "## Run", "", H.table_md(["stage", "seconds", ""], timing_rows), "", "```json", cfg_text, "```", ""]
-    (run / "report.md").write_text("\n".join(md))
-    (run / "results.json").write_text(json.dumps({"headers": headers, "rows": rows, "not_computed": reasons,
-                                                  "attacks": {a["name"]: {"headers": a["headers"], "rows": a["rows"]}
-                                                              for a in attacks}}, indent=1) + "\n")
-    return run / "report.html"
+
+
+def _markdown(c: dict, scenarios: list[str]) -> list[str]:
+    nc_md = H.table_md(["metric", "models", "reason"], c["nc_rows"]) if c["nc_rows"] else "every metric computed"
+    headline_md = [H.table_md(h, r) + "\n" for h, r in split_table(c["headers"], c["rows"])]
+    attacks = [line for a in c["attacks"] for line in (
+        f"### {a['title']}", "", H.table_md(a["headers"], a["rows"]), "", f"![{a['name']}]({a['name']}.png)", "")]
+    return ["# obliviate report card", "", c["intro"], ""] + headline_md + [
+        "## Do the papers' findings hold here?", "", CLAIMS_NOTE, "", H.table_md(*c["claims"]), "",
+        "## Not computed", "", nc_md, "", "## Attacks", ""] + attacks + [
+        "![forgetting vs utility](scatter.png)", "![truth ratios](hist.png)", "",
+        "## Forget questions", "", H.table_md(*c["fe"]), "", "## Retain questions", "", H.table_md(*c["fr"]), "",
+        *scenarios,
+        "## Run", "", H.table_md(["stage", "seconds", ""], c["timing_rows"]), "", "```json", c["cfg_text"], "```", "",
+        "## Glossary", "", H.table_md(*c["glossary"]), ""]
 
 
 def _classifier_sections(run: Path) -> list[str]:
@@ -293,9 +262,7 @@ def _classifier_sections(run: Path) -> list[str]:
 
 def _scenario_sections(run: Path) -> list[tuple[str, str]]:
     """(html, markdown) sections of scenario results under the run directory (continual), if any."""
-    from obliviate.scenarios.continual import report_section
-
-    return [s for s in (report_section(run),) if s is not None]
+    return [s for s in (continual_section(run),) if s is not None]
 
 
 def _write_sections(run: Path, sections: list[tuple[str, str]]) -> Path:

@@ -23,6 +23,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from obliviate.html import fmt
+from obliviate.report.runs import collect, fmt_ci, get
+from obliviate.report.scenarios import find_continual
+from obliviate.rundir import write_json
+from obliviate.stats import mean_ci
+
 HOLDS, FAILS, INCONCLUSIVE, NOT_COMPUTED = "holds", "does not hold", "inconclusive", "not computed"
 
 
@@ -31,9 +37,7 @@ HOLDS, FAILS, INCONCLUSIVE, NOT_COMPUTED = "holds", "does not hold", "inconclusi
 
 def eval_value(key: tuple) -> Callable[[dict], float | None]:
     """A per-run value from eval.json: ("agg", aggregate) or (role, split mean)."""
-    from obliviate.report.card import _get
-
-    return lambda run: _get(run["eval"], key)
+    return lambda run: get(run["eval"], key)
 
 
 def relearn_value(key: str, step: int = -1) -> Callable[[dict], float | None]:
@@ -90,9 +94,7 @@ def welch_interval(a: list[float], b: list[float]) -> tuple[float, float, float]
 
 
 def t_interval(a: list[float]) -> tuple[float, float, float]:
-    """(mean, lower, upper): the 95 % t-interval of a mean (≥ 2 values; `report.stats.mean_ci`)."""
-    from obliviate.stats import mean_ci
-
+    """(mean, lower, upper): the 95 % t-interval of a mean (≥ 2 values; `stats.mean_ci`)."""
     m, h = mean_ci(a)
     return m, m - h, m + h
 
@@ -102,7 +104,7 @@ def side(lo: float, hi: float, x: float = 0.0) -> str:
 
 
 @dataclass(frozen=True)
-class Part:
+class Comparison:
     """One comparison: `a` vs `b` (recipe names, or continual spec names when `source` is "continual") on a value.
 
     kind "greater": a > b (or a < b when `lower=True`); kind "at_least": a / target ≥ `threshold`."""
@@ -122,7 +124,7 @@ def _values(groups: dict[str, list[dict]], name: str, value) -> list[float]:
     return [v for v in vals if isinstance(v, (int, float)) and math.isfinite(v)]
 
 
-def test_part(part: Part, groups: dict[str, list[dict]], target: dict | None) -> dict:
+def test_part(part: Comparison, groups: dict[str, list[dict]], target: dict | None) -> dict:
     """{label, a, b, values…, diff, lo, hi, verdict, why} of one part."""
     out = {"label": part.label, "a": part.a, "b": part.b, "kind": part.kind}
     a = _values(groups, part.a, part.value)
@@ -152,7 +154,7 @@ def test_part(part: Part, groups: dict[str, list[dict]], target: dict | None) ->
 class Claim:
     text: str
     source: str
-    parts: tuple[Part, ...]
+    parts: tuple[Comparison, ...]
     note: str = ""
 
 
@@ -161,39 +163,39 @@ CLAIMS = {
     "me_forget_efficacy": Claim(
         "ME+GD reaches higher Forget Efficacy than GA+GD and NPO+GD at Model Utility ≥ 0.9× the target's",
         "A Closer Look at Machine Unlearning for LLMs (Yuan et al., 2024)",
-        (Part("FE(no ES): me+gd > ga+gd", "me+gd", eval_value(FE), "ga+gd"),
-         Part("FE(no ES): me+gd > npo+gd", "me+gd", eval_value(FE), "npo+gd"),
-         Part("MU: me+gd ≥ 0.9 × target", "me+gd", eval_value(MU), kind="at_least", threshold=0.9)),
+        (Comparison("FE(no ES): me+gd > ga+gd", "me+gd", eval_value(FE), "ga+gd"),
+         Comparison("FE(no ES): me+gd > npo+gd", "me+gd", eval_value(FE), "npo+gd"),
+         Comparison("MU: me+gd ≥ 0.9 × target", "me+gd", eval_value(MU), kind="at_least", threshold=0.9)),
         "Forget Efficacy without the Entailment Score (no NLI model offline), as the report card labels it."),
     "ap_keeps_retain": Claim(
         "IDK+AP keeps retain answers where IDK+GD over-refuses: lower retain refusal rate, higher retain ROUGE and MU",
         "A Closer Look at Machine Unlearning for LLMs (Yuan et al., 2024)",
-        (Part("retain refusal rate: idk+ap < idk+gd", "idk+ap", eval_value(("retain", "refusal_rate")), "idk+gd",
+        (Comparison("retain refusal rate: idk+ap < idk+gd", "idk+ap", eval_value(("retain", "refusal_rate")), "idk+gd",
               lower=True),
-         Part("retain ROUGE: idk+ap > idk+gd", "idk+ap", eval_value(("retain", "rouge_l_recall")), "idk+gd"),
-         Part("MU: idk+ap > idk+gd", "idk+ap", eval_value(MU), "idk+gd"))),
+         Comparison("retain ROUGE: idk+ap > idk+gd", "idk+ap", eval_value(("retain", "rouge_l_recall")), "idk+gd"),
+         Comparison("MU: idk+ap > idk+gd", "idk+ap", eval_value(MU), "idk+gd"))),
     "sam_resists_relearning": Claim(
         "NPO+SAM recovers less forget knowledge than NPO+GD under the same relearning attack",
         "Towards LLM Unlearning Resilient to Relearning Attacks: a sharpness-aware minimization perspective "
         "(Fan et al., 2025)",
-        (Part("forget Prob after relearning: npo+gd+sam < npo+gd", "npo+gd+sam", relearn_value("prob"), "npo+gd",
+        (Comparison("forget Prob after relearning: npo+gd+sam < npo+gd", "npo+gd+sam", relearn_value("prob"), "npo+gd",
               lower=True),
-         Part("forget Prob, items the attacker never saw: npo+gd+sam < npo+gd", "npo+gd+sam",
+         Comparison("forget Prob, items the attacker never saw: npo+gd+sam < npo+gd", "npo+gd+sam",
               relearn_value("prob_unseen"), "npo+gd", lower=True)),
         "The last point of the relearning curve (both recipes attacked with the same k, steps and lr)."),
     "sam_resists_jailbreak": Claim(
         "NPO+SAM resists the jailbreak (GCG adversarial string) better than NPO+GD",
         "Towards LLM Unlearning Resilient to Relearning Attacks (Fan et al., 2025)",
-        (Part("forget Prob with the string, attacked items: npo+gd+sam < npo+gd", "npo+gd+sam",
+        (Comparison("forget Prob with the string, attacked items: npo+gd+sam < npo+gd", "npo+gd+sam",
               jailbreak_value("seen", "with", "prob"), "npo+gd", lower=True),
-         Part("forget Prob with the string, unseen items: npo+gd+sam < npo+gd", "npo+gd+sam",
+         Comparison("forget Prob with the string, unseen items: npo+gd+sam < npo+gd", "npo+gd+sam",
               jailbreak_value("unseen", "with", "prob"), "npo+gd", lower=True))),
     "continual_drift": Claim(
         "Continual: NPO with a drifting reference degrades across tasks; a pinned reference or ME+GD does not",
         "A Closer Look at Machine Unlearning for LLMs (Yuan et al., 2024)",
-        (Part("MU drop over the tasks: npo+gd (previous) > npo+gd (original)", "npo_gd", continual_drop(),
+        (Comparison("MU drop over the tasks: npo+gd (previous) > npo+gd (original)", "npo_gd", continual_drop(),
               "npo_gd_reference-original", source="continual"),
-         Part("MU drop over the tasks: npo+gd (previous) > me+gd", "npo_gd", continual_drop(), "me_gd",
+         Comparison("MU drop over the tasks: npo+gd (previous) > me+gd", "npo_gd", continual_drop(), "me_gd",
               source="continual")),
         "MU drop = Model Utility before task 1 minus after the last task, one value per continual seed."),
 }
@@ -220,8 +222,6 @@ def verdict_of(parts: list[dict]) -> tuple[str, str]:
 
 def continual_groups(run: Path) -> dict[str, list[dict]]:
     """{continual spec name: [continual.json of each seed]} under run/continual/<name>/seed<k>."""
-    from obliviate.scenarios.continual import find_continual
-
     out: dict[str, list[dict]] = {}
     for info in find_continual(Path(run) / "continual"):
         path = Path(info["path"])
@@ -231,9 +231,7 @@ def continual_groups(run: Path) -> dict[str, list[dict]]:
 
 
 def test_claims(run: str | Path, data: dict | None = None) -> list[dict]:
-    """Every claim tested on the run's saved results (`data` = `report.card.collect(run)` when already loaded)."""
-    from obliviate.report.card import collect
-
+    """Every claim tested on the run's saved results (`data` = `report.runs.collect(run)` when already loaded)."""
     data = data or collect(Path(run))
     sources = {"runs": data["recipes"], "continual": continual_groups(Path(run))}
     out = []
@@ -247,10 +245,6 @@ def test_claims(run: str | Path, data: dict | None = None) -> list[dict]:
 
 def claims_table(results: list[dict]) -> tuple[list[str], list[list]]:
     """(headers, rows): one row per part, the claim's verdict on its first row."""
-    from obliviate.report.card import fmt_ci
-    from obliviate.html import fmt
-    from obliviate.stats import mean_ci
-
     headers = ["claim", "verdict", "comparison", "a (mean ± CI)", "b / threshold", "difference [95 % CI]", "part"]
     rows = []
     for c in results:
@@ -270,8 +264,6 @@ def claims_table(results: list[dict]) -> tuple[list[str], list[list]]:
 
 def write_claims(run: str | Path, data: dict | None = None) -> tuple[list[dict], list[str], list[list]]:
     """Test every claim, write `claims.json`; return (results, headers, rows) for the report card."""
-    from obliviate.rundir import write_json
-
     results = test_claims(run, data)
     write_json(Path(run) / "claims.json", results, indent=1)
     return (results, *claims_table(results))

@@ -291,16 +291,3 @@ def realworld(model, tokenizer, cfg: RealworldConfig, ucfg, *, out, eval_cfg=Non
     tmp.write_text(json.dumps(info, indent=1) + "\n")
     tmp.replace(out / "realworld.json")
     return info
-
-
-def realworld_table(info: dict) -> tuple[list[str], list[list]]:
-    headers = ["model", "FE forget (no ES)", "MU neighbours (no ES)", "forget ROUGE", "forget Prob",
-               "neighbour ROUGE", "neighbour Prob", "neighbour TR", "general ROUGE", "general Prob"]
-    rows = []
-    for name in ("before", "after"):
-        s = info[name]
-        g = lambda k, f: (s.get(k) or {}).get(f)  # noqa: E731
-        rows.append([name, s.get("forget_efficacy_no_es"), s.get("mu_neighbor_no_es"), g("forget", "rouge_l_recall"),
-                     g("forget", "prob"), g("neighbor", "rouge_l_recall"), g("neighbor", "prob"),
-                     g("neighbor", "truth_ratio"), g("general", "rouge_l_recall"), g("general", "prob")])
-    return headers, rows
