@@ -6,7 +6,7 @@ import math
 import pytest
 
 from obliviate import ObliviateError
-from obliviate.bench import BenchConfig, markdown, matmul_peak, run_bench
+from obliviate.pipeline.bench import BenchConfig, markdown, matmul_peak, run_bench
 from obliviate.cli import main
 
 
@@ -45,8 +45,15 @@ def test_bench_cli_rejects_a_bad_recipe_and_bad_steps(capsys):
     assert main(["bench", "--recipes", "nope+gd", "--no-fixed-cost"]) == 2
     assert "nope" in capsys.readouterr().err
     assert main(["bench", "--steps", "0"]) == 2
-    assert main(["bench", "eval_speed", "--model", "x"]) == 2  # a script's options go after --
-    assert "after --" in capsys.readouterr().err
-    with pytest.raises(ObliviateError):
-        from obliviate.commands.bench import run
-        run(type("A", (), {"name": "no_such_script", "args": []})())
+    capsys.readouterr()
+
+
+def test_bench_points_script_names_to_the_checkout(capsys):
+    """The benchmark scripts are not installed with the package: `obliviate bench NAME` says where they are."""
+    assert main(["bench", "eval_speed", "--", "--n", "3"]) == 2
+    err = capsys.readouterr().err
+    assert "python benchmarks/eval_speed.py" in err and len(err.strip().splitlines()) == 1
+    from obliviate.commands.bench import run
+
+    with pytest.raises(ObliviateError, match="no longer runs a script"):
+        run(type("A", (), {"name": ["unlearn_speed"]})())
