@@ -6,8 +6,8 @@
 
 Each round runs the base then this tree (`PYTHONPATH` switched; same thread settings), so a machine shared
 with other work slows both alike; the per-figure best over rounds is compared. This tree's
-`obliviate/bench.py` and `commands/bench.py` are copied into the base checkout (overwriting its own; they
-use only public APIs that existed before). Writes `<out>/before_r*/`, `<out>/after_r*/` and `<out>/ratios.md`.
+`obliviate/pipeline/bench.py` and `commands/bench.py` are copied into the base checkout (overwriting its own;
+they use only public APIs that existed before). Writes `<out>/before_r*/`, `<out>/after_r*/` and `<out>/ratios.md`.
 """
 
 from __future__ import annotations
@@ -57,7 +57,10 @@ def main():
     p.add_argument("--out", default="runs/bench/before_after")
     args = p.parse_args()
     base, out = Path(args.base_src), Path(args.out)
-    for rel in ("obliviate/bench.py", "obliviate/commands/bench.py"):
+    (base / "obliviate" / "pipeline").mkdir(exist_ok=True)  # an older checkout has no pipeline package
+    rels = ["obliviate/pipeline/bench.py", "obliviate/commands/bench.py"]
+    rels += [] if (base / "obliviate/pipeline/__init__.py").exists() else ["obliviate/pipeline/__init__.py"]
+    for rel in rels:
         shutil.copy(HERE / rel, base / rel)
     before, after = [], []
     for k in range(args.rounds):

@@ -34,7 +34,7 @@ import tempfile  # noqa: E402
 import threading  # noqa: E402
 from pathlib import Path  # noqa: E402
 
-from obliviate.bench import peak_rss_gib  # noqa: E402
+from obliviate.pipeline.bench import peak_rss_gib  # noqa: E402
 
 PAGE = os.sysconf("SC_PAGE_SIZE")
 

@@ -1,20 +1,16 @@
 """obliviate bench [--model tiny|smollm2-135m-instruct|PATH] [--recipes ga+gd,npo+gd] [--eval] [--demo] [--out DIR]:
-training/evaluation speed, printed and saved as bench.json + bench.md (see obliviate/bench.py).
-obliviate bench NAME [-- args...]: run the script benchmarks/NAME.py of a repo checkout instead (its options after --)."""
+training/evaluation speed, printed and saved as bench.json + bench.md (see obliviate/pipeline/bench.py).
+The standalone benchmark scripts (unlearn_speed, eval_speed, demo_trends, ...) are not part of the installed
+package: they live in a repository checkout's benchmarks/ and run as `python benchmarks/NAME.py`."""
 
-import runpy
-import sys
+import argparse
 from pathlib import Path
 
 from obliviate import ObliviateError
 
-BENCH_DIR = Path(__file__).resolve().parents[3] / "benchmarks"
-
 
 def add_arguments(p):
-    names = sorted(f.stem for f in BENCH_DIR.glob("*.py")) if BENCH_DIR.is_dir() else []
-    p.add_argument("name", nargs="?", help=f"a benchmark script to run instead: {', '.join(names) or '(none here)'}")
-    p.add_argument("args", nargs="*", help="passed to the script")
+    p.add_argument("name", nargs="*", help=argparse.SUPPRESS)  # only to point `obliviate bench NAME` users on
     p.add_argument("--model", default="tiny", help="tiny (fresh, built in a temp dir), smollm2-135m-instruct, or a "
                                                    "model directory (default: tiny)")
     p.add_argument("--data", default=None, help="world directory with forget10/retain90 (default: demo world, seed 0)")
@@ -32,13 +28,10 @@ def add_arguments(p):
 
 def run(args):
     if args.name:
-        given = [f"--{k.replace('_', '-')}" for k, v in vars(args).items()
-                 if k not in ("name", "args", "verb") and v not in (None, False, "tiny")]
-        if given:
-            raise ObliviateError(f"{given[0]} is an option of `obliviate bench` itself; pass the options of "
-                                 f"benchmarks/{args.name}.py after --: obliviate bench {args.name} -- {given[0]} ...")
-        return _script(args)
-    from obliviate.bench import BenchConfig, markdown, run_bench
+        raise ObliviateError(f"`obliviate bench {args.name[0]}` no longer runs a script: the benchmark scripts are "
+                             f"not installed with the package; from a repository checkout run "
+                             f"`python benchmarks/{args.name[0]}.py`")
+    from obliviate.pipeline.bench import BenchConfig, markdown, run_bench
 
     cfg = BenchConfig(model=args.model, data=args.data, eval=args.eval, demo=args.demo,
                       fixed_cost=not args.no_fixed_cost)
@@ -59,11 +52,3 @@ def run(args):
     print(markdown(results), end="")
     print(f"saved {out / 'bench.json'} and {out / 'bench.md'}")
 
-
-def _script(args):
-    path = BENCH_DIR / f"{args.name}.py"
-    if not path.is_file():
-        have = sorted(f.stem for f in BENCH_DIR.glob("*.py")) if BENCH_DIR.is_dir() else []
-        raise ObliviateError(f"no benchmark {args.name!r} in {BENCH_DIR}; available: {', '.join(have) or 'none'}")
-    sys.argv = [str(path), *args.args]
-    runpy.run_path(str(path), run_name="__main__")
