@@ -6,11 +6,11 @@ spawns fresh processes) and return the timings of the stages they ran or reused.
 from __future__ import annotations
 
 import dataclasses
-import json
 from pathlib import Path
 
 from obliviate.pipeline.config import DemoConfig
 from obliviate.pipeline.stages import eval_into, stage_keys
+from obliviate.rundir import write_json
 from obliviate.stagecache import Stages, code_hash
 
 
@@ -75,9 +75,8 @@ def attack_stages(cfg: DemoConfig, st: Stages, run_dir: Path, recipe: str, seed:
     if "mia" in cfg.attacks:
         from obliviate.attack.mia import mia_from_results
 
-        st.run(run_dir / "mia", {**eval_key, "code_attack": code_hash("attack/mia")},
-               lambda d: (d / "mia.json").write_text(json.dumps(
-                   mia_from_results(load_results(run_dir / "eval"), retain_res), default=str) + "\n"))
+        st.run(run_dir / "mia", {**eval_key, "code_attack": code_hash("attack/mia")}, lambda d: write_json(
+            d / "mia.json", mia_from_results(load_results(run_dir / "eval"), retain_res), indent=None))
     if "jailbreak" in cfg.attacks and cfg.attacked(recipe):
         from obliviate.attack.jailbreak import JailbreakConfig, jailbreak
 

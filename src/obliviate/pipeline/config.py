@@ -147,8 +147,8 @@ def relearn_k_for(cfg: DemoConfig, n_forget: int) -> int:
     if n_forget < 2:
         raise ObliviateError(f"{cfg.forget} has {n_forget} item(s): the relearning attack needs at least 2")
     k = n_forget - 1
-    tqdm.write(f"relearn_k={cfg.relearn_k} is not smaller than the {n_forget} items of {cfg.forget}: using k={k} so that "
-          "the 'unseen items' curve has an item to measure")
+    tqdm.write(f"relearn_k={cfg.relearn_k} is not smaller than the {n_forget} items of {cfg.forget}: using k={k} so "
+               "that the 'unseen items' curve has an item to measure")
     return k
 
 
