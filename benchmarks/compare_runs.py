@@ -5,7 +5,8 @@
 Walks both directories, pairs files by relative path, and compares every number (int, float, bool; NaN equals
 NaN) at the same place in both, exactly unless `--rtol` is given. Leaves under keys that measure the machine,
 not the method, are skipped: any key containing "second", "time", "version" or "rss", and "command". Strings
-are not compared (they hold paths and hashes of the code). Reports files present on one side only, numbers
+are not compared (they hold paths and hashes of the code), except model weight fingerprints (keys containing
+"fingerprint"): equal fingerprints mean equal weights. Reports files present on one side only, numbers
 present on one side only, and differing numbers; the exit status is 1 when anything differs.
 """
 
@@ -27,7 +28,7 @@ def skipped(key: str) -> bool:
 
 
 def numeric_leaves(obj, path: str = "") -> dict[str, float]:
-    """{json path: number} of every numeric leaf outside the skipped keys."""
+    """{json path: value} of every numeric leaf (and weight fingerprint) outside the skipped keys."""
     out: dict[str, float] = {}
     if isinstance(obj, dict):
         for k, v in obj.items():
@@ -36,7 +37,7 @@ def numeric_leaves(obj, path: str = "") -> dict[str, float]:
     elif isinstance(obj, list):
         for i, v in enumerate(obj):
             out.update(numeric_leaves(v, f"{path}[{i}]"))
-    elif isinstance(obj, (bool, int, float)):
+    elif isinstance(obj, (bool, int, float)) or (isinstance(obj, str) and "fingerprint" in path.rsplit(".", 1)[-1]):
         out[path or "."] = obj
     return out
 
@@ -51,7 +52,7 @@ def load(path: Path):
 def same(a, b, rtol: float) -> bool:
     if isinstance(a, float) and isinstance(b, float) and math.isnan(a) and math.isnan(b):
         return True
-    if rtol == 0 or isinstance(a, bool) or isinstance(b, bool):
+    if rtol == 0 or not all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in (a, b)):
         return a == b
     return math.isclose(a, b, rel_tol=rtol, abs_tol=0.0)
 
