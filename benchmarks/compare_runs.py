@@ -84,7 +84,8 @@ def main(argv=None) -> int:
     ap.add_argument("--show", type=int, default=20, help="differences listed per kind")
     args = ap.parse_args(argv)
     r = compare(args.a, args.b, args.rtol)
-    print(f"{r['files']} files in both, {r['numbers']} numbers compared ({'exact' if not args.rtol else f'rtol {args.rtol}'}): "
+    how = "exact" if not args.rtol else f"rtol {args.rtol}"
+    print(f"{r['files']} files in both, {r['numbers']} numbers compared ({how}): "
           f"{len(r['differ'])} differ, {len(r['missing'])} on one side only; files only in A: {len(r['only_a'])}, "
           f"only in B: {len(r['only_b'])}")
     for title, items in (("only in A", r["only_a"]), ("only in B", r["only_b"]), ("number on one side", r["missing"]),
