@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 import obliviate  # noqa: F401  (OMP_WAIT_POLICY before torch)
-from obliviate.demo import DemoConfig, run_demo
+from obliviate.pipeline import DemoConfig, run_demo
 from obliviate.report.runs import collect, fmt_ci, mean_ci
 
 VARIANTS = {

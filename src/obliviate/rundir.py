@@ -11,7 +11,7 @@
   directory is refused with one line; a lock left by a dead process is taken over.
 - `write_json(path, obj)` is the one atomic JSON write (temporary file + `os.replace`) and `atomic_dir(path)`
   the one atomic directory write (fill `<path>.partial`, then rename): a killed run never leaves a
-  half-written file or directory under its final name.
+  half-written file or directory under its final name. Run-or-reuse of stages on top of them: `stagecache`.
 - `seed_everything(seed)` seeds Python, NumPy and torch (every stage calls it first).
 """
 
@@ -46,14 +46,14 @@ def _json_default(o):
     return str(o)
 
 
-def write_json(path: str | Path, obj: Any, *, indent: int | None = 2) -> Path:
+def write_json(path: str | Path, obj: Any, *, indent: int | None = 2, ensure_ascii: bool = True) -> Path:
     """Write `obj` as JSON to `path` atomically (a reader sees the old file or the new one, never half)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "w") as f:
-            f.write(json.dumps(obj, indent=indent, default=_json_default) + "\n")
+            f.write(json.dumps(obj, indent=indent, default=_json_default, ensure_ascii=ensure_ascii) + "\n")
         os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; give the mode a plain open() would
         os.replace(tmp, path)
     except BaseException:

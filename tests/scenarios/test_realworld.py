@@ -137,3 +137,26 @@ def test_cli_user_files(unlearn_target_dir, tmp_path, capsys):
     assert "user files replace" in capsys.readouterr().err
     assert main(base + ["--full-finetune", "lora=true", "--overwrite"]) == 2
     assert "conflict" in capsys.readouterr().err
+
+
+def test_probe_answers_are_reused_only_for_the_same_model_and_probes(unlearn_target_dir, tmp_path, monkeypatch):
+    """probes.json is a stage record (obliviate.stagecache): reused under the same key, redone when the key changes
+    or when the file is torn."""
+    from obliviate.models.loading import load_model
+
+    calls = []
+    monkeypatch.setattr(RW, "country_facts", lambda n: FACTS[:n])
+    def answers(model, tok, questions, cfg, desc=""):
+        calls.append(cfg.max_new_tokens)
+        return _stub_answers(RW.build_probes(FACTS[:cfg.countries], seed=0), {f"Country{i}" for i in range(6)})
+
+    monkeypatch.setattr(RW, "model_answers", answers)
+    model, tok = load_model(unlearn_target_dir)
+    path, cfg = tmp_path / "probes.json", RW.RealworldConfig(countries=8, max_new_tokens=8)
+    first = RW._judged_probes(model, tok, cfg, path, "m")
+    assert RW._judged_probes(model, tok, cfg, path, "m") == first and calls == [8]
+    RW._judged_probes(model, tok, RW.RealworldConfig(countries=8, max_new_tokens=9), path, "m")
+    assert calls == [8, 9] and json.loads(path.read_text())["key"]["max_new_tokens"] == 9
+    path.write_text(path.read_text()[:100])  # cut short
+    assert RW._judged_probes(model, tok, RW.RealworldConfig(countries=8, max_new_tokens=9), path, "m") == first
+    assert calls == [8, 9, 9]

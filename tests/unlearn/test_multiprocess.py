@@ -18,7 +18,7 @@ def test_two_processes_follow_the_single_process_loss_curve(unlearn_target_dir, 
             "max_steps=4", "lr=3e-3", "warmup_epochs=0", "batch_size=4"]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "TQDM_DISABLE": "1"}
     launcher = [sys.executable, "-m", "accelerate.commands.launch", "--config_file",
-                str(ROOT / "configs/accelerate/cpu_ddp.yaml"), "--main_process_port", "29517"]
+                str(ROOT / "src/obliviate/configs/accelerate/cpu_ddp.yaml"), "--main_process_port", "29517"]
     two = subprocess.run([*launcher, "-m", "obliviate", *args, "--out", str(tmp_path / "two")], env=env,
                          capture_output=True, text=True, timeout=900)
     assert two.returncode == 0, two.stderr[-2000:]

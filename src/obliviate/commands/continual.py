@@ -3,7 +3,8 @@
 
 Unlearns the tasks one after another (layout: obliviate/scenarios/continual.py), evaluates after each and
 writes RUN/continual.json, RUN/continual.png and a per-task table. `key=value` overrides are UnlearnConfig
-fields applied to every task. Started again with the same settings, a killed run continues.
+fields applied to every task. Started again with the same settings, a killed run continues. The defaults of
+--forget, --tasks and --full are ContinualConfig's (obliviate/scenarios/continual.py); this command has no preset.
 """
 
 from pathlib import Path
@@ -12,14 +13,14 @@ from pathlib import Path
 def add_arguments(p):
     p.add_argument("--model", required=True, help="the model before the first task: directory, hub id, smollm2-135m-instruct")
     p.add_argument("--data", required=True, help="world directory (or TOFU-schema directory / hub id) holding 'full'")
-    p.add_argument("--forget", default="forget10", help="split whose size is one task (default forget10); "
+    p.add_argument("--forget", default=None, help="split whose size is one task (default forget10); "
                    "records with task_id are grouped by it")
-    p.add_argument("--tasks", type=int, default=9, help="number of tasks (default 9, the paper's for forget10)")
+    p.add_argument("--tasks", type=int, default=None, help="number of tasks (default 9, the paper's for forget10)")
     p.add_argument("--recipe", default=None, help="objective[+regularizer][+smoothing], e.g. npo+gd (see `obliviate ls`)")
     p.add_argument("--reference", choices=("previous", "original"), default=None,
                    help="reference model of npo/dpo/kl/rmu: the model each task starts from (default) or the original")
     p.add_argument("--retain", default=None, help="base retain split (default: 'full' minus the task pool)")
-    p.add_argument("--full", default="full", help="split the tasks are cut from (default full)")
+    p.add_argument("--full", default=None, help="split the tasks are cut from (default full)")
     p.add_argument("--out", required=True, help="run directory")
     p.add_argument("--config", help="YAML file with UnlearnConfig fields (applied to every task)")
     p.add_argument("--eval-config", help="YAML file with EvalConfig fields (e.g. max_new_tokens, max_items)")
@@ -48,8 +49,8 @@ def run(args):
                        lora=args.lora, reference=args.reference)
     ecfg = load_config(EvalConfig, args.eval_config, None, max_new_tokens=args.max_new_tokens, nli=args.nli)
     check_eval_config(ecfg)
-    ccfg = ContinualConfig(forget=args.forget, tasks=args.tasks, full=args.full, retain=args.retain,
-                           keep_models=args.keep_models)
+    given = dict(forget=args.forget, tasks=args.tasks, full=args.full, retain=args.retain)
+    ccfg = ContinualConfig(**{k: v for k, v in given.items() if v is not None}, keep_models=args.keep_models)
     out = check_output_dir(args.out, args.model)
     load = dict(allow_pickle=args.allow_pickle, trust_remote_code=args.trust_remote_code)
     model, tok = load_model(args.model, **load)

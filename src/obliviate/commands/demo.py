@@ -1,4 +1,8 @@
-"""obliviate demo [--preset demo] [--seeds 3] [--out runs/demo] [key=value ...]"""
+"""obliviate demo [--preset demo] [--seeds 3] [--out runs/demo] [key=value ...]
+
+Settings: DemoConfig's defaults < the `demo` command preset (obliviate/pipeline/presets/demo.yaml) < --config
+YAML < key=value < flags.
+"""
 
 
 def add_arguments(p):
@@ -11,20 +15,25 @@ def add_arguments(p):
                    "unlearn_overrides='npo+gd:lr=2e-3' attacks=relearn,jailbreak,mia")
 
 
+def resolve_config(args):
+    """The DemoConfig of a `demo` command line."""
+    from obliviate.pipeline import DemoConfig, resolve
+
+    return resolve(DemoConfig, ["demo"], args.config, args.overrides, preset=args.preset, seeds=args.seeds,
+                   out=args.out, recipes=args.recipes)
+
+
 def run(args):
     import time
 
-    from obliviate.config import load_config
-    from obliviate.demo import DemoConfig, run_demo
+    from obliviate.html import table_md
+    from obliviate.pipeline import run_demo
+    from obliviate.report.card import collect, headline
 
-    cfg = load_config(DemoConfig, args.config, args.overrides, preset=args.preset, seeds=args.seeds, out=args.out,
-                      recipes=args.recipes)
+    cfg = resolve_config(args)
     t = time.perf_counter()
     report = run_demo(cfg)
     print(f"demo finished in {time.perf_counter() - t:.0f} s; report card: {report} (and {report.with_suffix('.md')})")
-    from obliviate.report.card import collect, headline
-    from obliviate.html import table_md
-
     headers, rows = headline(collect(report.parent))
     keep = [headers.index(h) for h in SUMMARY_COLUMNS if h in headers]
     print(table_md([headers[i] for i in keep], [[r[i] for i in keep] for r in rows]))

@@ -4,16 +4,13 @@
 Builds a probe set of facts the model really knows (countryinfo; layout and rule in
 obliviate/scenarios/realworld.py) or reads the paper's real-world files (--forget-file, --neighbour-file,
 --neighbour-eval-file), evaluates, unlearns (LoRA by default; --full-finetune for all weights), evaluates
-again and writes RUN/realworld.json. `key=value` overrides are UnlearnConfig fields.
+again and writes RUN/realworld.json. `key=value` overrides are UnlearnConfig fields. Unlearning settings: the
+`realworld` command preset (obliviate/pipeline/presets/realworld.yaml) < --config YAML < key=value < flags.
 """
 
 from pathlib import Path
 
 from obliviate import ObliviateError
-
-# unlearning defaults of this scenario: a LoRA-sized lr for a ~100M model (the paper's 5e-6 is full fine-tuning of
-# an 8B model); not yet tuned by a measured run (docs/scenarios.md). Any of them can be overridden with key=value.
-DEFAULTS = {"lr": 1e-3, "epochs": 5, "batch_size": 4}
 
 
 def add_arguments(p):
@@ -40,20 +37,27 @@ def add_arguments(p):
     p.add_argument("overrides", nargs="*", help="UnlearnConfig overrides, e.g. lr=5e-4 epochs=3 alpha=0.5")
 
 
-def run(args):
-    from obliviate.config import load_config, parse_overrides
-    from obliviate.evaluate import EvalConfig
-    from obliviate.models.loading import load_model
-    from obliviate.html import table_md
-    from obliviate.report.scenarios import realworld_table
-    from obliviate.scenarios.realworld import RealworldConfig, load_user_sets, realworld
+def unlearn_config(args):
+    """The UnlearnConfig of a `realworld` command line: the realworld preset < YAML < overrides < flags."""
+    from obliviate.config import parse_overrides
+    from obliviate.pipeline import resolve
     from obliviate.unlearn import UnlearnConfig
 
     given = parse_overrides(args.overrides)
     if args.full_finetune and str(given.get("lora", "")).lower() in ("true", "1", "yes", "on"):
         raise ObliviateError("--full-finetune and lora=true conflict")
-    ucfg = load_config(UnlearnConfig, args.config, args.overrides, **DEFAULTS, recipe=args.recipe, seed=args.seed,
-                       lora=not args.full_finetune)
+    return resolve(UnlearnConfig, ["realworld"], args.config, args.overrides, recipe=args.recipe, seed=args.seed,
+                   lora=not args.full_finetune)
+
+
+def run(args):
+    from obliviate.evaluate import EvalConfig
+    from obliviate.html import table_md
+    from obliviate.models.loading import load_model
+    from obliviate.report.scenarios import realworld_table
+    from obliviate.scenarios.realworld import RealworldConfig, load_user_sets, realworld
+
+    ucfg = unlearn_config(args)
     rcfg = RealworldConfig(**{k: v for k, v in dict(
         countries=args.countries, forget_subjects=args.forget_subjects, neighbour_subjects=args.neighbour_subjects,
         eval_subjects=args.eval_subjects, general_subjects=args.general_subjects, keep_rouge=args.keep_rouge,

@@ -4,35 +4,9 @@
 The demo's pipeline on a pretrained model (TOFU's protocol): fine-tune it on the world's `full` (+ world facts)
 into the target and on `retain90` into the retain model (every weight, or a LoRA adapter with --lora), unlearn forget10 with the six recipes × seeds, evaluate,
 attack, run continual unlearning, then test the papers' claims (report.claims) and write the report card.
-The defaults (`REPRODUCE`) and why each was chosen: docs/reproduction.md. Finished stages are reused.
+The settings: the `reproduce` command preset (obliviate/pipeline/presets/reproduce.yaml, + reproduce-lora.yaml with
+--lora) over DemoConfig's defaults; why each was chosen: docs/reproduction.md. Finished stages are reused.
 """
-
-# The papers' settings scaled to a 135M model, 20 forget items and an hour on 2 CPU cores (docs/reproduction.md).
-REPRODUCE = {
-    "preset": "reproduce",
-    "base_model": "smollm2-135m-instruct",
-    "seeds": 3,
-    "out": "runs/reproduce",
-    "finetune_epochs": 8.0,
-    "finetune_lr": 3e-4,
-    "finetune_batch_size": 16,
-    "unlearn_overrides": "*:lr=1e-4,epochs=2,batch_size=4,warmup_epochs=0.5",
-    "max_new_tokens": 32,
-    "relearn_k": 4,
-    "relearn_steps": [5, 10],
-    "attacks": ["relearn", "jailbreak", "mia"],
-    "attack_recipes": ["npo+gd", "npo+gd+sam"],
-    "jailbreak_tokens": 10,
-    "jailbreak_steps": 4,
-    "jailbreak_search_width": 16,
-    "continual": ["npo+gd", "npo+gd:reference=original", "me+gd"],
-    "continual_forget": "forget01",
-    "continual_tasks": 2,
-    "continual_seeds": 2,
-}
-# --lora (or finetune_lora=true): the fine-tuning settings a LoRA adapter needs to learn the world (pilot in
-# docs/reproduction.md); values the user gives still win.
-REPRODUCE_LORA = {"finetune_lr": 3e-3, "finetune_epochs": 8.0}
 
 
 def add_arguments(p):
@@ -50,15 +24,14 @@ def add_arguments(p):
 
 
 def resolve_config(args):
-    """The DemoConfig of a `reproduce` command line: REPRODUCE (+ REPRODUCE_LORA) < YAML < overrides < flags."""
-    from obliviate.config import load_config
-    from obliviate.demo import DemoConfig
+    """The DemoConfig of a `reproduce` command line: presets reproduce (+ reproduce-lora) < YAML < overrides < flags."""
+    from obliviate.pipeline import DemoConfig, resolve
 
     flags = dict(base_model=args.model, preset=args.preset, seeds=args.seeds, out=args.out, recipes=args.recipes,
                  finetune_lora=args.lora)
-    cfg = load_config(DemoConfig, args.config, args.overrides, defaults=REPRODUCE, **flags)
+    cfg = resolve(DemoConfig, ["reproduce"], args.config, args.overrides, **flags)
     if cfg.finetune_lora:
-        cfg = load_config(DemoConfig, args.config, args.overrides, defaults={**REPRODUCE, **REPRODUCE_LORA}, **flags)
+        cfg = resolve(DemoConfig, ["reproduce", "reproduce-lora"], args.config, args.overrides, **flags)
     return cfg
 
 
@@ -66,7 +39,7 @@ def run(args):
     import json
     import time
 
-    from obliviate.demo import run_demo
+    from obliviate.pipeline import run_demo
     from obliviate.html import table_md
 
     cfg = resolve_config(args)

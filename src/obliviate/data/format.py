@@ -11,11 +11,21 @@ tokenized separately and concatenated, so the loss mask boundary is exact.
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Sequence
 
 import torch
 
 IGNORE_INDEX = -100
+
+
+def records_hash(records: list[dict] | None) -> str | None:
+    """A short hash of a split's records (None for none): keys evaluation's cache and refuses to resume an
+    unlearning run on other forget/retain data."""
+    if records is None:
+        return None
+    return hashlib.sha256(json.dumps(records, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
 def format_prompt(tokenizer, question: str) -> str:

@@ -1,26 +1,27 @@
-"""Stage cache and result files: every stage's raw output is a JSON file under `<out>/cache/<fingerprint>/`
-keyed by (split, stage, parameters, records); eval.json is written atomically.
+"""Evaluation's stage cache and result files: every evaluation stage's raw output (forward scores, generations, ...)
+is a JSON file under `<out>/cache/<fingerprint>/` named by (split, stage, digest of its key: parameters and
+records); eval.json is written atomically (`rundir.write_json`). Reuse and torn files follow the one stage
+mechanism, `obliviate.stagecache` (`cached`).
 
-    cache = StageCache(out / "cache", fingerprint)
+    cache = EvalCache(out / "cache", fingerprint)
     items = cache.get_or_compute("forget10", "forward-forget", key, lambda: ...)
     results = load_results("runs/target/eval")     # eval.json, or the directory holding it
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 from typing import Any
 
 from obliviate import ObliviateError
-from obliviate.rundir import write_json
+from obliviate.stagecache import cached, digest
 
 CACHE_VERSION = 2  # 2: generations carry refusal_rate
 
 
-class StageCache:
-    """JSON files under `<root>/<fingerprint>/`, one per (split, stage, parameters, records)."""
+class EvalCache:
+    """JSON files under `<root>/<fingerprint>/`, one per (split, stage, key); root None = no cache."""
 
     def __init__(self, root: Path | None, fingerprint: str):
         self.dir = root / fingerprint if root is not None else None
@@ -28,28 +29,10 @@ class StageCache:
     def _path(self, split: str, stage: str, key: Any) -> Path | None:
         if self.dir is None:
             return None
-        digest = hashlib.sha256(json.dumps([CACHE_VERSION, key], sort_keys=True, default=str).encode()).hexdigest()
-        return self.dir / f"{split.replace('/', '__')}.{stage}.{digest[:16]}.json"
+        return self.dir / f"{split.replace('/', '__')}.{stage}.{digest([CACHE_VERSION, key])[:16]}.json"
 
     def get_or_compute(self, split: str, stage: str, key: Any, compute):
-        path = self._path(split, stage, key)
-        if path is not None and path.is_file():
-            try:
-                return json.loads(path.read_text())
-            except json.JSONDecodeError:
-                pass  # a torn write from a killed run: recompute
-        value = compute()
-        if path is not None:
-            atomic_write(path, value)
-        return value
-
-
-def records_hash(records) -> str:
-    return hashlib.sha256(json.dumps(records, sort_keys=True).encode()).hexdigest()[:16]
-
-
-def atomic_write(path: Path, obj: Any) -> None:
-    write_json(path, obj, indent=1)
+        return cached(self._path(split, stage, key), compute)
 
 
 def load_results(path: str | Path) -> dict:

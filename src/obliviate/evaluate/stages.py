@@ -11,10 +11,10 @@ The stage functions call `passes.forward_scores` / `passes.score_batch` and `gen
 
 from __future__ import annotations
 
-from obliviate.data.format import encode_prompt, pad_batch, pad_token_id, with_bos
+from obliviate.data.format import encode_prompt, pad_batch, pad_token_id, records_hash, with_bos
 from obliviate.evaluate import metrics as M
 from obliviate.evaluate.aggregate import split_means
-from obliviate.evaluate.cache import StageCache, records_hash
+from obliviate.evaluate.cache import EvalCache
 from obliviate.evaluate.config import EvalConfig
 from obliviate.evaluate.generate import generate
 from obliviate.evaluate.passes import forward_scores, score_batch
@@ -167,7 +167,7 @@ def nli_stage(results: dict, cfg: EvalConfig, nli, progress: bool) -> None:
         results["splits"][role]["means"] = split_means(role, items)
 
 
-def extra_stages(model, tok, roles: Roles, cfg: EvalConfig, cache: StageCache, results: dict, progress: bool,
+def extra_stages(model, tok, roles: Roles, cfg: EvalConfig, cache: EvalCache, results: dict, progress: bool,
                  save) -> None:
     """VerbMem, KnowMem (with each knowmem role's few-shot role) and MCQ on the roles that hold them."""
     from obliviate.evaluate.mcq import mcq_eval

@@ -67,13 +67,15 @@ import torch
 from obliviate import ObliviateError
 from obliviate.config import versions
 from obliviate.data.benchmarks import Benchmark, get_benchmark, infer_benchmark
+from obliviate.data.format import records_hash
 from obliviate.evaluate import stages
 from obliviate.evaluate.aggregate import MIA_KEYS, aggregate, reference_problem, split_means  # noqa: F401
-from obliviate.evaluate.cache import StageCache, as_results, atomic_write, load_results, records_hash
+from obliviate.evaluate.cache import EvalCache, as_results, load_results
 from obliviate.evaluate.config import EvalConfig
 from obliviate.evaluate.metrics import METRICS
 from obliviate.evaluate.roles import resolve_roles, resolve_splits, training_record  # noqa: F401
 from obliviate.evaluate.summary import summary_rows  # noqa: F401
+from obliviate.rundir import write_json
 
 
 def evaluate(model, tokenizer, data, cfg: EvalConfig | None = None, *, benchmark: Benchmark | str | None = None,
@@ -104,7 +106,7 @@ def evaluate(model, tokenizer, data, cfg: EvalConfig | None = None, *, benchmark
         if old.get("fingerprint") != fingerprint:
             raise ObliviateError(f"{out}/eval.json holds results of another model (fingerprint "
                                  f"{old.get('fingerprint')}); choose another --out or pass --overwrite")
-    cache = StageCache(Path(cache_dir) if cache_dir is not None else out / "cache" if out is not None else None,
+    cache = EvalCache(Path(cache_dir) if cache_dir is not None else out / "cache" if out is not None else None,
                        fingerprint)
     roles = resolve_roles(bench, data, cfg)
     results = _new_results(model, model_name, fingerprint, data, bench, cfg, roles)
@@ -114,7 +116,7 @@ def evaluate(model, tokenizer, data, cfg: EvalConfig | None = None, *, benchmark
         results["aggregates"], results["not_computed"] = aggregate(results, retain_results,
                                                                    privleak_reference_auc=ref_auc)
         if out is not None:
-            atomic_write(out / "eval.json", results)
+            write_json(out / "eval.json", results, indent=1)
 
     _qa_stages(model, tokenizer, bench, roles, cfg, cache, results, progress, save)
     if results["splits"]:

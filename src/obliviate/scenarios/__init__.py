@@ -10,10 +10,10 @@ records per role to the evaluation suite.
 from __future__ import annotations
 
 import dataclasses
-import json
 from pathlib import Path
 
 from obliviate import ObliviateError
+from obliviate.rundir import write_json
 
 EVAL_ROLES = ("forget", "retain", "world_facts", "real_authors")
 SCENARIO_EVAL_KEYS = ("forget", "holdout", "retain", "world_facts", "real_authors")
@@ -32,11 +32,7 @@ def check_eval_config(cfg) -> None:
 
 def write_records(path: Path, records: list[dict]) -> Path:
     """One split as a TOFU-schema JSON file (a list of records), written atomically."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(records, indent=1, ensure_ascii=False) + "\n")
-    tmp.replace(path)
-    return path
+    return write_json(path, records, indent=1, ensure_ascii=False)
 
 
 def evaluate_records(model, tokenizer, roles: dict[str, list[dict]], out: str | Path, cfg, *,

@@ -38,7 +38,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from obliviate import ObliviateError
+from obliviate.rundir import write_json
 from obliviate.scenarios import evaluate_records, slice_results, write_records
+from obliviate.stagecache import load_stage
 
 FORGET_KEYS = ("forget_efficacy_no_es", "forget_efficacy", "rouge_l_recall", "prob", "truth_ratio_seed_a",
                "cosine_similarity", "entailment_score", "token_entropy")
@@ -210,21 +212,79 @@ def _has_weights(task_dir: Path) -> bool:
     return (task_dir / "summary.json").is_file() and any(task_dir.glob("*.safetensors"))
 
 
-def _state(out: Path, settings: dict, overwrite: bool) -> list[dict]:
-    """Rows of a previous run with the same settings (resume); a run with other settings is an error."""
+def _resume(out: Path, settings: dict, overwrite: bool) -> list[dict]:
+    """Rows of a previous run with the same settings (`stagecache.load_stage`, keyed by "settings"); a run with
+    other settings is refused, `overwrite` discards it."""
     f = out / "continual.json"
-    if not f.is_file():
-        return []
-    old = json.loads(f.read_text())
-    if overwrite:
+    if overwrite and f.is_file():
         f.unlink()
         shutil.rmtree(out / "tasks", ignore_errors=True)
         return []
-    if old.get("settings") != settings:
-        diff = next((k for k in settings if old.get("settings", {}).get(k) != settings[k]), "settings")
-        raise ObliviateError(f"{f}: holds a continual run with other settings ({diff} differs); "
-                             "choose another --out or pass --overwrite")
-    return old.get("rows", [])
+    record = load_stage(f, settings, key_field="settings", refuse="holds a continual run with other settings ({} "
+                        "differs); choose another --out or pass --overwrite")
+    return record.get("rows", []) if record else []
+
+
+@dataclass
+class _Run:
+    """What every task of one continual run shares."""
+
+    out: Path
+    plan: dict
+    offsets: list[int]  # task boundaries in the pool
+    ucfg: object
+    eval_cfg: object
+    model_name: str
+    progress: bool
+    refusals: list[str] | None
+    ref_model: object = None
+
+    def __post_init__(self):
+        self.pool = [r for task in self.plan["tasks"] for r in task]
+
+
+def _start(model, tokenizer, run: _Run, rows: list[dict], cache_dir) -> dict:
+    """Evaluate the starting model on the whole pool (the 'before' generations); set row 0; return its results."""
+    t0 = time.time()
+    roles0, name0 = {"forget": run.pool, **run.plan["eval_roles"]}, f"{run.model_name} (before task 1)"
+    ev = dict(model_name=name0, progress=run.progress, cache_dir=cache_dir)
+    before = evaluate_records(model, tokenizer, roles0, run.out / "tasks/task_00/eval", run.eval_cfg, **ev)
+    # again with itself as 'before' (cached stages): Cosine Similarity 1, so row 0 has FE and MU-18 too
+    before = evaluate_records(model, tokenizer, roles0, run.out / "tasks/task_00/eval", run.eval_cfg,
+                              before_results=before, **ev)
+    row0 = {**_row(0, before, run.offsets), "eval_seconds": rows[0]["eval_seconds"] if rows
+            else round(time.time() - t0, 2)}
+    rows[:1] = [row0]
+    return before
+
+
+def _task(t: int, model, tokenizer, run: _Run, before: dict, load_model) -> tuple:
+    """Unlearn task t (or reload its weights when the kill came before its evaluation), evaluate; (model, tok, row)."""
+    from obliviate.unlearn import unlearn
+
+    tdir = run.out / f"tasks/task_{t:02d}"
+    task_sets, ucfg = run.plan["tasks"], run.ucfg
+    retain = task_retain(task_sets, run.plan["base_retain"], t)
+    started = time.time()
+    if _has_weights(tdir):  # unlearned before the kill, not yet evaluated
+        model, tokenizer = load_model(tdir)
+        summary = json.loads((tdir / "summary.json").read_text())
+    else:
+        model, log = unlearn(model, tokenizer, task_sets[t - 1], retain, ucfg, refusals=run.refusals, out_dir=tdir,
+                             resume=True, ref_model=run.ref_model if ucfg.reference == "original" else None,
+                             progress=run.progress)
+        summary = log.summary
+    unlearn_seconds = time.time() - started
+    write_records(tdir / "forget.json", task_sets[t - 1])  # after unlearn: it claims an empty directory
+    write_records(tdir / "retain.json", retain)
+    started = time.time()
+    res = evaluate_records(model, tokenizer, {"forget": run.pool[:run.offsets[t]], **run.plan["eval_roles"]},
+                           tdir / "eval", run.eval_cfg, before_results=_before_for(before, run.offsets[t]),
+                           model_name=f"{run.model_name} after task {t}", progress=run.progress)
+    row = {**_row(t, res, run.offsets), "steps": summary["steps"],
+           "forget_prob_before": summary["forget_prob_before"], "forget_prob_after": summary["forget_prob_after"],
+           "unlearn_seconds": round(unlearn_seconds, 2), "eval_seconds": round(time.time() - started, 2)}
+    return model, tokenizer, row
 
 
 def continual(model, tokenizer, data, cfg: ContinualConfig, ucfg, *, out, eval_cfg=None, model_name: str = "",
@@ -240,7 +300,6 @@ def continual(model, tokenizer, data, cfg: ContinualConfig, ucfg, *, out, eval_c
     from obliviate.config import versions
     from obliviate.data.loading import load_refusals
     from obliviate.evaluate import EvalConfig
-    from obliviate.unlearn import unlearn
     from obliviate.unlearn.loop import recipe_needs
 
     eval_cfg = eval_cfg or EvalConfig()
@@ -249,68 +308,33 @@ def continual(model, tokenizer, data, cfg: ContinualConfig, ucfg, *, out, eval_c
         raise ObliviateError(f"reference=original has no effect: {ucfg.recipe} uses no reference model")
     out = Path(out)
     plan = load_tasks(data, cfg)
-    task_sets, base = plan["tasks"], plan["base_retain"]
+    task_sets = plan["tasks"]
     settings = {"model": str(model_name), "data": str(data), "continual": dataclasses.asdict(cfg),
                 "unlearn": json.loads(json.dumps(dataclasses.asdict(ucfg), default=str)),
                 "eval": dataclasses.asdict(eval_cfg)}
-    rows = _state(out, settings, overwrite)
+    rows = _resume(out, settings, overwrite)
     refusals = load_refusals(data) if needs & {"alternate", "retain_alternate"} else None
     offsets = [0]
     for task in task_sets:
         offsets.append(offsets[-1] + len(task))
-    pool = [r for task in task_sets for r in task]
+    run = _Run(out, plan, offsets, ucfg, eval_cfg, model_name, progress, refusals)
     info = {"settings": settings, "recipe": ucfg.recipe, "reference": ucfg.reference, "versions": versions(),
             "plan": [{"task": t, "n": len(task), "authors": sorted(_authors(task))}
                      for t, task in enumerate(task_sets, 1)],
-            "base_retain_n": len(base), "eval_roles": {r: len(v) for r, v in plan["eval_roles"].items()},
+            "base_retain_n": len(plan["base_retain"]), "eval_roles": {r: len(v) for r, v in plan["eval_roles"].items()},
             "rows": rows}
-
-    def save():
-        out.mkdir(parents=True, exist_ok=True)
-        tmp = out / "continual.json.tmp"
-        tmp.write_text(json.dumps(info, indent=1) + "\n")
-        tmp.replace(out / "continual.json")
-
-    t0 = time.time()
-    roles0, name0 = {"forget": pool, **plan["eval_roles"]}, f"{model_name} (before task 1)"
-    before = evaluate_records(model, tokenizer, roles0, out / "tasks/task_00/eval", eval_cfg, model_name=name0,
-                              progress=progress, cache_dir=cache_dir)
-    # again with itself as 'before' (cached stages): Cosine Similarity 1, so row 0 has FE and MU-18 too
-    before = evaluate_records(model, tokenizer, roles0, out / "tasks/task_00/eval", eval_cfg, before_results=before,
-                              model_name=name0, progress=progress, cache_dir=cache_dir)
-    row0 = {**_row(0, before, offsets), "eval_seconds": rows[0]["eval_seconds"] if rows
-            else round(time.time() - t0, 2)}
-    rows[:1] = [row0]
-    save()
+    before = _start(model, tokenizer, run, rows, cache_dir)
+    write_json(out / "continual.json", info, indent=1)
     done = rows[-1]["task"]
     if done:
         model, tokenizer = load_model(out / f"tasks/task_{done:02d}")
     if ucfg.reference == "original" and ref_model is None and done < len(task_sets):
         ref_model = load_model(model_name)[0]
+    run.ref_model = ref_model
     for t in range(done + 1, len(task_sets) + 1):
-        tdir = out / f"tasks/task_{t:02d}"
-        retain = task_retain(task_sets, base, t)
-        started = time.time()
-        if _has_weights(tdir):  # unlearned before the kill, not yet evaluated
-            model, tokenizer = load_model(tdir)
-            summary = json.loads((tdir / "summary.json").read_text())
-        else:
-            model, log = unlearn(model, tokenizer, task_sets[t - 1], retain, ucfg, refusals=refusals, out_dir=tdir,
-                                 resume=True, ref_model=ref_model if ucfg.reference == "original" else None,
-                                 progress=progress)
-            summary = log.summary
-        unlearn_seconds = time.time() - started
-        write_records(tdir / "forget.json", task_sets[t - 1])  # after unlearn: it claims an empty directory
-        write_records(tdir / "retain.json", retain)
-        started = time.time()
-        res = evaluate_records(model, tokenizer, {"forget": pool[:offsets[t]], **plan["eval_roles"]}, tdir / "eval",
-                               eval_cfg, before_results=_before_for(before, offsets[t]),
-                               model_name=f"{model_name} after task {t}", progress=progress)
-        rows.append({**_row(t, res, offsets), "steps": summary["steps"],
-                     "forget_prob_before": summary["forget_prob_before"],
-                     "forget_prob_after": summary["forget_prob_after"],
-                     "unlearn_seconds": round(unlearn_seconds, 2), "eval_seconds": round(time.time() - started, 2)})
-        save()
+        model, tokenizer, row = _task(t, model, tokenizer, run, before, load_model)
+        rows.append(row)
+        write_json(out / "continual.json", info, indent=1)
         if t > 1 and not cfg.keep_models:
             _drop_weights(out / f"tasks/task_{t - 1:02d}")
     return info

@@ -35,7 +35,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from obliviate import ObliviateError
+from obliviate.rundir import write_json
 from obliviate.scenarios import evaluate_records, write_records
+from obliviate.stagecache import load_stage
 
 # attribute -> phrasings ({c} = the country); the answer is the attribute's value
 PHRASINGS = {
@@ -204,15 +206,11 @@ def _judged_probes(model, tokenizer, cfg: RealworldConfig, path: Path, model_nam
     probes = build_probes(country_facts(cfg.countries), seed=cfg.seed)
     key = {"model": model_fingerprint(model), "max_new_tokens": cfg.max_new_tokens,
            "questions": [p["question"] for p in probes]}
-    if path.is_file():
-        old = json.loads(path.read_text())
-        if isinstance(old, dict) and old.get("key") == key:
-            return filter_known(probes, [p["answer"] for p in old["probes"]], cfg.keep_rouge)
+    old = load_stage(path, key)  # the one stage mechanism (obliviate.stagecache): same key, whole file
+    if old is not None:
+        return filter_known(probes, [p["answer"] for p in old["probes"]], cfg.keep_rouge)
     judged = filter_known(probes, model_answers(model, tokenizer, key["questions"], cfg), cfg.keep_rouge)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps({"model": model_name, "key": key, "probes": judged}, indent=1) + "\n")
-    tmp.replace(path)
+    write_json(path, {"model": model_name, "key": key, "probes": judged}, indent=1)
     return judged
 
 
@@ -287,7 +285,5 @@ def realworld(model, tokenizer, cfg: RealworldConfig, ucfg, *, out, eval_cfg=Non
     info["eval_after_seconds"] = round(time.time() - t, 1)
     info["before"], info["after"] = summarize(before), summarize(after)
     info["seconds"] = round(time.time() - t0, 1)
-    tmp = out / "realworld.json.tmp"
-    tmp.write_text(json.dumps(info, indent=1) + "\n")
-    tmp.replace(out / "realworld.json")
+    write_json(out / "realworld.json", info, indent=1)
     return info

@@ -8,7 +8,7 @@ import re
 import pytest
 
 from obliviate.cli import main
-from obliviate.demo import DEMO_RECIPES, DemoConfig, run_demo
+from obliviate.pipeline import DEMO_RECIPES, DemoConfig, run_demo
 
 SECTIONS = ["Headline", "Not computed", "Forgetting vs utility", "Attacks", "Relearning attack", "Jailbreak",
             "Membership inference", "Per-item truth ratios", "forget questions", "retain questions", "Run"]
@@ -78,7 +78,7 @@ def test_report_of_a_directory_without_results_is_a_clear_error(tmp_path, capsys
 def test_jobs_are_scheduled_longest_first(tmp_path):
     """Chain jobs with attacks cost most, then continual jobs (by their task count), then plain chain jobs; the
     pool runs them in that order so no worker idles at the end while the other finishes a long job."""
-    from obliviate.demo import JOB_COSTS, _run_jobs, job_cost
+    from obliviate.pipeline.pool import JOB_COSTS, by_cost, job_cost, run_jobs
 
     cfg = DemoConfig(out=str(tmp_path), attacks=["relearn", "jailbreak", "mia"], attack_recipes=["npo+gd"],
                      relearn_steps=[5, 10], continual=["npo+gd"], continual_tasks=3)
@@ -90,5 +90,9 @@ def test_jobs_are_scheduled_longest_first(tmp_path):
     assert job_cost(cfg, continual=True) == pytest.approx(3 * c["continual_task"])
     assert job_cost(DemoConfig(out=str(tmp_path), continual_tasks=2), continual=True) < job_cost(cfg, continual=True)
     order = []
-    _run_jobs([(lambda k=k: k, order.append) for k in "abc"], workers=1)
+    run_jobs([(lambda k=k: k, order.append) for k in "abc"], workers=1)
     assert order == ["a", "b", "c"]
+    order = []
+    run_jobs(by_cost([(1.0, lambda: "short", order.append), (3.0, lambda: "long", order.append),
+                      (2.0, lambda: "mid", order.append)]), workers=1)
+    assert order == ["long", "mid", "short"]

@@ -14,7 +14,7 @@ from obliviate import ObliviateError
 
 
 def test_relearn_k_is_clamped_below_the_forget_set(capsys):
-    from obliviate.demo import DemoConfig, relearn_k_for
+    from obliviate.pipeline.config import DemoConfig, relearn_k_for
 
     assert relearn_k_for(DemoConfig(relearn_k=4), 8) == 4
     assert relearn_k_for(DemoConfig(relearn_k=8), 8) == 7
@@ -57,7 +57,7 @@ def test_forget_quality_across_seeds_is_median_and_range_and_retain_row_is_a_san
 def test_transformers_bars_are_silenced():
     from transformers.utils import logging as hf_logging
 
-    from obliviate.demo import quiet_transformers
+    from obliviate.pipeline.pool import quiet_transformers
 
     hf_logging.enable_progress_bar()
     quiet_transformers()
@@ -74,11 +74,11 @@ def _gone(pid: int) -> bool:
 
 
 def test_worker_exits_when_the_demo_process_is_killed(tmp_path):
-    """A worker initialised like the demo's (`_init_worker`) exits once its parent is killed with SIGKILL."""
-    src = str(Path(__file__).resolve().parents[1] / "src")
+    """A worker initialised like the demo's (`init_worker`) exits once its parent is killed with SIGKILL."""
+    src = str(Path(__file__).resolve().parents[2] / "src")
     ready = tmp_path / "ready"
-    child_code = ("import os, sys, time, pathlib; from obliviate.demo import _init_worker, _exit_with_parent; "
-                  "_init_worker(int(sys.argv[1])); _exit_with_parent(int(sys.argv[1]), 0.1); "
+    child_code = ("import os, sys, time, pathlib; from obliviate.pipeline.pool import init_worker, exit_with_parent; "
+                  "init_worker(int(sys.argv[1])); exit_with_parent(int(sys.argv[1]), 0.1); "
                   f"pathlib.Path({str(ready)!r}).write_text('1'); time.sleep(300)")
     parent_code = ("import os, subprocess, sys, time; "
                    f"c = subprocess.Popen([sys.executable, '-c', {child_code!r}, str(os.getpid())]); "

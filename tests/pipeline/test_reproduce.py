@@ -63,14 +63,17 @@ def test_reproduce_refuses_an_unknown_attack_recipe(tmp_path, capsys):
 
 def test_lora_brings_its_fine_tuning_defaults_and_given_values_win():
     from obliviate.cli import parse
-    from obliviate.commands.reproduce import REPRODUCE, REPRODUCE_LORA, resolve_config
+    from obliviate.commands.reproduce import resolve_config
+    from obliviate.pipeline import command_preset
+
+    REPRODUCE, REPRODUCE_LORA = command_preset("reproduce"), command_preset("reproduce-lora")
 
     def cfg(*argv):
         return resolve_config(parse(["reproduce", *argv]))
 
     full = cfg()
-    assert (full.finetune_lora, full.finetune_lr, full.finetune_epochs) == (
-        False, REPRODUCE["finetune_lr"], REPRODUCE["finetune_epochs"])
+    assert (full.finetune_lora, full.finetune_lr, full.finetune_epochs) == (False, 3e-4, 8.0)
+    assert (full.finetune_lr, full.finetune_epochs) == (REPRODUCE["finetune_lr"], REPRODUCE["finetune_epochs"])
     for argv in (["--lora"], ["finetune_lora=true"]):
         lora = cfg(*argv)
         assert (lora.finetune_lora, lora.finetune_lr, lora.finetune_epochs) == (
