@@ -29,7 +29,7 @@ def _curve(unseen):
 
 
 def test_relearn_plot_and_table_tolerate_missing_values():
-    from obliviate.report.attacks import ATTACKS
+    from obliviate.attack.registry import ATTACKS
 
     target = {"splits": {"forget": {"means": {"prob": 0.9}}}, "aggregates": {}}
     groups = {"ga+gd": [{"curve": _curve(None)}], "npo+gd": [{"curve": _curve(0.3)}]}

@@ -125,6 +125,8 @@ class Attack:
     help: str = ""
     flags: dict[str, str] = field(default_factory=dict)
     references: tuple[str, ...] = ()
+    reuses_eval: bool = False  # runs from the attacked model's saved evaluation (no model pass): cheap, so a
+    # pipeline runs it on every unlearned model, not only on its attacked recipes
 
 
 ATTACKS = {
@@ -156,7 +158,7 @@ ATTACKS = {
         "model shows what unlearning should reach",
         summary=tables.mia_summary, help="membership inference: LOSS, zlib, Min-K%, Min-K%++ AUCs, forget vs holdout",
         flags={"holdout": "non-member split (default holdoutXX of the forget level)"},
-        references=("retain_model",)),
+        references=("retain_model",), reuses_eval=True),
 }
 
 

@@ -10,7 +10,6 @@ from pathlib import Path
 
 from obliviate.pipeline.config import DemoConfig
 from obliviate.pipeline.stages import eval_into, stage_keys
-from obliviate.rundir import write_json
 from obliviate.stagecache import Stages, code_hash
 
 
@@ -45,51 +44,43 @@ def chain_job(cfg: DemoConfig, recipe: str, seed: int, progress: bool = False) -
     return st.timings
 
 
+def attack_config(cfg: DemoConfig, name: str, config_cls: type, ucfg, seed: int):
+    """The config of attack `name` in a pipeline run: the run's shared settings (forget split, the attacker's k
+    known forget items, the unlearning lr, generation length, seed), then the DemoConfig fields named
+    `<name>_<field>` (e.g. `relearn_steps`, `jailbreak_tokens`), each kept only where `config_cls` has the field."""
+    fields = {f.name for f in dataclasses.fields(config_cls)}
+    size = None if cfg.base_model else cfg.model_size
+    shared = {"forget": cfg.forget, "k": cfg.relearn_k, "lr": ucfg.hyperparams(size).lr,
+              "max_new_tokens": cfg.max_new_tokens, "seed": seed}
+    own = {f.name[len(name) + 1:]: getattr(cfg, f.name) for f in dataclasses.fields(cfg)
+           if f.name.startswith(name + "_")}
+    return config_cls(**{k: v for k, v in {**shared, **own}.items() if k in fields})
+
+
 def attack_stages(cfg: DemoConfig, st: Stages, run_dir: Path, recipe: str, seed: int, eval_key: dict, ucfg,
                   retain_res: dict, progress: bool) -> None:
-    """The attacks of `cfg.attacks` on the unlearned model of `run_dir`, each a stage `run_dir/<attack>/`.
+    """Each attack of `cfg.attacks` (an `attack.registry.ATTACKS` record) on the unlearned model of `run_dir`, as
+    the stage `run_dir/<attack>/`, keyed by the evaluated model's key, the attack's config and its code.
 
-    Seam: this is the one place that dispatches on an attack's name (relearn, mia, jailbreak); it is meant to
-    become a loop over the attack registry (each record's run() and key). `eval_key` = the key of the evaluated
-    model; mia reuses the evaluation's scores (no new pass) and runs on every recipe, relearn and jailbreak only
-    on `cfg.attacked(recipe)`."""
+    An attack that runs from the evaluation's saved scores (`Attack.reuses_eval`, e.g. mia: no model pass) runs on
+    every recipe; the others on `cfg.attacked(recipe)`. Every attack gets the model's own evaluation (its start)
+    and the retain model's (Forget Quality, MIA's reference)."""
+    from obliviate.attack.registry import ATTACKS
     from obliviate.evaluate import load_results
-    from obliviate.models.loading import load_model
 
     world = Path(cfg.out) / "world"
-    if "relearn" in cfg.attacks and cfg.attacked(recipe):
-        from obliviate.attack.relearn import RelearnConfig, relearn
+    for name in cfg.attacks:
+        attack = ATTACKS[name]
+        if not (attack.reuses_eval or cfg.attacked(recipe)):
+            continue
+        acfg = attack_config(cfg, name, attack.config, ucfg, seed)
 
-        size = None if cfg.base_model else cfg.model_size
-        rcfg = RelearnConfig(forget=cfg.forget, k=cfg.relearn_k, steps=cfg.relearn_steps,
-                             lr=ucfg.hyperparams(size).lr, batch_size=cfg.relearn_batch_size,
-                             max_new_tokens=cfg.max_new_tokens, seed=seed)
+        def do_attack(d: Path, attack=attack, acfg=acfg):
+            attack.run(run_dir / "model", world, acfg, d, start_results=load_results(run_dir / "eval"),
+                       retain_results=retain_res, progress=progress)
 
-        def do_relearn(d: Path):
-            model, tok = load_model(run_dir / "model")
-            relearn(model, tok, world, rcfg, retain_results=retain_res,
-                    start_results=load_results(run_dir / "eval"), out=d, progress=progress)
-
-        st.run(run_dir / "relearn", {**eval_key, "relearn": dataclasses.asdict(rcfg),
-                                     "code_attack": code_hash("attack/relearn", "evaluate")}, do_relearn)
-    if "mia" in cfg.attacks:
-        from obliviate.attack.mia import mia_from_results
-
-        st.run(run_dir / "mia", {**eval_key, "code_attack": code_hash("attack/mia")}, lambda d: write_json(
-            d / "mia.json", mia_from_results(load_results(run_dir / "eval"), retain_res), indent=None))
-    if "jailbreak" in cfg.attacks and cfg.attacked(recipe):
-        from obliviate.attack.jailbreak import JailbreakConfig, jailbreak
-
-        jcfg = JailbreakConfig(forget=cfg.forget, k=cfg.relearn_k, tokens=cfg.jailbreak_tokens,
-                               steps=cfg.jailbreak_steps, search_width=cfg.jailbreak_search_width,
-                               max_new_tokens=cfg.max_new_tokens, seed=seed)
-
-        def do_jailbreak(d: Path):
-            model, tok = load_model(run_dir / "model")
-            jailbreak(model, tok, world, jcfg, start_results=load_results(run_dir / "eval"), out=d, progress=progress)
-
-        st.run(run_dir / "jailbreak", {**eval_key, "jailbreak": dataclasses.asdict(jcfg),
-                                       "code_attack": code_hash("attack/jailbreak", "evaluate")}, do_jailbreak)
+        st.run(run_dir / name, {**eval_key, name: dataclasses.asdict(acfg),
+                                "code_attack": code_hash(f"attack/{name}", "evaluate")}, do_attack)
 
 
 def continual_job(cfg: DemoConfig, spec: str, seed: int, progress: bool = False) -> dict:

@@ -82,7 +82,7 @@ class DemoConfig:
             raise ObliviateError(f"seeds must be >= 1, got {self.seeds}")
         for r in self.recipes:
             parse_recipe(r)
-        from obliviate.report.attacks import ATTACKS
+        from obliviate.attack.registry import ATTACKS
 
         unknown = [a for a in self.attacks if a not in ATTACKS]
         if unknown:

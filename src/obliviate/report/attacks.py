@@ -8,7 +8,7 @@ attack with at least one such file, with the record's table, plot and caption.
 
 from __future__ import annotations
 
-from obliviate.attack.registry import ATTACKS  # demo.py reads the attack names from here too
+from obliviate.attack.registry import ATTACKS
 from obliviate.html import figure_png
 
 
