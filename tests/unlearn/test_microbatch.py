@@ -192,3 +192,21 @@ def test_a_whole_batch_loss_refuses_micro_batches(target, splits):
     cfg = UnlearnConfig(recipe="npo", npo_granularity="token_mean", max_steps=1, batch_size=8, max_memory=0.01)
     _, log = unlearn(model, tok, forget, retain, cfg, progress=False)
     assert log.summary["micro_batch"] == 8  # auto keeps the batch whole
+
+
+def test_evaluation_batches_halve_on_out_of_memory():
+    """Scoring and generation run their batches through `in_batches`: a chunk over 3 items runs out of memory, is
+    retried at half the size, and the smaller size is kept; every item is processed once, in order."""
+    from obliviate.models.microbatch import in_batches
+
+    seen = []
+
+    def fn(chunk):
+        if len(chunk) > 3:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 1.00 GiB")
+        seen.append(list(chunk))
+
+    in_batches(fn, list(range(20)), 16)
+    assert seen == [[0, 1], [2, 3], [4, 5], [6, 7], [8, 9], [10, 11], [12, 13], [14, 15], [16, 17], [18, 19]]
+    with pytest.raises(ValueError):  # other errors are not memory: raised as they are
+        in_batches(lambda c: (_ for _ in ()).throw(ValueError("bad")), [1, 2], 2)

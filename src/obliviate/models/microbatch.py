@@ -153,3 +153,23 @@ def choose_micro_batch(batch_size: int, micro_batch, grad_accum: int | None, *, 
     static = psutil.Process().memory_info().rss + (WEIGHT_COPIES + copies) * trainable
     return fit_micro_batch(batch_size, trial, model=model, device=device, budget=memory_budget(max_memory),
                            static=static)
+
+
+def in_batches(fn: Callable[[list], None], items: list, batch_size: int) -> None:
+    """`fn(chunk)` on consecutive chunks of at most `batch_size` items. A chunk that runs out of device memory
+    (accelerate's `should_reduce_batch_size`: CUDA, XPU, MPS or CPU allocator errors) is retried at half the size,
+    which the later chunks keep: evaluation's scoring and generation batches fit the device."""
+    from accelerate.utils.memory import clear_device_cache, should_reduce_batch_size
+
+    k = 0
+    while k < len(items):
+        chunk = items[k:k + batch_size]
+        try:
+            fn(chunk)
+        except Exception as e:
+            if len(chunk) == 1 or not should_reduce_batch_size(e):
+                raise
+            clear_device_cache(garbage_collection=True)
+            batch_size = max(1, len(chunk) // 2)
+            continue
+        k += len(chunk)
