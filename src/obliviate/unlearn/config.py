@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from obliviate import ObliviateError
 from obliviate.config import check_positive
 from obliviate.models.init import TRAINING_DEFAULTS, training_defaults
-from obliviate.models.microbatch import check_micro_batch
+from obliviate.models.microbatch import check_micro_batch, resolve_micro_batch
 from obliviate.unlearn.objectives import OBJECTIVES
 from obliviate.unlearn.recipe import parse_recipe, recipe_name
 from obliviate.unlearn.regularizers import REGULARIZERS
@@ -149,6 +149,8 @@ class UnlearnConfig:
                 raise ObliviateError(f"{name} must be >= 0, got {getattr(self, name)}")
         self._check_dual()
         self.micro_batch = check_micro_batch(self.micro_batch)
+        if self.batch_size is not None:  # else checked once the size's default batch is known (unlearn.fit)
+            resolve_micro_batch(self.batch_size, self.micro_batch, self.grad_accum)
         check_positive(self, "lr", "epochs", "max_memory")
         if not 0.0 <= self.wa_start <= 1.0:
             raise ObliviateError(f"wa_start must be in [0, 1], got {self.wa_start}")

@@ -36,9 +36,12 @@ def micro_batch_of(r, batch_size: int) -> int:
             raise ObliviateError(f"{whole} takes one loss of the whole batch, not a sum over micro-batches: it needs "
                                  f"micro_batch={per_process} (= batch_size), not {fixed}")
         return per_process
-    return choose_micro_batch(per_process, cfg.micro_batch, cfg.grad_accum, trial=lambda m: trial_step(r, m),
-                              model=r.model, device=r.acc.device, max_memory=cfg.max_memory,
-                              copies=r.smoother.copies)
+    micro = choose_micro_batch(per_process, cfg.micro_batch, cfg.grad_accum, trial=lambda m: trial_step(r, m),
+                               model=r.model, device=r.acc.device, max_memory=cfg.max_memory,
+                               copies=r.smoother.copies)
+    if world > 1:  # every process must run the same micro-batches (DDP reduces each backward): the smallest
+        micro = int(r.acc.gather(torch.tensor([micro], device=r.acc.device)).min())
+    return micro
 
 
 def _longest(examples: list[dict], m: int) -> list[int]:
