@@ -34,8 +34,43 @@ def test_finetune_learns_and_is_deterministic(world_dir, base_dir):
 def test_grad_accumulation_matches_step_count(world_dir, base_dir):
     records = load_split(world_dir, "forget10")  # 8 items
     model, tok = load_model(base_dir)
-    log = finetune(model, tok, records, FinetuneConfig(max_steps=3, batch_size=2, grad_accum=2), progress=False)
+    log = finetune(model, tok, records, FinetuneConfig(max_steps=3, batch_size=4, grad_accum=2), progress=False)
     assert [r["step"] for r in log] == [1, 2, 3]
+    assert (log[0]["micro_batch"], log[0]["grad_accum"]) == (2, 2)
+
+
+def test_micro_batches_give_the_whole_batch_gradient(world_dir, base_dir):
+    """accumulate_nll over 1 × 6, 2 × 3 and 6 × 1 rows: the token mean over the whole batch's answer tokens
+    (padded rows of different lengths), so the same loss and gradient, not a mean of micro-batch means."""
+    from obliviate.models.finetune import accumulate_nll, answer_nll
+
+    model, tok = load_model(base_dir)
+    model = model.double()
+    records = load_split(world_dir, "forget10")[:4] + load_split(world_dir, "world_facts")[:2]
+    batch = Collator(tok.pad_token_id)(list(QADataset(records, tok)))
+    grads = []
+    for micro in (6, 3, 1):
+        loss = accumulate_nll(model, batch, micro, lambda x: x.backward())
+        grads.append((float(loss), torch.cat([p.grad.flatten() for p in model.parameters()])))
+        model.zero_grad(set_to_none=True)
+    assert abs(grads[0][0] - float(answer_nll(model, batch))) < 1e-12
+    for loss, g in grads[1:]:
+        assert abs(loss - grads[0][0]) < 1e-9 * grads[0][0]
+        assert float((g - grads[0][1]).norm() / grads[0][1].norm()) < 1e-6
+    half = [answer_nll(model, {k: v[i:i + 3] for k, v in batch.items()}) / 2 for i in (0, 3)]
+    assert abs(float(sum(half)) - grads[0][0]) > 1e-4  # a mean of means differs here
+
+
+def test_finetune_split_does_not_change_the_run(world_dir, base_dir):
+    records = load_split(world_dir, "forget10")
+    logs = []
+    for micro in (4, 1):
+        model, tok = load_model(base_dir)
+        logs.append(finetune(model, tok, records, FinetuneConfig(max_steps=3, batch_size=4, micro_batch=micro),
+                             progress=False))
+    for a, b in zip(*logs):
+        assert abs(a["loss"] - b["loss"]) < 1e-5 * a["loss"]
+        assert (a["micro_batch"], b["grad_accum"]) == (4, 4)
 
 
 def test_answer_nll_equals_the_transformers_labels_loss_and_its_gradients(world_dir, base_dir):

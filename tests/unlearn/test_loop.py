@@ -15,7 +15,7 @@ import obliviate.unlearn.batch as batch_module
 from obliviate import ObliviateError
 from obliviate.models.logps import sequence_logps
 from obliviate.unlearn import UnlearnConfig, unlearn
-from obliviate.unlearn.batch import MicroBatch, build_data, cache_ref_logps, collate, plan
+from obliviate.unlearn.batch import BatchIndices, build_data, cache_ref_logps, collate, plan
 
 
 def weights(model):
@@ -38,14 +38,14 @@ def test_only_the_views_a_recipe_needs_are_tokenized(target, splits):
     assert ga.retain is None and ga.alternate is None and ga.retain_alternate is None
     full = build_data(tok, forget, retain, {"retain", "alternate", "retain_alternate"}, refusals=["No idea.", "Pass."])
     assert len(full.alternate) == len(forget) and len(full.retain_alternate) == len(retain)
-    b = collate(full, MicroBatch([0, 1], [2, 3]))
+    b = collate(full, BatchIndices([0, 1], [2, 3]))
     assert b.forget["input_ids"].shape[1] == max(len(full.forget[i]["input_ids"]) for i in (0, 1))  # dynamic padding
 
 
 def test_plan_is_deterministic_and_pairs_each_forget_item_with_a_retain_item():
-    a = plan(10, 50, batch_size=4, micro_batches=7, seed=3)
-    assert a == plan(10, 50, batch_size=4, micro_batches=7, seed=3)
-    assert a != plan(10, 50, batch_size=4, micro_batches=7, seed=4)
+    a = plan(10, 50, batch_size=4, batches=7, seed=3)
+    assert a == plan(10, 50, batch_size=4, batches=7, seed=3)
+    assert a != plan(10, 50, batch_size=4, batches=7, seed=4)
     assert sorted(i for mb in a[:3] for i in mb.forget) == list(range(10))  # one epoch covers the forget set
     assert all(len(mb.forget) == len(mb.retain) and all(0 <= r < 50 for r in mb.retain) for mb in a)
 
@@ -55,7 +55,7 @@ def test_cached_reference_logps_equal_a_live_reference_model(target, splits):
     live = copy.deepcopy(model)
     data = build_data(tok, forget, None, {"alternate"}, refusals=["I cannot say.", "No idea at all."])
     cache_ref_logps(model, data, batch_size=3)  # batches of 3 ≠ the training batches: padding must not matter
-    b = collate(data, MicroBatch([5, 0, 2]))
+    b = collate(data, BatchIndices([5, 0, 2]))
     with torch.no_grad():
         assert_close(b.ref_logps["forget"], sequence_logps(live, b.forget).sum(), atol=1e-4, rtol=1e-5)
         assert_close(b.ref_logps["alternate"], sequence_logps(live, b.alternate).sum(), atol=1e-4, rtol=1e-5)
@@ -68,17 +68,21 @@ def test_npo_first_step_sits_at_log2(target, splits):
     assert_close(torch.tensor(log[0]["forget"]), torch.tensor(20 * math.log(2)), atol=1e-4, rtol=0)
 
 
-@pytest.mark.parametrize("recipe", ["ga+gd", "npo+gd"])
-def test_accumulating_two_micro_batches_equals_one_batch_of_two(target, splits, recipe):
-    """The tiny world's forget10 has 8 items: batch 8 × 1 and batch 4 × accumulation 2 see the same items per step."""
-    one, log_one = run(target, splits, recipe, max_steps=3, batch_size=8, lr=1e-3, warmup_epochs=0)
+@pytest.mark.parametrize("recipe,split", [("ga+gd", dict(grad_accum=2)), ("npo+gd", dict(micro_batch=1)),
+                                          ("me+kl+sam", dict(micro_batch=2))])
+def test_accumulating_micro_batches_equals_one_batch(target, splits, recipe, split):
+    """The tiny world's forget10 has 8 items: the effective batch of 8 as 1 × 8, 2 × 4 or 8 × 1 gives the same
+    losses, gradient norms and weights (the losses average over the effective batch)."""
+    one, log_one = run(target, splits, recipe, max_steps=3, batch_size=8, micro_batch=8, lr=1e-3, warmup_epochs=0)
+    assert log_one.summary["micro_batch"] == 8 and log_one.summary["grad_accum"] == 1
     model = target[0]
     tok = target[1]
     from obliviate.models.loading import load_model  # a fresh copy of the same target
 
     fresh, _ = load_model(model.name_or_path)
-    two, log_two = unlearn(fresh, tok, *splits, UnlearnConfig(recipe=recipe, max_steps=3, batch_size=4, grad_accum=2,
-                                                        lr=1e-3, warmup_epochs=0), progress=False)
+    two, log_two = unlearn(fresh, tok, *splits, UnlearnConfig(recipe=recipe, max_steps=3, batch_size=8, lr=1e-3,
+                                                        warmup_epochs=0, **split), progress=False)
+    assert log_two.summary["micro_batch"] * log_two.summary["grad_accum"] == 8 != log_two.summary["micro_batch"]
     for r1, r2 in zip(log_one, log_two):  # the pre-clip gradient norm is scale-sensitive (Adam's update is not)
         assert_close(r2["grad_norm"], r1["grad_norm"], rtol=1e-4, atol=0)
         assert_close(r2["loss"], r1["loss"], rtol=1e-5, atol=0)
@@ -138,7 +142,8 @@ def test_nan_loss_stops_with_a_message_and_keeps_the_last_good_checkpoint(target
         return forget_mean_logps.mean() * (float("nan") if calls["n"] >= 3 else 1.0)
     monkeypatch.setitem(loop.OBJECTIVES, "ga", Part(exploding, lambda v, c: dict(forget_mean_logps=v.logps("forget").mean())))
     with pytest.raises(ObliviateError) as e:
-        run(target, splits, "ga", out_dir=tmp_path / "nan", max_steps=4, checkpoint_every=1, lr=1e-3)
+        run(target, splits, "ga", out_dir=tmp_path / "nan", max_steps=4, checkpoint_every=1, lr=1e-3,
+            micro_batch=4)  # no trial step of micro_batch=auto: the calls are the steps
     msg = str(e.value)
     assert "non-finite loss" in msg and "step 3" in msg and "step-2" in msg and "\n" not in msg
     assert (tmp_path / "nan" / "checkpoints" / "step-2").is_dir()
@@ -184,7 +189,7 @@ def test_lora_kl_reference_is_the_adapter_disabled_policy(target, splits):
     assert ref.model is peft_model  # no second copy
     trainable = [n for n, p in peft_model.named_parameters() if p.requires_grad]
     assert trainable and all("lora_" in n for n in trainable)
-    b = collate(build_data(tok, forget, None, set()), MicroBatch([0, 1]))
+    b = collate(build_data(tok, forget, None, set()), BatchIndices([0, 1]))
     with torch.no_grad():
         for p in (p for n, p in peft_model.named_parameters() if "lora_B" in n):
             p.fill_(0.05)  # a non-trivial adapter
@@ -212,7 +217,7 @@ def test_gradient_checkpointing_saves_less_and_keeps_the_result(target, splits, 
         return n[0]
 
     (model, tok), (forget, retain) = target, splits
-    b = collate(build_data(tok, forget, None, set()), MicroBatch([0, 1])).forget
+    b = collate(build_data(tok, forget, None, set()), BatchIndices([0, 1])).forget
     plain_saved = saved_numel(model, b)
     ckpt_model, _ = _prepare_model(load_model(unlearn_target_dir)[0], UnlearnConfig(recipe="ga", gradient_checkpointing=True),
                                    OBJECTIVES["ga"], set(), None)

@@ -111,12 +111,12 @@ def test_undial_student_equal_to_reference_at_beta_zero_has_zero_gradient():
 def test_undial_through_the_model_is_stationary_at_the_reference(random_micro, splits):
     """The registry adapter end to end: a policy equal to its frozen copy, β = 0 → every parameter gradient is 0,
     while β = 10 gives a non-zero gradient."""
-    from obliviate.unlearn.batch import MicroBatch, build_data, collate
+    from obliviate.unlearn.batch import BatchIndices, build_data, collate
     from obliviate.unlearn.forward import Ref, Views
 
     model, tok = random_micro
     policy = copy.deepcopy(model)
-    batch = collate(build_data(tok, splits[0], None, set()), MicroBatch([0, 1, 2]))
+    batch = collate(build_data(tok, splits[0], None, set()), BatchIndices([0, 1, 2]))
     ref = Ref(copy.deepcopy(model).eval())
     policy.eval()  # no dropout: the two forwards must match exactly
     for beta, zero in ((0.0, True), (10.0, False)):

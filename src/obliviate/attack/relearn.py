@@ -95,12 +95,15 @@ def relearn(model, tokenizer, data: str | Path, cfg: RelearnConfig, *, retain_re
     train = FinetuneConfig(max_steps=max(cfg.steps), lr=lr, batch_size=min(cfg.batch_size, cfg.k),
                            schedule="constant", warmup_ratio=0.0, seed=cfg.seed)
     bar = tqdm(total=max(cfg.steps), desc="relearn", disable=not progress, leave=False)
+    split = {}
     for row in train_steps(model, tokenizer, [records[i] for i in attacked], train):
+        split = {"micro_batch": row["micro_batch"], "grad_accum": row["grad_accum"]}  # the effective batch's split
         bar.update(1)
         if row["step"] in cfg.steps:
             curve.append(point(row["step"], row["loss"]))
     bar.close()
-    result = {"config": dataclasses.asdict(cfg), "lr": lr, "attacked_items": attacked, "n_forget": len(records),
+    result = {"config": dataclasses.asdict(cfg), "lr": lr, **split, "attacked_items": attacked,
+              "n_forget": len(records),
               "curve": curve, "versions": versions()}
     if out is not None:
         write_json(Path(out) / "relearn.json", result, indent=1)

@@ -29,6 +29,8 @@ def add_arguments(p):
     p.add_argument("--config", help="YAML file with UnlearnConfig fields")
     p.add_argument("--seed", type=int, default=None)
     p.add_argument("--lora", action="store_true", default=None, help="train a LoRA adapter (peft), merged at the end")
+    p.add_argument("--max-memory", type=float, default=None, metavar="GIB",
+                   help="peak memory the run may use on CPU, for micro_batch=auto (default: 1/8 of what is available)")
     p.add_argument("--ref-model", default=None, help="reference model for npo/dpo/kl/rmu/undial (continual: the original)")
     p.add_argument("--resume", action="store_true", help="continue an interrupted run from its last checkpoint")
     p.add_argument("--overwrite", action="store_true")
@@ -39,7 +41,7 @@ def add_arguments(p):
 
 def run(args):
     cfg = load_config(UnlearnConfig, args.config, args.overrides, recipe=args.recipe, seed=args.seed, lora=args.lora,
-                      reference="original" if args.ref_model else None)
+                      reference="original" if args.ref_model else None, max_memory=args.max_memory)
     out = check_output_dir(args.out, args.model, args.ref_model, overwrite=args.overwrite)
     bench, said = resolve_benchmark(args.benchmark, args.data)
     if _is_main_process():

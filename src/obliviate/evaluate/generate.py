@@ -14,6 +14,7 @@ from collections.abc import Sequence
 import torch
 
 from obliviate.data.format import pad_batch, pad_token_id
+from obliviate.models.microbatch import in_batches
 
 
 @torch.inference_mode()
@@ -28,8 +29,9 @@ def generate(model, tokenizer, prompts: Sequence[list[int]], *, max_new_tokens: 
     order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
     texts: list[str] = [""] * len(prompts)
     ids_out: list[list[int]] = [[] for _ in prompts]
-    for start in tqdm(range(0, len(order), batch_size), desc=desc, disable=not progress, leave=False):
-        idx = order[start:start + batch_size]
+    bar = tqdm(total=len(order), desc=desc, disable=not progress, leave=False)
+
+    def run(idx: list[int]) -> None:
         batch = pad_batch([{"input_ids": list(prompts[i])} for i in idx], pad_id, side="left")
         out = model.generate(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
                              max_new_tokens=max_new_tokens, do_sample=False, num_beams=1, use_cache=True,
@@ -43,4 +45,8 @@ def generate(model, tokenizer, prompts: Sequence[list[int]], *, max_new_tokens: 
                 text = text[: text.index(stop)]
                 ids = tokenizer(text, add_special_tokens=False)["input_ids"]
             texts[i], ids_out[i] = text.strip(), ids
+        bar.update(len(idx))
+
+    in_batches(run, order, batch_size)  # halves the batch on out-of-memory
+    bar.close()
     return texts, ids_out

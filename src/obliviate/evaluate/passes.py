@@ -33,6 +33,7 @@ import torch
 from obliviate.data.format import IGNORE_INDEX, encode_qa, pad_batch, pad_token_id
 from obliviate.evaluate.metrics import exact_memorization, extraction_strength, min_k_pp_score, min_k_score
 from obliviate.models.logps import selective_logps, sequence_logps
+from obliviate.models.microbatch import in_batches
 
 
 def logp_moments(logits: torch.Tensor, *, chunk: int = 256) -> tuple[torch.Tensor, torch.Tensor]:
@@ -168,12 +169,14 @@ def forward_scores(model, tokenizer, pairs: Sequence[tuple[str, str]], *, batch_
     if kwarg is not None:
         full = _shared_pass(model, examples, rows, pad_id, batch_size=batch_size, k=k, cache_kwarg=kwarg, bar=bar)
     order = sorted(full, key=lambda i: len(examples[i]["input_ids"]))
-    for start in range(0, len(order), batch_size):
-        idx = order[start:start + batch_size]
+
+    def run(idx: list[int]) -> None:
         batch = pad_batch([examples[i] for i in idx], pad_id, side="right")
         for i, row in zip(idx, score_batch(model, batch, k=k)):
             rows[i] = row
         bar.update(len(idx))
+
+    in_batches(run, order, batch_size)  # halves the batch on out-of-memory
     bar.close()
     return rows  # type: ignore[return-value]
 

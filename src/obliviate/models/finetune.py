@@ -5,7 +5,10 @@
 The loss is the token-mean NLL over every answer token of the batch,
     L = −(1/N) Σ_i Σ_{t ∈ answer_i} log π(y_t | x_i, y_<t),   N = Σ_i |answer_i|,
 which is what transformers computes from `labels=`, but through `models.logps.sequence_logps`: `lm_head`
-(and its log-softmax) runs only at answer positions, never on the prompt (`answer_nll`).
+(and its log-softmax) runs only at answer positions, never on the prompt (`answer_nll`). N counts the answer
+tokens of the whole (effective) batch of `batch_size` items, which runs as `batch_size / micro_batch`
+micro-batches (`micro_batch=auto`: the largest that fits, `models.microbatch`): the split changes memory, not
+the loss.
 
 Batches are drawn length-grouped by default (`group_by_length`): each epoch is a random permutation cut into
 mega-batches of `GROUP_BATCHES` batches, each sorted by length (transformers' `get_length_grouped_indices`), so
@@ -28,10 +31,11 @@ import torch
 
 from obliviate import ObliviateError
 from obliviate.config import check_positive
-from obliviate.data.format import Collator, QADataset, pad_token_id
+from obliviate.data.format import IGNORE_INDEX, Collator, QADataset, pad_token_id
 from obliviate.models.init import training_defaults
 from obliviate.models.loading import model_size_name
 from obliviate.models.logps import sequence_logps
+from obliviate.models.microbatch import check_micro_batch, choose_micro_batch, resolve_micro_batch
 from obliviate.rundir import seed_everything
 
 
@@ -41,8 +45,10 @@ class FinetuneConfig:
     epochs: float = 20.0
     max_steps: int | None = None  # overrides epochs when set
     lr: float | None = None  # None: the model size's finetune_lr (models.init.TRAINING_DEFAULTS), else 1e-5
-    batch_size: int = 32
-    grad_accum: int = 1
+    batch_size: int = 32  # the effective batch: items per optimiser step (per process)
+    micro_batch: str | int = "auto"  # items per forward/backward; auto: the largest that fits (models.microbatch)
+    grad_accum: int | None = None  # micro-batches per step = batch_size / micro_batch (give one of the two)
+    max_memory: float | None = None  # GiB the process may peak at, for micro_batch=auto on CPU
     weight_decay: float = 0.01
     warmup_ratio: float = 0.1
     schedule: str = "linear"  # linear | constant
@@ -55,15 +61,17 @@ class FinetuneConfig:
     seed: int = 0
 
     def __post_init__(self):
-        if self.batch_size < 1 or self.grad_accum < 1:
+        if self.batch_size < 1 or (self.grad_accum is not None and self.grad_accum < 1):
             raise ObliviateError("batch_size and grad_accum must be >= 1")
+        self.micro_batch = check_micro_batch(self.micro_batch)
         if self.lora_r < 1:
             raise ObliviateError(f"lora_r must be >= 1, got {self.lora_r}")
         if self.schedule not in ("linear", "constant"):
             raise ObliviateError(f"schedule {self.schedule!r}: choose linear or constant")
         if self.max_steps is not None and self.max_steps < 1:
             raise ObliviateError("max_steps must be >= 1")
-        check_positive(self, "lr", "epochs")
+        check_positive(self, "lr", "epochs", "max_memory")
+        resolve_micro_batch(self.batch_size, self.micro_batch, self.grad_accum)
 
 
 GROUP_BATCHES = 4  # batches per length-sorted mega-batch (transformers' default, 50, is the whole of a small split)
@@ -98,10 +106,35 @@ def resolve_lr(cfg_lr: float | None, model) -> float:
     return cfg_lr if cfg_lr is not None else training_defaults(model_size_name(model)).finetune_lr
 
 
-def answer_nll(model, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-    """Token-mean NLL over all answer tokens of the batch (labels != -100): transformers' `labels=` loss."""
+def answer_nll(model, batch: dict[str, torch.Tensor], n_tokens: float | None = None) -> torch.Tensor:
+    """Token-mean NLL over all answer tokens of the batch (labels != -100): transformers' `labels=` loss. With
+    `n_tokens`, the N of the effective batch this micro-batch belongs to (its parts then add up to the loss)."""
     out = sequence_logps(model, batch)
-    return -out.token_logps.sum() / out.mask.sum().clamp(min=1)
+    return -out.token_logps.sum() / (out.mask.sum().clamp(min=1) if n_tokens is None else max(n_tokens, 1.0))
+
+
+def accumulate_nll(model, batch: dict[str, torch.Tensor], micro_batch: int, backward) -> torch.Tensor:
+    """Backward `answer_nll` of `batch` in micro-batches of `micro_batch` rows, each normalised by the whole
+    batch's answer tokens (so the gradient is the whole batch's); the batch's loss."""
+    n = float((batch["labels"][:, 1:] != IGNORE_INDEX).sum())
+    total = 0.0
+    for k in range(0, len(batch["input_ids"]), micro_batch):
+        loss = answer_nll(model, {key: t[k:k + micro_batch] for key, t in batch.items()}, n)
+        backward(loss)
+        total += float(loss.detach())
+    return torch.tensor(total)
+
+
+def _trial(model, data: QADataset, pad_id: int, m: int) -> None:
+    """Forward and backward on the m longest examples (`micro_batch=auto`); gradients cleared."""
+    order = sorted(range(len(data.examples)), key=lambda i: -len(data.examples[i]["input_ids"]))
+    batch = Collator(pad_id)([data.examples[order[i % len(order)]] for i in range(m)])
+    batch = {k: v.to(next(model.parameters()).device) for k, v in batch.items()}
+    with torch.random.fork_rng(devices=[batch["input_ids"].device] if batch["input_ids"].is_cuda else []):
+        try:
+            answer_nll(model, batch).backward()
+        finally:
+            model.zero_grad(set_to_none=True)
 
 
 def train_steps(model, tokenizer, records: list[dict], cfg: FinetuneConfig) -> Iterator[dict]:
@@ -116,37 +149,35 @@ def train_steps(model, tokenizer, records: list[dict], cfg: FinetuneConfig) -> I
              if cfg.group_by_length else dict(shuffle=True, generator=gen))
     loader = torch.utils.data.DataLoader(data, batch_size=cfg.batch_size, collate_fn=Collator(pad_token_id(tokenizer)),
                                          **order)
-    per_epoch = max(1, math.ceil(len(loader) / cfg.grad_accum))
+    per_epoch = max(1, len(loader))
     total = cfg.max_steps or max(1, round(cfg.epochs * per_epoch))
     lr = resolve_lr(cfg.lr, model)
     opt = adamw(model.parameters(), lr=lr, weight_decay=cfg.weight_decay)
     warmup = round(cfg.warmup_ratio * total)
     sched = (get_linear_schedule_with_warmup(opt, warmup, total) if cfg.schedule == "linear"
              else get_constant_schedule_with_warmup(opt, warmup))
-    acc = Accelerator(gradient_accumulation_steps=cfg.grad_accum, cpu=not torch.cuda.is_available())
+    acc = Accelerator(cpu=not torch.cuda.is_available())
     model, opt, loader, sched = acc.prepare(model, opt, loader, sched)
     model.train()
-    step, micro = 0, 0
+    micro = choose_micro_batch(cfg.batch_size, cfg.micro_batch, cfg.grad_accum, model=model, device=acc.device,
+                               trial=lambda m: _trial(model, data, pad_token_id(tokenizer), m),
+                               max_memory=cfg.max_memory)
+    split = {"micro_batch": micro, "grad_accum": math.ceil(cfg.batch_size / micro)}
+    step = 0
     while step < total:
         for batch in loader:
-            with acc.accumulate(model):
-                loss = answer_nll(model, batch)
-                if not torch.isfinite(loss):
-                    raise ObliviateError(f"non-finite loss {loss.item()} at step {step}; lower the lr")
-                acc.backward(loss)
-                micro += 1
-                grad_norm = None
-                if acc.sync_gradients:
-                    grad_norm = float(acc.clip_grad_norm_(model.parameters(), cfg.grad_clip))
-                opt.step()
-                sched.step()
-                opt.zero_grad()
-            if acc.sync_gradients:
-                step += 1
-                yield {"step": step, "loss": float(loss.detach()), "lr": sched.get_last_lr()[0],
-                       "grad_norm": grad_norm, "epoch": micro / len(loader), "total_steps": total}
-                if step >= total:
-                    break
+            loss = accumulate_nll(model, batch, micro, acc.backward)
+            if not torch.isfinite(loss):
+                raise ObliviateError(f"non-finite loss {loss.item()} at step {step}; lower the lr")
+            grad_norm = float(acc.clip_grad_norm_(model.parameters(), cfg.grad_clip))
+            opt.step()
+            sched.step()
+            opt.zero_grad()
+            step += 1
+            yield {"step": step, "loss": float(loss), "lr": sched.get_last_lr()[0], "grad_norm": grad_norm,
+                   "epoch": step / len(loader), "total_steps": total, **split}
+            if step >= total:
+                break
     model.eval()
 
 

@@ -32,16 +32,19 @@ VIEWS = ("forget", "retain", "alternate", "retain_alternate")
 
 @dataclass
 class UnlearnBatch:
-    """One micro-batch: each view padded to its own longest example (dynamic padding), or None when the
-    recipe does not use it; `ref_logps[view]` (B,) the cached reference log-probs.
+    """One effective batch (or a micro-batch: `rows` of one, `trimmed`): each view padded to its own longest example
+    (dynamic padding), or None when the recipe does not use it; `ref_logps[view]` (B,) the cached reference
+    log-probs.
 
     >>> ex = lambda n: {"input_ids": [1] * n + [7, 2], "labels": [-100] * n + [7, 2]}
     >>> data = UnlearnData(forget=[ex(3), ex(1)], retain=[ex(2)], pad_id=0)
-    >>> b = collate(data, MicroBatch(forget=[0, 1], retain=[0, 0]))
+    >>> b = collate(data, BatchIndices(forget=[0, 1], retain=[0, 0]))
     >>> b.forget["input_ids"].tolist(), b.forget["labels"].tolist()
     ([[1, 1, 1, 7, 2], [1, 7, 2, 0, 0]], [[-100, -100, -100, 7, 2], [-100, 7, 2, -100, -100]])
     >>> b.retain["input_ids"].shape, b.alternate, b.ref_logps
     (torch.Size([2, 4]), None, {})
+    >>> b.rows([1]).forget["input_ids"].tolist(), b.rows([1]).trimmed().forget["input_ids"].tolist()
+    ([[1, 7, 2, 0, 0]], [[1, 7, 2]])
     """
 
     forget: dict[str, torch.Tensor]
@@ -52,6 +55,40 @@ class UnlearnBatch:
 
     def __len__(self) -> int:
         return len(self.forget["input_ids"])
+
+    def trimmed(self) -> UnlearnBatch:
+        """Each view cut to its longest row (right padding: only padding columns go)."""
+        def cut(v):
+            return None if v is None else {k: t[:, :int(v["attention_mask"].sum(-1).max())] for k, t in v.items()}
+        return UnlearnBatch(forget=cut(self.forget), retain=cut(self.retain), alternate=cut(self.alternate),
+                            retain_alternate=cut(self.retain_alternate), ref_logps=self.ref_logps)
+
+    def rows(self, idx: slice | list[int]) -> UnlearnBatch:
+        """The micro-batch of rows `idx` of every view (same padded width: a slice of this batch's tensors)."""
+        cut = lambda v: None if v is None else {k: t[idx] for k, t in v.items()}  # noqa: E731
+        return UnlearnBatch(forget=cut(self.forget), retain=cut(self.retain), alternate=cut(self.alternate),
+                            retain_alternate=cut(self.retain_alternate),
+                            ref_logps={k: t[idx] for k, t in self.ref_logps.items()})
+
+
+def micro_batches(batch: UnlearnBatch, micro_batch: int, *, rank: int = 0, world: int = 1,
+                  keep_width: bool = False) -> list[UnlearnBatch]:
+    """`batch` cut into micro-batches of `micro_batch` rows per process. Rows are taken in order of length (a sum
+    over rows does not depend on their order), so each micro-batch is padded only to its own longest row
+    (`keep_width`: to the batch's, for losses that count padding positions); with `world` processes each takes
+    every world-th row of a micro-batch of `micro_batch × world` rows.
+
+    >>> ex = lambda n: {"input_ids": [1] * n, "labels": [5] * n}
+    >>> b = collate(UnlearnData(forget=[ex(5), ex(2), ex(4), ex(1)], pad_id=0), BatchIndices([0, 1, 2, 3]))
+    >>> [m.forget["input_ids"].shape[1] for m in micro_batches(b, 2)], len(micro_batches(b, 2, keep_width=True))
+    ([2, 5], 2)
+    """
+    views = [v for v in (batch.forget, batch.retain, batch.alternate, batch.retain_alternate) if v is not None]
+    length = sum(v["attention_mask"].sum(-1) for v in views)
+    order = sorted(range(len(batch)), key=lambda i: (int(length[i]), i))
+    width = micro_batch * world
+    parts = [batch.rows(order[k + rank:k + width:world]) for k in range(0, len(batch), width)]
+    return parts if keep_width else [p.trimmed() for p in parts]
 
 
 @dataclass
@@ -65,7 +102,7 @@ class UnlearnData:
 
 
 @dataclass
-class MicroBatch:
+class BatchIndices:
     forget: list[int]  # indices into the forget view (and alternate)
     retain: list[int] | None = None  # the paired retain indices (and retain_alternate)
 
@@ -139,28 +176,29 @@ def cache_ref_logps(model, data: UnlearnData, views=("forget", "alternate"), *, 
     model.train(was_training)
 
 
-def plan(n_forget: int, n_retain: int | None, *, batch_size: int, micro_batches: int, seed: int) -> list[MicroBatch]:
-    """The first `micro_batches` micro-batches: each epoch a seeded permutation of the forget set in chunks
-    of `batch_size`; forget item i in epoch e is paired with retain item rng(seed, e, i) (ForgetRetainDataset
-    à la open-unlearning, made deterministic). Same arguments → same plan, so a resumed run replays it."""
-    out: list[MicroBatch] = []
+def plan(n_forget: int, n_retain: int | None, *, batch_size: int, batches: int, seed: int) -> list[BatchIndices]:
+    """The first `batches` effective batches (one per optimiser step): each epoch a seeded permutation of the
+    forget set in chunks of `batch_size`; forget item i in epoch e is paired with retain item rng(seed, e, i)
+    (ForgetRetainDataset à la open-unlearning, made deterministic). Same arguments → same plan, so a resumed
+    run replays it; the micro-batch split does not enter it."""
+    out: list[BatchIndices] = []
     epoch = 0
-    while len(out) < micro_batches:
+    while len(out) < batches:
         perm = torch.randperm(n_forget, generator=torch.Generator().manual_seed(seed * 100003 + epoch)).tolist()
         for k in range(0, n_forget, batch_size):
             idx = perm[k:k + batch_size]
             pair = None if not n_retain else [int(np.random.default_rng([seed, epoch, i]).integers(n_retain))
                                               for i in idx]
-            out.append(MicroBatch(idx, pair))
+            out.append(BatchIndices(idx, pair))
         epoch += 1
-    return out[:micro_batches]
+    return out[:batches]
 
 
-def micro_batches_per_epoch(n_forget: int, batch_size: int) -> int:
+def steps_per_epoch(n_forget: int, batch_size: int) -> int:
     return math.ceil(n_forget / batch_size)
 
 
-def collate(data: UnlearnData, mb: MicroBatch) -> UnlearnBatch:
+def collate(data: UnlearnData, mb: BatchIndices) -> UnlearnBatch:
     def view(name, idx):
         examples = getattr(data, name)
         return None if examples is None or idx is None else pad_batch([examples[i] for i in idx], data.pad_id)

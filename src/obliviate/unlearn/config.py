@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from obliviate import ObliviateError
 from obliviate.config import check_positive
 from obliviate.models.init import TRAINING_DEFAULTS, training_defaults
+from obliviate.models.microbatch import check_micro_batch, resolve_micro_batch
 from obliviate.unlearn.objectives import OBJECTIVES
 from obliviate.unlearn.recipe import parse_recipe, recipe_name
 from obliviate.unlearn.regularizers import REGULARIZERS
@@ -59,8 +60,12 @@ class UnlearnConfig:
     lr: float | None = None
     epochs: float | None = None  # passes over the forget set
     max_steps: int | None = None  # overrides epochs
-    batch_size: int | None = None  # forget items per micro-batch (each paired with one retain item)
-    grad_accum: int = 1
+    batch_size: int | None = None  # the effective batch: forget items per optimiser step (each paired with one
+    # retain item); every loss averages over it, whatever the split below
+    micro_batch: str | int = "auto"  # items per forward/backward; auto: the largest that fits (models.microbatch)
+    grad_accum: int | None = None  # micro-batches per step = batch_size / micro_batch (give one of the two)
+    max_memory: float | None = None  # GiB the process may peak at, for micro_batch=auto on CPU (None: a fraction
+    # of the memory available at start, models.microbatch.MEMORY_FRACTION)
     weight_decay: float = 0.01
     warmup_epochs: float = 1.0
     schedule: str = "linear"
@@ -143,7 +148,10 @@ class UnlearnConfig:
             if getattr(self, name) < 0:
                 raise ObliviateError(f"{name} must be >= 0, got {getattr(self, name)}")
         self._check_dual()
-        check_positive(self, "lr", "epochs")
+        self.micro_batch = check_micro_batch(self.micro_batch)
+        if self.batch_size is not None:  # else checked once the size's default batch is known (unlearn.fit)
+            resolve_micro_batch(self.batch_size, self.micro_batch, self.grad_accum)
+        check_positive(self, "lr", "epochs", "max_memory")
         if not 0.0 <= self.wa_start <= 1.0:
             raise ObliviateError(f"wa_start must be in [0, 1], got {self.wa_start}")
         if self.checkpoint_every < 0:

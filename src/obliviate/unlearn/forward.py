@@ -5,6 +5,11 @@
     v.logps("retain", logits=True)     # + shifted logits (ME, KL)
     v.ref_logps("retain")              # the frozen reference, under no_grad (KL)
     v.hidden("forget", layer)          # hidden state after decoder layer `layer`, forward stopped there (RMU)
+    v.batch_size, v.count("forget", answer_mask)   # the effective batch's items / answer tokens (denominators)
+
+With gradient accumulation `batch` is one micro-batch of `step`, the effective batch: every loss averages over
+the effective batch (`batch_size`, `count`), so the micro-batches' losses and gradients add up to the
+effective batch's exactly, never to a mean of micro-batch means.
 
 `Part(loss, inputs, needs)` is one registry entry: a pure loss function on tensors, the
 one-line adapter that pulls its tensors from the views, and the data it needs (so the
@@ -19,6 +24,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from obliviate.data.format import IGNORE_INDEX
 from obliviate.models.logps import SequenceLogps, sequence_logps
 
 
@@ -32,6 +38,10 @@ class Part:
     inputs: Callable  # (views, cfg) -> kwargs of `loss`
     needs: frozenset = field(default_factory=frozenset)
     params: Callable | None = None  # (model, cfg) -> the parameters to train (RMU); None = all
+    whole_batch: Callable | None = None  # (cfg) -> the setting that makes the loss not a sum over micro-batches
+    # (then one micro-batch per step), or None
+    counts_padding: Callable | None = None  # (cfg) -> True when a mean counts padding positions (micro-batches
+    # then keep the effective batch's padded width)
 
     def __call__(self, views: Views, cfg) -> torch.Tensor:
         return self.loss(**self.inputs(views, cfg))
@@ -82,14 +92,30 @@ def hidden_at(model, forward: Callable, batch: dict[str, torch.Tensor], layer: i
     return store["h"]
 
 
+def answer_mask(view: dict[str, torch.Tensor]) -> torch.Tensor:
+    """(B,T-1) 1.0 where position t predicts an answer token (labels[t+1] != -100): `SequenceLogps.mask`."""
+    return (view["labels"][:, 1:] != IGNORE_INDEX).float()
+
+
 class Views:
     """Forward results of one micro-batch at one parameter point. `forward` overrides the policy call
-    (smoothers evaluate at perturbed weights through `torch.func.functional_call`)."""
+    (smoothers evaluate at perturbed weights through `torch.func.functional_call`); `step` is the effective
+    batch the micro-batch belongs to (default: the micro-batch itself)."""
 
-    def __init__(self, model, batch, *, ref: Ref | None = None, forward: Callable | None = None):
+    def __init__(self, model, batch, *, ref: Ref | None = None, forward: Callable | None = None, step=None):
         self.model, self.batch, self.ref = model, batch, ref
         self.forward = forward or model
+        self.step = batch if step is None else step
         self._cache: dict = {}
+
+    @property
+    def batch_size(self) -> int:
+        """B: the effective batch's items (per-sequence means divide by it)."""
+        return len(self.step)
+
+    def count(self, name: str, mask: Callable[[dict], torch.Tensor]) -> float:
+        """N: Σ of `mask(view)` over the effective batch's `name` view (token means divide by it)."""
+        return float(mask(getattr(self.step, name)).sum())
 
     def view(self, name: str) -> dict[str, torch.Tensor]:
         v = getattr(self.batch, name)

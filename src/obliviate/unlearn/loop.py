@@ -16,7 +16,9 @@ import math
 import os
 import time
 import warnings
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -25,16 +27,19 @@ from obliviate.config import write_run_info
 from obliviate.models.finetune import adamw
 from obliviate.models.loading import model_fingerprint, model_size_name, save_model, weights_hash
 from obliviate.rundir import claim, remove_ours, seed_everything, write_json
-from obliviate.unlearn.batch import (MicroBatch, UnlearnData, answer_lengths, build_data, cache_ref_logps, collate,
-                                     example_logps, micro_batches_per_epoch, plan)
+from obliviate.unlearn.batch import (BatchIndices, UnlearnBatch, UnlearnData, answer_lengths, build_data,
+                                     cache_ref_logps, collate, example_logps, micro_batches, plan, steps_per_epoch)
 from obliviate.unlearn.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from obliviate.unlearn.config import DUAL_STEP, UnlearnConfig
-from obliviate.unlearn.forward import Ref, Views
+from obliviate.unlearn.fit import accumulation, micro_batch_of
+from obliviate.unlearn.forward import Part, Ref, Views
 from obliviate.unlearn.objectives import OBJECTIVES
 from obliviate.unlearn.regularizers import REGULARIZERS, dual_ascent
-from obliviate.unlearn.smoothing import NO_SMOOTHING, SMOOTHERS, Step
+from obliviate.unlearn.smoothing import NO_SMOOTHING, SMOOTHERS, Smoother, Step
 
 RUN_FILES = ("log.jsonl", "checkpoints", "summary.json")
+# config keys a resumed run may change: they do not change the numbers (the loss is the same whatever the split)
+RESUMABLE = ("checkpoint_every", "keep_checkpoints", "micro_batch", "grad_accum", "max_memory")
 
 
 class UnlearnLog(list):
@@ -63,13 +68,6 @@ def records_hash(records: list[dict] | None) -> str | None:
     return hashlib.sha256(json.dumps(records, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def _shard(mb: MicroBatch, rank: int, world: int) -> MicroBatch:
-    """Each process of a multi-GPU run takes every world-th item of the micro-batch."""
-    if world == 1:
-        return mb
-    return MicroBatch(mb.forget[rank::world], None if mb.retain is None else mb.retain[rank::world])
-
-
 def recipe_needs(cfg: UnlearnConfig) -> set[str]:
     """What the recipe's parts need: views to tokenize, cached / live reference, own parameters."""
     parts = [OBJECTIVES[cfg.objective]] + ([REGULARIZERS[cfg.regularizer]] if cfg.regularizer else [])
@@ -94,8 +92,7 @@ def _check_run_dir(out: Path | None, cfg: UnlearnConfig, inputs: dict, *, resume
         info = json.loads((out / "run.json").read_text())
         old = info.get("config", {})
         now = json.loads(json.dumps(vars(cfg), default=str))
-        diff = next((k for k in now if k not in ("checkpoint_every", "keep_checkpoints") and k in old
-                     and old[k] != now[k]), None)
+        diff = next((k for k in now if k not in RESUMABLE and k in old and old[k] != now[k]), None)
         if diff:
             raise ObliviateError(f"{out}/run.json: cannot resume, config key '{diff}' was {old[diff]!r}, "
                                  f"now {now[diff]!r}")
@@ -168,6 +165,52 @@ def _prepare_model(model, cfg: UnlearnConfig, objective, needs: set[str], ref_mo
     return model, ref
 
 
+@dataclass
+class _Run:
+    """What the steps of one run share: the recipe's parts, the prepared model and optimiser, the plan."""
+
+    cfg: UnlearnConfig
+    model: Any
+    ref: Ref | None
+    data: UnlearnData
+    acc: Any
+    objective: Part
+    regularizer: Part | None
+    smoother: Smoother
+    batches: list[BatchIndices]  # one effective batch per optimiser step
+    per_epoch: int
+    total: int
+    amp: dict = field(default_factory=lambda: dict(device_type="cpu", enabled=False))  # torch.autocast kwargs
+    opt: Any = None
+    sched: Any = None
+    params: list = field(default_factory=list)
+    tracker: Any = None
+    micro_batch: int = 0  # items per forward and backward, per process
+    lam: float = 1.0  # λ; moved by dual ascent when retain_constraint is set
+    out: Path | None = None
+
+    @property
+    def keep_width(self) -> bool:
+        """Whether a part's mean counts padding positions (micro-batches keep the effective batch's width)."""
+        return any(p is not None and p.counts_padding is not None and p.counts_padding(self.cfg)
+                   for p in (self.objective, self.regularizer))
+
+    def weigh(self, forget, retain):
+        return self.cfg.alpha * forget + self.lam * retain  # SPEC §1: L = α·L_f + λ·L_r
+
+    def step_closure(self, batch: UnlearnBatch, micro: list[UnlearnBatch], seed: int) -> Step:
+        """The smoother's view of one effective batch `batch`, processed as the micro-batches `micro`."""
+        world = self.acc.num_processes  # DDP averages the processes' gradients: each adds its shard's share
+        cfg, amp, model, ref = self.cfg, self.amp, self.model, self.ref
+
+        def views(k, forward=None):
+            return Views(model, micro[k], ref=ref, forward=forward, step=batch)
+        return Step(forget=lambda k, forward=None: _autocast(amp, self.objective, views(k, forward), cfg),
+                    retain=(lambda k: _autocast(amp, self.regularizer, views(k), cfg)) if self.regularizer else None,
+                    weigh=self.weigh, params=self.params, model=model, cfg=cfg, micro_batches=len(micro),
+                    backward=(lambda loss: self.acc.backward(loss * world)), seed=seed)
+
+
 def unlearn(model, tokenizer, forget_records: list[dict], retain_records: list[dict] | None = None,
             cfg: UnlearnConfig | None = None, *, refusals: list[str] | None = None, out_dir=None,
             resume: bool = False, overwrite: bool = False, ref_model=None, progress: bool = True):
@@ -179,13 +222,52 @@ def unlearn(model, tokenizer, forget_records: list[dict], retain_records: list[d
     """
     from accelerate import Accelerator
     from tqdm.auto import tqdm
-    from transformers import get_constant_schedule_with_warmup, get_linear_schedule_with_warmup
 
     cfg = cfg or UnlearnConfig()
-    objective = OBJECTIVES[cfg.objective]
-    regularizer = REGULARIZERS[cfg.regularizer] if cfg.regularizer else None
-    smoother = SMOOTHERS[cfg.smoothing] if cfg.smoothing else NO_SMOOTHING
     needs = recipe_needs(cfg)
+    refusals = _check_inputs(cfg, needs, retain_records, refusals, ref_model)
+    out = Path(out_dir) if out_dir is not None else None
+    inputs = {"model_fingerprint": model_fingerprint(model) if out is not None else None,
+              "forget_hash": records_hash(forget_records), "retain_hash": records_hash(retain_records)}
+    # multi-process: only the main process claims and writes `out`; the schedule steps once per optimiser step
+    _check_mixed_precision(cfg)
+    acc = Accelerator(cpu=not torch.cuda.is_available(), step_scheduler_with_optimizer=False)
+    _check_run_dir(out if acc.is_main_process else None, cfg, inputs, resume=resume, overwrite=overwrite)
+    size = model_size_name(model)
+    hp = cfg.hyperparams(size)
+    seed_everything(cfg.seed)
+    started = time.time()
+    original = ref_model if cfg.reference == "original" else None
+    data = build_data(tokenizer, forget_records, retain_records, needs, refusals=refusals, seed=cfg.seed,
+                      max_length=cfg.max_length, recipe=cfg.recipe)
+    if "ref_logps" in needs:  # log π_ref(y|x) once, before any update: no reference model during training
+        cache_ref_logps(original or model, data)
+    model, ref = _prepare_model(model, cfg, OBJECTIVES[cfg.objective], needs, original)
+    before = forget_probe(model, data, data.ref_logps.get("forget") if original is None else None)
+    r = _start(cfg, hp, model, ref, data, acc)
+    r.out = out
+    fingerprint = weights_hash(r.params)
+    split = {"micro_batch": r.micro_batch, "grad_accum": accumulation(hp.batch_size, r.micro_batch,
+                                                                      acc.num_processes)}
+    start, log = _resume(r, resume, {"inputs": inputs, **split})
+    bar = tqdm(range(start, r.total), desc=f"unlearn {cfg.recipe}", disable=not progress, leave=False)
+    for step in bar:
+        row = _update(r, step, _gradients(r, step))
+        log.append(row)
+        bar.set_postfix(forget=f"{row['forget']:.3f}")
+        if out is not None and acc.is_main_process:
+            _record(r, out, step, row, log)
+    bar.close()
+    if r.tracker is not None:
+        r.tracker.finish()
+    model = acc.unwrap_model(r.model, keep_fp32_wrapper=False).eval()  # a plain fp32 model: no autocast left
+    return _finish(model, tokenizer, data, cfg, before, fingerprint == weights_hash(r.params), log,
+                   out if acc.is_main_process else None, size=size, hp=hp, total=r.total,
+                   seconds=time.time() - started, split=split)
+
+
+def _check_inputs(cfg: UnlearnConfig, needs: set[str], retain_records, refusals, ref_model) -> list[str] | None:
+    """The recipe's inputs are there (retain records, a reference model); the refusals it needs, loaded."""
     if needs & {"retain", "retain_alternate"} and not retain_records:
         raise ObliviateError(f"recipe {cfg.recipe} needs retain records (a retain split)")
     if needs & {"alternate", "retain_alternate"} and not refusals:
@@ -194,95 +276,88 @@ def unlearn(model, tokenizer, forget_records: list[dict], retain_records: list[d
         refusals = load_refusals()
     if cfg.reference == "original" and ref_model is None:
         raise ObliviateError("reference=original needs ref_model (the model before the first unlearning task)")
-    out = Path(out_dir) if out_dir is not None else None
-    inputs = {"model_fingerprint": model_fingerprint(model) if out is not None else None,
-              "forget_hash": records_hash(forget_records), "retain_hash": records_hash(retain_records)}
-    # multi-process: only the main process claims and writes `out`; the schedule steps once per optimiser step
-    _check_mixed_precision(cfg)
-    acc = Accelerator(cpu=not torch.cuda.is_available(), step_scheduler_with_optimizer=False)
-    amp = dict(device_type=acc.device.type, dtype=torch.bfloat16, enabled=cfg.mixed_precision == "bf16")
-    _check_run_dir(out if acc.is_main_process else None, cfg, inputs, resume=resume, overwrite=overwrite)
-    size = model_size_name(model)
-    hp = cfg.hyperparams(size)
-    seed_everything(cfg.seed)
-    started = time.time()
+    return refusals
 
-    data = build_data(tokenizer, forget_records, retain_records, needs, refusals=refusals, seed=cfg.seed,
-                      max_length=cfg.max_length, recipe=cfg.recipe)
-    if "ref_logps" in needs:  # log π_ref(y|x) once, before any update: no reference model during training
-        cache_ref_logps(ref_model if cfg.reference == "original" else model, data)
-    model, ref = _prepare_model(model, cfg, objective, needs, ref_model if cfg.reference == "original" else None)
-    before = forget_probe(model, data, data.ref_logps.get("forget") if cfg.reference != "original" else None)
-    per_epoch = math.ceil(micro_batches_per_epoch(len(data.forget), hp.batch_size) / cfg.grad_accum)
+
+def _start(cfg: UnlearnConfig, hp, model, ref, data: UnlearnData, acc) -> _Run:
+    """The plan, optimiser, schedule and weight tracker of a run, the model prepared by `acc`, the micro-batch."""
+    from transformers import get_constant_schedule_with_warmup, get_linear_schedule_with_warmup
+
+    per_epoch = steps_per_epoch(len(data.forget), hp.batch_size)
     total = cfg.max_steps or max(1, round(hp.epochs * per_epoch))
-    schedule = plan(len(data.forget), len(data.retain) if data.retain else None, batch_size=hp.batch_size,
-                    micro_batches=total * cfg.grad_accum, seed=cfg.seed)
+    batches = plan(len(data.forget), len(data.retain) if data.retain else None, batch_size=hp.batch_size,
+                   batches=total, seed=cfg.seed)
     opt = adamw(model.parameters(), lr=hp.lr, weight_decay=cfg.weight_decay)
     warmup = min(total, round(cfg.warmup_epochs * per_epoch))
     sched = (get_linear_schedule_with_warmup(opt, warmup, total) if cfg.schedule == "linear"
              else get_constant_schedule_with_warmup(opt, warmup))
     model, opt, sched = acc.prepare(model, opt, sched)
-    params = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
-    fingerprint = weights_hash(params)
-    tracker = smoother.tracker(params, cfg, total) if smoother.tracker else None
-    start, log = 0, []
-    last = latest_checkpoint(out) if (out is not None and resume) else None
-    if last is not None:
-        start, log = load_checkpoint(last, params, opt, sched, tracker)
-    if out is not None and acc.is_main_process:
-        write_run_info(out, cfg, seed=cfg.seed, extra={"inputs": inputs})
-        (out / "log.jsonl").write_text("".join(json.dumps(r) + "\n" for r in log))
+    smoother = SMOOTHERS[cfg.smoothing] if cfg.smoothing else NO_SMOOTHING
+    r = _Run(cfg=cfg, model=model, ref=ref, data=data, acc=acc, objective=OBJECTIVES[cfg.objective],
+             regularizer=REGULARIZERS[cfg.regularizer] if cfg.regularizer else None, smoother=smoother,
+             batches=batches, per_epoch=per_epoch, total=total, opt=opt, sched=sched, lam=cfg.lam,
+             amp=dict(device_type=acc.device.type, dtype=torch.bfloat16, enabled=cfg.mixed_precision == "bf16"))
+    r.params = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    r.tracker = smoother.tracker(r.params, cfg, total) if smoother.tracker else None
+    model.train()  # the trial step of micro_batch=auto is a training pass
+    r.micro_batch = micro_batch_of(r, hp.batch_size)
+    return r
 
-    lam = [_resumed_lam(cfg, log, per_epoch)]  # λ; moved by dual ascent when retain_constraint is set
-    weigh = lambda forget, retain: cfg.alpha * forget + lam[0] * retain  # noqa: E731  SPEC §1: L = α·L_f + λ·L_r
-    model.train()
-    bar = tqdm(range(start, total), desc=f"unlearn {cfg.recipe}", disable=not progress, leave=False)
-    for step in bar:
-        micros = schedule[step * cfg.grad_accum:(step + 1) * cfg.grad_accum]
-        parts: dict[str, float] = {}
-        for k, mb in enumerate(micros):
-            batch = collate(data, _shard(mb, acc.process_index, acc.num_processes))
-            s = Step(forget=lambda forward=None, b=batch: _autocast(amp, objective, Views(model, b, ref=ref,
-                                                                                        forward=forward), cfg),
-                     retain=(lambda b=batch: _autocast(amp, regularizer, Views(model, b, ref=ref), cfg))
-                     if regularizer else None,
-                     weigh=weigh, params=params, backward=acc.backward, model=model, cfg=cfg,
-                     scale=1.0 / len(micros), seed=cfg.seed * 1_000_003 + step * cfg.grad_accum + k)
-            for key, value in smoother.grad(s).items():  # micro-batch values → step means
-                parts[key] = parts.get(key, 0.0) + value / len(micros)
-        if acc.num_processes > 1:  # each process saw an equal shard: the mean of their losses is the batch loss
-            parts = dict(zip(parts, acc.reduce(torch.tensor(list(parts.values()), dtype=torch.float64), "mean").tolist()))
-        grad_norm = float(acc.clip_grad_norm_([p for _, p in params], cfg.grad_clip if cfg.grad_clip > 0 else math.inf))
-        if not all(math.isfinite(v) for v in [*parts.values(), grad_norm]):
-            kept = latest_checkpoint(out) if out is not None else None
-            raise ObliviateError(f"non-finite loss or gradient at step {step + 1} ({parts}, grad_norm {grad_norm}); "
-                                 f"stopped before the update; last good checkpoint: {kept or 'none'}; lower the lr")
-        opt.step()
-        sched.step()
-        opt.zero_grad(set_to_none=True)
-        if tracker is not None:
-            tracker.after_step(step + 1)
-        row = {"step": step + 1, "epoch": round((step + 1) / per_epoch, 4), "lr": sched.get_last_lr()[0],
-               "grad_norm": grad_norm, "loss": weigh(parts["forget"], parts.get("retain", 0.0)), **parts}
-        if cfg.retain_constraint is not None:
-            if acc.num_processes > 1:  # one λ in every process: the dual step uses the all-process mean
-                row["retain"] = float(acc.reduce(torch.tensor(row["retain"], device=acc.device), reduction="mean"))
-            row["lam"] = lam[0]  # the λ this step used; the next one follows from it and the row
-            lam[0] = _next_lam(cfg, row, per_epoch)
-        log.append(row)
-        bar.set_postfix(forget=f"{parts['forget']:.3f}")
-        if out is not None and acc.is_main_process:
-            with open(out / "log.jsonl", "a") as f:
-                f.write(json.dumps(row) + "\n")
-            if cfg.checkpoint_every and (step + 1) % cfg.checkpoint_every == 0 and step + 1 < total:
-                save_checkpoint(out, step + 1, params, opt, sched, tracker, log, keep=cfg.keep_checkpoints)
-    bar.close()
-    if tracker is not None:
-        tracker.finish()
-    model = acc.unwrap_model(model, keep_fp32_wrapper=False).eval()  # a plain fp32 model: no autocast left
-    return _finish(model, tokenizer, data, cfg, before, fingerprint == weights_hash(params), log,
-                   out if acc.is_main_process else None, size=size,
-                   hp=hp, total=total, seconds=time.time() - started)
+
+def _resume(r: _Run, resume: bool, run_info: dict) -> tuple[int, list[dict]]:
+    """The first step and the log so far (from the last checkpoint when resuming; its λ restored); run.json
+    (with `run_info`) and log.jsonl written."""
+    start, log = 0, []
+    last = latest_checkpoint(r.out) if (r.out is not None and resume) else None
+    if last is not None:
+        start, log = load_checkpoint(last, r.params, r.opt, r.sched, r.tracker)
+    if r.out is not None and r.acc.is_main_process:
+        write_run_info(r.out, r.cfg, seed=r.cfg.seed, extra=run_info)
+        (r.out / "log.jsonl").write_text("".join(json.dumps(row) + "\n" for row in log))
+    r.lam = _resumed_lam(r.cfg, log, r.per_epoch)
+    return start, log
+
+
+def _gradients(r: _Run, step: int) -> dict[str, float]:
+    """Accumulate the effective batch's gradient of step `step` into `.grad`, micro-batch by micro-batch; the
+    batch's loss values (all processes)."""
+    acc = r.acc
+    batch = collate(r.data, r.batches[step])
+    micro = micro_batches(batch, r.micro_batch, rank=acc.process_index, world=acc.num_processes,
+                          keep_width=r.keep_width)
+    parts = r.smoother.grad(r.step_closure(batch, micro, seed=r.cfg.seed * 1_000_003 + step))
+    if acc.num_processes > 1:  # each process holds its shards' parts of the batch loss: they add up
+        parts = dict(zip(parts, acc.reduce(torch.tensor(list(parts.values()), dtype=torch.float64), "sum").tolist()))
+    return parts
+
+
+def _update(r: _Run, step: int, parts: dict[str, float]) -> dict:
+    """Clip, refuse a non-finite step, update, move the schedule / tracker / λ; the step's log row."""
+    cfg = r.cfg
+    grad_norm = float(r.acc.clip_grad_norm_([p for _, p in r.params], cfg.grad_clip if cfg.grad_clip > 0 else math.inf))
+    if not all(math.isfinite(v) for v in [*parts.values(), grad_norm]):
+        kept = latest_checkpoint(r.out) if r.out is not None else None
+        raise ObliviateError(f"non-finite loss or gradient at step {step + 1} ({parts}, grad_norm {grad_norm}); "
+                             f"stopped before the update; last good checkpoint: {kept or 'none'}; lower the lr")
+    r.opt.step()
+    r.sched.step()
+    r.opt.zero_grad(set_to_none=True)
+    if r.tracker is not None:
+        r.tracker.after_step(step + 1)
+    row = {"step": step + 1, "epoch": round((step + 1) / r.per_epoch, 4), "lr": r.sched.get_last_lr()[0],
+           "grad_norm": grad_norm, "loss": r.weigh(parts["forget"], parts.get("retain", 0.0)), **parts}
+    if cfg.retain_constraint is not None:
+        row["lam"] = r.lam  # the λ this step used; the next one follows from it and the row
+        r.lam = _next_lam(cfg, row, r.per_epoch)
+    return row
+
+
+def _record(r: _Run, out: Path, step: int, row: dict, log: list[dict]) -> None:
+    """Append the row to log.jsonl; every `checkpoint_every` steps (not the last) save a checkpoint."""
+    with open(out / "log.jsonl", "a") as f:
+        f.write(json.dumps(row) + "\n")
+    if r.cfg.checkpoint_every and (step + 1) % r.cfg.checkpoint_every == 0 and step + 1 < r.total:
+        save_checkpoint(out, step + 1, r.params, r.opt, r.sched, r.tracker, log, keep=r.cfg.keep_checkpoints)
 
 
 def _next_lam(cfg: UnlearnConfig, row: dict, per_epoch: int) -> float:
@@ -300,7 +375,7 @@ def _resumed_lam(cfg: UnlearnConfig, log: list[dict], per_epoch: int) -> float:
     return _next_lam(cfg, log[-1], per_epoch)
 
 
-def _finish(model, tokenizer, data, cfg, before, unchanged_weights, log, out, *, size, hp, total, seconds):
+def _finish(model, tokenizer, data, cfg, before, unchanged_weights, log, out, *, size, hp, total, seconds, split):
     """Warn when nothing changed, merge LoRA, save the model and summary."""
     after = forget_probe(model, data)
     unchanged_loss = abs(after["forget_mean_logp"] - before["forget_mean_logp"]) < 1e-4
@@ -314,7 +389,7 @@ def _finish(model, tokenizer, data, cfg, before, unchanged_weights, log, out, *,
     if cfg.lora:
         model = model.merge_and_unload()
     summary = {"recipe": cfg.recipe, "size": size, "lr": hp.lr, "epochs": hp.epochs, "batch_size": hp.batch_size,
-               "steps": total, "seconds": round(seconds, 2), "forget_items": len(data.forget),
+               **split, "steps": total, "seconds": round(seconds, 2), "forget_items": len(data.forget),
                **{f"{k}_before": v for k, v in before.items()}, **{f"{k}_after": v for k, v in after.items()},
                "weights_changed": not unchanged_weights}
     log = UnlearnLog(log)

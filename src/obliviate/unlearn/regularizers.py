@@ -9,43 +9,44 @@ import torch
 import torch.nn.functional as F
 
 from obliviate.unlearn.forward import Part
-from obliviate.unlearn.objectives import positions
+from obliviate.unlearn.objectives import batch_mean, positions, token_mean
 
 
-def gd_loss(retain_mean_logps: torch.Tensor) -> torch.Tensor:
+def gd_loss(retain_mean_logps: torch.Tensor, *, batch_size: int | None = None) -> torch.Tensor:
     r"""Gradient descent on the retain answers (GradDiff's retain term).
 
     .. math:: L_{GD} = \frac{1}{B}\sum_i \mathrm{NLL}_{mean}(y_i|x_i)
 
-    Args: retain_mean_logps (B,).
+    Args: retain_mean_logps (B,); batch_size B (the effective batch's, `objectives`).
     """
-    return -retain_mean_logps.mean()
+    return -batch_mean(retain_mean_logps, batch_size)
 
 
-def kl_loss(retain_logits: torch.Tensor, ref_retain_logits: torch.Tensor, position_mask: torch.Tensor) -> torch.Tensor:
+def kl_loss(retain_logits: torch.Tensor, ref_retain_logits: torch.Tensor, position_mask: torch.Tensor, *,
+            n_positions: float | None = None) -> torch.Tensor:
     r"""KL to the reference's next-token distributions on retain positions.
 
     .. math:: L_{KL} = \frac{1}{|M|}\sum_{t\in M} \mathrm{KL}\big(\pi_{ref}(\cdot|ctx_t)\,\|\,\pi_\theta(\cdot|ctx_t)\big)
 
     M = answer positions (default) or every position including padding (the reference code).
-    Args: retain_logits, ref_retain_logits (B,T,V); position_mask (B,T).
+    Args: retain_logits, ref_retain_logits (B,T,V); position_mask (B,T); n_positions |M|.
     """
     logp = torch.log_softmax(retain_logits.float(), -1)
     ref_logp = torch.log_softmax(ref_retain_logits.float(), -1)
     per_pos = (ref_logp.exp() * (ref_logp - logp)).sum(-1)
-    mask = position_mask.float()
-    return (per_pos * mask).sum() / mask.sum().clamp(min=1)
+    return token_mean(per_pos, position_mask, n_positions)
 
 
-def ap_loss(retain_logps: torch.Tensor, retain_alternate_logps: torch.Tensor, *, beta: float = 0.1) -> torch.Tensor:
+def ap_loss(retain_logps: torch.Tensor, retain_alternate_logps: torch.Tensor, *, beta: float = 0.1,
+            batch_size: int | None = None) -> torch.Tensor:
     r"""Answer preservation (seed A): prefer the true retain answer over a refusal, no reference model.
 
     .. math:: \Delta_i = \log\pi_\theta(y_i|x_i) - \log\pi_\theta(y^{idk}_i|x_i), \qquad
               L_{AP} = -\frac{1}{\beta}\frac{1}{B}\sum_i \log\sigma(\beta\,\Delta_i)
 
-    Gradient: σ(−βΔ)·(∇NLL(y) − ∇NLL(y_idk)). Args: retain_logps, retain_alternate_logps (B,) summed.
+    Gradient: σ(−βΔ)·(∇NLL(y) − ∇NLL(y_idk)). Args: retain_logps, retain_alternate_logps (B,) summed; batch_size B.
     """
-    return -(1.0 / beta) * F.logsigmoid(beta * (retain_logps - retain_alternate_logps)).mean()
+    return -(1.0 / beta) * batch_mean(F.logsigmoid(beta * (retain_logps - retain_alternate_logps)), batch_size)
 
 
 def dual_ascent(lam: float, retain_loss: float, *, constraint: float, step: float) -> float:
@@ -62,11 +63,13 @@ def dual_ascent(lam: float, retain_loss: float, *, constraint: float, step: floa
 
 
 REGULARIZERS = {
-    "gd": Part(gd_loss, lambda v, c: dict(retain_mean_logps=v.logps("retain").mean()), frozenset({"retain"})),
+    "gd": Part(gd_loss, lambda v, c: dict(retain_mean_logps=v.logps("retain").mean(), batch_size=v.batch_size),
+               frozenset({"retain"})),
     "kl": Part(kl_loss, lambda v, c: dict(
         retain_logits=v.logps("retain", logits=True).logits, ref_retain_logits=v.ref_logps("retain").logits,
-        position_mask=positions(v, "retain", c.kl_positions)), frozenset({"retain", "ref_model"})),
+        **positions(v, "retain", c.kl_positions)), frozenset({"retain", "ref_model"}),
+        counts_padding=lambda c: c.kl_positions == "all"),
     "ap": Part(ap_loss, lambda v, c: dict(
         retain_logps=v.logps("retain").sum(), retain_alternate_logps=v.logps("retain_alternate").sum(),
-        beta=c.ap_beta), frozenset({"retain", "retain_alternate"})),
+        beta=c.ap_beta, batch_size=v.batch_size), frozenset({"retain", "retain_alternate"})),
 }

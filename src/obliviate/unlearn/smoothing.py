@@ -1,11 +1,14 @@
-"""Smoothing (seed B, SPEC §1): how the gradient of `α·L_f + λ·L_r` is computed for one micro-batch.
+"""Smoothing (seed B, SPEC §1): how the gradient of `α·L_f + λ·L_r` is computed for one effective batch.
 
-A smoother takes the step closure `Step` — `forget(forward=None)` and `retain()` recompute the two
-losses at the current weights (or through `forward`, a functional call at other weights),
-`weigh(f, r)` = α·f + λ·r, `backward` accumulates into `.grad` — and runs the backward passes its
-method prescribes. Every smoother *adds* `scale ×` its gradient to `.grad` and never reads or
-clears it, so gradient accumulation over micro-batches works with all of them; clipping and the
-optimiser step happen afterwards in the loop, for every smoother alike. Returns the log values.
+A smoother takes the step closure `Step` — `forget(k, forward=None)` and `retain(k)` recompute micro-batch
+k's part of the two losses at the current weights (or through `forward`, a functional call at other
+weights; the parts of the `micro_batches` micro-batches sum to the effective batch's losses), `weigh(f, r)`
+= α·f + λ·r, `backward` accumulates into `.grad` — and runs the backward passes its method prescribes,
+one micro-batch at a time. Every smoother *adds* its gradient to `.grad` and never reads or clears it;
+clipping and the optimiser step happen afterwards in the loop, for every smoother alike. Returns the log
+values. Whatever depends on the gradient as a whole — SAM's ascent direction, GP's and CR's norms — is
+taken from the effective batch's gradient (summed over the micro-batches first), so the result does not
+depend on the split.
 
 `wa` does not change the gradient: its `tracker` records weights and loads their average at the end.
 """
@@ -23,33 +26,57 @@ from torch.func import functional_call
 
 @dataclass
 class Step:
-    forget: Callable[..., torch.Tensor]  # forget(forward=None) -> L_f scalar
-    retain: Callable[[], torch.Tensor] | None  # -> L_r scalar; None without a regulariser
+    forget: Callable[..., torch.Tensor]  # forget(k, forward=None) -> micro-batch k's part of L_f
+    retain: Callable[[int], torch.Tensor] | None  # retain(k) -> micro-batch k's part of L_r; None: no regulariser
     weigh: Callable  # (forget, retain) -> α·forget + λ·retain
     params: list[tuple[str, torch.nn.Parameter]]  # the trainable parameters
     backward: Callable[[torch.Tensor], None]
     model: torch.nn.Module
     cfg: object
-    scale: float = 1.0  # 1 / micro-batches per optimiser step
-    seed: int = 0  # per micro-batch, for random perturbations
+    micro_batches: int = 1
+    seed: int = 0  # per optimiser step, for random perturbations
 
 
 def _retain(s: Step) -> dict:
     """Backward λ·L_r(θ) at the current weights; log value."""
     if s.retain is None:
         return {}
-    lr = s.retain()
-    s.backward(s.weigh(0.0, lr) * s.scale)
-    return {"retain": float(lr.detach())}
+    total = 0.0
+    for k in range(s.micro_batches):
+        lr = s.retain(k)
+        s.backward(s.weigh(0.0, lr))
+        total += float(lr.detach())
+    return {"retain": total}
 
 
 def _global_norm(grads) -> torch.Tensor:
     return torch.sqrt(sum((g.float() ** 2).sum() for g in grads if g is not None))
 
 
+def _dot(a, b) -> torch.Tensor:
+    return sum((x * y).sum() for x, y in zip(a, b))
+
+
 def _grads(loss, params, **kw):
     gs = torch.autograd.grad(loss, [p for _, p in params], allow_unused=True, **kw)
     return [torch.zeros_like(p) if g is None else g for g, (_, p) in zip(gs, params)]
+
+
+def forget_gradient(s: Step, at: dict[str, torch.Tensor] | None = None) -> tuple[list[torch.Tensor], float]:
+    """(∇L_f, L_f) of the effective batch, summed over its micro-batches (not into `.grad`); at the weights `at`
+    (a functional call, the gradient taken in them) when given."""
+    total, grads = 0.0, None
+    for k in range(s.micro_batches):
+        if at is None:
+            lf = s.forget(k)
+            g = _grads(lf, s.params)
+        else:
+            lf = s.forget(k, forward=lambda **kw: functional_call(s.model, at, (), kw))
+            g = [torch.zeros_like(p) if x is None else x
+                 for x, p in zip(torch.autograd.grad(lf, list(at.values()), allow_unused=True), at.values())]
+        grads = g if grads is None else [a.add_(b) for a, b in zip(grads, g)]
+        total += float(lf.detach())
+    return grads, total
 
 
 @contextlib.contextmanager
@@ -62,11 +89,14 @@ def _double_backward_attention():
 
 
 def plain(s: Step) -> dict:
-    r"""No smoothing: backward of :math:`\alpha L_f(\theta) + \lambda L_r(\theta)`."""
-    lf = s.forget()
-    lr = s.retain() if s.retain is not None else None
-    s.backward(s.weigh(lf, 0.0 if lr is None else lr) * s.scale)
-    return {"forget": float(lf.detach()), **({} if lr is None else {"retain": float(lr.detach())})}
+    r"""No smoothing: backward of :math:`\alpha L_f(\theta) + \lambda L_r(\theta)`, the two terms one after the
+    other (the same gradient; only one graph — its activations and its embedding gradients — alive at a time)."""
+    forget = 0.0
+    for k in range(s.micro_batches):
+        lf = s.forget(k)
+        s.backward(s.weigh(lf, 0.0))
+        forget += float(lf.detach())
+    return {"forget": forget, **_retain(s)}
 
 
 def sam(s: Step) -> dict:
@@ -75,11 +105,10 @@ def sam(s: Step) -> dict:
     .. math:: \epsilon = \rho\,\frac{\nabla L_f(\theta)}{\|\nabla L_f(\theta)\|_2},\qquad
               g = \alpha\,\nabla L_f(\theta + \epsilon) + \lambda\,\nabla L_r(\theta)
 
-    The norm is global over the trainable parameters (ε = 0 when the gradient is 0). The weights
-    are restored from a copy (θ + ε − ε is not θ in floating point).
+    The norm is global over the trainable parameters (ε = 0 when the gradient is 0) and ∇L_f is the effective
+    batch's. The weights are restored from a copy (θ + ε − ε is not θ in floating point).
     """
-    lf = s.forget()
-    g = _grads(lf, s.params)
+    g, lf = forget_gradient(s)
     norm = _global_norm(g)
     eps = [gi * (s.cfg.sam_rho / norm) if norm > 0 else torch.zeros_like(gi) for gi in g]
     saved = [p.detach().clone() for _, p in s.params]
@@ -87,12 +116,13 @@ def sam(s: Step) -> dict:
         for (_, p), e in zip(s.params, eps):
             p.add_(e)
     try:
-        s.backward(s.weigh(s.forget(), 0.0) * s.scale)
+        for k in range(s.micro_batches):
+            s.backward(s.weigh(s.forget(k), 0.0))
     finally:
         with torch.no_grad():
             for (_, p), w in zip(s.params, saved):
                 p.copy_(w)
-    return {"forget": float(lf.detach()), "sam_grad_norm": float(norm), **_retain(s)}
+    return {"forget": lf, "sam_grad_norm": float(norm), **_retain(s)}
 
 
 def rs(s: Step) -> dict:
@@ -101,7 +131,8 @@ def rs(s: Step) -> dict:
     .. math:: g = \frac{\alpha}{m}\sum_{s=1}^m \nabla L_f(\theta + \delta_s) + \lambda\,\nabla L_r(\theta),
               \qquad \delta_s \sim \mathcal N(0, \sigma^2 I)
 
-    Noise comes from a generator seeded per micro-batch, so a resumed run draws the same δ_s.
+    Noise comes from a generator seeded per optimiser step (one δ_s for all its micro-batches), so a resumed
+    run draws the same δ_s.
     """
     m, sigma = s.cfg.rs_samples, s.cfg.rs_sigma
     gen = torch.Generator().manual_seed(s.seed)
@@ -112,9 +143,10 @@ def rs(s: Step) -> dict:
             with torch.no_grad():
                 for (_, p), w in zip(s.params, saved):
                     p.copy_(w + sigma * torch.randn(w.shape, generator=gen, dtype=w.dtype).to(w.device))
-            lf = s.forget()
-            s.backward(s.weigh(lf, 0.0) * (s.scale / m))
-            total += float(lf.detach())
+            for k in range(s.micro_batches):
+                lf = s.forget(k)
+                s.backward(s.weigh(lf, 0.0) / m)
+                total += float(lf.detach())
     finally:
         with torch.no_grad():
             for (_, p), w in zip(s.params, saved):
@@ -123,9 +155,9 @@ def rs(s: Step) -> dict:
 
 
 def gp_penalty(s: Step) -> tuple[torch.Tensor, torch.Tensor]:
-    """(L_f(θ), ‖∇L_f(θ)‖₂) with the norm kept differentiable (double backward)."""
+    """(L_f(θ), ‖∇L_f(θ)‖₂) of a one-micro-batch step, the norm kept differentiable (double backward)."""
     with _double_backward_attention():
-        lf = s.forget()
+        lf = s.forget(0)
         return lf, _global_norm(_grads(lf, s.params, create_graph=True))
 
 
@@ -134,25 +166,45 @@ def gp(s: Step) -> dict:
     detaches it, so it has no effect there).
 
     .. math:: L = \alpha\big(L_f(\theta) + \rho_{gp}\,\|\nabla L_f(\theta)\|_2\big) + \lambda L_r(\theta)
+
+    Over micro-batches: g = Σ_k ∇L_f^k first, then ∇‖g‖ = H·g/‖g‖ = Σ_k ∇⟨∇L_f^k, u⟩ with u = g/‖g‖ held fixed.
     """
-    lf, pen = gp_penalty(s)
-    with _double_backward_attention():
-        s.backward(s.weigh(lf + s.cfg.gp_rho * pen, 0.0) * s.scale)
-    return {"forget": float(lf.detach()), "gp_penalty": float(pen.detach()), **_retain(s)}
+    rho = s.cfg.gp_rho
+    if s.micro_batches == 1:
+        lf, pen = gp_penalty(s)
+        with _double_backward_attention():
+            s.backward(s.weigh(lf + rho * pen, 0.0))
+        return {"forget": float(lf.detach()), "gp_penalty": float(pen.detach()), **_retain(s)}
+    g, lf = forget_gradient(s)
+    pen = _global_norm(g)
+    u = [gi / pen if pen > 0 else torch.zeros_like(gi) for gi in g]
+    for k in range(s.micro_batches):
+        with _double_backward_attention():
+            lf_k = s.forget(k)
+            s.backward(s.weigh(lf_k + rho * _dot(_grads(lf_k, s.params, create_graph=True), u), 0.0))
+    return {"forget": lf, "gp_penalty": float(pen), **_retain(s)}
+
+
+def _cr_difference(s: Step, k: int, z: list[torch.Tensor] | None = None):
+    """(L_f^k(θ), ∇L_f^k(θ + h·z) − ∇L_f^k(θ)) of micro-batch k, differentiable in θ; z held constant (default:
+    this micro-batch's own ∇L_f/‖∇L_f‖, right for a one-micro-batch step)."""
+    lf = s.forget(k)
+    g0 = _grads(lf, s.params, create_graph=True)
+    if z is None:
+        norm = _global_norm(g0).detach()
+        z = [g.detach() / norm if norm > 0 else torch.zeros_like(g) for g in g0]
+    moved = {n: p + s.cfg.cr_h * zi for (n, p), zi in zip(s.params, z)}  # a function of θ
+    lf_h = s.forget(k, forward=lambda **kw: functional_call(s.model, moved, (), kw))
+    g1 = torch.autograd.grad(lf_h, list(moved.values()), allow_unused=True, create_graph=True)
+    return lf, [(torch.zeros_like(a) if b is None else b) - a for a, b in zip(g0, g1)]
 
 
 def cr_penalty(s: Step) -> tuple[torch.Tensor, torch.Tensor]:
-    """(L_f(θ), ‖∇L_f(θ + h·z) − ∇L_f(θ)‖₂), z = ∇L_f/‖∇L_f‖ held constant; both differentiable in θ."""
+    """(L_f(θ), ‖∇L_f(θ + h·z) − ∇L_f(θ)‖₂) of a one-micro-batch step, z = ∇L_f/‖∇L_f‖ held constant; both
+    differentiable in θ."""
     with _double_backward_attention():
-        lf = s.forget()
-        g0 = _grads(lf, s.params, create_graph=True)
-        norm = _global_norm(g0).detach()
-        z = [g.detach() / norm if norm > 0 else torch.zeros_like(g) for g in g0]
-        moved = {n: p + s.cfg.cr_h * zi for (n, p), zi in zip(s.params, z)}  # a function of θ
-        lf_h = s.forget(forward=lambda **kw: functional_call(s.model, moved, (), kw))
-        g1 = torch.autograd.grad(lf_h, list(moved.values()), allow_unused=True, create_graph=True)
-        g1 = [torch.zeros_like(a) if b is None else b for a, b in zip(g0, g1)]
-        return lf, _global_norm([b - a for a, b in zip(g0, g1)])
+        lf, d = _cr_difference(s, 0)
+        return lf, _global_norm(d)
 
 
 def cr(s: Step) -> dict:
@@ -161,11 +213,29 @@ def cr(s: Step) -> dict:
 
     .. math:: L = \alpha\big(L_f(\theta) + \rho_{cr}\,\|\nabla L_f(\theta + h z) - \nabla L_f(\theta)\|_2\big)
               + \lambda L_r(\theta), \qquad z = \frac{\nabla L_f(\theta)}{\|\nabla L_f(\theta)\|_2}\ \text{(constant)}
+
+    Over micro-batches: z from the summed ∇L_f, then d = Σ_k ∇L_f^k(θ + hz) − ∇L_f, then
+    ∇‖d‖ = Σ_k ∇⟨d_k, u⟩ with u = d/‖d‖ held fixed.
     """
-    lf, pen = cr_penalty(s)
-    with _double_backward_attention():
-        s.backward(s.weigh(lf + s.cfg.cr_rho * pen, 0.0) * s.scale)
-    return {"forget": float(lf.detach()), "cr_penalty": float(pen.detach()), **_retain(s)}
+    rho = s.cfg.cr_rho
+    if s.micro_batches == 1:
+        lf, pen = cr_penalty(s)
+        with _double_backward_attention():
+            s.backward(s.weigh(lf + rho * pen, 0.0))
+        return {"forget": float(lf.detach()), "cr_penalty": float(pen.detach()), **_retain(s)}
+    g0, lf = forget_gradient(s)
+    norm = _global_norm(g0)
+    z = [g / norm if norm > 0 else torch.zeros_like(g) for g in g0]
+    g1, _ = forget_gradient(s, at={n: (p.detach() + s.cfg.cr_h * zi).requires_grad_()
+                                   for (n, p), zi in zip(s.params, z)})
+    d = [b - a for a, b in zip(g0, g1)]
+    pen = _global_norm(d)
+    u = [di / pen if pen > 0 else torch.zeros_like(di) for di in d]
+    for k in range(s.micro_batches):
+        with _double_backward_attention():
+            lf_k, d_k = _cr_difference(s, k, z)
+            s.backward(s.weigh(lf_k + rho * _dot(d_k, u), 0.0))
+    return {"forget": lf, "cr_penalty": float(pen), **_retain(s)}
 
 
 class WeightAverage:
@@ -210,6 +280,7 @@ class WeightAverage:
 class Smoother:
     grad: Callable[[Step], dict]
     tracker: type | None = None  # constructed as tracker(params, cfg, total_steps); after_step, finish
+    copies: int = 0  # weight-sized buffers it keeps (saved weights, summed gradients): for the memory estimate
 
     @property
     def doc(self) -> str:
@@ -217,10 +288,10 @@ class Smoother:
 
 
 SMOOTHERS = {
-    "sam": Smoother(sam),
-    "rs": Smoother(rs),
-    "gp": Smoother(gp),
-    "cr": Smoother(cr),
-    "wa": Smoother(plain, tracker=WeightAverage),
+    "sam": Smoother(sam, copies=2),
+    "rs": Smoother(rs, copies=2),
+    "gp": Smoother(gp, copies=2),
+    "cr": Smoother(cr, copies=3),
+    "wa": Smoother(plain, tracker=WeightAverage, copies=2),
 }
 NO_SMOOTHING = Smoother(plain)
