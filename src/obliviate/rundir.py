@@ -46,14 +46,14 @@ def _json_default(o):
     return str(o)
 
 
-def write_json(path: str | Path, obj: Any, *, indent: int | None = 2, ensure_ascii: bool = True) -> Path:
-    """Write `obj` as JSON to `path` atomically (a reader sees the old file or the new one, never half)."""
+def write_text(path: str | Path, text: str) -> Path:
+    """Write `text` to `path` atomically (a reader sees the old file or the new one, never half)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "w") as f:
-            f.write(json.dumps(obj, indent=indent, default=_json_default, ensure_ascii=ensure_ascii) + "\n")
+            f.write(text)
         os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; give the mode a plain open() would
         os.replace(tmp, path)
     except BaseException:
@@ -61,6 +61,16 @@ def write_json(path: str | Path, obj: Any, *, indent: int | None = 2, ensure_asc
             os.unlink(tmp)
         raise
     return path
+
+
+def write_json(path: str | Path, obj: Any, *, indent: int | None = 2, ensure_ascii: bool = True) -> Path:
+    """Write `obj` as JSON to `path` atomically (`write_text`)."""
+    return write_text(path, json.dumps(obj, indent=indent, default=_json_default, ensure_ascii=ensure_ascii) + "\n")
+
+
+def write_json_lines(path: str | Path, rows: list) -> Path:
+    """Write `rows` as JSON Lines (one object per line) to `path` atomically (`write_text`)."""
+    return write_text(path, "".join(json.dumps(r, default=_json_default) + "\n" for r in rows))
 
 
 @contextlib.contextmanager

@@ -1,12 +1,9 @@
 """obliviate finetune --model models/base --data data/demo --split full+world_facts --out models/target [key=value ...]"""
 
-import json
-from pathlib import Path
-
-from obliviate.config import load_config, write_run_info
+from obliviate.config import load_config
 from obliviate.data.loading import load_split
-from obliviate.models.finetune import FinetuneConfig, finetune, resolve_lr
-from obliviate.models.loading import check_output_dir, load_model, model_size_name, save_model
+from obliviate.models.finetune import FinetuneConfig, finetune, resolve_lr, save_finetuned
+from obliviate.models.loading import check_output_dir, load_model, model_size_name
 from obliviate.rundir import run_dir
 
 
@@ -33,8 +30,7 @@ def run(args):
         size = model_size_name(model)
         cfg.lr = resolve_lr(cfg.lr, model)
         log = finetune(model, tok, records, cfg)
-        save_model(model, tok, out, extra={"size": size, "finetuned_from": str(args.model), "split": cfg.split})
-        write_run_info(out, cfg, seed=cfg.seed)
-        (Path(out) / "train_log.jsonl").write_text("".join(json.dumps(r) + "\n" for r in log))
+        save_finetuned(model, tok, out, cfg, log,
+                       extra={"size": size, "finetuned_from": str(args.model), "split": cfg.split})
     print(f"trained {len(log)} steps on {len(records)} items ({cfg.split}); final loss {log[-1]['loss']:.4f}; "
           f"saved to {out}")

@@ -26,17 +26,18 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 
 from obliviate import ObliviateError
-from obliviate.config import check_positive
+from obliviate.config import check_positive, write_run_info
 from obliviate.data.format import IGNORE_INDEX, Collator, QADataset, pad_token_id
 from obliviate.models.init import training_defaults
-from obliviate.models.loading import model_size_name
+from obliviate.models.loading import model_size_name, save_model
 from obliviate.models.logps import sequence_logps
 from obliviate.models.microbatch import check_micro_batch, choose_micro_batch, resolve_micro_batch
-from obliviate.rundir import seed_everything
+from obliviate.rundir import seed_everything, write_json_lines
 
 
 @dataclass
@@ -205,3 +206,11 @@ def finetune(model, tokenizer, records: list[dict], cfg: FinetuneConfig, *, prog
         for p, flag in zip(model.parameters(), trainable):  # peft froze the base weights
             p.requires_grad_(flag)
     return log
+
+
+def save_finetuned(model, tokenizer, out, cfg: FinetuneConfig, log: list[dict], *, extra: dict | None = None):
+    """Write a fine-tuning run into `out`: the model (`save_model`, `extra` into obliviate.json), `run.json`
+    (resolved config, seed, versions: `config.write_run_info`) and the per-step `train_log.jsonl`."""
+    save_model(model, tokenizer, out, extra=extra)
+    write_json_lines(Path(out) / "train_log.jsonl", log)
+    return write_run_info(out, cfg, seed=cfg.seed)

@@ -57,8 +57,8 @@ def eval_into(cfg: DemoConfig, ecfg, model_dir: Path, d: Path, retain_res=None, 
 def train_job(cfg: DemoConfig, name: str, split: str, progress: bool = False) -> dict:
     """Fine-tune the base model on `split` into models/<name> (target or retain); returns the stage timings."""
     from obliviate.data.loading import load_split
-    from obliviate.models.finetune import finetune
-    from obliviate.models.loading import load_model, save_model
+    from obliviate.models.finetune import finetune, save_finetuned
+    from obliviate.models.loading import load_model
 
     out, keys = Path(cfg.out), stage_keys(cfg)
     st = Stages(out)
@@ -66,9 +66,9 @@ def train_job(cfg: DemoConfig, name: str, split: str, progress: bool = False) ->
     def fn(d: Path):
         model, tok = load_model(cfg.base_dir())
         ft = dataclasses.replace(keys["finetune"], split=split)
-        finetune(model, tok, load_split(out / "world", split), ft, progress=progress)
+        log = finetune(model, tok, load_split(out / "world", split), ft, progress=progress)
         extra = {"finetuned_from": cfg.base_model} if cfg.base_model else {"size": cfg.model_size}
-        save_model(model, tok, d, extra={**extra, "split": split})
+        save_finetuned(model, tok, d, ft, log, extra={**extra, "split": split})
 
     st.run(out / "models" / name, {**keys["trained"], "split": split}, fn)
     return st.timings

@@ -10,7 +10,6 @@ weights as an uninterrupted run.
 from __future__ import annotations
 
 import copy
-import hashlib
 import json
 import math
 import os
@@ -24,6 +23,7 @@ import torch
 
 from obliviate import ObliviateError
 from obliviate.config import write_run_info
+from obliviate.data.format import records_hash
 from obliviate.models.finetune import adamw
 from obliviate.models.loading import model_fingerprint, model_size_name, save_model, weights_hash
 from obliviate.rundir import claim, remove_ours, seed_everything, write_json
@@ -59,13 +59,6 @@ def forget_probe(model, data: UnlearnData, sums: torch.Tensor | None = None) -> 
         model.train(was_training)
     means = sums / answer_lengths(data.forget).clamp(min=1)
     return {"forget_prob": float(means.exp().mean()), "forget_mean_logp": float(means.mean())}
-
-
-def records_hash(records: list[dict] | None) -> str | None:
-    """A short hash of a split's records (`--resume` refuses other forget/retain data)."""
-    if records is None:
-        return None
-    return hashlib.sha256(json.dumps(records, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
 def recipe_needs(cfg: UnlearnConfig) -> set[str]:
