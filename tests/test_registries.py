@@ -171,6 +171,34 @@ def test_attack_is_one_record(count_attack, unlearn_target_dir, world_dir, tmp_p
     assert (out / "count.png").read_bytes().startswith(b"\x89PNG")
 
 
+def test_the_pipeline_runs_the_attack_as_a_stage(count_attack, world_dir, tmp_path):
+    """The demo/reproduce chain loops over ATTACKS: the throwaway attack runs as the stage `<seed dir>/count/`,
+    its config from the run's shared settings plus the DemoConfig fields named `count_<field>` (none here: the
+    dataclass default scale 1.0), and a second pass reuses the finished stage."""
+    import shutil
+
+    from obliviate.pipeline import DemoConfig
+    from obliviate.pipeline.chains import attack_stages
+    from obliviate.stagecache import Stages
+    from obliviate.unlearn import UnlearnConfig
+
+    out = tmp_path / "demo"
+    shutil.copytree(world_dir, out / "world")
+    run = out / "runs" / "ga_gd" / "seed0"
+    (run / "eval").mkdir(parents=True)
+    (run / "eval" / "eval.json").write_text(json.dumps({"splits": {}}))
+    cfg = DemoConfig(preset="tiny", seeds=1, out=str(out), recipes=["ga+gd"], attacks=[count_attack])
+    st = Stages(out)
+    attack_stages(cfg, st, run, "ga+gd", 0, {"model": "key"}, UnlearnConfig(recipe="ga+gd"), {"splits": {}}, False)
+    assert json.loads((run / "count" / "count.json").read_text()) == {"n": 8.0}
+    assert json.loads((run / "count" / "stage.json").read_text())["key"]["count"] == {"forget": "forget10",
+                                                                                      "scale": 1.0}
+    (run / "count" / "count.json").write_text(json.dumps({"n": -1}))  # a reused stage is not recomputed
+    attack_stages(cfg, Stages(out), run, "ga+gd", 0, {"model": "key"}, UnlearnConfig(recipe="ga+gd"), {"splits": {}},
+                  False)
+    assert json.loads((run / "count" / "count.json").read_text()) == {"n": -1}
+
+
 # ----------------------------------------------------------------------------------- the report card
 
 

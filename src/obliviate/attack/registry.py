@@ -127,6 +127,8 @@ class Attack:
     references: tuple[str, ...] = ()
     reuses_eval: bool = False  # runs from the attacked model's saved evaluation (no model pass): cheap, so a
     # pipeline runs it on every unlearned model, not only on its attacked recipes
+    code: tuple[str, ...] = ()  # obliviate modules its result depends on (a pipeline stage's key hashes them);
+    # empty: the module `run` is defined in
 
 
 ATTACKS = {
@@ -137,7 +139,7 @@ ATTACKS = {
         flags={"k": "forget items the attacker trains on (default 8)",
                "steps": "comma-separated step counts to evaluate at (default 10,20,40)",
                "lr": "default: the unlearning lr preset of the model size", "seed": "default 0"},
-        references=("retain_results",)),
+        references=("retain_results",), code=("attack/relearn", "evaluate")),
     "jailbreak": Attack(
         "Jailbreak (GCG adversarial string)", JailbreakConfig, run_jailbreak, "jailbreak.json",
         tables.jailbreak_table, tables.jailbreak_plot,
@@ -151,14 +153,14 @@ ATTACKS = {
                "time_limit": "stop the search after S seconds",
                "match_layer": "layer whose hidden states are matched to --original's (default with --original: "
                               "the middle)", "seed": "default 0"},
-        references=("original",)),
+        references=("original",), code=("attack/jailbreak", "evaluate")),
     "mia": Attack(
         "Membership inference", MIAConfig, run_mia, "mia.json", tables.mia_table, tables.mia_plot,
         "ROC-AUC of telling forget items (members) from holdout items (non-members); 0.5 = cannot tell, the retain "
         "model shows what unlearning should reach",
         summary=tables.mia_summary, help="membership inference: LOSS, zlib, Min-K%, Min-K%++ AUCs, forget vs holdout",
         flags={"holdout": "non-member split (default holdoutXX of the forget level)"},
-        references=("retain_model",), reuses_eval=True),
+        references=("retain_model",), reuses_eval=True, code=("attack/mia", "evaluate")),
 }
 
 

@@ -57,6 +57,17 @@ def attack_config(cfg: DemoConfig, name: str, config_cls: type, ucfg, seed: int)
     return config_cls(**{k: v for k, v in {**shared, **own}.items() if k in fields})
 
 
+def attack_code(attack) -> str:
+    """The code hash of an attack's stage: its declared modules (`Attack.code`), else the source file of its
+    `run` (an attack defined outside the package included)."""
+    import hashlib
+    import inspect
+
+    if attack.code:
+        return code_hash(*attack.code)
+    return hashlib.sha256(Path(inspect.getsourcefile(attack.run)).read_bytes()).hexdigest()[:12]
+
+
 def attack_stages(cfg: DemoConfig, st: Stages, run_dir: Path, recipe: str, seed: int, eval_key: dict, ucfg,
                   retain_res: dict, progress: bool) -> None:
     """Each attack of `cfg.attacks` (an `attack.registry.ATTACKS` record) on the unlearned model of `run_dir`, as
@@ -79,8 +90,8 @@ def attack_stages(cfg: DemoConfig, st: Stages, run_dir: Path, recipe: str, seed:
             attack.run(run_dir / "model", world, acfg, d, start_results=load_results(run_dir / "eval"),
                        retain_results=retain_res, progress=progress)
 
-        st.run(run_dir / name, {**eval_key, name: dataclasses.asdict(acfg),
-                                "code_attack": code_hash(f"attack/{name}", "evaluate")}, do_attack)
+        st.run(run_dir / name, {**eval_key, name: dataclasses.asdict(acfg), "code_attack": attack_code(attack)},
+               do_attack)
 
 
 def continual_job(cfg: DemoConfig, spec: str, seed: int, progress: bool = False) -> dict:
