@@ -161,6 +161,14 @@ def gp_penalty(s: Step) -> tuple[torch.Tensor, torch.Tensor]:
         return lf, _global_norm(_grads(lf, s.params, create_graph=True))
 
 
+def _whole_batch_penalty(s: Step, penalty, rho: float, name: str) -> dict:
+    """One-micro-batch GP / CR step: backward of α(L_f + ρ·penalty) + λL_r, with `penalty(s)` = (L_f, penalty)."""
+    lf, pen = penalty(s)
+    with _double_backward_attention():
+        s.backward(s.weigh(lf + rho * pen, 0.0))
+    return {"forget": float(lf.detach()), name: float(pen.detach()), **_retain(s)}
+
+
 def gp(s: Step) -> dict:
     r"""Gradient-norm penalty on the forget loss (seed B), differentiated (the reference code's `.item()`
     detaches it, so it has no effect there).
@@ -171,10 +179,7 @@ def gp(s: Step) -> dict:
     """
     rho = s.cfg.gp_rho
     if s.micro_batches == 1:
-        lf, pen = gp_penalty(s)
-        with _double_backward_attention():
-            s.backward(s.weigh(lf + rho * pen, 0.0))
-        return {"forget": float(lf.detach()), "gp_penalty": float(pen.detach()), **_retain(s)}
+        return _whole_batch_penalty(s, gp_penalty, rho, "gp_penalty")
     g, lf = forget_gradient(s)
     pen = _global_norm(g)
     u = [gi / pen if pen > 0 else torch.zeros_like(gi) for gi in g]
@@ -219,10 +224,7 @@ def cr(s: Step) -> dict:
     """
     rho = s.cfg.cr_rho
     if s.micro_batches == 1:
-        lf, pen = cr_penalty(s)
-        with _double_backward_attention():
-            s.backward(s.weigh(lf + rho * pen, 0.0))
-        return {"forget": float(lf.detach()), "cr_penalty": float(pen.detach()), **_retain(s)}
+        return _whole_batch_penalty(s, cr_penalty, rho, "cr_penalty")
     g0, lf = forget_gradient(s)
     norm = _global_norm(g0)
     z = [g / norm if norm > 0 else torch.zeros_like(g) for g in g0]
