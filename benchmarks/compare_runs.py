@@ -4,7 +4,7 @@
 
 Walks both directories, pairs files by relative path, and compares every number (int, float, bool; NaN equals
 NaN) at the same place in both, exactly unless `--rtol` is given. Leaves under keys that measure the machine,
-not the method, are skipped: any key containing "second", "time", "version" or "rss", and "command". Strings
+not the method, are skipped: any key containing "second", "time", "timing", "version" or "rss", and "command". Strings
 are not compared (they hold paths and hashes of the code), except model weight fingerprints (keys containing
 "fingerprint"): equal fingerprints mean equal weights. Reports files present on one side only, numbers
 present on one side only, and differing numbers; the exit status is 1 when anything differs.
@@ -18,7 +18,7 @@ import math
 import sys
 from pathlib import Path
 
-SKIP_PARTS = ("second", "time", "version", "rss")
+SKIP_PARTS = ("second", "time", "timing", "version", "rss")
 SKIP_KEYS = {"command"}
 
 
