@@ -1,7 +1,7 @@
 """`UnlearnConfig`: every switch of SPEC §1 with its default; unset lr/epochs/batch come from the model size.
 
     cfg = UnlearnConfig(recipe="npo+gd+sam")                      # or objective="npo", regularizer="gd", ...
-    cfg = load_config(UnlearnConfig, "configs/unlearn_npo_gd.yaml", ["npo_beta=0.2"])
+    cfg = load_config(UnlearnConfig, "src/obliviate/configs/unlearn_npo_gd_sam.yaml", ["npo_beta=0.2"])
 """
 
 from __future__ import annotations
