@@ -60,12 +60,12 @@ def attack_config(cfg: DemoConfig, name: str, config_cls: type, ucfg, seed: int)
 def attack_code(attack) -> str:
     """The code hash of an attack's stage: its declared modules (`Attack.code`), else the source file of its
     `run` (an attack defined outside the package included)."""
-    import hashlib
     import inspect
 
     if attack.code:
         return code_hash(*attack.code)
-    return hashlib.sha256(Path(inspect.getsourcefile(attack.run)).read_bytes()).hexdigest()[:12]
+    source = Path(inspect.getsourcefile(attack.run))
+    return code_hash(source.stem, root=source.parent)
 
 
 def attack_stages(cfg: DemoConfig, st: Stages, run_dir: Path, recipe: str, seed: int, eval_key: dict, ucfg,

@@ -57,6 +57,11 @@ def _dot(a, b) -> torch.Tensor:
     return sum((x * y).sum() for x, y in zip(a, b))
 
 
+def _unit(vectors, norm) -> list[torch.Tensor]:
+    """`vectors` / `norm` (their direction), zeros when the norm is 0."""
+    return [v / norm if norm > 0 else torch.zeros_like(v) for v in vectors]
+
+
 def _grads(loss, params, **kw):
     gs = torch.autograd.grad(loss, [p for _, p in params], allow_unused=True, **kw)
     return [torch.zeros_like(p) if g is None else g for g, (_, p) in zip(gs, params)]
@@ -169,6 +174,24 @@ def _whole_batch_penalty(s: Step, penalty, rho: float, name: str) -> dict:
     return {"forget": float(lf.detach()), name: float(pen.detach()), **_retain(s)}
 
 
+def _forget_and_gradient(s: Step, k: int):
+    """(L_f^k, ∇L_f^k) of micro-batch k, the gradient differentiable."""
+    lf = s.forget(k)
+    return lf, _grads(lf, s.params, create_graph=True)
+
+
+def _penalty_over_micro_batches(s: Step, rho: float, v: list[torch.Tensor], per_batch, lf: float, name: str) -> dict:
+    """Backward of α(L_f + ρ‖v‖) + λL_r over micro-batches, v = Σ_k v_k: ∇‖v‖ = Σ_k ∇⟨v_k, u⟩ with u = v/‖v‖
+    held fixed; `per_batch(s, k)` = (L_f^k, v_k), both differentiable in θ."""
+    pen = _global_norm(v)
+    u = _unit(v, pen)
+    for k in range(s.micro_batches):
+        with _double_backward_attention():
+            lf_k, v_k = per_batch(s, k)
+            s.backward(s.weigh(lf_k + rho * _dot(v_k, u), 0.0))
+    return {"forget": lf, name: float(pen), **_retain(s)}
+
+
 def gp(s: Step) -> dict:
     r"""Gradient-norm penalty on the forget loss (seed B), differentiated (the reference code's `.item()`
     detaches it, so it has no effect there).
@@ -181,13 +204,7 @@ def gp(s: Step) -> dict:
     if s.micro_batches == 1:
         return _whole_batch_penalty(s, gp_penalty, rho, "gp_penalty")
     g, lf = forget_gradient(s)
-    pen = _global_norm(g)
-    u = [gi / pen if pen > 0 else torch.zeros_like(gi) for gi in g]
-    for k in range(s.micro_batches):
-        with _double_backward_attention():
-            lf_k = s.forget(k)
-            s.backward(s.weigh(lf_k + rho * _dot(_grads(lf_k, s.params, create_graph=True), u), 0.0))
-    return {"forget": lf, "gp_penalty": float(pen), **_retain(s)}
+    return _penalty_over_micro_batches(s, rho, g, _forget_and_gradient, lf, "gp_penalty")
 
 
 def _cr_difference(s: Step, k: int, z: list[torch.Tensor] | None = None):
@@ -197,7 +214,7 @@ def _cr_difference(s: Step, k: int, z: list[torch.Tensor] | None = None):
     g0 = _grads(lf, s.params, create_graph=True)
     if z is None:
         norm = _global_norm(g0).detach()
-        z = [g.detach() / norm if norm > 0 else torch.zeros_like(g) for g in g0]
+        z = _unit([g.detach() for g in g0], norm)
     moved = {n: p + s.cfg.cr_h * zi for (n, p), zi in zip(s.params, z)}  # a function of θ
     lf_h = s.forget(k, forward=lambda **kw: functional_call(s.model, moved, (), kw))
     g1 = torch.autograd.grad(lf_h, list(moved.values()), allow_unused=True, create_graph=True)
@@ -227,17 +244,11 @@ def cr(s: Step) -> dict:
         return _whole_batch_penalty(s, cr_penalty, rho, "cr_penalty")
     g0, lf = forget_gradient(s)
     norm = _global_norm(g0)
-    z = [g / norm if norm > 0 else torch.zeros_like(g) for g in g0]
+    z = _unit(g0, norm)
     g1, _ = forget_gradient(s, at={n: (p.detach() + s.cfg.cr_h * zi).requires_grad_()
                                    for (n, p), zi in zip(s.params, z)})
     d = [b - a for a, b in zip(g0, g1)]
-    pen = _global_norm(d)
-    u = [di / pen if pen > 0 else torch.zeros_like(di) for di in d]
-    for k in range(s.micro_batches):
-        with _double_backward_attention():
-            lf_k, d_k = _cr_difference(s, k, z)
-            s.backward(s.weigh(lf_k + rho * _dot(d_k, u), 0.0))
-    return {"forget": lf, "cr_penalty": float(pen), **_retain(s)}
+    return _penalty_over_micro_batches(s, rho, d, lambda s, k: _cr_difference(s, k, z), lf, "cr_penalty")
 
 
 class WeightAverage:
