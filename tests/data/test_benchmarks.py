@@ -26,7 +26,7 @@ def test_json_content_decides_not_the_extension(tmp_path):
     (tmp_path / "b.json").write_text('{"question": "q", "answer": "a"}\n')  # one JSON line named .json
     assert load_split(tmp_path, "a") == load_split(tmp_path, "b") == [{"question": "q", "answer": "a"}]
     (tmp_path / "c.json").write_text('{"question": "q", "answer": "a"}\n{"question": oops}\n')
-    with pytest.raises(ObliviateError, match=r"c\.json: line 2: not valid JSON"):
+    with pytest.raises(ObliviateError, match=r"c\.json: line 2 column \d+: not valid JSON"):
         load_split(tmp_path, "c")
 
 

@@ -29,11 +29,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from obliviate import ObliviateError
-from obliviate.data.loading import (MCQ_FIELDS, QA_FIELDS, is_hub_id, load_hub, load_split, read_records,
-                                    split_file, validate_records)
+from obliviate.data.loading import is_hub_id, load_hub, load_split, read_records, split_file
+from obliviate.data.schemas import SCHEMAS, check_records
 
 FORMATS = ("qa", "text", "prompt", "mcq")
-FORMAT_FIELDS = {"qa": QA_FIELDS, "text": ("text",), "prompt": ("prompt", "gt"), "mcq": MCQ_FIELDS}
+FORMAT_SCHEMAS = {fmt: SCHEMAS[fmt] for fmt in FORMATS}  # each role format's record schema (data/schemas.py)
+FORMAT_FIELDS = {fmt: tuple(name for name, f in schema.model_fields.items() if f.is_required())
+                 for fmt, schema in FORMAT_SCHEMAS.items()}
 WMDP_BIO_GATED = ("the WMDP bio forget corpus is gated: request access at "
                   "https://huggingface.co/datasets/cais/wmdp-bio-forget-corpus, log in with `huggingface-cli login`"
                   " and pass --data cais/wmdp, or save its JSONL as DIR/bio-forget-corpus/train.jsonl")
@@ -247,7 +249,7 @@ def load_role(bench: Benchmark | str, data, role: str, *, split: str | None = No
     if renames:
         records = [{renames.get(k, k): v for k, v in rec.items()} if isinstance(rec, dict) else rec
                    for rec in records]
-    records = validate_records(records, FORMAT_FIELDS[r.format], source if "benchmark" in source else
+    records = check_records(records, FORMAT_SCHEMAS[r.format], source if "benchmark" in source else
                                f"{where}: {source}")
     return records[:max_items] if max_items else records
 

@@ -3,8 +3,8 @@
     records = load_split("data/demo", "forget10")           # a world directory (DIR/forget10.json)
     records = load_split("data/demo", "full+world_facts")   # '+' concatenates splits
     records = load_split("locuslab/TOFU", "forget10")       # hub: load_dataset(id, "forget10", split="train")
-    records = load_split("muse-bench/MUSE-News", "knowmem/retain_qa", fields=("question", "answer"))
-    records = load_split("muse_copy", "raw/forget", fields=("text",))   # DIR/raw/forget.json|.jsonl|.parquet
+    records = load_split("muse-bench/MUSE-News", "knowmem/retain_qa", schema=QARecord)
+    records = load_split("muse_copy", "raw/forget", schema=TextRecord)   # DIR/raw/forget.json|.jsonl|.parquet
     records = load_split("my_qa.jsonl")                     # one local file is one split
 
 `config/split` addresses a multi-config hub dataset (`load_dataset(id, config, split=split)`) or, in a
@@ -12,89 +12,47 @@ local directory that mirrors the hub repository, the file `DIR/<config>/<split>.
 `DIR/<name>.<ext>` (TOFU's and the synthetic world's flat layout) or the hub config `name`, split `train`.
 A `.json` file may hold a JSON list or JSON Lines (TOFU publishes JSON Lines named `.json`): the content
 decides, never the extension. Every record is validated: a missing field, an empty split or unreadable
-JSON is a one-line `ObliviateError` naming the file, the record and the field.
+JSON is a one-line `ObliviateError` naming the file, the record and the field; `data/schemas.py`
+declares each record type (strict: a string is never a list, a bool never an index).
 """
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from obliviate import ObliviateError
+from obliviate.data.schemas import PerturbedQARecord, QARecord, Record, check_records
+from obliviate.reader import read_json_or_lines
 
-QA_FIELDS = ("question", "answer")
-EVAL_FIELDS = ("paraphrased_answer", "perturbed_answer")
-MCQ_FIELDS = ("question", "choices", "answer")
 TOFU_HUB_ID = "locuslab/TOFU"
 
 
-def required_fields(split: str) -> tuple[str, ...]:
-    """Fields a split must carry: QA always; truth-ratio splits also the paraphrase and perturbations."""
-    if split.endswith("_perturbed"):
-        return QA_FIELDS + EVAL_FIELDS
-    return QA_FIELDS
-
-
-def _parse_json_lines(text: str, path: Path) -> list:
-    records = []
-    for i, line in enumerate(text.splitlines(), 1):
-        if line.strip():
-            try:
-                records.append(json.loads(line))
-            except json.JSONDecodeError as e:
-                raise ObliviateError(f"{path}: line {i}: not valid JSON ({e.msg})") from None
-    return records
+def split_schema(split: str) -> type[Record]:
+    """The schema a split's records must fit: QA always; truth-ratio splits also the paraphrase and perturbations."""
+    return PerturbedQARecord if split.endswith("_perturbed") else QARecord
 
 
 def read_records(path: Path) -> list:
-    """Records of a JSON list, a {"data": [...]} object or JSON Lines, whatever the extension says."""
-    try:
-        if path.suffix == ".parquet":
+    """Records of a JSON list, a {"data": [...]} object or JSON Lines, whatever the extension says (the
+    encoding is detected first: UTF-8 with or without BOM, UTF-16), or of a `.parquet` file."""
+    if path.suffix == ".parquet":
+        try:
             import pyarrow.parquet as pq
 
             return pq.read_table(path).to_pylist()
-        text = path.read_text()
-    except OSError as e:
-        raise ObliviateError(f"{path}: cannot read ({e.strerror or e})") from None
-    except Exception as e:  # a broken parquet file
-        raise ObliviateError(f"{path}: not a readable parquet file ({str(e).splitlines()[0] if str(e) else e})") from None
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as e:
-        if text.lstrip().startswith("{") and e.msg == "Extra data":  # several objects, one per line: JSON Lines
-            return _parse_json_lines(text, path)
-        if path.suffix == ".jsonl":
-            return _parse_json_lines(text, path)
-        raise ObliviateError(f"{path}: not valid JSON ({e.msg} at line {e.lineno})") from None
+        except OSError as e:
+            raise ObliviateError(f"{path}: cannot read ({e.strerror or e})") from None
+        except Exception as e:  # a broken parquet file
+            raise ObliviateError(f"{path}: not a readable parquet file ({str(e).splitlines()[0] if str(e) else e})"
+                                 ) from None
+    data = read_json_or_lines(path)
     if isinstance(data, dict) and isinstance(data.get("data"), list):
         data = data["data"]
     elif isinstance(data, dict):  # JSON Lines holding one record
         data = [data]
     if not isinstance(data, list):
-        raise ObliviateError(f"{path}: expected a JSON list of records (or JSON lines)")
+        raise ObliviateError(f"{path}: expected a JSON list of records (or JSON lines), got {type(data).__name__}")
     return data
-
-
-def validate_records(records: list, fields: tuple[str, ...], source: str) -> list[dict]:
-    """Check each record has non-empty `fields` of the right type; return the records."""
-    if not records:
-        raise ObliviateError(f"{source}: the split is empty")
-    for i, rec in enumerate(records):
-        if not isinstance(rec, dict):
-            raise ObliviateError(f"{source}: record {i}: expected an object, got {type(rec).__name__}")
-        for f in fields:
-            if f not in rec or rec[f] is None:
-                raise ObliviateError(f"{source}: record {i}: missing field '{f}'")
-            v = rec[f]
-            if f in ("perturbed_answer", "choices"):
-                if not isinstance(v, list) or not v or not all(isinstance(x, str) for x in v):
-                    raise ObliviateError(f"{source}: record {i}: field '{f}' must be a non-empty list of strings")
-            elif f == "answer" and "choices" in fields:
-                if not isinstance(v, int):
-                    raise ObliviateError(f"{source}: record {i}: field 'answer' must be the index of the right choice")
-            elif not isinstance(v, str) or not v.strip():
-                raise ObliviateError(f"{source}: record {i}: field '{f}' must be a non-empty string")
-    return records
 
 
 SPLIT_EXTS = (".json", ".jsonl", ".parquet")
@@ -149,15 +107,15 @@ def _load_hub(data: str, split: str) -> list[dict]:
     return load_hub(data, *hub_address(split))
 
 
-def load_split(data: str | Path, split: str | None = None, *, fields: tuple[str, ...] | None = None) -> list[dict]:
+def load_split(data: str | Path, split: str | None = None, *, schema: type[Record] | None = None) -> list[dict]:
     """Records of `split` from a directory of `<split>.json[l]`, one local file, or a hub dataset id.
 
-    `split` may join several splits with '+'. `fields` overrides the required fields.
+    `split` may join several splits with '+'. `schema` (`data/schemas.py`) overrides the split's schema.
     """
     path = Path(data)
     if split and "+" in split:
-        return [r for part in split.split("+") for r in load_split(data, part, fields=fields)]
-    need = fields or required_fields(split or path.stem)
+        return [r for part in split.split("+") for r in load_split(data, part, schema=schema)]
+    schema = schema or split_schema(split or path.stem)
     if path.is_file():
         source, records = str(path), read_records(path)
     elif path.is_dir():
@@ -169,7 +127,7 @@ def load_split(data: str | Path, split: str | None = None, *, fields: tuple[str,
         source, records = f"{data}:{split}", _load_hub(str(data), split)
     else:
         raise ObliviateError(f"{data}: no such file or directory")
-    return validate_records(records, need, source)
+    return check_records(records, schema, source)
 
 
 def load_refusals(data: str | Path | None = None) -> list[str]:

@@ -19,8 +19,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from obliviate import ObliviateError
-from obliviate.data.benchmarks import FORMAT_FIELDS, Benchmark, get_benchmark, load_role
-from obliviate.data.loading import load_split, split_file, validate_records
+from obliviate.data.benchmarks import FORMAT_SCHEMAS, Benchmark, get_benchmark, load_role
+from obliviate.data.loading import load_split, split_file
+from obliviate.data.schemas import PerturbedQARecord, check_records
 
 
 @dataclass
@@ -48,12 +49,12 @@ def _split_exists(data: str | Path, split: str) -> tuple[bool, str]:
     return True, ""  # a hub id: try it
 
 
-def _load_split_role(data, split: str, fields=None) -> tuple[list[dict] | None, str]:
+def _load_split_role(data, split: str, schema=None) -> tuple[list[dict] | None, str]:
     ok, reason = _split_exists(data, split)
     if not ok:
         return None, reason
     try:
-        return load_split(data, split, fields=fields), ""
+        return load_split(data, split, schema=schema), ""
     except ObliviateError as e:
         if Path(data).exists():  # a broken local file is an error, a missing hub split is not
             raise
@@ -106,9 +107,9 @@ def _in_memory(bench: Benchmark, data: dict, max_items: int | None) -> Roles:
     for role, records in data.items():
         fmt = (bench.roles[role].format if role in bench.roles else "qa" if role in bench.split_roles
                else _format_of(records))
-        need = FORMAT_FIELDS[fmt] + (("paraphrased_answer", "perturbed_answer")
-                                     if role == "forget" and records and "perturbed_answer" in records[0] else ())
-        recs = validate_records(list(records), need, f"records of role '{role}'")
+        perturbed = role == "forget" and records and isinstance(records[0], dict) and "perturbed_answer" in records[0]
+        schema = PerturbedQARecord if perturbed else FORMAT_SCHEMAS[fmt]
+        recs = check_records(list(records), schema, f"records of role '{role}'")
         icl = role in bench.knowmem_icl.values() or role == "knowmem_icl"
         roles.found[role] = Loaded(role, recs if icl else recs[: max_items], fmt)
     if "forget" not in roles.found and "forget" in bench.split_roles:
@@ -149,7 +150,7 @@ def resolve_roles(bench: Benchmark | str, data, splits: dict[str, str | None], *
                   bench.mia)
     _record_roles(bench, data, roles, max_items)
     for role, split, fmt in extras:
-        recs = load_split(source, split, fields=FORMAT_FIELDS[fmt])
+        recs = load_split(source, split, schema=FORMAT_SCHEMAS[fmt])
         roles.found[role] = Loaded(split, recs if role == "knowmem_icl" else recs[: max_items], fmt)
     if "knowmem" in roles.found and "knowmem" not in roles.knowmem_icl:
         roles.knowmem_icl["knowmem"] = "knowmem_icl"

@@ -171,13 +171,15 @@ def split_subjects(judged: list[dict], cfg: RealworldConfig) -> dict[str, list[d
 
 
 def load_user_sets(forget: str, neighbour: str, neighbour_eval: str | None) -> dict[str, list[dict]]:
-    """The paper's real-world files (`name`, `question`, `answer`[, `golden_answer`, `perturbed_answer`])."""
+    """The paper's real-world files (`name`, `question`, `answer`[, `golden_answer`, `perturbed_answer`]), each
+    record checked against `RealworldRecord` (data/schemas.py): an error names the user's file, record and field."""
     from obliviate.data.loading import load_split
+    from obliviate.data.schemas import RealworldRecord
 
-    fields = ("name", "question", "answer")
-    sets = {"forget": load_split(forget, fields=fields), "neighbor": load_split(neighbour, fields=fields)}
+    sets = {"forget": load_split(forget, schema=RealworldRecord),
+            "neighbor": load_split(neighbour, schema=RealworldRecord)}
     if neighbour_eval:
-        sets["neighbor_eval"] = load_split(neighbour_eval, fields=fields)
+        sets["neighbor_eval"] = load_split(neighbour_eval, schema=RealworldRecord)
     names = {k: {r["name"] for r in v} for k, v in sets.items()}
     for a, b in (("forget", "neighbor"), ("forget", "neighbor_eval")):
         shared = names[a] & names.get(b, set())
