@@ -22,10 +22,10 @@ import typing
 from pathlib import Path
 from typing import Any, TypeVar
 
-import yaml
 
 from obliviate import ObliviateError, __version__
 from obliviate.rundir import write_json
+from obliviate.reader import read_yaml
 
 C = TypeVar("C")
 
@@ -96,12 +96,9 @@ def load_config(cls: type[C], path: str | Path | None = None, overrides: list[st
     values: dict[str, Any] = dict(defaults or {})
     if path:
         p = Path(path)
-        try:
-            loaded = yaml.safe_load(p.read_text()) or {}
-        except FileNotFoundError:
-            raise ObliviateError(f"{p}: config file not found") from None
-        except yaml.YAMLError as e:
-            raise ObliviateError(f"{p}: not valid YAML ({str(e).splitlines()[0]})") from None
+        if not p.exists():
+            raise ObliviateError(f"{p}: config file not found")
+        loaded = read_yaml(p) or {}
         if not isinstance(loaded, dict):
             raise ObliviateError(f"{p}: a config is a mapping of key: value")
         values.update(loaded)

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from obliviate import ObliviateError
+from obliviate.reader import read_json
 
 MARKER = ".obliviate"
 _UMASK = os.umask(0o022)
@@ -98,12 +99,13 @@ def seed_everything(seed: int) -> None:
 
 
 def _marker(out: Path) -> dict | None:
-    try:
-        return json.loads((out / MARKER).read_text())
-    except (FileNotFoundError, NotADirectoryError):
+    if not (out / MARKER).is_file():
         return None
-    except (json.JSONDecodeError, OSError):
+    try:
+        marker = read_json(out / MARKER)
+    except ObliviateError:  # broken: ours, but nothing it lists is trusted
         return {"written": []}
+    return marker if isinstance(marker, dict) else {"written": []}
 
 
 def is_ours(out: str | Path) -> bool:

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from obliviate import ObliviateError
+from obliviate.reader import read_json
 from obliviate.rundir import _json_default, atomic_dir, write_json
 
 PACKAGE_ROOT = Path(__file__).parent  # the installed obliviate package (a wheel's site-packages copy, or src/)
@@ -61,9 +62,11 @@ def _canonical(key: Any) -> Any:
 
 def read_whole(path: Path) -> Any | None:
     """The JSON at `path`, or None when it is absent or not whole JSON (never trusted, recomputed)."""
+    if not Path(path).is_file():
+        return None
     try:
-        return json.loads(Path(path).read_text())
-    except (FileNotFoundError, NotADirectoryError, json.JSONDecodeError, UnicodeDecodeError):
+        return read_json(path)
+    except ObliviateError:  # truncated, not JSON, unreadable
         return None
 
 

@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from torch.nn.utils.parametrizations import spectral_norm
 
 from obliviate import ObliviateError
+from obliviate.reader import read_json_object
 
 if TYPE_CHECKING:
     from obliviate.classifier.data import ImageData
@@ -187,7 +188,7 @@ def load_classifier(model_dir: str | Path, *, allow_pickle: bool = False) -> tup
             raise ObliviateError(f"{d}: no model.safetensors")
     if not spec_path.exists():
         raise ObliviateError(f"{d}: no model.json describing the architecture")
-    spec = json.loads(spec_path.read_text())
+    spec = read_json_object(spec_path)
     model = new_classifier(spec["arch"], **spec.get("kwargs", {}))
     if weights.exists():
         from safetensors.torch import load_file

@@ -18,6 +18,7 @@ from obliviate import ObliviateError  # noqa: E402
 from obliviate.html import (figure_png, image_html, paragraph, render_page, section, table_html,  # noqa: E402
                                    table_md)
 from obliviate.stats import mean_ci  # noqa: E402
+from obliviate.reader import read_json_object
 
 STEAL_COLS = ("clean", "fgsm", "pgd20", "pgd100", "cw100", "aa")
 INVERT_COLS = ("acc1", "acc5", "knn", "fd")
@@ -159,7 +160,7 @@ def report_section(run_dir: str | Path) -> str:
     path = d / "results.json"
     if not path.exists():
         raise ObliviateError(f"{d}: no results.json (not a steal/invert run directory)")
-    result = json.loads(path.read_text())
+    result = read_json_object(path)
     if "mode" in result and "clone" in result:
         return _steal_html(d, result)
     if "methods" in result:

@@ -23,6 +23,8 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from obliviate import ObliviateError
+from obliviate.reader import read_json_object
+from obliviate.stagecache import read_whole
 from obliviate.classifier.data import ImageData, crop_flip, load_dataset, split, strong_augment
 from obliviate.classifier.models import Generator, load_target, new_classifier, save_classifier
 from obliviate.classifier.oracle import HardLabelOracle
@@ -308,8 +310,8 @@ def _target_metrics(cfg: StealConfig, target: nn.Module, test: ImageData, attack
            "dataset": cfg.dataset, "seed": cfg.seed}
     cache = target_dir / "metrics.json" if target_dir is not None else None
     if cache is not None and cache.exists():
-        saved = json.loads(cache.read_text())
-        if saved.get("key") == key:
+        saved = read_whole(cache)  # a broken cache is recomputed, never trusted
+        if isinstance(saved, dict) and saved.get("key") == key and "metrics" in saved:
             return saved["metrics"]
     metrics = evaluate_robustness(target, test.x, test.y, eps=cfg.eps, num_classes=test.num_classes,
                                   aa_n=cfg.aa_n, attacks=attacks, seed=cfg.seed)
@@ -333,7 +335,7 @@ def steal(cfg: StealConfig, out_dir: str | Path | None = None, *, allow_pickle: 
     t0 = time.time()
     out = Path(out_dir) if out_dir is not None else None
     if cfg.target and (Path(cfg.target) / "model.json").exists():   # evaluate on the target's own test split
-        meta = json.loads((Path(cfg.target) / "model.json").read_text()).get("meta", {})
+        meta = read_json_object(Path(cfg.target) / "model.json", what="--target").get("meta", {})
         cfg.split_seed = int(meta.get("split_seed", cfg.split_seed))
     if out is not None:
         write_run_info(out, cfg, seed=cfg.seed)

@@ -1,4 +1,5 @@
 """obliviate reproduce [--model smollm2-135m-instruct] [--preset reproduce] [--seeds 3] [--lora] [--out runs/reproduce]
+from obliviate.reader import read_json
 [key=value ...]
 
 The demo's pipeline on a pretrained model (TOFU's protocol): fine-tune it on the world's `full` (+ world facts)
@@ -47,5 +48,5 @@ def run(args):
     report = run_demo(cfg)
     print(f"reproduce finished in {time.perf_counter() - t:.0f} s; report card: {report} (and "
           f"{report.with_suffix('.md')}); claims: {report.parent / 'claims.json'}")
-    claims = json.loads((report.parent / "claims.json").read_text())  # written with the report card
+    claims = read_json(report.parent / "claims.json")  # written with the report card
     print(table_md(["claim", "verdict", "why"], [[c["claim"], c["verdict"], c["why"]] for c in claims]))

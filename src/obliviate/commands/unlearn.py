@@ -1,7 +1,6 @@
 """obliviate unlearn --model models/target --data data/demo --forget forget10 --retain retain90 --recipe npo+gd --out runs/npo_gd [key=value ...]"""
 
 import contextlib
-import json
 import os
 from pathlib import Path
 
@@ -12,6 +11,7 @@ from obliviate.models.loading import check_output_dir, load_model
 from obliviate.rundir import run_dir, write_json
 from obliviate.unlearn import UnlearnConfig, unlearn
 from obliviate.unlearn.loop import recipe_needs
+from obliviate.reader import read_json_object
 
 
 def add_arguments(p):
@@ -71,7 +71,7 @@ def _run(args, cfg, out: Path, bench):
     if not _is_main_process():  # `accelerate launch`: the main process reports
         return
     meta = out / "obliviate.json"
-    info = json.loads(meta.read_text()) if meta.is_file() else {}
+    info = read_json_object(meta) if meta.is_file() else {}
     info.update({"unlearned_from": str(args.model), "data": str(args.data if args.data else bench.hub_id),
                  "benchmark": bench.name, "forget": forget_split or "forget_train",
                  "retain": (retain_split or "retain_train") if retain is not None else None})

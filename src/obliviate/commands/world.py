@@ -14,7 +14,7 @@ def add_arguments(p):
 def run(args):
     with run_dir(args.out) as out:
         write_world(out, args.preset, args.seed, overwrite=args.overwrite)
-    import json
+    from obliviate.reader import read_json_object
 
-    m = json.loads((out / "world.json").read_text())
+    m = read_json_object(out / "world.json")
     print(f"wrote {len(m['splits'])} splits to {out}: " + ", ".join(f"{k}={v}" for k, v in m["splits"].items()))

@@ -14,7 +14,6 @@ probe utility. Same seed and library versions → byte-identical files.
 
 from __future__ import annotations
 
-import json
 import math
 import random
 import unicodedata
@@ -24,6 +23,7 @@ from importlib import resources
 from pathlib import Path
 
 from obliviate import ObliviateError
+from obliviate.reader import read_json_object
 from obliviate.rundir import claim, write_json
 
 
@@ -250,7 +250,7 @@ def write_world(out: str | Path, preset: str = "demo", seed: int = 0, *, overwri
     `out` must be new, empty or an obliviate directory (`rundir.claim`): a user's files are never overwritten."""
     out = claim(out)
     if (out / "world.json").exists() and not overwrite:
-        old = json.loads((out / "world.json").read_text())
+        old = read_json_object(out / "world.json")
         if (old.get("preset"), old.get("seed")) != (preset, seed):
             raise ObliviateError(f"{out} already holds a world (preset={old.get('preset')}, seed={old.get('seed')}); "
                                  "choose another --out or pass --overwrite")

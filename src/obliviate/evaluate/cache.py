@@ -10,11 +10,11 @@ mechanism, `obliviate.stagecache` (`cached`).
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 from obliviate import ObliviateError
+from obliviate.reader import read_json
 from obliviate.stagecache import cached, digest
 
 CACHE_VERSION = 2  # 2: generations carry refusal_rate
@@ -39,12 +39,9 @@ def load_results(path: str | Path) -> dict:
     """A saved eval.json (or the directory holding it)."""
     p = Path(path)
     p = p / "eval.json" if p.is_dir() else p
-    try:
-        data = json.loads(p.read_text())
-    except FileNotFoundError:
-        raise ObliviateError(f"{p}: no such eval.json") from None
-    except json.JSONDecodeError as e:
-        raise ObliviateError(f"{p}: not valid JSON ({e.msg} at line {e.lineno})") from None
+    if not p.exists():
+        raise ObliviateError(f"{p}: no such eval.json")
+    data = read_json(p, what="eval.json")
     if not isinstance(data, dict) or "splits" not in data:
         raise ObliviateError(f"{p}: not an obliviate eval.json (no 'splits')")
     return data

@@ -9,13 +9,13 @@ real model. The weights are random: training from scratch happens in `finetune`.
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
 
 from obliviate import ObliviateError
+from obliviate.reader import read_json_or_lines
 
 
 @dataclass(frozen=True)
@@ -82,11 +82,7 @@ def world_text(data: str | Path) -> list[str]:
     for f in files:
         if f.name in ("world.json", "run.json"):
             continue
-        raw = f.read_text()
-        try:
-            records = json.loads(raw) if f.suffix == ".json" else [json.loads(x) for x in raw.splitlines() if x.strip()]
-        except json.JSONDecodeError as e:
-            raise ObliviateError(f"{f}: not valid JSON ({e.msg})") from None
+        records = read_json_or_lines(f)  # a .json may hold JSON Lines (TOFU's layout)
         for r in records if isinstance(records, list) else []:
             if isinstance(r, str):
                 texts.add(r)

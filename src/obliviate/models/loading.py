@@ -22,6 +22,7 @@ from pathlib import Path
 import torch
 
 from obliviate import ObliviateError
+from obliviate.reader import read_json_object
 from obliviate.rundir import atomic_dir, write_json
 
 SMOLLM2 = "smollm2-135m-instruct"
@@ -116,7 +117,7 @@ def model_size_name(model) -> str | None:
     path = getattr(model, "name_or_path", None) or getattr(getattr(model, "config", None), "_name_or_path", None)
     f = Path(str(path)) / "obliviate.json" if path else None
     if f is not None and f.is_file():
-        return json.loads(f.read_text()).get("size")
+        return read_json_object(f).get("size")
     return None
 
 

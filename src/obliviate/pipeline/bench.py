@@ -31,6 +31,7 @@ import time
 import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from obliviate.reader import read_json_object
 
 RECIPES = ("ga+gd", "npo+gd", "me+gd", "idk+ap", "dpo+kl", "npo+gd+sam")
 
@@ -236,7 +237,7 @@ def demo_stages(tmp: Path) -> dict:
     subprocess.run(_cli("demo", "--preset", "tiny", "--seeds", "1", "--out", str(out)), check=True,
                    capture_output=True)
     wall = time.perf_counter() - t
-    stages = {str(f.parent.relative_to(out)): json.loads(f.read_text())["seconds"] for f in sorted(out.rglob("stage.json"))}
+    stages = {str(f.parent.relative_to(out)): read_json_object(f)["seconds"] for f in sorted(out.rglob("stage.json"))}
     return {"wall_s": wall, "stages_s": stages}
 
 

@@ -23,9 +23,9 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, TypeVar
 
-import yaml
 
 from obliviate import ObliviateError
+from obliviate.reader import parse_yaml
 
 C = TypeVar("C")
 
@@ -162,7 +162,7 @@ def command_preset(*names: str) -> dict[str, Any]:
                            if p.name.endswith(".yaml"))
             raise ObliviateError(f"command preset {name!r}: no {name}.yaml in obliviate/pipeline/presets; known: "
                                  f"{', '.join(known)}")
-        loaded = yaml.safe_load(f.read_text()) or {}
+        loaded = parse_yaml(f.read_text(), f"obliviate/pipeline/presets/{name}.yaml") or {}
         if not isinstance(loaded, dict):
             raise ObliviateError(f"obliviate/pipeline/presets/{name}.yaml: a preset is a mapping of key: value")
         values.update(loaded)

@@ -11,11 +11,11 @@ Reads `demo.json`, `eval/{target,retain}/eval.json` and, per recipe and seed,
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 
 from obliviate import ObliviateError
+from obliviate.reader import read_json_object
 from obliviate.attack.registry import ATTACKS
 from obliviate.stats import P_VALUE_COLUMNS, across_seeds, fmt_ci, fmt_median_range, mean_ci  # noqa: F401
 
@@ -35,7 +35,7 @@ def get(res: dict, where: tuple) -> float | None:
 
 
 def load_json(path: Path) -> dict | None:
-    return json.loads(path.read_text()) if path.is_file() else None
+    return read_json_object(path) if path.is_file() else None
 
 
 def collect(run: str | Path) -> dict:

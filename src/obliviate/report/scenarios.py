@@ -8,10 +8,10 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from obliviate import html as H
+from obliviate.reader import read_json_object
 
 
 def continual_table(info: dict) -> tuple[list[str], list[list]]:
@@ -65,7 +65,7 @@ def find_continual(run: str | Path) -> list[dict]:
     """Every continual.json under `run` (itself included), in path order."""
     run = Path(run)
     files = sorted(run.rglob("continual.json"))
-    return [json.loads(f.read_text()) | {"path": str(f.parent)} for f in files]
+    return [read_json_object(f, what="continual results") | {"path": str(f.parent)} for f in files]
 
 
 def continual_section(run: str | Path) -> tuple[str, str] | None:

@@ -38,6 +38,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from obliviate import ObliviateError
+from obliviate.reader import read_json_object
 from obliviate.rundir import write_json
 from obliviate.scenarios import evaluate_records, slice_results, write_records
 from obliviate.stagecache import load_stage
@@ -268,7 +269,7 @@ def _task(t: int, model, tokenizer, run: _Run, before: dict, load_model) -> tupl
     started = time.time()
     if _has_weights(tdir):  # unlearned before the kill, not yet evaluated
         model, tokenizer = load_model(tdir)
-        summary = json.loads((tdir / "summary.json").read_text())
+        summary = read_json_object(tdir / "summary.json")
     else:
         model, log = unlearn(model, tokenizer, task_sets[t - 1], retain, ucfg, refusals=run.refusals, out_dir=tdir,
                              resume=True, ref_model=run.ref_model if ucfg.reference == "original" else None,

@@ -9,7 +9,6 @@
 
 from __future__ import annotations
 
-import json
 import shutil
 from pathlib import Path
 
@@ -17,6 +16,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from obliviate import ObliviateError
+from obliviate.reader import read_json_object
 from obliviate.rundir import atomic_dir, write_json
 
 
@@ -72,5 +72,5 @@ def load_checkpoint(path: Path, params, optimizer, scheduler, tracker) -> tuple[
     torch.set_rng_state(state["rng"])
     if tracker is not None:
         tracker.load_state_dict(load_file(path / "tracker.safetensors"))
-    info = json.loads((path / "trainer.json").read_text())
+    info = read_json_object(path / "trainer.json")
     return int(info["step"]), list(info["log"])

@@ -22,6 +22,7 @@ from typing import Any
 import torch
 
 from obliviate import ObliviateError
+from obliviate.reader import read_json_object
 from obliviate.config import write_run_info
 from obliviate.data.format import records_hash
 from obliviate.models.finetune import adamw
@@ -82,7 +83,7 @@ def _check_run_dir(out: Path | None, cfg: UnlearnConfig, inputs: dict, *, resume
     if overwrite and not resume:
         remove_ours(out, used)
     if resume and (out / "run.json").is_file():
-        info = json.loads((out / "run.json").read_text())
+        info = read_json_object(out / "run.json", what="the run to resume,")
         old = info.get("config", {})
         now = json.loads(json.dumps(vars(cfg), default=str))
         diff = next((k for k in now if k not in RESUMABLE and k in old and old[k] != now[k]), None)

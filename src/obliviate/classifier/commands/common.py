@@ -7,13 +7,14 @@ from collections.abc import Callable
 from pathlib import Path
 
 from obliviate import ObliviateError
+from obliviate.reader import read_json_object
 
 
 def target_dataset(args) -> str | None:
     """--train-target, else --dataset, else the dataset recorded in a --target's model.json."""
     dataset = args.train_target or args.dataset
     if args.target and dataset is None and (Path(args.target) / "model.json").exists():
-        dataset = json.loads((Path(args.target) / "model.json").read_text()).get("meta", {}).get("dataset")
+        dataset = read_json_object(Path(args.target) / "model.json", what="--target").get("meta", {}).get("dataset")
     return dataset
 
 
