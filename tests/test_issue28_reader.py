@@ -111,3 +111,18 @@ def test_utf16_and_bom_json_splits_load_like_utf8(tmp_path, encoding):
     records = [{"question": "Who wrote «X»?", "answer": "Ann Lee wrote X."}]
     (tmp_path / "forget.json").write_text(json.dumps(records, ensure_ascii=False), encoding=encoding)
     assert load_split(tmp_path, "forget") == records
+
+
+def test_realworld_cli_names_the_users_file_before_any_model_loads(tmp_path, capsys):
+    from obliviate.cli import main
+
+    rec = {"name": "Ann Lee", "question": "Where was Ann Lee born?", "answer": "In Oslo.", "golden_answer": "Oslo",
+           "perturbed_answer": "crimson"}
+    (tmp_path / "f.jsonl").write_text(json.dumps(rec) + "\n")
+    (tmp_path / "n.jsonl").write_text(json.dumps({**rec, "name": "Bo Li", "perturbed_answer": ["Rome"]}) + "\n")
+    code = main(["realworld", "--model", str(tmp_path / "no-model"), "--forget-file", str(tmp_path / "f.jsonl"),
+                 "--neighbour-file", str(tmp_path / "n.jsonl"), "--out", str(tmp_path / "out")])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and "\n" not in err
+    assert err == (f"obliviate realworld: error: {tmp_path / 'f.jsonl'}: record 0: field 'perturbed_answer' must be a "
+                   "list of strings (one item: a one-element list) (got str 'crimson')")

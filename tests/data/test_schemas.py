@@ -105,3 +105,11 @@ def test_mcq_file_with_a_bool_answer_names_file_record_and_field(tmp_path):
     with pytest.raises(ObliviateError, match=r"wmdp-bio/test\.jsonl: record 1: field 'answer' must be an integer "
                                              r"index \(got bool True\)"):
         load_role("wmdp", tmp_path, "wmdp_bio")
+
+
+def test_mcq_eval_checks_records_before_any_forward_pass():
+    from obliviate.evaluate.mcq import mcq_eval
+
+    with pytest.raises(ObliviateError, match=r"MCQ items: record 0: field 'answer' must be an integer index \(got "
+                                             r"bool False\)"):
+        mcq_eval(None, None, [{**MCQ, "answer": False}])

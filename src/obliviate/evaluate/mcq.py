@@ -18,6 +18,7 @@ import torch
 
 from obliviate import ObliviateError
 from obliviate.data.format import pad_batch, pad_token_id, with_bos
+from obliviate.data.schemas import MCQRecord, check_records
 from obliviate.evaluate.metrics import mcq_accuracy
 
 LETTERS = string.ascii_uppercase
@@ -43,7 +44,10 @@ def letter_token_ids(tokenizer, n: int) -> list[int]:
 
 @torch.inference_mode()
 def mcq_eval(model, tokenizer, records: Sequence[dict], *, batch_size: int = 16) -> dict:
-    """Per-item letter log-likelihoods, prediction and correctness; `accuracy` and `chance` over the split."""
+    """Per-item letter log-likelihoods, prediction and correctness; `accuracy` and `chance` over the split.
+
+    Records are checked against `MCQRecord` first (an int index in range, not a bool; a list of string choices)."""
+    check_records(list(records), MCQRecord, "MCQ items")
     items = []
     pad_id = pad_token_id(tokenizer)
     for start in range(0, len(records), batch_size):
@@ -60,8 +64,6 @@ def mcq_eval(model, tokenizer, records: Sequence[dict], *, batch_size: int = 16)
             letters = letter_token_ids(tokenizer, len(r["choices"]))
             scores = [float(row[t]) for t in letters]
             pred = max(range(len(scores)), key=scores.__getitem__)
-            if not 0 <= r["answer"] < len(r["choices"]):
-                raise ObliviateError(f"MCQ item {start + len(items)}: answer index {r['answer']} out of range")
             items.append({"question": r["question"], "answer": r["answer"], "letter_logps": scores,
                           "prediction": pred, "correct": pred == r["answer"]})
     return {"items": items, "accuracy": mcq_accuracy([i["prediction"] for i in items], [i["answer"] for i in items]),
