@@ -125,4 +125,4 @@ def test_realworld_cli_names_the_users_file_before_any_model_loads(tmp_path, cap
     err = capsys.readouterr().err.strip()
     assert code == 2 and "\n" not in err
     assert err == (f"obliviate realworld: error: {tmp_path / 'f.jsonl'}: record 0: field 'perturbed_answer' must be a "
-                   "list of strings (one item: a one-element list) (got str 'crimson')")
+                   "list of strings, not one string (a single item is a one-element list) (got str 'crimson')")

@@ -29,7 +29,7 @@ MALFORMED = [
     (QARecord, {**QA, "perturbed_answer": "crimson"}, "field 'perturbed_answer' must be a list of strings"),
     (QARecord, {**QA, "perturbed_answer": [1, 2]}, "field 'perturbed_answer[0]' must be a string (got int 1)"),
     (QARecord, {**QA, "perturbed_answer": ["ok", True]}, "field 'perturbed_answer[1]' must be a string (got bool True)"),
-    (QARecord, {**QA, "perturbed_answer": []}, "field 'perturbed_answer' must be a non-empty list"),
+    (QARecord, {**QA, "perturbed_answer": []}, "field 'perturbed_answer' must be a non-empty list (got list [])"),
     (QARecord, {**QA, "perturbed_answer": ["ok", ""]}, "field 'perturbed_answer[1]' must be a non-empty string"),
     (QARecord, {**QA, "paraphrased_answer": 7}, "field 'paraphrased_answer' must be a string (got int 7)"),
     (QARecord, ["Who wrote X?", "Ann Lee"], "expected an object, got list"),

@@ -25,21 +25,17 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, StringConstraints, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, model_validator
 
 from obliviate import ObliviateError
 
 Text = Annotated[str, StringConstraints(min_length=1, strip_whitespace=False, pattern=r"\S")]
 AnyText = str
+Answers = Annotated[list[Text], Field(min_length=1)]  # perturbed answers: one is a one-element list
 
 
 class Record(BaseModel):
     model_config = ConfigDict(strict=True, extra="allow", frozen=True)
-
-
-def _non_empty(name: str, value) -> None:
-    if value is not None and len(value) == 0:
-        raise ValueError(f"field '{name}' must be a non-empty list")
 
 
 class QARecord(Record):
@@ -48,37 +44,23 @@ class QARecord(Record):
     question: Text
     answer: Text
     paraphrased_answer: AnyText | None = None
-    perturbed_answer: list[Text] | None = None
+    perturbed_answer: Answers | None = None
     paraphrased_question: AnyText | None = None
-
-    @model_validator(mode="after")
-    def _lists(self):
-        _non_empty("perturbed_answer", self.perturbed_answer)
-        return self
 
 
 class PerturbedQARecord(QARecord):
     """A truth-ratio record (TOFU `*_perturbed`): paraphrased and perturbed answers are required."""
 
     paraphrased_answer: Text
-    perturbed_answer: list[Text]
+    perturbed_answer: Answers
 
 
-class RealworldRecord(Record):
-    """The real-world (Closer-Look) record: the subject, the question, the answer the model is trained on, the
-    short golden answer evaluation scores, wrong answers for the truth ratio."""
+class RealworldRecord(QARecord):
+    """The real-world (Closer-Look) record: a QA record (the answer the model is trained on) with its subject
+    `name` and the short `golden_answer` evaluation scores."""
 
     name: Text
-    question: Text
-    answer: Text
     golden_answer: Text | None = None
-    paraphrased_answer: AnyText | None = None
-    perturbed_answer: list[Text] | None = None
-
-    @model_validator(mode="after")
-    def _lists(self):
-        _non_empty("perturbed_answer", self.perturbed_answer)
-        return self
 
 
 class MCQRecord(Record):
@@ -113,9 +95,9 @@ class PromptRecord(Record):
 SCHEMAS: dict[str, type[Record]] = {"qa": QARecord, "qa_perturbed": PerturbedQARecord, "realworld": RealworldRecord,
                                      "mcq": MCQRecord, "text": TextRecord, "prompt": PromptRecord}
 
-_PLAIN = {"string_type": "must be a string", "list_type": "must be a list of strings (one item: a one-element list)",
+_PLAIN = {"string_type": "must be a string", "list_type": "must be a list of strings",
           "int_type": "must be an integer index", "string_too_short": "must be a non-empty string",
-          "string_pattern_mismatch": "must be a non-empty string", "model_type": "must be an object"}
+          "string_pattern_mismatch": "must be a non-empty string", "too_short": "must be a non-empty list"}
 
 
 def _got(value) -> str:
@@ -132,6 +114,8 @@ def describe(error: dict) -> str:
     if error["type"] == "value_error":
         return str(error["ctx"]["error"]) if "ctx" in error else error["msg"]
     plain = _PLAIN.get(error["type"], error["msg"].lower())
+    if error["type"] == "list_type" and isinstance(error["input"], str):
+        plain += ", not one string (a single item is a one-element list)"
     return f"field '{field}' {plain} (got {_got(error['input'])})"
 
 
