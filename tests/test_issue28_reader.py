@@ -27,6 +27,19 @@ def test_steal_target_with_a_broken_model_json_is_one_line(tmp_path):
     _one_line(e, str(tmp_path / "model.json"), "line 1 column", "not valid JSON")
 
 
+@pytest.mark.parametrize("content,message", [('{"arch": "mlp", "kwargs": {', "not valid JSON"),
+                                             ('["mlp"]', "expected a JSON object, got list"),
+                                             ('{"kwargs": {}}', "expected {\"arch\": <name>")])
+def test_loading_a_target_with_a_broken_model_json_is_one_line(tmp_path, content, message):
+    from obliviate.classifier.models import load_classifier
+
+    (tmp_path / "model.json").write_text(content)
+    (tmp_path / "model.safetensors").write_bytes(b"")
+    with pytest.raises(ObliviateError) as e:
+        load_classifier(tmp_path)
+    _one_line(e, str(tmp_path / "model.json"), message)
+
+
 def test_report_on_a_truncated_continual_json_is_one_line(tmp_path):
     from obliviate.report.scenarios import find_continual
 

@@ -189,6 +189,9 @@ def load_classifier(model_dir: str | Path, *, allow_pickle: bool = False) -> tup
     if not spec_path.exists():
         raise ObliviateError(f"{d}: no model.json describing the architecture")
     spec = read_json_object(spec_path)
+    if not isinstance(spec.get("arch"), str) or not isinstance(spec.get("kwargs", {}), dict):
+        raise ObliviateError(f"{spec_path}: expected {{\"arch\": <name>, \"kwargs\": {{...}}}}, got keys "
+                             f"{', '.join(map(str, spec)) or 'none'}")
     model = new_classifier(spec["arch"], **spec.get("kwargs", {}))
     if weights.exists():
         from safetensors.torch import load_file
