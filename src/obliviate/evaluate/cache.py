@@ -41,7 +41,7 @@ def load_results(path: str | Path) -> dict:
     p = p / "eval.json" if p.is_dir() else p
     if not p.exists():
         raise ObliviateError(f"{p}: no such eval.json")
-    data = read_json(p, what="eval.json")
+    data = read_json(p)
     if not isinstance(data, dict) or "splits" not in data:
         raise ObliviateError(f"{p}: not an obliviate eval.json (no 'splits')")
     return data
