@@ -56,7 +56,7 @@ def test_errors_name_the_problem(attack_target, world_dir, tmp_path):
     model, tok = attack_target
     with pytest.raises(ObliviateError, match="no holdout split"):
         membership_inference(model, tok, world_dir, MIAConfig(holdout="nosuch"), progress=False)
-    with pytest.raises(ObliviateError, match="min_k must be in"):
+    with pytest.raises(ObliviateError, match="min_k must be a finite number in"):
         MIAConfig(min_k=0)
     res = {"splits": {"forget": {"source": "f", "items": _items([1, 2])}, "holdout": {"source": "h",
                                                                                     "items": _items([3, 4])}}}

@@ -15,10 +15,11 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from typing import ClassVar
 from pathlib import Path
 
 from obliviate import ObliviateError
-from obliviate.config import versions
+from obliviate.config import MAX_BATCH, MAX_TOKENS, check_ranges, versions
 from obliviate.evaluate import EvalConfig
 from obliviate.evaluate import metrics as M
 from obliviate.evaluate.passes import forward_scores
@@ -34,7 +35,12 @@ class MIAConfig:
     max_length: int = 512
     min_k: float = 0.4  # Min-K% / Min-K%++ fraction
 
+    RANGES: ClassVar[dict[str, str]] = {  # config.check_ranges
+        "batch_size": f"[1, {MAX_BATCH}]", "max_length": f"[8, {MAX_TOKENS}]", "min_k": "(0, 1]",
+    }
+
     def __post_init__(self):
+        check_ranges(self)
         self.eval_config()  # validates forget, min_k, batch_size, max_length
 
     def eval_config(self) -> EvalConfig:

@@ -35,9 +35,11 @@ import json
 import shutil
 import time
 from dataclasses import dataclass
+from typing import ClassVar
 from pathlib import Path
 
 from obliviate import ObliviateError
+from obliviate.config import check_ranges
 from obliviate.rundir import write_json
 from obliviate.scenarios import evaluate_records, slice_results, write_records
 from obliviate.stagecache import load_stage
@@ -59,9 +61,10 @@ class ContinualConfig:
     real_authors: str | None = "real_authors_perturbed"
     keep_models: bool = False
 
+    RANGES: ClassVar[dict[str, str]] = {"tasks": "[1, 10000]"}  # config.check_ranges
+
     def __post_init__(self):
-        if self.tasks < 1:
-            raise ObliviateError(f"tasks must be >= 1, got {self.tasks}")
+        check_ranges(self)
 
 
 # --------------------------------------------------------------------------------------------- tasks

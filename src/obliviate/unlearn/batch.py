@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from obliviate import ObliviateError
+from obliviate.config import MAX_STEPS
 from obliviate.data.format import IGNORE_INDEX, encode_qa, encode_text_chunks, pad_batch, pad_token_id
 from obliviate.models.logps import sequence_logps
 
@@ -181,6 +182,9 @@ def plan(n_forget: int, n_retain: int | None, *, batch_size: int, batches: int, 
     forget set in chunks of `batch_size`; forget item i in epoch e is paired with retain item rng(seed, e, i)
     (ForgetRetainDataset à la open-unlearning, made deterministic). Same arguments → same plan, so a resumed
     run replays it; the micro-batch split does not enter it."""
+    if batches > MAX_STEPS:  # epochs × steps per epoch: refused before the plan is built, not after memory ran out
+        raise ObliviateError(f"the run would take {batches} optimiser steps, over the cap of {MAX_STEPS} "
+                             "(config.MAX_STEPS); lower epochs or set max_steps")
     out: list[BatchIndices] = []
     epoch = 0
     while len(out) < batches:
