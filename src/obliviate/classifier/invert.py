@@ -34,6 +34,7 @@ from obliviate.classifier.models import (CondGenerator, Generator, ProjectionDis
                                          new_classifier, save_classifier)
 from obliviate.classifier.robustness import accuracy, train_classifier
 from obliviate.config import MAX_BATCH, MAX_EPOCHS, MAX_SEED, MAX_STEPS, check_ranges
+from obliviate.stats import check_finite_weights
 
 METHODS = ("plg", "gmi", "no-guidance", "ce", "random")
 
@@ -183,6 +184,7 @@ def gan_step(G: nn.Module, D: nn.Module, T: nn.Module, *,
     opt_g.zero_grad()
     g_loss.backward()
     opt_g.step()
+    check_finite_weights([*G.named_parameters(), *D.named_parameters()], what="invert: GAN step")
     return d_loss.item(), g_loss.item()
 
 

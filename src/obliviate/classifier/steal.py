@@ -30,6 +30,7 @@ from obliviate.classifier.oracle import HardLabelOracle
 from obliviate.classifier.robustness import (ROBUSTNESS_ATTACKS, accuracy, evaluate_robustness, pgd, predict,
                                              robust_accuracy, train_classifier)
 from obliviate.config import MAX_BATCH, MAX_EPOCHS, MAX_SEED, MAX_STEPS, check_ranges
+from obliviate.stats import check_finite_weights
 
 MODES = ("hee", "at", "ae", "ue", "plain")
 
@@ -235,6 +236,7 @@ def clone_step(clone: nn.Module, opt: torch.optim.Optimizer, oracle: HardLabelOr
     opt.zero_grad()
     loss.backward()
     opt.step()
+    check_finite_weights(clone.named_parameters(), what="steal: clone step")
     with torch.no_grad():
         ent = prediction_entropy(logits).mean().item()
     return loss.item(), ent

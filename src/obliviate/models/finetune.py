@@ -39,6 +39,7 @@ from obliviate.models.loading import model_size_name, save_model
 from obliviate.models.logps import sequence_logps
 from obliviate.models.microbatch import check_micro_batch, choose_micro_batch, resolve_micro_batch
 from obliviate.rundir import seed_everything, write_json_lines
+from obliviate.stats import check_finite_weights
 
 
 @dataclass
@@ -176,6 +177,7 @@ def train_steps(model, tokenizer, records: list[dict], cfg: FinetuneConfig) -> I
                 raise ObliviateError(f"non-finite loss {loss.item()} at step {step}; lower the lr")
             grad_norm = float(acc.clip_grad_norm_(model.parameters(), cfg.grad_clip or math.inf))
             opt.step()
+            check_finite_weights(model.named_parameters(), what=f"finetune step {step + 1}")
             sched.step()
             opt.zero_grad()
             step += 1

@@ -27,6 +27,7 @@ from obliviate.data.format import records_hash
 from obliviate.models.finetune import adamw
 from obliviate.models.loading import model_fingerprint, model_size_name, save_model, weights_hash
 from obliviate.rundir import claim, remove_ours, seed_everything, write_json
+from obliviate.stats import check_finite_weights
 from obliviate.unlearn.batch import (BatchIndices, UnlearnBatch, UnlearnData, answer_lengths, build_data,
                                      cache_ref_logps, collate, example_logps, micro_batches, plan, steps_per_epoch)
 from obliviate.unlearn.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
@@ -333,6 +334,7 @@ def _update(r: _Run, step: int, parts: dict[str, float]) -> dict:
         raise ObliviateError(f"non-finite loss or gradient at step {step + 1} ({parts}, grad_norm {grad_norm}); "
                              f"stopped before the update; last good checkpoint: {kept or 'none'}; lower the lr")
     r.opt.step()
+    check_finite_weights(r.params, what=f"unlearn step {step + 1}")
     r.sched.step()
     r.opt.zero_grad(set_to_none=True)
     if r.tracker is not None:
