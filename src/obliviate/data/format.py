@@ -28,6 +28,15 @@ def records_hash(records: list[dict] | None) -> str | None:
     return hashlib.sha256(json.dumps(records, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
+def tokenizer_hash(tokenizer) -> str:
+    """A short hash of what tokenization depends on (vocabulary, special tokens, chat template): a resumed run must
+    tokenize as the interrupted one did."""
+    spec = {"vocab": tokenizer.get_vocab(), "special": [tokenizer.bos_token_id, tokenizer.eos_token_id,
+                                                         tokenizer.pad_token_id],
+            "template": getattr(tokenizer, "chat_template", None)}
+    return records_hash([spec])
+
+
 def format_prompt(tokenizer, question: str) -> str:
     """The text the model sees before the answer."""
     if getattr(tokenizer, "chat_template", None):
