@@ -25,7 +25,7 @@ import torch
 
 from obliviate import ObliviateError
 from obliviate.config import MAX_STEPS
-from obliviate.data.format import IGNORE_INDEX, encode_qa, encode_text_chunks, pad_batch, pad_token_id
+from obliviate.data.format import IGNORE_INDEX, encode_qas, encode_text_chunks, pad_batch, pad_token_id
 from obliviate.models.logps import sequence_logps
 
 VIEWS = ("forget", "retain", "alternate", "retain_alternate")
@@ -118,33 +118,35 @@ def record_format(records) -> str:
     return "text" if records and all("text" in r and "question" not in r for r in records) else "qa"
 
 
-def _encode(tokenizer, records, fmt: str, max_length: int) -> list[dict]:
+def _encode(tokenizer, records, fmt: str, max_length: int, what: str) -> list[dict]:
     if fmt == "text":
         return [c for r in records for c in encode_text_chunks(tokenizer, r["text"], max_length=max_length)]
-    return [encode_qa(tokenizer, r["question"], r["answer"], max_length=max_length) for r in records]
+    return encode_qas(tokenizer, [(r["question"], r["answer"]) for r in records], max_length=max_length, what=what)
 
 
 def build_data(tokenizer, forget_records, retain_records, needs: set[str], *, refusals=None, seed=0,
                max_length=256, recipe: str = "") -> UnlearnData:
     """Tokenize only the views in `needs` (plus forget); QA records or raw text (chunked)."""
-    enc = lambda q, a: encode_qa(tokenizer, q, a, max_length=max_length)  # noqa: E731
     fmt_f = record_format(forget_records)
     fmt_r = record_format(retain_records) if retain_records else "qa"
     for view, fmt, name in (("alternate", fmt_f, "forget"), ("retain_alternate", fmt_r, "retain")):
         if view in needs and fmt == "text":
             raise ObliviateError(f"recipe {recipe or '?'} needs {name} questions to answer with a refusal; the {name} "
                                  "set is raw text: use ga, npo, simnpo, me or rmu (with gd/kl) on text")
-    data = UnlearnData(forget=_encode(tokenizer, forget_records, fmt_f, max_length), pad_id=pad_token_id(tokenizer))
+    data = UnlearnData(forget=_encode(tokenizer, forget_records, fmt_f, max_length, "forget items"),
+                       pad_id=pad_token_id(tokenizer))
     if not data.forget:
         raise ObliviateError(f"the forget set ({len(forget_records)} records) has no text to train on")
     if "retain" in needs or "retain_alternate" in needs:
-        data.retain = _encode(tokenizer, retain_records, fmt_r, max_length)
+        data.retain = _encode(tokenizer, retain_records, fmt_r, max_length, "retain items")
     if "alternate" in needs:
-        data.alternate = [enc(r["question"], pick_refusal(refusals, i, seed, "forget"))
-                          for i, r in enumerate(forget_records)]
+        data.alternate = encode_qas(tokenizer, [(r["question"], pick_refusal(refusals, i, seed, "forget"))
+                                                for i, r in enumerate(forget_records)],
+                                    max_length=max_length, what="forget refusal items")
     if "retain_alternate" in needs:
-        data.retain_alternate = [enc(r["question"], pick_refusal(refusals, i, seed, "retain"))
-                                 for i, r in enumerate(retain_records)]
+        data.retain_alternate = encode_qas(tokenizer, [(r["question"], pick_refusal(refusals, i, seed, "retain"))
+                                                       for i, r in enumerate(retain_records)],
+                                           max_length=max_length, what="retain refusal items")
     return data
 
 
