@@ -26,6 +26,7 @@ import torch
 from obliviate import ObliviateError
 from obliviate.config import MAX_STEPS
 from obliviate.data.format import IGNORE_INDEX, encode_qas, encode_text_chunks, pad_batch, pad_token_id
+from obliviate.data.roles import disjoint_retain
 from obliviate.models.logps import sequence_logps
 
 VIEWS = ("forget", "retain", "alternate", "retain_alternate")
@@ -126,7 +127,10 @@ def _encode(tokenizer, records, fmt: str, max_length: int, what: str) -> list[di
 
 def build_data(tokenizer, forget_records, retain_records, needs: set[str], *, refusals=None, seed=0,
                max_length=256, recipe: str = "") -> UnlearnData:
-    """Tokenize only the views in `needs` (plus forget); QA records or raw text (chunked)."""
+    """Tokenize only the views in `needs` (plus forget); QA records or raw text (chunked). The retain records
+    share no item with the forget records (`data.roles.disjoint_retain`: an error, or a whole-set split minus the
+    forget items with a warning)."""
+    retain_records = disjoint_retain(forget_records, retain_records)
     fmt_f = record_format(forget_records)
     fmt_r = record_format(retain_records) if retain_records else "qa"
     for view, fmt, name in (("alternate", fmt_f, "forget"), ("retain_alternate", fmt_r, "retain")):
