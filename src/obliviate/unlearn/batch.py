@@ -130,13 +130,13 @@ def build_data(tokenizer, forget_records, retain_records, needs: set[str], *, re
     """Tokenize only the views in `needs` (plus forget); QA records or raw text (chunked). The retain records
     share no item with the forget records (`data.roles.disjoint_retain`: an error, or a whole-set split minus the
     forget items with a warning)."""
-    retain_records = disjoint_retain(forget_records, retain_records)
     fmt_f = record_format(forget_records)
     fmt_r = record_format(retain_records) if retain_records else "qa"
     for view, fmt, name in (("alternate", fmt_f, "forget"), ("retain_alternate", fmt_r, "retain")):
         if view in needs and fmt == "text":
             raise ObliviateError(f"recipe {recipe or '?'} needs {name} questions to answer with a refusal; the {name} "
                                  "set is raw text: use ga, npo, simnpo, me or rmu (with gd/kl) on text")
+    retain_records = disjoint_retain(forget_records, retain_records)
     data = UnlearnData(forget=_encode(tokenizer, forget_records, fmt_f, max_length, "forget items"),
                        pad_id=pad_token_id(tokenizer))
     if not data.forget:
