@@ -113,3 +113,17 @@ def test_issue28_defect6_values_are_refused_before_any_work(override, field):
 def test_defaults_and_none_pass():
     for cls in CLASSES:
         check_ranges(cls())
+
+
+def test_the_step_plan_is_refused_before_it_is_built():
+    """epochs within range can still multiply to a huge plan (epochs × forget batches): refused up front."""
+    import time
+
+    from obliviate.config import MAX_STEPS
+    from obliviate.unlearn.batch import plan
+
+    t0 = time.perf_counter()
+    with pytest.raises(ObliviateError, match=f"would take {MAX_STEPS + 1} optimiser steps, over the cap"):
+        plan(400, 3600, batch_size=1, batches=MAX_STEPS + 1, seed=0)
+    assert time.perf_counter() - t0 < 1.0
+    assert len(plan(4, None, batch_size=2, batches=3, seed=0)) == 3
