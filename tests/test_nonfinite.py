@@ -7,21 +7,21 @@ import pytest
 import torch
 
 from obliviate import ObliviateError
-from obliviate.stats import check_finite_weights
+from obliviate import stats
 
 
 def test_check_finite_weights_names_the_offender():
     a, b = torch.nn.Parameter(torch.ones(3)), torch.nn.Parameter(torch.ones(2))
-    check_finite_weights([("a", a), ("b", b)], what="x")  # finite: nothing
+    stats.check_finite_weights([("a", a), ("b", b)], what="x")  # finite: nothing
     with torch.no_grad():
         b[1] = math.nan
     with pytest.raises(ObliviateError, match=r"^x: weight b is not finite"):
-        check_finite_weights([("a", a), ("b", b)], what="x")
+        stats.check_finite_weights([("a", a), ("b", b)], what="x")
     with torch.no_grad():
         b[1], a[0] = 1.0, -math.inf
     with pytest.raises(ObliviateError, match="weight 0 is not finite"):
-        check_finite_weights([a, b], what="x")
-    check_finite_weights([torch.full((4,), 1e20)], what="x")  # huge but finite: its norm overflows, still fine
+        stats.check_finite_weights([a, b], what="x")
+    stats.check_finite_weights([torch.full((4,), 1e20)], what="x")  # huge but finite: its norm overflows, still fine
 
 
 class _Poison(torch.optim.AdamW):

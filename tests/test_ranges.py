@@ -12,7 +12,8 @@ import pytest
 
 import obliviate
 from obliviate import ObliviateError
-from obliviate.config import check_ranges, in_range, load_config, parse_range
+from obliviate import config as C
+from obliviate.config import load_config
 
 
 def _config_classes() -> list[type]:
@@ -59,11 +60,11 @@ def test_every_numeric_field_declares_a_range(cls):
     stray = sorted(set(ranges) - {f.name for f in dataclasses.fields(cls)})
     assert not stray, f"{cls.__name__}.RANGES names no field: {stray}"
     for spec in ranges.values():
-        parse_range(spec)
+        C.parse_range(spec)
 
 
 def _outside(spec: str, is_int: bool) -> list[float]:
-    low, high, low_closed, high_closed = parse_range(spec)
+    low, high, low_closed, high_closed = C.parse_range(spec)
     out = [math.nan, math.inf, -math.inf]
     if math.isfinite(low):
         out.append(low - 1 if is_int else (low - 1e-9 if low_closed else low))
@@ -88,12 +89,12 @@ def test_every_field_refuses_values_outside_its_range_in_one_line(cls):
 
 
 def test_interval_arithmetic():
-    assert parse_range("[8, 131072]") == (8.0, 131072.0, True, True)
-    assert parse_range("(0, inf)") == (0.0, math.inf, False, False)
-    assert in_range(8, "[8, 10]") and not in_range(8, "(8, 10]") and not in_range(10, "[8, 10)")
-    assert not in_range(math.nan, "[0, inf)") and not in_range(math.inf, "[0, inf)")
+    assert C.parse_range("[8, 131072]") == (8.0, 131072.0, True, True)
+    assert C.parse_range("(0, inf)") == (0.0, math.inf, False, False)
+    assert C.in_range(8, "[8, 10]") and not C.in_range(8, "(8, 10]") and not C.in_range(10, "[8, 10)")
+    assert not C.in_range(math.nan, "[0, inf)") and not C.in_range(math.inf, "[0, inf)")
     with pytest.raises(ValueError):
-        parse_range("8..10")
+        C.parse_range("8..10")
 
 
 @pytest.mark.parametrize("override, field", [
@@ -112,7 +113,7 @@ def test_issue28_defect6_values_are_refused_before_any_work(override, field):
 
 def test_defaults_and_none_pass():
     for cls in CLASSES:
-        check_ranges(cls())
+        C.check_ranges(cls())
 
 
 def test_the_step_plan_is_refused_before_it_is_built():

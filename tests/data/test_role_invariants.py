@@ -7,7 +7,7 @@ import pytest
 
 from obliviate import ObliviateError
 from obliviate.attack.mia import mia_report
-from obliviate.data.roles import check_mia_roles, disjoint_retain
+from obliviate.data import roles as R
 
 
 def _qa(n, prefix="q"):
@@ -17,10 +17,10 @@ def _qa(n, prefix="q"):
 def test_mia_members_equal_to_non_members_is_an_error_and_partial_overlap_a_warning():
     forget = _qa(4)
     with pytest.raises(ObliviateError, match=r"MIA members \(forget10\) and non-members \(forget10\) are the same 4"):
-        check_mia_roles(forget, [dict(r) for r in forget], ("forget10", "forget10"))
+        R.check_mia_roles(forget, [dict(r) for r in forget], ("forget10", "forget10"))
     with pytest.warns(UserWarning, match="^1 items are both MIA members"):
-        check_mia_roles(forget, _qa(3, "h") + forget[:1])
-    check_mia_roles(forget, _qa(4, "h"))  # disjoint: nothing
+        R.check_mia_roles(forget, _qa(3, "h") + forget[:1])
+    R.check_mia_roles(forget, _qa(4, "h"))  # disjoint: nothing
     items = [{"index": i, "question": r["question"], "answer": r["answer"], "mia": {"loss": 1.0}} for i, r in
              enumerate(forget)]
     with pytest.raises(ObliviateError, match="are the same 4 items"):
@@ -29,16 +29,16 @@ def test_mia_members_equal_to_non_members_is_an_error_and_partial_overlap_a_warn
 
 def test_retain_overlap_rules():
     forget, other = _qa(4), _qa(6, "r")
-    assert disjoint_retain(forget, other) is other
-    assert disjoint_retain(forget, None) is None
+    assert R.disjoint_retain(forget, other) is other
+    assert R.disjoint_retain(forget, None) is None
     full = other[:3] + forget + other[3:]
     with pytest.warns(UserWarning, match=r"the retain set holds all 4 forget items \(4 of its 10 records.*"
                                          r"trains on the other 6"):
-        assert disjoint_retain(forget, full) == other
+        assert R.disjoint_retain(forget, full) == other
     with pytest.raises(ObliviateError, match="share 2 items"):  # two splits that should be disjoint
-        disjoint_retain(forget, other + forget[:2])
+        R.disjoint_retain(forget, other + forget[:2])
     with pytest.raises(ObliviateError, match="share 4 items"):  # the forget split itself as retain
-        disjoint_retain(forget, [dict(r) for r in forget])
+        R.disjoint_retain(forget, [dict(r) for r in forget])
 
 
 def test_attack_mia_holdout_forget10_is_one_line(unlearn_target_dir, world_dir, tmp_path, capsys):

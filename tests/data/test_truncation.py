@@ -6,7 +6,8 @@ import warnings
 
 import pytest
 
-from obliviate.data.format import (IGNORE_INDEX, encode_prompt, encode_prompts, encode_qa, encode_qas, format_answer)
+from obliviate.data import format as F
+from obliviate.data.format import IGNORE_INDEX, encode_prompt, encode_qa, format_answer
 from obliviate.models.loading import SMOLLM2, cache_dir, load_tokenizer
 
 
@@ -30,7 +31,7 @@ def test_inputs_that_fit_are_unchanged(base_dir):
         assert ex["labels"] == [IGNORE_INDEX] * len(prompt) + ans
         with warnings.catch_warnings():
             warnings.simplefilter("error")  # nothing cut: no warning
-            assert encode_qas(tok, [(q, a)], max_length=len(prompt) + len(ans)) == [ex]
+            assert F.encode_qas(tok, [(q, a)], max_length=len(prompt) + len(ans)) == [ex]
 
 
 def test_a_200kb_question_is_left_truncated_and_the_answer_kept(base_dir):
@@ -39,7 +40,7 @@ def test_a_200kb_question_is_left_truncated_and_the_answer_kept(base_dir):
         assert len(q) > 190_000
         a = "Ann Lee wrote it in 1990."
         with pytest.warns(UserWarning, match=r"^1 of 2 forget items are longer than max_length=64 tokens"):
-            long, short = encode_qas(tok, [(q, a), ("Who?", a)], max_length=64, what="forget items")
+            long, short = F.encode_qas(tok, [(q, a), ("Who?", a)], max_length=64, what="forget items")
         ans = _answer_ids(tok, a)
         assert len(long["input_ids"]) <= 64
         assert long["input_ids"][-len(ans):] == ans and long["labels"][-len(ans):] == ans  # the answer, whole
@@ -68,5 +69,5 @@ def test_generation_prompts_are_left_truncated(base_dir):
     tok = load_tokenizer(base_dir)
     q = "x y z " * 5000 + "Who wrote it?"
     with pytest.warns(UserWarning, match="1 of 1 forget prompts"):
-        (p,) = encode_prompts(tok, [q], max_length=40, what="forget prompts")
+        (p,) = F.encode_prompts(tok, [q], max_length=40, what="forget prompts")
     assert len(p) <= 40 and "Who wrote it?" in tok.decode(p)
