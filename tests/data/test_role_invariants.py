@@ -58,3 +58,14 @@ def test_unlearn_retain_full_warns_with_counts(unlearn_target_dir, world_dir, tm
                  "--retain", "full", "--out", str(tmp_path / "u"), "max_steps=1", "batch_size=2"]) == 0
     said = [str(w.message) for w in recwarn if "forget items" in str(w.message)]
     assert said and "the retain set holds all" in said[0] and "trains on the other" in said[0]
+
+
+def test_eval_roles_refuse_members_equal_to_non_members_and_warn_on_retain_overlap(world_dir):
+    from obliviate.evaluate import EvalConfig
+    from obliviate.evaluate.roles import resolve_roles
+
+    quiet = dict(world_facts=None, real_authors=None, embedder=None)
+    with pytest.raises(ObliviateError, match="are the same"):
+        resolve_roles("tofu", world_dir, EvalConfig(holdout="forget10", retain=None, **quiet))
+    with pytest.warns(UserWarning, match=r"the retain role \(full\) shares \d+ items with the forget role"):
+        resolve_roles("tofu", world_dir, EvalConfig(retain="full", **quiet))
