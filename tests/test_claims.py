@@ -88,6 +88,7 @@ def test_continual_groups_reads_each_seed(tmp_path):
         for s in range(seeds):
             d = tmp_path / "continual" / name / f"seed{s}"
             d.mkdir(parents=True)
-            (d / "continual.json").write_text(json.dumps({"rows": [], "seed": s}))
+            (d / "continual.json").write_text(json.dumps({"plan": [], "rows": [{"task": 0}], "seed": s}))
+            (d / "stage.json").write_text(json.dumps({"key": {}, "seconds": 1.0}))  # a finished pipeline stage
     groups = C.continual_groups(tmp_path)
     assert {k: len(v) for k, v in groups.items()} == {"npo_gd": 2, "me_gd": 1}

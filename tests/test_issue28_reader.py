@@ -40,13 +40,14 @@ def test_loading_a_target_with_a_broken_model_json_is_one_line(tmp_path, content
     _one_line(e, str(tmp_path / "model.json"), message)
 
 
-def test_report_on_a_truncated_continual_json_is_one_line(tmp_path):
+def test_report_skips_a_truncated_continual_json_with_a_note(tmp_path):
     from obliviate.report.scenarios import find_continual
 
+    # the report skips a torn continual.json with a note naming it (issue 28 item 7), never a traceback
     (tmp_path / "continual.json").write_text('{\n "rows": [\n  {"task": 0, "model_utility": 0.5')
-    with pytest.raises(ObliviateError) as e:
-        find_continual(tmp_path)
-    _one_line(e, "continual.json", "line 3 column", "truncated")
+    notes = []
+    assert find_continual(tmp_path, notes) == []
+    assert notes == ["ignored continual.json: not whole JSON"]
 
 
 def _demo_run(root):
@@ -56,6 +57,8 @@ def _demo_run(root):
     (root / "demo.json").write_text(json.dumps({"config": {"recipes": ["ga+gd"]}}))
     for d in ("eval/target", "eval/retain", "runs/ga_gd/seed0/eval"):
         (root / d / "eval.json").write_text(json.dumps({"splits": {}, "aggregates": {}}))
+    for d in ("eval", "runs/ga_gd/seed0/eval"):  # the stages the pipeline marked complete (stagecache's stage.json)
+        (root / d / "stage.json").write_text(json.dumps({"key": {}, "seconds": 1.0}))
     return root
 
 

@@ -222,9 +222,12 @@ def _demo_run(root: Path) -> Path:
                                "wall_seconds": 3.0, "retain_vs_itself": {"forget_quality": 1.0}})
     write(root / "eval/target/eval.json", _eval(0.9, 1e-3))
     write(root / "eval/retain/eval.json", _eval(0.2, None))
+    write(root / "eval/stage.json", {"key": {}, "seconds": 1.0})  # stages the pipeline marked complete
     for seed in (0, 1):
         write(root / f"runs/ga_gd/seed{seed}/eval/eval.json", _eval(0.3 + seed / 10, 0.5))
         write(root / f"runs/ga_gd/seed{seed}/count/count.json", {"n": 8 + seed})
+        for stage in ("eval", "count"):
+            write(root / f"runs/ga_gd/seed{seed}/{stage}/stage.json", {"key": {}, "seconds": 1.0})
     return root
 
 

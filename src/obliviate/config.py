@@ -15,6 +15,7 @@ naming them is refused. Each config validates itself in `__post_init__`.
 from __future__ import annotations
 
 import dataclasses
+import math
 import platform
 import sys
 import types
@@ -128,11 +129,46 @@ def write_run_info(out_dir: str | Path, config: Any, *, seed: int | None = None,
     return write_json(out_dir / name, info)
 
 
-def check_positive(cfg: Any, *names: str) -> None:
-    """Each named field, when set, must be a finite number > 0 (catches lr=nan, lr=inf, lr=-1)."""
-    import math
+# caps of the declared ranges: far above any real run, low enough that a typo (epochs=1e12) is refused before
+# a plan of 2e12 steps is built
+MAX_EPOCHS = 10_000
+MAX_STEPS = 1_000_000
+MAX_TOKENS = 131_072  # max_length / max_new_tokens: the longest context of a current model
+MAX_BATCH = 65_536
+MAX_SEED = 2**32 - 1  # numpy's limit
 
-    for name in names:
-        v = getattr(cfg, name)
-        if v is not None and not (math.isfinite(v) and v > 0):
-            raise ObliviateError(f"{name} must be a finite number > 0, got {v}")
+
+def _bound(text: str) -> float:
+    return {"inf": math.inf, "-inf": -math.inf}.get(text.strip()) or float(text)
+
+
+def parse_range(spec: str) -> tuple[float, float, bool, bool]:
+    """(low, high, low_closed, high_closed) of an interval "[8, 131072]", "(0, 10]", "[0, inf)".
+
+    >>> parse_range("(0, 10]")
+    (0.0, 10.0, False, True)
+    """
+    if len(spec) < 5 or spec[0] not in "[(" or spec[-1] not in "])" or spec.count(",") != 1:
+        raise ValueError(f"range {spec!r} is not an interval like [0, 1) or (0, inf)")
+    low, high = spec[1:-1].split(",")
+    return _bound(low), _bound(high), spec[0] == "[", spec[-1] == "]"
+
+
+def in_range(value: float, spec: str) -> bool:
+    """`value` is a finite number inside the interval `spec` (nan and ±inf never are)."""
+    low, high, low_closed, high_closed = parse_range(spec)
+    if not math.isfinite(value):
+        return False
+    return (low <= value if low_closed else low < value) and (value <= high if high_closed else value < high)
+
+
+def check_ranges(cfg: Any) -> None:
+    """Every field of `cfg` named in its class's `RANGES` ({field: interval}) is None, a non-number (e.g.
+    micro_batch="auto", checked elsewhere), or a finite number in its interval (each item, for a list); else a
+    one-line error naming the field, the value and the range. Called first in each config's `__post_init__`, so
+    it runs before any work."""
+    for name, spec in type(cfg).RANGES.items():
+        value = getattr(cfg, name)
+        for v in value if isinstance(value, (list, tuple)) else [value]:
+            if isinstance(v, (int, float)) and not isinstance(v, bool) and not in_range(v, spec):
+                raise ObliviateError(f"{name} must be a finite number in {spec}, got {value}")

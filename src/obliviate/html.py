@@ -66,12 +66,20 @@ def table_md(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
 
 
 def figure_png(fig) -> bytes:
-    """Render a matplotlib figure to PNG bytes and close it."""
+    """Render a matplotlib figure to PNG bytes and close it. Every text is drawn literally, never parsed as
+    mathtext: labels carry recipe names, model paths and split names, and a `$…$` in one (a path such as
+    `models/$x$`) would otherwise be typeset or fail to parse. Our labels use Unicode (ε, λ), not mathtext."""
     import matplotlib.pyplot as plt
+    from matplotlib.text import Text
 
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
-    plt.close(fig)
+    try:
+        for text in fig.findobj(Text):
+            text.set_parse_math(False)
+        with plt.rc_context({"text.parse_math": False}):  # texts made while drawing (tick labels)
+            fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
+    finally:
+        plt.close(fig)
     return buf.getvalue()
 
 

@@ -3,6 +3,7 @@
     mean_ci([0.1, 0.2, 0.3])        # (0.2, 0.248...): mean and 95 % t-interval half-width
     median_range([1e-3, 0.5, 0.9])  # (0.5, 1e-3, 0.9): for p-values, whose mean ± t-interval can leave [0, 1]
     across_seeds("forget Prob", [0.2, 0.4])   # '0.300 ± 1.27': one table cell (report card, attack tables)
+    check_finite_weights(model.named_parameters(), what="finetune step 3")  # after every optimiser step
 """
 
 from __future__ import annotations
@@ -59,3 +60,23 @@ def across_seeds(label: str, values) -> str:
     """One table cell over seeds: median [min–max] for p-value columns (`P_VALUE_COLUMNS`), else mean ± 95 % CI."""
     values = list(values)
     return fmt_median_range(values) if label in P_VALUE_COLUMNS else fmt_ci(*mean_ci(values))
+
+
+def check_finite_weights(params, *, what: str) -> None:
+    """A one-line ObliviateError when any of `params` ((name, tensor) pairs, or tensors) holds a NaN or ±inf: every
+    training verb calls it after each optimiser step, so non-finite weights stop the run before anything is saved.
+    One fused norm over all tensors (torch.nn.utils.get_total_norm); the offender is looked up only on failure."""
+    import torch
+
+    params = list(params)
+    named = params if params and isinstance(params[0], tuple) else list(enumerate(params))
+    with torch.no_grad():
+        if math.isfinite(float(torch.nn.utils.get_total_norm([p.detach() for _, p in named], foreach=True))):
+            return
+        bad = next((n for n, p in named if not bool(torch.isfinite(p).all())), None)
+    if bad is None:  # finite weights whose norm overflows float32 (|w| > 1e19): not this check's business
+        return
+    from obliviate import ObliviateError
+
+    raise ObliviateError(f"{what}: weight {bad} is not finite (NaN or inf) after the optimiser step; nothing was "
+                         "saved; lower lr, set grad_clip, check weight_decay")

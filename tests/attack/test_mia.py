@@ -5,8 +5,9 @@ from obliviate.attack.mia import MIAConfig, membership_inference, mia_from_resul
 from obliviate.evaluate import EvalConfig, evaluate
 
 
-def _items(scores: list[float]) -> list[dict]:
-    return [{"index": i, "question": f"q{i}", "mia": {k: s for k in ("loss", "zlib", "min_k", "min_k_pp")}}
+def _items(scores: list[float], side: str = "m") -> list[dict]:
+    """Items of one side (members "m", non-members "n"): the two sides hold other questions (issue 28)."""
+    return [{"index": i, "question": f"{side}{i}", "mia": {k: s for k in ("loss", "zlib", "min_k", "min_k_pp")}}
             for i, s in enumerate(scores)]
 
 
@@ -15,13 +16,13 @@ def test_aucs_on_scores_with_a_known_ordering():
     Separated {.1,.2,.3} vs {.4,.5,.6}: 1. Reversed: 0. Members {1,3} vs non-members {2,4}: of the 4 pairs
     (2>1, 4>1, 4>3 yes; 2>3 no) 3 are ordered → 0.75. Retain members {1,3,5} vs {2,4,6}: 6 of 9 pairs → 2/3,
     a gap of 1/3 to the model's 1."""
-    sep = mia_report(_items([0.1, 0.2, 0.3]), _items([0.4, 0.5, 0.6]), retain_members=_items([1, 3, 5]),
-                     retain_nonmembers=_items([2, 4, 6]))
+    sep = mia_report(_items([0.1, 0.2, 0.3]), _items([0.4, 0.5, 0.6], "n"), retain_members=_items([1, 3, 5]),
+                     retain_nonmembers=_items([2, 4, 6], "n"))
     assert sep["auc"]["model"] == {"loss": 1.0, "zlib": 1.0, "min_k": 1.0, "min_k_pp": 1.0}
     assert sep["auc"]["retain"]["min_k"] == pytest.approx(2 / 3) and sep["auc"]["gap"]["min_k"] == pytest.approx(1 / 3)
-    assert mia_report(_items([1, 3]), _items([2, 4]))["auc"]["model"]["zlib"] == 0.75
-    assert mia_report(_items([0.4, 0.5, 0.6]), _items([0.1, 0.2, 0.3]))["auc"]["model"]["loss"] == 0.0
-    assert "retain" not in mia_report(_items([1, 3]), _items([2, 4]))["auc"]
+    assert mia_report(_items([1, 3]), _items([2, 4], "n"))["auc"]["model"]["zlib"] == 0.75
+    assert mia_report(_items([0.4, 0.5, 0.6]), _items([0.1, 0.2, 0.3], "n"))["auc"]["model"]["loss"] == 0.0
+    assert "retain" not in mia_report(_items([1, 3]), _items([2, 4], "n"))["auc"]
     roc = roc_points([1, 3], [2, 4])  # thresholds 4, 3, 2, 1 → (fpr, tpr) (0,.5) (.5,.5) (.5,1) (1,1)
     assert list(zip(roc["fpr"], roc["tpr"]))[-4:] == [(0.0, 0.5), (0.5, 0.5), (0.5, 1.0), (1.0, 1.0)]
     assert [i["member"] for i in sep["items"]] == [True] * 3 + [False] * 3
@@ -56,12 +57,12 @@ def test_errors_name_the_problem(attack_target, world_dir, tmp_path):
     model, tok = attack_target
     with pytest.raises(ObliviateError, match="no holdout split"):
         membership_inference(model, tok, world_dir, MIAConfig(holdout="nosuch"), progress=False)
-    with pytest.raises(ObliviateError, match="min_k must be in"):
+    with pytest.raises(ObliviateError, match="min_k must be a finite number in"):
         MIAConfig(min_k=0)
     res = {"splits": {"forget": {"source": "f", "items": _items([1, 2])}, "holdout": {"source": "h",
-                                                                                    "items": _items([3, 4])}}}
+                                                                                    "items": _items([3, 4], "n")}}}
     other = {"splits": {"forget": {"items": [{**it, "question": "other"} for it in _items([1, 2])]},
-                        "holdout": {"items": _items([3, 4])}}}
+                        "holdout": {"items": _items([3, 4], "n")}}}
     with pytest.raises(ObliviateError, match="other items than the model's"):
         mia_from_results(res, other)
     with pytest.raises(ObliviateError, match="no forget and holdout"):
@@ -71,7 +72,7 @@ def test_errors_name_the_problem(attack_target, world_dir, tmp_path):
 def test_report_card_lists_exactly_the_attacks_with_results():
     from obliviate.report.attacks import attack_sections
 
-    mia = mia_report(_items([1, 3]), _items([2, 4]))
+    mia = mia_report(_items([1, 3]), _items([2, 4], "n"))
     sections = attack_sections({"npo+gd": [{"relearn": None, "jailbreak": None, "mia": mia}],
                                 "ga+gd": [{"relearn": None, "jailbreak": None, "mia": None}]})
     assert [s["name"] for s in sections] == ["mia"]

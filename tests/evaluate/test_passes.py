@@ -125,25 +125,31 @@ def test_shared_prompt_pass_handles_prompts_of_different_length_and_keeps_order(
 
 
 def test_shared_prompt_pass_keeps_truncation(target, monkeypatch):
-    """max_length cuts the answer as in encode_qa (1 token left); an answer with no token left → the None row."""
+    """max_length cuts as encode_qa does (answers to 1 token, the question left-truncated to 1 token): both rows
+    share one prompt; an answer with no token left → the None row."""
+    from obliviate.data.format import encode_prompt
     from obliviate.evaluate import passes
 
     model, tok = target
     q = "Where was the author of the third novel born?"
     pairs = [(q, "Paris, a long answer that gets cut."), (q, "Rome.")]
-    unshared = forward_scores(model, tok, pairs, max_length=1, share_prompts=False)
+    cut = len(encode_prompt(tok, "")) + 2  # the template, one question token, one answer token
+    unshared = forward_scores(model, tok, pairs, max_length=cut, share_prompts=False)
     with monkeypatch.context() as m:
         _no_full_pass(m)
-        shared = forward_scores(model, tok, pairs, max_length=1)
+        shared = forward_scores(model, tok, pairs, max_length=cut)
     _assert_rows_equal(shared, unshared)
     assert [row["n_tokens"] for row in shared] == [1, 1]
 
-    def no_answer_for_empty(tokenizer, question, answer, *, max_length):  # e.g. a tokenizer without EOS
-        ex = encode_qa(tokenizer, question, answer, max_length=max_length)
-        n = ex["labels"].count(-100) if answer == "" else len(ex["labels"])
-        return {"input_ids": ex["input_ids"][:n], "labels": ex["labels"][:n]}
+    def no_answer_for_empty(tokenizer, pairs, *, max_length, what=""):  # e.g. a tokenizer without EOS
+        out = []
+        for question, answer in pairs:
+            ex = encode_qa(tokenizer, question, answer, max_length=max_length)
+            n = ex["labels"].count(-100) if answer == "" else len(ex["labels"])
+            out.append({"input_ids": ex["input_ids"][:n], "labels": ex["labels"][:n]})
+        return out
 
-    monkeypatch.setattr(passes, "encode_qa", no_answer_for_empty)
+    monkeypatch.setattr(passes, "encode_qas", no_answer_for_empty)
     pairs = [(q, ""), (q, "Rome."), ("Who?", "")]
     unshared = forward_scores(model, tok, pairs, share_prompts=False)
     _no_full_pass(monkeypatch)

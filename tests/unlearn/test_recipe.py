@@ -55,9 +55,9 @@ def test_config_from_recipe_and_fields_agree():
     ({"objective": "npx"}, "objective 'npx' is unknown"),
     ({"me_form": "both"}, "me_form 'both'"),
     ({"npo_granularity": "token"}, "npo_granularity"),
-    ({"batch_size": 0}, "batch_size must be >= 1"),
+    ({"batch_size": 0}, "batch_size must be a finite number in "),
     ({"recipe": "rmu", "lora": True}, "cannot be combined with lora"),
-    ({"npo_beta": 0.0}, "npo_beta must be > 0"),
+    ({"npo_beta": 0.0}, "npo_beta must be a finite number in (0"),
 ])
 def test_config_validation(kw, fragment):
     with pytest.raises(ObliviateError, match=fragment.replace("(", r"\(")):

@@ -19,7 +19,9 @@ def test_resume_refuses_another_model_or_forget_or_retain(unlearn_target_dir, ba
     out = tmp_path / "r"
     assert main(_cmd(unlearn_target_dir, world_dir, out, "--recipe", "ga+gd", "checkpoint_every=2")) == 0
     inputs = json.loads((out / "run.json").read_text())["inputs"]
-    assert set(inputs) == {"model_fingerprint", "forget_hash", "retain_hash"} and all(inputs.values())
+    assert set(inputs) == {"model_fingerprint", "forget_hash", "retain_hash", "ref_model_fingerprint", "refusals_hash",
+                           "tokenizer_hash"}
+    assert all(inputs[k] for k in ("model_fingerprint", "forget_hash", "retain_hash", "tokenizer_hash"))
     (out / "model.safetensors").unlink()  # as if killed before the end: checkpoints, run.json, no final model
     capsys.readouterr()
     assert main(_cmd(base_dir, world_dir, out, "--recipe", "ga+gd", "checkpoint_every=2", "--resume")) == 2

@@ -34,13 +34,14 @@ import math
 import tempfile
 import time
 from dataclasses import dataclass
+from typing import ClassVar
 from pathlib import Path
 
 import torch
 
 from obliviate import ObliviateError
 from obliviate.attack.relearn import relearn_sample
-from obliviate.config import versions
+from obliviate.config import MAX_BATCH, MAX_SEED, MAX_STEPS, MAX_TOKENS, check_ranges, versions
 from obliviate.data.format import IGNORE_INDEX, encode_prompt, encode_qa
 from obliviate.evaluate import EvalConfig, evaluate
 from obliviate.evaluate.suite import resolve_splits, split_means
@@ -68,18 +69,16 @@ class JailbreakConfig:
     max_new_tokens: int = 48  # generation length for ROUGE in the with/without evaluation
     seed: int = 0
 
+    RANGES: ClassVar[dict[str, str]] = {  # config.check_ranges
+        "tokens": "[1, 4096]", "k": "[1, 1e7]", "steps": f"[1, {MAX_STEPS}]", "search_width": f"[1, {MAX_BATCH}]",
+        "topk": "[1, 1e6]", "batch_size": f"[1, {MAX_BATCH}]", "time_limit": "(0, 1e9]", "match_layer": "[1, 1000]",
+        "match_weight": "[0, 1e6]", "max_new_tokens": f"[1, {MAX_TOKENS}]", "seed": f"[0, {MAX_SEED}]",
+    }
+
     def __post_init__(self):
+        check_ranges(self)
         if self.position not in POSITIONS:
             raise ObliviateError(f"position must be one of {', '.join(POSITIONS)}, got {self.position!r}")
-        for name in ("tokens", "k", "steps", "search_width", "topk", "batch_size", "max_new_tokens"):
-            if getattr(self, name) < 1:
-                raise ObliviateError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.time_limit is not None and self.time_limit <= 0:
-            raise ObliviateError(f"time_limit must be > 0 seconds, got {self.time_limit}")
-        if self.match_layer is not None and self.match_layer < 1:
-            raise ObliviateError(f"match_layer must be >= 1 (1 = output of the first block), got {self.match_layer}")
-        if self.match_weight < 0:
-            raise ObliviateError(f"match_weight must be >= 0, got {self.match_weight}")
 
 
 def match_loss(hidden: torch.Tensor, ref_hidden: torch.Tensor) -> torch.Tensor:

@@ -15,10 +15,12 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from typing import ClassVar
 from pathlib import Path
 
 from obliviate import ObliviateError
-from obliviate.config import versions
+from obliviate.config import MAX_BATCH, MAX_TOKENS, check_ranges, versions
+from obliviate.data.roles import check_mia_roles
 from obliviate.evaluate import EvalConfig
 from obliviate.evaluate import metrics as M
 from obliviate.evaluate.passes import forward_scores
@@ -34,7 +36,12 @@ class MIAConfig:
     max_length: int = 512
     min_k: float = 0.4  # Min-K% / Min-K%++ fraction
 
+    RANGES: ClassVar[dict[str, str]] = {  # config.check_ranges
+        "batch_size": f"[1, {MAX_BATCH}]", "max_length": f"[8, {MAX_TOKENS}]", "min_k": "(0, 1]",
+    }
+
     def __post_init__(self):
+        check_ranges(self)
         self.eval_config()  # validates forget, min_k, batch_size, max_length
 
     def eval_config(self) -> EvalConfig:
@@ -74,6 +81,7 @@ def mia_report(members: list[dict], nonmembers: list[dict], *, retain_members: l
     """AUCs, ROC curves and per-item scores from items carrying `mia` score dicts (eval.json or `score_items`)."""
     if not members or not nonmembers:
         raise ObliviateError("the MIA report needs member (forget) and non-member (holdout) items")
+    check_mia_roles(members, nonmembers, sources)
     for mine, theirs in ((members, retain_members), (nonmembers, retain_nonmembers)):
         if theirs is not None and [it["question"] for it in theirs] != [it["question"] for it in mine]:
             raise ObliviateError("the retain model's items are other items than the model's (MIA compares the same)")
@@ -118,6 +126,7 @@ def membership_inference(model, tokenizer, data: str | Path, cfg: MIAConfig, *, 
     if "holdout" not in found:
         raise ObliviateError(f"{data}: no holdout split for the MIA non-members: {missing.get('holdout')}")
     (fsrc, members), (hsrc, nonmembers) = found["forget"], found["holdout"]
+    check_mia_roles(members, nonmembers, (fsrc, hsrc))  # before any scoring
     scored = {}
     for name, pair in (("model", (model, tokenizer)), ("retain", retain)):
         if pair is None:

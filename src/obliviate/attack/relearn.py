@@ -15,10 +15,11 @@ from __future__ import annotations
 import dataclasses
 import random
 from dataclasses import dataclass, field
+from typing import ClassVar
 from pathlib import Path
 
 from obliviate import ObliviateError
-from obliviate.config import check_positive, versions
+from obliviate.config import MAX_BATCH, MAX_SEED, MAX_STEPS, MAX_TOKENS, check_ranges, versions
 from obliviate.data.loading import load_split
 from obliviate.evaluate import EvalConfig, evaluate
 from obliviate.models.finetune import FinetuneConfig, train_steps
@@ -39,12 +40,15 @@ class RelearnConfig:
     max_new_tokens: int = 48  # generation length for the ROUGE part of the forget metrics
     seed: int = 0
 
+    RANGES: ClassVar[dict[str, str]] = {  # config.check_ranges
+        "k": "[1, 1e7]", "steps": f"[1, {MAX_STEPS}]", "lr": "(0, 10]", "batch_size": f"[1, {MAX_BATCH}]",
+        "max_new_tokens": f"[1, {MAX_TOKENS}]", "seed": f"[0, {MAX_SEED}]",
+    }
+
     def __post_init__(self):
-        check_positive(self, "lr")
-        if self.k < 1:
-            raise ObliviateError(f"k must be >= 1, got {self.k}")
-        if not self.steps or any(s < 1 for s in self.steps):
-            raise ObliviateError(f"steps must be positive step counts, got {self.steps}")
+        check_ranges(self)
+        if not self.steps:
+            raise ObliviateError("steps must list at least one step count")
         self.steps = sorted(set(int(s) for s in self.steps))
 
 

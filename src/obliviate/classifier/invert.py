@@ -19,6 +19,7 @@ import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import ClassVar
 from pathlib import Path
 
 import numpy as np
@@ -32,6 +33,8 @@ from obliviate.classifier.data import PUBLIC_SHIFTS, ImageData, load_dataset, ra
 from obliviate.classifier.models import (CondGenerator, Generator, ProjectionDiscriminator, load_target,
                                          new_classifier, save_classifier)
 from obliviate.classifier.robustness import accuracy, train_classifier
+from obliviate.config import MAX_BATCH, MAX_EPOCHS, MAX_SEED, MAX_STEPS, check_ranges
+from obliviate.stats import check_finite_weights
 
 METHODS = ("plg", "gmi", "no-guidance", "ce", "random")
 
@@ -64,13 +67,21 @@ class InvertConfig:
     n_rec: int = 20                     # reconstructions per class
     gmi_lambda: float = 100.0           # GMI: L = L_prior + λ L_id
 
+    # the declared range of every numeric field (config.check_ranges)
+    RANGES: ClassVar[dict[str, str]] = {
+        "seed": f"[0, {MAX_SEED}]", "split_seed": f"[0, {MAX_SEED}]", "public_angle": "[-360, 360]",
+        "public_blur": "[0, 100]", "target_epochs": f"[1, {MAX_EPOCHS}]", "eval_epochs": f"[1, {MAX_EPOCHS}]",
+        "top_n": "[1, 1e7]", "nz": "[1, 4096]", "gen_width": "[1, 4096]", "dis_width": "[1, 4096]",
+        "gan_iters": f"[1, {MAX_STEPS}]", "n_dis": "[1, 1000]", "batch_size": f"[1, {MAX_BATCH}]",
+        "lr_gan": "(0, 10]", "alpha": "[0, 1e6]", "rec_steps": f"[1, {MAX_STEPS}]", "lr_z": "(0, 10]",
+        "n_rec": "[1, 1e6]", "gmi_lambda": "[0, 1e6]",
+    }
+
     def __post_init__(self):
+        check_ranges(self)
         bad = [m for m in self.methods if m not in METHODS]
         if bad or not self.methods:
             raise ObliviateError(f"unknown invert method(s) {', '.join(bad) or '(none)'}; choose from {', '.join(METHODS)}")
-        for k in ("top_n", "gan_iters", "n_dis", "batch_size", "rec_steps", "n_rec", "nz"):
-            if getattr(self, k) <= 0:
-                raise ObliviateError(f"{k} must be positive, got {getattr(self, k)}")
         if self.public not in PUBLIC_SHIFTS:
             raise ObliviateError(f"unknown public shift {self.public!r}; choose one of {', '.join(PUBLIC_SHIFTS)}")
 
@@ -173,6 +184,7 @@ def gan_step(G: nn.Module, D: nn.Module, T: nn.Module, *,
     opt_g.zero_grad()
     g_loss.backward()
     opt_g.step()
+    check_finite_weights([*G.named_parameters(), *D.named_parameters()], what="invert: GAN step")
     return d_loss.item(), g_loss.item()
 
 

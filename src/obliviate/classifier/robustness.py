@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from obliviate.classifier.data import ImageData
+from obliviate.stats import check_finite_weights
 
 
 def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, batch_size: int = 512) -> float:
@@ -78,6 +79,7 @@ def train_classifier(model: nn.Module, data: ImageData, *, epochs: int, lr: floa
             opt.zero_grad()
             loss.backward()
             opt.step()
+            check_finite_weights(model.named_parameters(), what=f"{desc} (classifier training)")
             sched.step()
     return model.eval()
 

@@ -15,6 +15,7 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import ClassVar
 from pathlib import Path
 
 import torch
@@ -30,6 +31,8 @@ from obliviate.classifier.models import Generator, load_target, new_classifier, 
 from obliviate.classifier.oracle import HardLabelOracle
 from obliviate.classifier.robustness import (ROBUSTNESS_ATTACKS, accuracy, evaluate_robustness, pgd, predict,
                                              robust_accuracy, train_classifier)
+from obliviate.config import MAX_BATCH, MAX_EPOCHS, MAX_SEED, MAX_STEPS, check_ranges
+from obliviate.stats import check_finite_weights
 
 MODES = ("hee", "at", "ae", "ue", "plain")
 
@@ -71,16 +74,22 @@ class StealConfig:
     eval_attacks: list[str] | None = None  # subset of fgsm,pgd20,pgd100,cw100,aa (None → all)
     aa_n: int = 100                    # fixed AutoAttack subset: the first aa_n test images
 
+    # the declared range of every numeric field (config.check_ranges)
+    RANGES: ClassVar[dict[str, str]] = {
+        "seed": f"[0, {MAX_SEED}]", "split_seed": f"[0, {MAX_SEED}]", "eps": "(0, 1]", "base_eps": "(0, 1]",
+        "target_epochs": f"[1, {MAX_EPOCHS}]", "epochs": f"[1, {MAX_EPOCHS}]", "target_width": "[1, 4096]",
+        "clone_width": "[1, 4096]", "gen_width": "[1, 4096]", "nz": "[1, 4096]", "budget": "[1, 1e12]",
+        "batch_size": f"[1, {MAX_BATCH}]", "gen_batch": f"[1, {MAX_BATCH}]", "n_g": f"[1, {MAX_STEPS}]",
+        "n_c": f"[1, {MAX_STEPS}]", "lr_g": "(0, 10]", "lr_z": "(0, 10]", "lr_c": "(0, 10]", "lr_c_min": "[0, 10]",
+        "ls_eps": "[0, 1)", "lam_div": "[0, 1e6]", "hee_eta": "(0, 1]", "hee_steps": "[1, 10000]",
+        "hee_noise": "[0, 1]", "base_steps": "[1, 10000]", "val_every": f"[1, {MAX_EPOCHS}]", "val_n": "[1, 1e7]",
+        "aa_n": "[1, 1e7]",
+    }
+
     def __post_init__(self):
+        check_ranges(self)
         if self.mode not in MODES:
             raise ObliviateError(f"unknown steal mode {self.mode!r}; choose one of {', '.join(MODES)}")
-        for k in ("epochs", "batch_size", "gen_batch", "n_g", "n_c", "hee_steps", "val_every", "nz"):
-            if getattr(self, k) <= 0:
-                raise ObliviateError(f"{k} must be positive, got {getattr(self, k)}")
-        if not 0 <= self.ls_eps < 1:
-            raise ObliviateError(f"ls_eps must be in [0, 1), got {self.ls_eps}")
-        if not 0 < self.eps <= 1:
-            raise ObliviateError(f"eps must be in (0, 1], got {self.eps}")
         bad = sorted(set(self.eval_attacks or []) - set(ROBUSTNESS_ATTACKS))
         if bad:
             raise ObliviateError(f"unknown eval attack(s) {', '.join(bad)}; "
@@ -229,6 +238,7 @@ def clone_step(clone: nn.Module, opt: torch.optim.Optimizer, oracle: HardLabelOr
     opt.zero_grad()
     loss.backward()
     opt.step()
+    check_finite_weights(clone.named_parameters(), what="steal: clone step")
     with torch.no_grad():
         ent = prediction_entropy(logits).mean().item()
     return loss.item(), ent

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import warnings
 from collections.abc import Sequence
 
 import torch
@@ -26,6 +27,15 @@ def records_hash(records: list[dict] | None) -> str | None:
     if records is None:
         return None
     return hashlib.sha256(json.dumps(records, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def tokenizer_hash(tokenizer) -> str:
+    """A short hash of what tokenization depends on (vocabulary, special tokens, chat template): a resumed run must
+    tokenize as the interrupted one did."""
+    spec = {"vocab": tokenizer.get_vocab(), "special": [tokenizer.bos_token_id, tokenizer.eos_token_id,
+                                                         tokenizer.pad_token_id],
+            "template": getattr(tokenizer, "chat_template", None)}
+    return records_hash([spec])
 
 
 def format_prompt(tokenizer, question: str) -> str:
@@ -62,14 +72,75 @@ def encode_prompt(tokenizer, question: str) -> list[int]:
 def encode_qa(tokenizer, question: str, answer: str, *, max_length: int = 256) -> dict[str, list[int]]:
     """`input_ids` = prompt + answer + EOS; `labels` = -100 on the prompt, the answer ids and EOS elsewhere.
 
-    Longer examples lose the end of the answer (the prompt is kept whole).
+    An example longer than `max_length` is cut the benchmark's way (`fit_qa`): the question loses its start, the
+    answer is kept (or as much of its start as fits). `encode_qas` also counts and reports the cut ones.
     """
+    return _encode_qa(tokenizer, question, answer, max_length)[0]
+
+
+def _encode_qa(tokenizer, question: str, answer: str, max_length: int) -> tuple[dict[str, list[int]], bool]:
+    """(example, whether it was cut)."""
     prompt = encode_prompt(tokenizer, question)
     ans = tokenizer(format_answer(tokenizer, answer), add_special_tokens=False)["input_ids"]
     if tokenizer.eos_token_id is not None:
         ans = ans + [tokenizer.eos_token_id]
-    ans = ans[: max(1, max_length - len(prompt))]
-    return {"input_ids": prompt + ans, "labels": [IGNORE_INDEX] * len(prompt) + ans}
+    cut = len(prompt) + len(ans) > max_length
+    if cut:
+        prompt, ans = fit_qa(tokenizer, question, ans, max_length)
+    return {"input_ids": prompt + ans, "labels": [IGNORE_INDEX] * len(prompt) + ans}, cut
+
+
+def fit_qa(tokenizer, question: str, answer_ids: list[int], max_length: int) -> tuple[list[int], list[int]]:
+    """(prompt ids, answer ids) of at most `max_length` tokens together, for a QA pair that does not fit.
+
+    The answer keeps its first `max_length - (template + 1)` tokens at most (it is what the loss and the
+    metrics read); the question is left-truncated (its last tokens kept, inside the same chat template) to fill
+    the rest, as `truncation_side="left"` does. When the template alone leaves no room, the prompt ids themselves
+    are left-truncated.
+    """
+    ans = answer_ids[: max(1, max_length - len(encode_prompt(tokenizer, "")) - 1)]
+    return fit_prompt(tokenizer, question, max_length - len(ans))[0], ans
+
+
+def fit_prompt(tokenizer, question: str, budget: int) -> tuple[list[int], bool]:
+    """(the prompt ids of `question` left-truncated to at most `budget` tokens, its last tokens kept inside the
+    chat template; whether it was cut)."""
+    prompt = encode_prompt(tokenizer, question)
+    if len(prompt) <= budget:
+        return prompt, False
+    empty = encode_prompt(tokenizer, "")
+    q_ids = tokenizer(question, add_special_tokens=False)["input_ids"]
+    keep = min(len(q_ids), max(0, budget - len(empty)))
+    while keep > 0:
+        prompt = encode_prompt(tokenizer, tokenizer.decode(q_ids[len(q_ids) - keep:]))
+        if len(prompt) <= budget:
+            return prompt, True
+        keep -= len(prompt) - budget  # re-tokenised text can merge or split at the cut: shrink and retry
+    return (empty[len(empty) - budget:] if len(empty) > budget else empty), True
+
+
+def encode_prompts(tokenizer, questions: Sequence[str], *, max_length: int, what: str = "prompts") -> list[list[int]]:
+    """`encode_prompt` of each question, left-truncated to `max_length` tokens (one warning line counts them)."""
+    fitted = [fit_prompt(tokenizer, q, max_length) for q in questions]
+    out, cut = [p for p, _ in fitted], sum(c for _, c in fitted)
+    if cut:
+        warnings.warn(f"{cut} of {len(out)} {what} are longer than max_length={max_length} tokens: their questions "
+                      "were left-truncated", stacklevel=2)
+    return out
+
+
+def encode_qas(tokenizer, pairs: Sequence[tuple[str, str]], *, max_length: int, what: str = "items"
+               ) -> list[dict[str, list[int]]]:
+    """`encode_qa` of each (question, answer) pair; one warning line says how many were cut to `max_length`."""
+    out, cut = [], 0
+    for q, a in pairs:
+        ex, was_cut = _encode_qa(tokenizer, q, a, max_length)
+        out.append(ex)
+        cut += was_cut
+    if cut:
+        warnings.warn(f"{cut} of {len(out)} {what} are longer than max_length={max_length} tokens: their questions "
+                      "were left-truncated (answers kept)", stacklevel=2)
+    return out
 
 
 def encode_text_chunks(tokenizer, text: str, *, max_length: int = 256) -> list[dict[str, list[int]]]:
@@ -110,8 +181,8 @@ class QADataset(torch.utils.data.Dataset):
 
     def __init__(self, records: Sequence[dict], tokenizer, *, answer_field: str = "answer", max_length: int = 256):
         self.records = list(records)
-        self.examples = [encode_qa(tokenizer, r["question"], r[answer_field], max_length=max_length)
-                         for r in self.records]
+        self.examples = encode_qas(tokenizer, [(r["question"], r[answer_field]) for r in self.records],
+                                   max_length=max_length, what="training items")
 
     def __len__(self) -> int:
         return len(self.examples)

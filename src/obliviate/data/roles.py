@@ -11,10 +11,21 @@ e.g. EvalConfig's forget level: TOFU's forget â€” its `_perturbed` twin first â€
 real_authors), the other evaluation roles from `roles` (published config/split). `extras` adds roles read by
 split name in any benchmark (VerbMem / KnowMem / MCQ splits). A role whose data is missing is recorded with
 the reason (its metrics become "not computed"); a broken file is an error.
+
+Invariants between roles (an item is identified by its question or text and its answer, `record_key`):
+- MIA members and non-members share no item (`check_mia_roles`): the same set on both sides (`--holdout forget10`)
+  is an error, some shared items a warning with the count (they sit on both sides of the AUC).
+- The forget and retain sets of unlearning share no item (`disjoint_retain`): a retain set holding *every* forget
+  item and more is a whole-set split (TOFU's `full` contains every forgetXX by construction): a warning with the
+  counts, and the retain term trains on the retain set minus the forget items (= TOFU's retainXX). Any other
+  overlap (two splits that should be disjoint, or the forget split itself as retain) is an error.
+- In evaluation, a retain role sharing items with the forget role is a warning with the count: Model Utility then
+  reads some forget items.
 """
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -37,6 +48,51 @@ class Roles:
     missing: dict[str, str] = field(default_factory=dict)
     knowmem_icl: dict[str, str] = field(default_factory=dict)  # knowmem role -> its few-shot role
     mia: tuple[str, str] | None = None  # (members, non-members)
+
+
+def record_key(record: dict) -> tuple:
+    """What identifies an item across splits: (question | text | prompt, answer | gt)."""
+    return (record.get("question", record.get("text", record.get("prompt"))), record.get("answer", record.get("gt")))
+
+
+def _shared(a: list[dict], b: list[dict]) -> set[tuple]:
+    return {record_key(r) for r in a} & {record_key(r) for r in b}
+
+
+def check_mia_roles(members: list[dict], nonmembers: list[dict], names: tuple[str, str] = ("forget", "holdout")
+                    ) -> None:
+    """Members = non-members is an error (the AUC would be 0.5 by construction); a partial overlap, a warning."""
+    shared = _shared(members, nonmembers)
+    if not shared:
+        return
+    if shared == {record_key(r) for r in members} == {record_key(r) for r in nonmembers}:
+        raise ObliviateError(f"MIA members ({names[0]}) and non-members ({names[1]}) are the same {len(shared)} "
+                             "items: the attack would compare a set with itself; choose a holdout split of unseen "
+                             "items (e.g. holdout10)")
+    warnings.warn(f"{len(shared)} items are both MIA members ({names[0]}, {len(members)} items) and non-members "
+                  f"({names[1]}, {len(nonmembers)} items)", stacklevel=2)
+
+
+def disjoint_retain(forget: list[dict], retain: list[dict] | None, names: tuple[str, str] = ("forget", "retain")
+                    ) -> list[dict] | None:
+    """The retain records to train on: `retain` when it shares no item with `forget`; `retain` minus the forget
+    items (with a warning) when it holds every forget item and more (a whole-set split such as TOFU's full);
+    any other overlap is an error."""
+    if not retain:
+        return retain
+    keys = {record_key(r) for r in forget}
+    shared = _shared(forget, retain)
+    if not shared:
+        return retain
+    rest = [r for r in retain if record_key(r) not in keys]
+    if shared == keys and rest:
+        warnings.warn(f"the {names[1]} set holds all {len(keys)} {names[0]} items ({len(retain) - len(rest)} of its "
+                      f"{len(retain)} records; a whole-set split such as TOFU's full contains every forget split): "
+                      f"the retain term trains on the other {len(rest)}", stacklevel=2)
+        return rest
+    raise ObliviateError(f"the {names[0]} and {names[1]} sets share {len(shared)} items (of {len(keys)} {names[0]} "
+                         f"items): an item cannot be both forgotten and retained; choose disjoint splits (e.g. "
+                         "forget10 with retain90)")
 
 
 def _split_exists(data: str | Path, split: str) -> tuple[bool, str]:
@@ -143,7 +199,9 @@ def resolve_roles(bench: Benchmark | str, data, splits: dict[str, str | None], *
     {role: records}). `splits`: the split of each of `bench.split_roles`; `extras`: (role, split, format)."""
     bench = get_benchmark(bench) if isinstance(bench, str) else bench
     if isinstance(data, dict):
-        return _in_memory(bench, data, max_items)
+        roles = _in_memory(bench, data, max_items)
+        _check_roles(roles)
+        return roles
     source = data if data is not None else bench.hub_id
     found, missing = resolve_splits(source, splits, max_items)
     roles = Roles({r: Loaded(s, recs) for r, (s, recs) in found.items()}, missing, dict(bench.knowmem_icl),
@@ -157,4 +215,17 @@ def resolve_roles(bench: Benchmark | str, data, splits: dict[str, str | None], *
     if not roles.found:
         raise ObliviateError(f"benchmark {bench.name}: no evaluation role could be loaded from "
                              f"{data or bench.hub_id} ({next(iter(roles.missing.values()), '')})")
+    _check_roles(roles)
     return roles
+
+
+def _check_roles(roles: Roles) -> None:
+    """The invariants between roles (module docstring): MIA sides disjoint, retain apart from forget."""
+    if roles.mia and all(r in roles.found for r in roles.mia):
+        members, nonmembers = (roles.found[r] for r in roles.mia)
+        check_mia_roles(members.records, nonmembers.records, (members.source, nonmembers.source))
+    if "forget" in roles.found and "retain" in roles.found:
+        shared = _shared(roles.found["forget"].records, roles.found["retain"].records)
+        if shared:
+            warnings.warn(f"the retain role ({roles.found['retain'].source}) shares {len(shared)} items with the "
+                          f"forget role ({roles.found['forget'].source}): Model Utility reads them too", stacklevel=3)

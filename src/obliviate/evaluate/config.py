@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 from obliviate import ObliviateError
+from obliviate.config import MAX_BATCH, MAX_SEED, MAX_TOKENS, check_ranges
 
 
 @dataclass
@@ -36,18 +38,17 @@ class EvalConfig:
     mcq: list[str] = field(default_factory=list)  # question/choices/answer splits (WMDP / MMLU)
     seed: int = 0
 
+    # the declared range of every numeric field (config.check_ranges)
+    RANGES: ClassVar[dict[str, str]] = {
+        "max_new_tokens": f"[1, {MAX_TOKENS}]", "batch_size": f"[1, {MAX_BATCH}]",
+        "gen_batch_size": f"[1, {MAX_BATCH}]", "max_length": f"[8, {MAX_TOKENS}]", "min_k": "(0, 1]",
+        "rouge_floor": "[0, 1]", "privleak_reference_auc": "(0, 1]", "max_items": "[1, 1e9]", "seed": f"[0, {MAX_SEED}]",
+    }
+
     def __post_init__(self):
+        check_ranges(self)
         if not re.fullmatch(r"[A-Za-z0-9_.\-]+", self.forget or ""):
             raise ObliviateError(f"forget: {self.forget!r} is not a split name")
-        for name in ("max_new_tokens", "batch_size", "gen_batch_size", "max_length"):
-            if getattr(self, name) < 1:
-                raise ObliviateError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if not 0 < self.min_k <= 1:
-            raise ObliviateError(f"min_k must be in (0, 1], got {self.min_k}")
-        if self.max_items is not None and self.max_items < 1:
-            raise ObliviateError(f"max_items must be >= 1, got {self.max_items}")
-        if self.privleak_reference_auc is not None and not 0 < self.privleak_reference_auc <= 1:
-            raise ObliviateError(f"privleak_reference_auc must be in (0, 1], got {self.privleak_reference_auc}")
 
     @property
     def level(self) -> str | None:

@@ -30,7 +30,7 @@ from collections.abc import Sequence
 
 import torch
 
-from obliviate.data.format import IGNORE_INDEX, encode_qa, pad_batch, pad_token_id
+from obliviate.data.format import IGNORE_INDEX, encode_qas, pad_batch, pad_token_id
 from obliviate.evaluate.metrics import exact_memorization, extraction_strength, min_k_pp_score, min_k_score
 from obliviate.models.logps import selective_logps, sequence_logps
 from obliviate.models.microbatch import in_batches
@@ -160,7 +160,7 @@ def forward_scores(model, tokenizer, pairs: Sequence[tuple[str, str]], *, batch_
     """Score rows of (question, answer) pairs, in input order; `share_prompts=False` forces the full pass."""
     from tqdm.auto import tqdm
 
-    examples = [encode_qa(tokenizer, q, a, max_length=max_length) for q, a in pairs]
+    examples = encode_qas(tokenizer, pairs, max_length=max_length, what=f"{desc} rows")
     pad_id = pad_token_id(tokenizer)
     rows: list[dict | None] = [None] * len(examples)
     full = list(range(len(examples)))

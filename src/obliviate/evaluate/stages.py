@@ -11,7 +11,7 @@ The stage functions call `passes.forward_scores` / `passes.score_batch` and `gen
 
 from __future__ import annotations
 
-from obliviate.data.format import encode_prompt, pad_batch, pad_token_id, records_hash, with_bos
+from obliviate.data.format import encode_prompts, pad_batch, pad_token_id, records_hash, with_bos
 from obliviate.evaluate import metrics as M
 from obliviate.evaluate.aggregate import split_means
 from obliviate.evaluate.cache import EvalCache
@@ -67,7 +67,8 @@ def forward_stage(model, tok, role: str, records: list[dict], cfg: EvalConfig, p
 
 
 def generate_stage(model, tok, role: str, records: list[dict], cfg: EvalConfig, progress: bool) -> list[dict]:
-    prompts = [encode_prompt(tok, r["question"]) for r in records]
+    prompts = encode_prompts(tok, [r["question"] for r in records], max_length=cfg.max_length,
+                             what=f"{role} prompts")
     texts, ids = generate(model, tok, prompts, max_new_tokens=cfg.max_new_tokens, batch_size=cfg.gen_batch_size,
                           progress=progress, desc=f"generate {role}")
     return [{"generation": t, "rouge_l_recall": M.rouge_l_recall(t, r["answer"]), "token_entropy": M.token_entropy(g),

@@ -26,18 +26,20 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import ClassVar
 from pathlib import Path
 
 import torch
 
 from obliviate import ObliviateError
-from obliviate.config import check_positive, write_run_info
+from obliviate.config import MAX_BATCH, MAX_EPOCHS, MAX_SEED, MAX_STEPS, MAX_TOKENS, check_ranges, write_run_info
 from obliviate.data.format import IGNORE_INDEX, Collator, QADataset, pad_token_id
 from obliviate.models.init import training_defaults
 from obliviate.models.loading import model_size_name, save_model
 from obliviate.models.logps import sequence_logps
 from obliviate.models.microbatch import check_micro_batch, choose_micro_batch, resolve_micro_batch
 from obliviate.rundir import seed_everything, write_json_lines
+from obliviate.stats import check_finite_weights
 
 
 @dataclass
@@ -61,17 +63,20 @@ class FinetuneConfig:
     lora_alpha: int = 32
     seed: int = 0
 
+    # the declared range of every numeric field (config.check_ranges)
+    RANGES: ClassVar[dict[str, str]] = {
+        "epochs": f"(0, {MAX_EPOCHS}]", "max_steps": f"[1, {MAX_STEPS}]", "lr": "(0, 10]",
+        "batch_size": f"[1, {MAX_BATCH}]", "micro_batch": f"[1, {MAX_BATCH}]", "grad_accum": f"[1, {MAX_BATCH}]",
+        "max_memory": "(0, 1e6]", "weight_decay": "[0, 10]", "warmup_ratio": "[0, 1]",
+        "max_length": f"[8, {MAX_TOKENS}]", "grad_clip": "[0, 1e6]",  # grad_clip 0 = off
+        "lora_r": "[1, 4096]", "lora_alpha": "[1, 65536]", "seed": f"[0, {MAX_SEED}]",
+    }
+
     def __post_init__(self):
-        if self.batch_size < 1 or (self.grad_accum is not None and self.grad_accum < 1):
-            raise ObliviateError("batch_size and grad_accum must be >= 1")
+        check_ranges(self)
         self.micro_batch = check_micro_batch(self.micro_batch)
-        if self.lora_r < 1:
-            raise ObliviateError(f"lora_r must be >= 1, got {self.lora_r}")
         if self.schedule not in ("linear", "constant"):
             raise ObliviateError(f"schedule {self.schedule!r}: choose linear or constant")
-        if self.max_steps is not None and self.max_steps < 1:
-            raise ObliviateError("max_steps must be >= 1")
-        check_positive(self, "lr", "epochs", "max_memory")
         resolve_micro_batch(self.batch_size, self.micro_batch, self.grad_accum)
 
 
@@ -170,8 +175,9 @@ def train_steps(model, tokenizer, records: list[dict], cfg: FinetuneConfig) -> I
             loss = accumulate_nll(model, batch, micro, acc.backward)
             if not torch.isfinite(loss):
                 raise ObliviateError(f"non-finite loss {loss.item()} at step {step}; lower the lr")
-            grad_norm = float(acc.clip_grad_norm_(model.parameters(), cfg.grad_clip))
+            grad_norm = float(acc.clip_grad_norm_(model.parameters(), cfg.grad_clip or math.inf))
             opt.step()
+            check_finite_weights(model.named_parameters(), what=f"finetune step {step + 1}")
             sched.step()
             opt.zero_grad()
             step += 1

@@ -31,6 +31,8 @@ import time
 import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import ClassVar
+
 from obliviate.reader import read_json_object
 
 RECIPES = ("ga+gd", "npo+gd", "me+gd", "idk+ap", "dpo+kl", "npo+gd+sam")
@@ -52,6 +54,16 @@ class BenchConfig:
     max_new_tokens: int = 200
     demo: bool = False
     fixed_cost: bool = True  # time a 1-step `obliviate unlearn` subprocess
+
+    RANGES: ClassVar[dict[str, str]] = {  # config.check_ranges
+        "steps": "[1, 1e6]", "warmup": "[0, 1e6]", "batch_size": "[1, 65536]", "max_length": "[8, 131072]",
+        "lr": "(0, 10]", "eval_items": "[1, 1e7]", "gen_items": "[1, 1e7]", "max_new_tokens": "[1, 131072]",
+    }
+
+    def __post_init__(self):
+        from obliviate.config import check_ranges
+
+        check_ranges(self)
 
 
 def matmul_peak(n: int = 2048, reps: int = 5) -> float:

@@ -21,10 +21,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any, TypeVar
-
+from typing import Any, ClassVar, TypeVar
 
 from obliviate import ObliviateError
+from obliviate.config import MAX_BATCH, MAX_EPOCHS, MAX_SEED, MAX_STEPS, MAX_TOKENS, check_ranges
 from obliviate.reader import parse_yaml
 
 C = TypeVar("C")
@@ -73,13 +73,20 @@ class DemoConfig:
     # parallel worker processes (1 thread each) for independent stages; 1 = everything in this process
     jobs: int = 2
 
+    # the declared range of every numeric field (config.check_ranges)
+    RANGES: ClassVar[dict[str, str]] = {
+        "seeds": "[1, 1000]", "world_seed": f"[0, {MAX_SEED}]", "finetune_epochs": f"(0, {MAX_EPOCHS}]",
+        "finetune_lr": "(0, 10]", "finetune_batch_size": f"[1, {MAX_BATCH}]", "finetune_lora_r": "[1, 4096]",
+        "max_new_tokens": f"[1, {MAX_TOKENS}]", "relearn_k": "[1, 1e7]", "relearn_steps": f"[1, {MAX_STEPS}]",
+        "relearn_batch_size": f"[1, {MAX_BATCH}]", "jailbreak_tokens": "[1, 4096]",
+        "jailbreak_steps": f"[1, {MAX_STEPS}]", "jailbreak_search_width": f"[1, {MAX_BATCH}]",
+        "continual_tasks": "[1, 10000]", "continual_seeds": "[1, 1000]", "jobs": "[1, 1024]",
+    }
+
     def __post_init__(self):
         from obliviate.unlearn.recipe import parse_recipe
 
-        if self.jobs < 1:
-            raise ObliviateError(f"jobs must be >= 1, got {self.jobs}")
-        if self.seeds < 1:
-            raise ObliviateError(f"seeds must be >= 1, got {self.seeds}")
+        check_ranges(self)
         for r in self.recipes:
             parse_recipe(r)
         from obliviate.attack.registry import ATTACKS
@@ -93,9 +100,6 @@ class DemoConfig:
         self.overrides_for("")  # validate the syntax early
         for spec in self.continual:
             self.continual_spec(spec)
-        if self.continual_tasks < 1 or self.continual_seeds < 1:
-            raise ObliviateError(f"continual_tasks and continual_seeds must be >= 1, got {self.continual_tasks}, "
-                                 f"{self.continual_seeds}")
 
     def overrides_for(self, recipe: str) -> dict[str, str]:
         """UnlearnConfig overrides of `recipe`: the "*" entries, then the recipe's own (which win)."""

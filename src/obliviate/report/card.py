@@ -14,6 +14,7 @@ import json
 import math
 from pathlib import Path
 
+from obliviate import ObliviateError
 from obliviate import html as H
 from obliviate.report.attacks import attack_sections
 from obliviate.report.claims import CLAIMS_NOTE, write_claims
@@ -156,26 +157,50 @@ def _examples(data: dict, role: str, n: int = 3) -> tuple[list[str], list[list]]
     return headers, rows
 
 
-def write_report(run: str | Path) -> Path:
-    """Build report.html, report.md and results.json in `run` from its saved results."""
+def write_report(run: str | Path, out: str | Path | None = None) -> Path:
+    """Build report.html, report.md and results.json (+ figures, claims.json) from `run`'s saved results, into
+    `out` (default: `run` itself). An `out` that cannot be written is a one-line error before any work."""
     run = Path(run)
-    scenarios = _scenario_sections(run)
+    out = Path(out) if out is not None else run
+    check_writable(out, run)
+    notes: list[str] = []
+    scenarios = _scenario_sections(run, out, notes)
     if scenarios and not (run / "demo.json").is_file():  # a directory of scenario runs only
-        return _write_sections(run, scenarios)
-    card = _contents(run)
+        return _write_sections(run, out, scenarios, notes)
+    card = _contents(run, out, notes)
     html_sections = _html_sections(card) + _classifier_sections(run) + [h for h, _ in scenarios]
-    (run / "report.html").write_text(H.render_page("obliviate report card", html_sections,
+    (out / "report.html").write_text(H.render_page("obliviate report card", html_sections,
                                                    subtitle=f"run directory: {run}"))
-    (run / "report.md").write_text("\n".join(_markdown(card, [m for _, m in scenarios])))
+    (out / "report.md").write_text("\n".join(_markdown(card, [m for _, m in scenarios])))
     attacks = {a["name"]: {"headers": a["headers"], "rows": a["rows"]} for a in card["attacks"]}
-    results = {"headers": card["headers"], "rows": card["rows"], "not_computed": card["reasons"], "attacks": attacks}
-    (run / "results.json").write_text(json.dumps(results, indent=1) + "\n")
-    return run / "report.html"
+    results = {"headers": card["headers"], "rows": card["rows"], "not_computed": card["reasons"], "attacks": attacks,
+               "ignored": card["notes"]}
+    (out / "results.json").write_text(json.dumps(results, indent=1) + "\n")
+    return out / "report.html"
 
 
-def _contents(run: Path) -> dict:
-    """Every table, figure and text of the card (figures also written as PNGs beside it)."""
+def check_writable(out: Path, run: Path) -> None:
+    """`out` exists (or can be made) and takes a file; else one line saying where the report would go."""
+    import errno
+    import os
+    import tempfile
+
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(dir=out, prefix=".report-probe-")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as e:
+        hint = " (pass --out DIR to write it elsewhere)" if out == run else ""
+        why = "read-only" if e.errno in (errno.EROFS, errno.EACCES, errno.EPERM) else e.strerror
+        raise ObliviateError(f"{out}: cannot write the report there ({why}){hint}; it would write report.html, "
+                             "report.md, results.json, claims.json and the figures") from None
+
+
+def _contents(run: Path, out: Path, notes: list[str]) -> dict:
+    """Every table, figure and text of the card (figures also written as PNGs into `out`)."""
     data = collect(run)
+    notes[:0] = data["notes"]
     demo = data["demo"]
     headers, rows = headline(data)
     reasons = not_computed(data)
@@ -183,13 +208,13 @@ def _contents(run: Path) -> dict:
     attacks = attack_sections(data["recipes"], data["target"])
     pngs.update({a["name"]: a["png"] for a in attacks})
     for k, png in pngs.items():
-        (run / f"{k}.png").write_bytes(png)
-    _, claim_headers, claim_rows = write_claims(run, data)
+        (out / f"{k}.png").write_bytes(png)
+    _, claim_headers, claim_rows = write_claims(run, data, out)
     rvr = demo.get("retain_vs_itself", {}).get("forget_quality")
     shown = headers + [h for a in attacks for h in a["headers"]]
     return {
         "headers": headers, "rows": rows, "reasons": reasons, "pngs": pngs, "attacks": attacks,
-        "claims": (claim_headers, claim_rows), "fe": _examples(data, "forget"), "fr": _examples(data, "retain"),
+        "notes": notes, "claims": (claim_headers, claim_rows), "fe": _examples(data, "forget"), "fr": _examples(data, "retain"),
         "glossary": (["term", "name", "better", "meaning", "source"], glossary_rows(shown)),
         "timing_rows": [[k, v["seconds"], "reused" if v["reused"] else "ran"] for k, v in demo["timings"].items()],
         "cfg_text": json.dumps(demo["config"], indent=1), "ver_text": json.dumps(demo["versions"], indent=1),
@@ -225,7 +250,8 @@ def _html_sections(c: dict) -> list[str]:
         H.section("Per-item truth ratios", H.image_html(c["pngs"]["hist"], "forget-set truth ratio histograms")),
         H.section("What forgetting looks like: forget questions", H.table_html(*c["fe"], left_cols=99)),
         H.section("... and retain questions (should stay answered)", H.table_html(*c["fr"], left_cols=99)),
-        H.section("Run", H.table_html(["stage", "seconds", ""], c["timing_rows"]), H.pre(c["cfg_text"]),
+        H.section("Run", H.table_html(["stage", "seconds", ""], c["timing_rows"]), *_notes_html(c["notes"]),
+                  H.pre(c["cfg_text"]),
                   H.pre(c["ver_text"])),
         H.section("Glossary: every metric the card shows (↑ / ↓: higher / lower is better for a model that keeps "
                   "the knowledge; on the forget split unlearning pushes it the other way)",
@@ -244,7 +270,7 @@ def _markdown(c: dict, scenarios: list[str]) -> list[str]:
         "![forgetting vs utility](scatter.png)", "![truth ratios](hist.png)", "",
         "## Forget questions", "", H.table_md(*c["fe"]), "", "## Retain questions", "", H.table_md(*c["fr"]), "",
         *scenarios,
-        "## Run", "", H.table_md(["stage", "seconds", ""], c["timing_rows"]), "", "```json", c["cfg_text"], "```", "",
+        "## Run", "", H.table_md(["stage", "seconds", ""], c["timing_rows"]), "", *_notes_md(c["notes"]), "```json", c["cfg_text"], "```", "",
         "## Glossary", "", H.table_md(*c["glossary"]), ""]
 
 
@@ -260,13 +286,22 @@ def _classifier_sections(run: Path) -> list[str]:
     return out
 
 
-def _scenario_sections(run: Path) -> list[tuple[str, str]]:
+def _scenario_sections(run: Path, out: Path, notes: list[str]) -> list[tuple[str, str]]:
     """(html, markdown) sections of scenario results under the run directory (continual), if any."""
-    return [s for s in (continual_section(run),) if s is not None]
+    return [s for s in (continual_section(run, out, notes),) if s is not None]
 
 
-def _write_sections(run: Path, sections: list[tuple[str, str]]) -> Path:
-    (run / "report.html").write_text(H.render_page("obliviate report card", [h for h, _ in sections],
-                                                   subtitle=f"run directory: {run}"))
-    (run / "report.md").write_text("\n".join(["# obliviate report card", ""] + [m for _, m in sections]))
-    return run / "report.html"
+def _notes_html(notes: list[str]) -> list[str]:
+    return [H.paragraph("Not shown (unfinished or stray entries): " + "; ".join(notes), note=True)] if notes else []
+
+
+def _notes_md(notes: list[str]) -> list[str]:
+    return ["Not shown (unfinished or stray entries):", "", *[f"- {n}" for n in notes], ""] if notes else []
+
+
+def _write_sections(run: Path, out: Path, sections: list[tuple[str, str]], notes: list[str]) -> Path:
+    (out / "report.html").write_text(H.render_page("obliviate report card", [h for h, _ in sections]
+                                                   + _notes_html(notes), subtitle=f"run directory: {run}"))
+    (out / "report.md").write_text("\n".join(["# obliviate report card", ""] + [m for _, m in sections]
+                                             + _notes_md(notes)))
+    return out / "report.html"

@@ -262,8 +262,9 @@ def claims_table(results: list[dict]) -> tuple[list[str], list[list]]:
     return headers, rows
 
 
-def write_claims(run: str | Path, data: dict | None = None) -> tuple[list[dict], list[str], list[list]]:
-    """Test every claim, write `claims.json`; return (results, headers, rows) for the report card."""
+def write_claims(run: str | Path, data: dict | None = None, out: str | Path | None = None
+                 ) -> tuple[list[dict], list[str], list[list]]:
+    """Test every claim, write `claims.json` (into `out`, default `run`); return (results, headers, rows)."""
     results = test_claims(run, data)
-    write_json(Path(run) / "claims.json", results, indent=1)
+    write_json(Path(out or run) / "claims.json", results, indent=1)
     return (results, *claims_table(results))

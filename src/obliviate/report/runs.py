@@ -7,16 +7,23 @@
 Reads `demo.json`, `eval/{target,retain}/eval.json` and, per recipe and seed,
 `runs/<recipe>/seed<k>/eval/eval.json` plus every attack result there (`attack.registry.ATTACKS`:
 `<name>/<result file>`). Nothing is recomputed.
+
+Only stages the pipeline marked complete are read: a stage directory (`eval/`, `runs/<recipe>/seed<k>/eval/`,
+each attack's `<name>/`) counts when its `stage.json` (written last, `stagecache.Stages`) is whole. Anything else
+under `runs/<recipe>/` (`seed1.partial`, `seed0.bak`, a seed whose evaluation never finished) is skipped with a
+note in `collect(...)["notes"]`, never shown as a result.
 """
 
 from __future__ import annotations
 
 import math
+import re
 from pathlib import Path
 
 from obliviate import ObliviateError
 from obliviate.reader import read_json_object
 from obliviate.attack.registry import ATTACKS
+from obliviate.stagecache import STAGE_FILE, read_whole
 from obliviate.stats import P_VALUE_COLUMNS, across_seeds, fmt_ci, fmt_median_range, mean_ci  # noqa: F401
 
 __all__ = ["P_VALUE_COLUMNS", "across_seeds", "collect", "fmt_ci", "fmt_median_range", "get", "load_json",
@@ -38,22 +45,48 @@ def load_json(path: Path) -> dict | None:
     return read_json_object(path) if path.is_file() else None
 
 
+def stage_done(path: Path) -> bool:
+    """`path` is a stage directory the pipeline marked complete: its stage.json (written last) is whole."""
+    info = read_whole(Path(path) / STAGE_FILE)
+    return isinstance(info, dict) and "key" in info
+
+
 def collect(run: str | Path) -> dict:
-    """Everything the report shows, from the saved files: {demo, target, retain, recipes: {name: [seed runs]}};
-    a seed run is {seed, eval, <attack>: result or None for every ATTACKS record}."""
+    """Everything the report shows, from the saved files: {demo, target, retain, recipes: {name: [seed runs]},
+    notes}; a seed run is {seed, eval, <attack>: result or None for every ATTACKS record}; notes name what was
+    skipped (stray or unfinished entries)."""
     run = Path(run)
     demo = load_json(run / "demo.json")
+    done = stage_done(run / "eval")
     target, retain = load_json(run / "eval/target/eval.json"), load_json(run / "eval/retain/eval.json")
-    if demo is None or target is None or retain is None:
-        raise ObliviateError(f"{run}: not a finished demo run (needs demo.json and eval/{{target,retain}}/eval.json)")
+    if demo is None or not done or target is None or retain is None:
+        raise ObliviateError(f"{run}: not a finished demo run (needs demo.json and a finished eval/ stage with "
+                             "{target,retain}/eval.json)")
     recipes: dict[str, list[dict]] = {}
+    notes: list[str] = []
     for recipe in demo["config"]["recipes"]:
-        d = run / "runs" / recipe.replace("+", "_")
-        for seed_dir in sorted(d.glob("seed*"), key=lambda p: int(p.name[4:])):
+        for seed, seed_dir in _seed_dirs(run / "runs" / recipe.replace("+", "_"), run, notes):
             ev = load_json(seed_dir / "eval/eval.json")
             if ev is None:
+                notes.append(f"ignored {seed_dir.relative_to(run)}: no eval/eval.json")
                 continue
             recipes.setdefault(recipe, []).append({
-                "seed": int(seed_dir.name[4:]), "eval": ev,
-                **{name: load_json(seed_dir / name / a.result) for name, a in ATTACKS.items()}})
-    return {"demo": demo, "target": target, "retain": retain, "recipes": recipes}
+                "seed": seed, "eval": ev,
+                **{name: load_json(seed_dir / name / a.result) if stage_done(seed_dir / name) else None
+                   for name, a in ATTACKS.items()}})
+    return {"demo": demo, "target": target, "retain": retain, "recipes": recipes, "notes": notes}
+
+
+def _seed_dirs(recipe_dir: Path, run: Path, notes: list[str]) -> list[tuple[int, Path]]:
+    """(seed, directory) of every `seed<k>` directory whose evaluation stage finished, by seed; a note for any
+    other entry."""
+    out = []
+    for p in sorted(recipe_dir.iterdir()) if recipe_dir.is_dir() else []:
+        m = re.fullmatch(r"seed(\d+)", p.name)
+        if not (m and p.is_dir()):
+            notes.append(f"ignored {p.relative_to(run)}: not a seed<k> stage directory")
+        elif not stage_done(p / "eval"):
+            notes.append(f"ignored {p.relative_to(run)}: its evaluation did not finish (no whole eval/stage.json)")
+        else:
+            out.append((int(m.group(1)), p))
+    return sorted(out)

@@ -8,10 +8,11 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from obliviate import html as H
-from obliviate.reader import read_json_object
+from obliviate.stagecache import STAGE_FILE, read_whole
 
 
 def continual_table(info: dict) -> tuple[list[str], list[list]]:
@@ -61,20 +62,36 @@ def plot_continual(infos: list[dict]):
     return fig
 
 
-def find_continual(run: str | Path) -> list[dict]:
-    """Every continual.json under `run` (itself included), in path order."""
-    run = Path(run)
-    files = sorted(run.rglob("continual.json"))
-    return [read_json_object(f, what="continual results") | {"path": str(f.parent)} for f in files]
+def find_continual(run: str | Path, notes: list[str] | None = None) -> list[dict]:
+    """Every finished continual.json under `run` (itself included), in path order; what is skipped gets a line
+    in `notes`. Finished: whole JSON with a row per task (+ row 0); inside a pipeline run (`continual/<name>/
+    seed<k>/`) also a stage the pipeline marked complete (a whole stage.json), so an interrupted stage's
+    `seed<k>.partial` or a `seed0.bak` copy is never shown as a result."""
+    run, out = Path(run), []
+    for f in sorted(run.rglob("continual.json")):
+        rel, info = f.parent.relative_to(run), read_whole(f)
+        staged = "continual" in (run.name, *rel.parts[:-2]) and len(rel.parts) >= 2
+        why = ("not whole JSON" if not isinstance(info, dict) else
+               "an unfinished run (fewer rows than tasks)" if len(info.get("rows", [])) < len(info.get("plan", [])) + 1
+               else "not a finished pipeline stage" if staged and not (re.fullmatch(r"seed\d+", f.parent.name) and
+                                                                         read_whole(f.parent / STAGE_FILE))
+               else "")
+        if why:
+            (notes if notes is not None else []).append(f"ignored {f.relative_to(run)}: {why}")
+        else:
+            out.append(info | {"path": str(f.parent)})
+    return out
 
 
-def continual_section(run: str | Path) -> tuple[str, str] | None:
-    """(html, markdown) of the report card's continual section, or None when `run` holds no continual results."""
-    infos = find_continual(run)
+def continual_section(run: str | Path, out: str | Path | None = None,
+                      notes: list[str] | None = None) -> tuple[str, str] | None:
+    """(html, markdown) of the report card's continual section (its figure written to `out`, default `run`), or
+    None when `run` holds no finished continual results."""
+    infos = find_continual(run, notes)
     if not infos:
         return None
     png = H.figure_png(plot_continual(infos))
-    (Path(run) / "continual.png").write_bytes(png)
+    (Path(out or run) / "continual.png").write_bytes(png)
     html, md = [], ["## Continual unlearning", "", "![continual](continual.png)", ""]
     for info in infos:
         headers, rows = continual_table(info)

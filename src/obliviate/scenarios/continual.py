@@ -36,8 +36,10 @@ import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 from obliviate import ObliviateError
+from obliviate.config import check_ranges
 from obliviate.reader import read_json_object
 from obliviate.rundir import write_json
 from obliviate.scenarios import evaluate_records, slice_results, write_records
@@ -60,9 +62,10 @@ class ContinualConfig:
     real_authors: str | None = "real_authors_perturbed"
     keep_models: bool = False
 
+    RANGES: ClassVar[dict[str, str]] = {"tasks": "[1, 10000]"}  # config.check_ranges
+
     def __post_init__(self):
-        if self.tasks < 1:
-            raise ObliviateError(f"tasks must be >= 1, got {self.tasks}")
+        check_ranges(self)
 
 
 # --------------------------------------------------------------------------------------------- tasks

@@ -32,9 +32,11 @@ import json
 import random
 import time
 from dataclasses import dataclass
+from typing import ClassVar
 from pathlib import Path
 
 from obliviate import ObliviateError
+from obliviate.config import MAX_BATCH, MAX_SEED, MAX_TOKENS, check_ranges
 from obliviate.rundir import write_json
 from obliviate.scenarios import evaluate_records, write_records
 from obliviate.stagecache import load_stage
@@ -64,15 +66,14 @@ class RealworldConfig:
     batch_size: int = 16
     seed: int = 0
 
+    RANGES: ClassVar[dict[str, str]] = {  # config.check_ranges
+        "countries": "[1, 1000]", "forget_subjects": "[1, 1000]", "neighbour_subjects": "[1, 1000]",
+        "eval_subjects": "[1, 1000]", "general_subjects": "[0, 1000]", "keep_rouge": "(0, 1]", "min_items": "[1, 1000]",
+        "max_new_tokens": f"[1, {MAX_TOKENS}]", "batch_size": f"[1, {MAX_BATCH}]", "seed": f"[0, {MAX_SEED}]",
+    }
+
     def __post_init__(self):
-        for name in ("countries", "forget_subjects", "neighbour_subjects", "eval_subjects", "min_items",
-                     "max_new_tokens", "batch_size"):
-            if getattr(self, name) < 1:
-                raise ObliviateError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.general_subjects < 0:
-            raise ObliviateError(f"general_subjects must be >= 0, got {self.general_subjects}")
-        if not 0 < self.keep_rouge <= 1:
-            raise ObliviateError(f"keep_rouge must be in (0, 1], got {self.keep_rouge}")
+        check_ranges(self)
 
 
 # -------------------------------------------------------------------------------------------- probes

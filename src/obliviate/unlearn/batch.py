@@ -24,7 +24,9 @@ import numpy as np
 import torch
 
 from obliviate import ObliviateError
-from obliviate.data.format import IGNORE_INDEX, encode_qa, encode_text_chunks, pad_batch, pad_token_id
+from obliviate.config import MAX_STEPS
+from obliviate.data.format import IGNORE_INDEX, encode_qas, encode_text_chunks, pad_batch, pad_token_id
+from obliviate.data.roles import disjoint_retain
 from obliviate.models.logps import sequence_logps
 
 VIEWS = ("forget", "retain", "alternate", "retain_alternate")
@@ -117,33 +119,38 @@ def record_format(records) -> str:
     return "text" if records and all("text" in r and "question" not in r for r in records) else "qa"
 
 
-def _encode(tokenizer, records, fmt: str, max_length: int) -> list[dict]:
+def _encode(tokenizer, records, fmt: str, max_length: int, what: str) -> list[dict]:
     if fmt == "text":
         return [c for r in records for c in encode_text_chunks(tokenizer, r["text"], max_length=max_length)]
-    return [encode_qa(tokenizer, r["question"], r["answer"], max_length=max_length) for r in records]
+    return encode_qas(tokenizer, [(r["question"], r["answer"]) for r in records], max_length=max_length, what=what)
 
 
 def build_data(tokenizer, forget_records, retain_records, needs: set[str], *, refusals=None, seed=0,
                max_length=256, recipe: str = "") -> UnlearnData:
-    """Tokenize only the views in `needs` (plus forget); QA records or raw text (chunked)."""
-    enc = lambda q, a: encode_qa(tokenizer, q, a, max_length=max_length)  # noqa: E731
+    """Tokenize only the views in `needs` (plus forget); QA records or raw text (chunked). The retain records
+    share no item with the forget records (`data.roles.disjoint_retain`: an error, or a whole-set split minus the
+    forget items with a warning)."""
     fmt_f = record_format(forget_records)
     fmt_r = record_format(retain_records) if retain_records else "qa"
     for view, fmt, name in (("alternate", fmt_f, "forget"), ("retain_alternate", fmt_r, "retain")):
         if view in needs and fmt == "text":
             raise ObliviateError(f"recipe {recipe or '?'} needs {name} questions to answer with a refusal; the {name} "
                                  "set is raw text: use ga, npo, simnpo, me or rmu (with gd/kl) on text")
-    data = UnlearnData(forget=_encode(tokenizer, forget_records, fmt_f, max_length), pad_id=pad_token_id(tokenizer))
+    retain_records = disjoint_retain(forget_records, retain_records)
+    data = UnlearnData(forget=_encode(tokenizer, forget_records, fmt_f, max_length, "forget items"),
+                       pad_id=pad_token_id(tokenizer))
     if not data.forget:
         raise ObliviateError(f"the forget set ({len(forget_records)} records) has no text to train on")
     if "retain" in needs or "retain_alternate" in needs:
-        data.retain = _encode(tokenizer, retain_records, fmt_r, max_length)
+        data.retain = _encode(tokenizer, retain_records, fmt_r, max_length, "retain items")
     if "alternate" in needs:
-        data.alternate = [enc(r["question"], pick_refusal(refusals, i, seed, "forget"))
-                          for i, r in enumerate(forget_records)]
+        data.alternate = encode_qas(tokenizer, [(r["question"], pick_refusal(refusals, i, seed, "forget"))
+                                                for i, r in enumerate(forget_records)],
+                                    max_length=max_length, what="forget refusal items")
     if "retain_alternate" in needs:
-        data.retain_alternate = [enc(r["question"], pick_refusal(refusals, i, seed, "retain"))
-                                 for i, r in enumerate(retain_records)]
+        data.retain_alternate = encode_qas(tokenizer, [(r["question"], pick_refusal(refusals, i, seed, "retain"))
+                                                       for i, r in enumerate(retain_records)],
+                                           max_length=max_length, what="retain refusal items")
     return data
 
 
@@ -181,6 +188,9 @@ def plan(n_forget: int, n_retain: int | None, *, batch_size: int, batches: int, 
     forget set in chunks of `batch_size`; forget item i in epoch e is paired with retain item rng(seed, e, i)
     (ForgetRetainDataset à la open-unlearning, made deterministic). Same arguments → same plan, so a resumed
     run replays it; the micro-batch split does not enter it."""
+    if batches > MAX_STEPS:  # epochs × steps per epoch: refused before the plan is built, not after memory ran out
+        raise ObliviateError(f"the run would take {batches} optimiser steps, over the cap of {MAX_STEPS} "
+                             "(config.MAX_STEPS); lower epochs or set max_steps")
     out: list[BatchIndices] = []
     epoch = 0
     while len(out) < batches:

@@ -7,9 +7,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 from obliviate import ObliviateError
-from obliviate.config import check_positive
+from obliviate.config import MAX_BATCH, MAX_EPOCHS, MAX_SEED, MAX_STEPS, MAX_TOKENS, check_ranges
 from obliviate.models.init import TRAINING_DEFAULTS, training_defaults
 from obliviate.models.microbatch import check_micro_batch, resolve_micro_batch
 from obliviate.unlearn.objectives import OBJECTIVES
@@ -115,7 +116,26 @@ class UnlearnConfig:
     checkpoint_every: int = 0  # optimiser steps; 0 = no intermediate checkpoints
     keep_checkpoints: int = 2  # the newest N intermediate checkpoints are kept (the final model always is)
 
+    # the declared range of every numeric field (config.check_ranges; None is always allowed for an Optional one)
+    RANGES: ClassVar[dict[str, str]] = {
+        "alpha": "[0, 1e6]", "lam": "[0, 1e6]", "retain_constraint": "[0, 1e6]", "dual_step": "(0, 1e6]",
+        "dual_warmup_epochs": f"[0, {MAX_EPOCHS}]", "lr": "(0, 10]", "epochs": f"(0, {MAX_EPOCHS}]",
+        "max_steps": f"[1, {MAX_STEPS}]", "batch_size": f"[1, {MAX_BATCH}]", "micro_batch": f"[1, {MAX_BATCH}]",
+        "grad_accum": f"[1, {MAX_BATCH}]", "max_memory": "(0, 1e6]", "weight_decay": "[0, 10]",
+        "warmup_epochs": f"[0, {MAX_EPOCHS}]", "grad_clip": "[0, 1e6]",  # grad_clip 0 = off
+        "max_length": f"[8, {MAX_TOKENS}]", "seed": f"[0, {MAX_SEED}]",
+        "npo_beta": "(0, 1e3]", "simnpo_beta": "(0, 1e3]", "simnpo_gamma": "[0, 1e3]", "dpo_beta": "(0, 1e3]",
+        "rmu_layer": "[0, 1000]", "rmu_coeff": "(0, 1e4]", "rmu_retain_weight": "[0, 1e6]", "wga_beta": "[0, 1e3]",
+        "satimp_beta1": "[0, 1e3]", "satimp_beta2": "[0, 1e3]", "undial_beta": "[0, 1e3]",
+        "ceu_ignore_first_n": f"[0, {MAX_TOKENS}]", "ap_beta": "(0, 1e3]",
+        "sam_rho": "[0, 10]", "rs_sigma": "[0, 10]", "rs_samples": "[1, 1000]", "gp_rho": "[0, 10]",
+        "cr_h": "(0, 10]", "cr_rho": "[0, 10]", "wa_start": "[0, 1]", "wa_every": f"[1, {MAX_STEPS}]",
+        "lora_r": "[1, 4096]", "lora_alpha": "[1, 65536]", "lora_dropout": "[0, 1)",
+        "checkpoint_every": f"[0, {MAX_STEPS}]", "keep_checkpoints": "[1, 10000]",
+    }
+
     def __post_init__(self):
+        check_ranges(self)
         parts = parse_recipe(self.recipe) if self.recipe else {}
         for kind in ("objective", "regularizer", "smoothing"):
             given, named = getattr(self, kind), parts.get(kind)
@@ -137,27 +157,10 @@ class UnlearnConfig:
         for name, allowed in CHOICES.items():
             if getattr(self, name) not in allowed:
                 raise ObliviateError(f"{name} {getattr(self, name)!r}: choose one of {', '.join(allowed)}")
-        for name in ("batch_size", "max_steps", "grad_accum", "rs_samples", "wa_every", "lora_r"):
-            v = getattr(self, name)
-            if v is not None and v < 1:
-                raise ObliviateError(f"{name} must be >= 1, got {v}")
-        for name in ("npo_beta", "simnpo_beta", "dpo_beta", "ap_beta"):
-            if getattr(self, name) <= 0:
-                raise ObliviateError(f"{name} must be > 0, got {getattr(self, name)}")
-        for name in ("wga_beta", "satimp_beta1", "satimp_beta2", "undial_beta", "ceu_ignore_first_n"):
-            if getattr(self, name) < 0:
-                raise ObliviateError(f"{name} must be >= 0, got {getattr(self, name)}")
         self._check_dual()
         self.micro_batch = check_micro_batch(self.micro_batch)
         if self.batch_size is not None:  # else checked once the size's default batch is known (unlearn.fit)
             resolve_micro_batch(self.batch_size, self.micro_batch, self.grad_accum)
-        check_positive(self, "lr", "epochs", "max_memory")
-        if not 0.0 <= self.wa_start <= 1.0:
-            raise ObliviateError(f"wa_start must be in [0, 1], got {self.wa_start}")
-        if self.checkpoint_every < 0:
-            raise ObliviateError(f"checkpoint_every must be >= 0, got {self.checkpoint_every}")
-        if self.keep_checkpoints < 1:
-            raise ObliviateError(f"keep_checkpoints must be >= 1, got {self.keep_checkpoints}")
         if self.mixed_precision not in (None, "no", "bf16"):
             raise ObliviateError(f"mixed_precision {self.mixed_precision!r}: choose one of no, bf16 (fp16 needs a "
                                  "loss scaler: use `accelerate launch --mixed_precision fp16` on a GPU)")
@@ -174,12 +177,6 @@ class UnlearnConfig:
         if self.regularizer is None:
             raise ObliviateError(f"retain_constraint needs a retain regularizer in the recipe ({self.recipe}+gd, "
                                  f"+kl or +ap)")
-        if self.lam < 0:
-            raise ObliviateError(f"lam (the initial dual weight) must be >= 0, got {self.lam}")
-        if self.dual_step is not None and self.dual_step <= 0:
-            raise ObliviateError(f"dual_step must be > 0, got {self.dual_step}")
-        if self.dual_warmup_epochs is not None and self.dual_warmup_epochs < 0:
-            raise ObliviateError(f"dual_warmup_epochs must be >= 0, got {self.dual_warmup_epochs}")
 
     def hyperparams(self, size: str | None) -> Hyperparams:
         """This config's lr / epochs / batch size, unset ones from the size's defaults (models.init); on a real

@@ -24,10 +24,11 @@ import torch
 from obliviate import ObliviateError
 from obliviate.reader import read_json_object
 from obliviate.config import write_run_info
-from obliviate.data.format import records_hash
+from obliviate.data.format import records_hash, tokenizer_hash
 from obliviate.models.finetune import adamw
 from obliviate.models.loading import model_fingerprint, model_size_name, save_model, weights_hash
 from obliviate.rundir import claim, remove_ours, seed_everything, write_json
+from obliviate.stats import check_finite_weights
 from obliviate.unlearn.batch import (BatchIndices, UnlearnBatch, UnlearnData, answer_lengths, build_data,
                                      cache_ref_logps, collate, example_logps, micro_batches, plan, steps_per_epoch)
 from obliviate.unlearn.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
@@ -71,7 +72,8 @@ def recipe_needs(cfg: UnlearnConfig) -> set[str]:
 def _check_run_dir(out: Path | None, cfg: UnlearnConfig, inputs: dict, *, resume: bool, overwrite: bool) -> None:
     """Claim `out` (rundir.claim); refuse a finished run unless resume/overwrite; resume only the same run.
 
-    inputs: {"model_fingerprint", "forget_hash", "retain_hash"} of this run, compared with run.json on resume.
+    inputs: {"model_fingerprint", "forget_hash", "retain_hash", "ref_model_fingerprint", "refusals_hash",
+    "tokenizer_hash"} of this run: everything the numbers depend on, compared with run.json on resume.
     """
     if out is None:
         return
@@ -91,7 +93,8 @@ def _check_run_dir(out: Path | None, cfg: UnlearnConfig, inputs: dict, *, resume
             raise ObliviateError(f"{out}/run.json: cannot resume, config key '{diff}' was {old[diff]!r}, "
                                  f"now {now[diff]!r}")
         what = {"model_fingerprint": "the model (--model)", "forget_hash": "the forget data (--forget)",
-                "retain_hash": "the retain data (--retain)"}
+                "retain_hash": "the retain data (--retain)", "ref_model_fingerprint": "the reference model (--ref-model)",
+                "refusals_hash": "the refusals (refusals.json)", "tokenizer_hash": "the tokenizer"}
         diff = next((k for k in what if k in info.get("inputs", {}) and info["inputs"][k] != inputs[k]), None)
         if diff:
             raise ObliviateError(f"{out}/run.json: cannot resume, {what[diff]} differs from the interrupted run's "
@@ -222,7 +225,9 @@ def unlearn(model, tokenizer, forget_records: list[dict], retain_records: list[d
     refusals = _check_inputs(cfg, needs, retain_records, refusals, ref_model)
     out = Path(out_dir) if out_dir is not None else None
     inputs = {"model_fingerprint": model_fingerprint(model) if out is not None else None,
-              "forget_hash": records_hash(forget_records), "retain_hash": records_hash(retain_records)}
+              "forget_hash": records_hash(forget_records), "retain_hash": records_hash(retain_records),
+              "ref_model_fingerprint": model_fingerprint(ref_model) if out is not None and ref_model else None,
+              "refusals_hash": records_hash(refusals), "tokenizer_hash": tokenizer_hash(tokenizer)}
     # multi-process: only the main process claims and writes `out`; the schedule steps once per optimiser step
     _check_mixed_precision(cfg)
     acc = Accelerator(cpu=not torch.cuda.is_available(), step_scheduler_with_optimizer=False)
@@ -334,6 +339,7 @@ def _update(r: _Run, step: int, parts: dict[str, float]) -> dict:
         raise ObliviateError(f"non-finite loss or gradient at step {step + 1} ({parts}, grad_norm {grad_norm}); "
                              f"stopped before the update; last good checkpoint: {kept or 'none'}; lower the lr")
     r.opt.step()
+    check_finite_weights(r.params, what=f"unlearn step {step + 1}")
     r.sched.step()
     r.opt.zero_grad(set_to_none=True)
     if r.tracker is not None:
