@@ -108,6 +108,13 @@ def write_text(path: str | Path, text: str) -> Path:
     return Path(path)
 
 
+def write_bytes(path: str | Path, data: bytes) -> Path:
+    """Write `data` to `path` atomically (`atomic_file`)."""
+    with atomic_file(path) as tmp:
+        tmp.write_bytes(data)
+    return Path(path)
+
+
 def write_json(path: str | Path, obj: Any, *, indent: int | None = 2, ensure_ascii: bool = True) -> Path:
     """Write `obj` as JSON to `path` atomically (`write_text`)."""
     return write_text(path, json.dumps(obj, indent=indent, default=_json_default, ensure_ascii=ensure_ascii) + "\n")
@@ -309,13 +316,19 @@ def _first_missing(out: Path) -> Path | None:
     return missing
 
 
-def _undo_claim(out: Path, created: Path | None) -> None:
-    """A run that failed before writing anything: remove the marker and lock, and the directories the claim made."""
+def _undo_claim(out: Path, created: Path | None, *, held: bool) -> None:
+    """A run that failed before writing anything: remove its marker (only while `held`, i.e. holding the lock: a
+    directory whose lock is someone else's is left alone), then an orphan lock file, then the directories the claim
+    made. A directory with any other entry is kept whole."""
     if not out.is_dir() or _entries(out):
         return
-    for name in (MARKER, LOCK):
+    if held:
         with contextlib.suppress(OSError):
-            (out / name).unlink()
+            (out / MARKER).unlink()
+        return
+    if not (out / MARKER).exists():
+        with contextlib.suppress(OSError):
+            (out / LOCK).unlink()
     if created is not None:
         for d in [out, *out.parents]:
             with contextlib.suppress(OSError):
@@ -328,12 +341,17 @@ def _undo_claim(out: Path, created: Path | None) -> None:
 def run_dir(out: str | Path, *inputs: str | Path | None, what: str = "--out") -> Iterator[Path]:
     """The run frame of every verb that writes: `claim` + `lock`; on leaving (also on error) record what the run
     wrote in the marker. A full disk in the block is `DiskFull` (one line); a run that fails having written nothing
-    leaves no trace (`_undo_claim`)."""
+    leaves no trace (`_undo_claim`): a new directory is removed, a user's empty one gets its emptiness back."""
     created = _first_missing(Path(out))
-    failed = True
     try:
         out = claim(out, *inputs, what=what)
+    except BaseException:
+        _undo_claim(Path(out), created, held=False)
+        raise
+    failed, locked = True, False
+    try:
         with lock(out):
+            locked = True
             before = _entries(out)
             try:
                 yield out
@@ -346,6 +364,8 @@ def run_dir(out: str | Path, *inputs: str | Path | None, what: str = "--out") ->
             finally:
                 with contextlib.suppress(OSError, ObliviateError):
                     record_written(out, sorted(_entries(out) - before))
+                if failed:
+                    _undo_claim(out, created, held=True)
     finally:
-        if failed:
-            _undo_claim(Path(out), created)
+        if failed and locked:  # a refused lock is someone else's run: nothing of theirs is touched
+            _undo_claim(out, created, held=False)

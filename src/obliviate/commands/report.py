@@ -7,6 +7,8 @@ def add_arguments(p):
 
 def run(args):
     from obliviate.report.card import write_report
+    from obliviate.rundir import run_dir
 
-    path = write_report(args.run_dir)
+    with run_dir(args.run_dir, what="RUN_DIR"):  # locked: not rebuilt under a demo that is still writing it
+        path = write_report(args.run_dir)
     print(f"wrote {path} and {path.with_suffix('.md')}")

@@ -42,12 +42,13 @@ def add_arguments(p):
 def run(args):
     cfg = load_config(UnlearnConfig, args.config, args.overrides, recipe=args.recipe, seed=args.seed, lora=args.lora,
                       reference="original" if args.ref_model else None, max_memory=args.max_memory)
-    out = check_output_dir(args.out, args.model, args.ref_model, overwrite=args.overwrite)
     bench, said = resolve_benchmark(args.benchmark, args.data)
     if _is_main_process():
         print(said)
     # `accelerate launch` (torchrun sets RANK): the main process claims, locks and writes the run directory
-    with run_dir(out) if _is_main_process() else contextlib.nullcontext():
+    out = Path(args.out)
+    with run_dir(out, args.model, args.ref_model) if _is_main_process() else contextlib.nullcontext():
+        check_output_dir(out, args.model, args.ref_model, overwrite=args.overwrite)
         _run(args, cfg, out, bench)
 
 
