@@ -57,18 +57,43 @@ class DiskFull(ObliviateError):
     """A write failed for lack of space (ENOSPC) or quota (EDQUOT): one line naming the path and the free space."""
 
 
-def disk_full(e: OSError, path: str | Path | None) -> DiskFull | None:
-    """The `DiskFull` error for `e` if it is ENOSPC/EDQUOT (else None), naming `path` and what is free there."""
-    if e.errno not in (errno.ENOSPC, errno.EDQUOT):
-        return None
-    where = Path(e.filename or path or ".")
+def _free_bytes(where: Path) -> int | None:
     probe = next((p for p in [where, *where.parents] if p.exists()), Path("."))
     try:
-        free = f"{shutil.disk_usage(probe).free / 2 ** 20:.1f} MiB free there"
+        return shutil.disk_usage(probe).free
     except OSError:
-        free = "free space unknown"
-    return DiskFull(f"{where}: {'disk quota exceeded' if e.errno == errno.EDQUOT else 'no space left on device'} "
-                    f"({free}); nothing half-written was kept, free some space and run again")
+        return None
+
+
+def _full_errno(e: BaseException, where: Path) -> int | None:
+    """ENOSPC/EDQUOT if `e` is a full disk: an OSError's errno, or the text of libraries that wrap it (safetensors:
+    "No space left on device (os error 28)"; torch.save: an inline_container enforce failure while space is low)."""
+    if isinstance(e, OSError):
+        return e.errno if e.errno in (errno.ENOSPC, errno.EDQUOT) else None
+    if not isinstance(e, Exception):
+        return None
+    text = str(e)
+    if os.strerror(errno.ENOSPC) in text or f"os error {errno.ENOSPC})" in text:
+        return errno.ENOSPC
+    if os.strerror(errno.EDQUOT) in text or f"os error {errno.EDQUOT})" in text:
+        return errno.EDQUOT
+    free = _free_bytes(where)
+    if isinstance(e, RuntimeError) and "inline_container" in text and free is not None and free < 64 * 2 ** 20:
+        return errno.ENOSPC
+    return None
+
+
+def disk_full(e: BaseException, path: str | Path | None) -> DiskFull | None:
+    """The `DiskFull` error for `e` if it is a full disk (`_full_errno`; else None), naming the path and what is
+    free there."""
+    where = Path(getattr(e, "filename", None) or path or ".")
+    code = _full_errno(e, where)
+    if code is None:
+        return None
+    free = _free_bytes(where)
+    room = f"{free / 2 ** 20:.1f} MiB free there" if free is not None else "free space unknown"
+    return DiskFull(f"{where}: {'disk quota exceeded' if code == errno.EDQUOT else 'no space left on device'} "
+                    f"({room}); nothing half-written was kept, free some space and run again")
 
 
 def public_mode(path: str | Path) -> None:
@@ -95,7 +120,7 @@ def atomic_file(path: str | Path) -> Iterator[Path]:
     except BaseException as e:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
-        full = disk_full(e, path) if isinstance(e, OSError) else None
+        full = disk_full(e, path)
         if full:
             raise full from None
         raise
@@ -161,7 +186,7 @@ def atomic_dir(final: str | Path) -> Iterator[Path]:
     except BaseException as e:
         with contextlib.suppress(OSError):
             remove_entry(tmp)
-        full = disk_full(e, final) if isinstance(e, OSError) else None
+        full = disk_full(e, final)
         if full:
             raise full from None
         raise
@@ -186,7 +211,7 @@ def atomic_into(out: str | Path) -> Iterator[Path]:
                 remove_entry(out / name)
             os.replace(tmp / name, out / name)
     except BaseException as e:
-        full = disk_full(e, out) if isinstance(e, OSError) else None
+        full = disk_full(e, out)
         if full:
             raise full from None
         raise
@@ -356,7 +381,7 @@ def run_dir(out: str | Path, *inputs: str | Path | None, what: str = "--out") ->
             try:
                 yield out
                 failed = False
-            except OSError as e:
+            except Exception as e:
                 full = disk_full(e, out)
                 if full:
                     raise full from None
