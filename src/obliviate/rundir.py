@@ -243,8 +243,15 @@ def is_ours(out: str | Path) -> bool:
     return _marker(Path(out)) is not None
 
 
-def claim(out: str | Path, *inputs: str | Path | None, what: str = "--out") -> Path:
-    """Make `out` an obliviate run directory, or refuse with one line (see the module docstring)."""
+def _holds_runs(out: Path) -> bool:
+    """A directory of obliviate run directories (e.g. `runs/` above `runs/ga`, made as their parent)."""
+    return any(d.is_dir() and not d.is_symlink() and is_ours(d) for d in out.iterdir())
+
+
+def claim(out: str | Path, *inputs: str | Path | None, what: str = "--out", collection: bool = False) -> Path:
+    """Make `out` an obliviate run directory, or refuse with one line (see the module docstring). With
+    `collection` (the report card of several runs), a directory that holds obliviate run directories counts as
+    ours too."""
     out = Path(out)
     for inp in inputs:
         if inp is not None and Path(inp).exists() and out.resolve() == Path(inp).resolve():
@@ -254,7 +261,7 @@ def claim(out: str | Path, *inputs: str | Path | None, what: str = "--out") -> P
             if not parent.is_dir():
                 raise ObliviateError(f"{out}: {what} cannot be created, {parent} is a file, not a directory")
             break
-    if out.is_dir() and _marker(out) is None and any(out.iterdir()):
+    if out.is_dir() and _marker(out) is None and any(out.iterdir()) and not (collection and _holds_runs(out)):
         raise ObliviateError(f"{out}: {what} is a non-empty directory obliviate did not create (no {MARKER} "
                              "marker); choose a new or empty directory")
     try:
@@ -363,13 +370,14 @@ def _undo_claim(out: Path, created: Path | None, *, held: bool) -> None:
 
 
 @contextlib.contextmanager
-def run_dir(out: str | Path, *inputs: str | Path | None, what: str = "--out") -> Iterator[Path]:
+def run_dir(out: str | Path, *inputs: str | Path | None, what: str = "--out",
+            collection: bool = False) -> Iterator[Path]:
     """The run frame of every verb that writes: `claim` + `lock`; on leaving (also on error) record what the run
     wrote in the marker. A full disk in the block is `DiskFull` (one line); a run that fails having written nothing
     leaves no trace (`_undo_claim`): a new directory is removed, a user's empty one gets its emptiness back."""
     created = _first_missing(Path(out))
     try:
-        out = claim(out, *inputs, what=what)
+        out = claim(out, *inputs, what=what, collection=collection)
     except BaseException:
         _undo_claim(Path(out), created, held=False)
         raise

@@ -9,6 +9,8 @@ def run(args):
     from obliviate.report.card import write_report
     from obliviate.rundir import run_dir
 
-    with run_dir(args.run_dir, what="RUN_DIR"):  # locked: not rebuilt under a demo that is still writing it
+    # claimed (a user's directory is refused; one holding obliviate runs is a collection) and locked: a card is not
+    # rebuilt under a demo that is still writing it
+    with run_dir(args.run_dir, what="RUN_DIR", collection=True):
         path = write_report(args.run_dir)
     print(f"wrote {path} and {path.with_suffix('.md')}")
