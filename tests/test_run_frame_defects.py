@@ -209,3 +209,16 @@ def test_saved_files_follow_the_umask(base_dir, tmp_path):
     assert any(p.name == "model.safetensors" for p in files)
     assert {p.name: oct(stat.S_IMODE(p.stat().st_mode)) for p in files} == \
         {p.name: oct(0o666 & ~umask) for p in files}
+
+
+def test_a_killed_pool_worker_is_an_error_in_the_parent(tmp_path):
+    """The demo's pool: a worker that dies without a word is one ObliviateError, not a hang or a traceback."""
+    import functools
+
+    from obliviate.pipeline.pool import run_jobs
+
+    done = []
+    t = time.time()
+    with pytest.raises(ObliviateError, match="worker process died"):
+        run_jobs([(functools.partial(os._exit, 9), done.append), (functools.partial(divmod, 7, 2), done.append)], 2)
+    assert time.time() - t < 60

@@ -71,6 +71,9 @@ def run_jobs(jobs: list[tuple], workers: int) -> None:
         return
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor, as_completed
+    from concurrent.futures.process import BrokenProcessPool
+
+    from obliviate import ObliviateError
 
     with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
                              initializer=init_worker, initargs=(os.getpid(),)) as pool:
@@ -78,6 +81,9 @@ def run_jobs(jobs: list[tuple], workers: int) -> None:
         try:
             for f in as_completed(futures):
                 futures[f](f.result())
+        except BrokenProcessPool:  # a worker was killed (kill -9, out of memory): the pool noticed at once
+            raise ObliviateError("a worker process died (killed or out of memory); the stages finished before it "
+                                 "are kept, run again to continue") from None
         except BaseException:
             for f in futures:
                 f.cancel()
