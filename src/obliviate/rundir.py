@@ -70,7 +70,7 @@ def _full_errno(e: BaseException, where: Path) -> int | None:
     "No space left on device (os error 28)"; torch.save: an inline_container enforce failure while space is low)."""
     if isinstance(e, OSError):
         return e.errno if e.errno in (errno.ENOSPC, errno.EDQUOT) else None
-    if not isinstance(e, Exception):
+    if not isinstance(e, Exception) or isinstance(e, ObliviateError):
         return None
     text = str(e)
     if os.strerror(errno.ENOSPC) in text or f"os error {errno.ENOSPC})" in text:
@@ -102,28 +102,35 @@ def public_mode(path: str | Path) -> None:
 
 
 @contextlib.contextmanager
+def disk_full_errors(path: str | Path) -> Iterator[None]:
+    """A full disk inside the block (`disk_full`) leaves it as `DiskFull` naming `path`; other errors pass."""
+    try:
+        yield
+    except Exception as e:
+        full = disk_full(e, path)
+        if full:
+            raise full from None
+        raise
+
+
+@contextlib.contextmanager
 def atomic_file(path: str | Path) -> Iterator[Path]:
     """Yield a temporary path next to `path` to write; when the block succeeds it becomes `path` (mode per umask).
 
     On any error the temporary is removed and `path` is untouched; a full disk is `DiskFull`."""
     path = Path(path)
-    try:
+    with disk_full_errors(path):
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
         os.close(fd)
-    except OSError as e:
-        raise (disk_full(e, path) or e) from None
-    try:
-        yield Path(tmp)
-        public_mode(tmp)
-        os.replace(tmp, path)
-    except BaseException as e:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        full = disk_full(e, path)
-        if full:
-            raise full from None
-        raise
+        try:
+            yield Path(tmp)
+            public_mode(tmp)
+            os.replace(tmp, path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
 
 
 def write_text(path: str | Path, text: str) -> Path:
@@ -172,24 +179,23 @@ def remove_entry(path: str | Path) -> None:
 def atomic_dir(final: str | Path) -> Iterator[Path]:
     """Yield a fresh `<final>.partial` directory to fill; when the block succeeds it replaces `final`.
 
-    A killed run leaves only the `.partial` directory (never a half-written `final`); the next run starts it over.
-    A failed block removes it (on a full disk that frees the space; `DiskFull` names the path)."""
+    A killed or failed run leaves only the `.partial` directory (never a half-written `final`); the next run starts
+    it over. On a full disk it is removed at once, to give the space back (`DiskFull` names the path)."""
     final = Path(final)
     tmp = final.with_name(final.name + ".partial")
-    try:
-        remove_entry(tmp)
-        tmp.mkdir(parents=True)
-        yield tmp
-        _public_modes(tmp)
-        remove_entry(final)
-        tmp.rename(final)
-    except BaseException as e:
-        with contextlib.suppress(OSError):
+    with disk_full_errors(final):
+        try:
             remove_entry(tmp)
-        full = disk_full(e, final)
-        if full:
-            raise full from None
-        raise
+            tmp.mkdir(parents=True)
+            yield tmp
+            _public_modes(tmp)
+            remove_entry(final)
+            tmp.rename(final)
+        except Exception as e:
+            if disk_full(e, final):
+                with contextlib.suppress(OSError):
+                    remove_entry(tmp)
+            raise
 
 
 @contextlib.contextmanager
@@ -198,26 +204,19 @@ def atomic_into(out: str | Path) -> Iterator[Path]:
     `out` (config.json last, so a directory with a config holds every other file of the save). A model save:
     `save_pretrained` into it never leaves a half-written model under `out`'s names."""
     out = Path(out)
-    try:
+    with disk_full_errors(out):
         out.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(dir=out, prefix=".save."))
-    except OSError as e:
-        raise (disk_full(e, out) or e) from None
-    try:
-        yield tmp
-        _public_modes(tmp)
-        for name in sorted(os.listdir(tmp), key=lambda n: (n == "config.json", n)):
-            if (out / name).is_symlink() or (out / name).is_dir():
-                remove_entry(out / name)
-            os.replace(tmp / name, out / name)
-    except BaseException as e:
-        full = disk_full(e, out)
-        if full:
-            raise full from None
-        raise
-    finally:
-        with contextlib.suppress(OSError):
-            shutil.rmtree(tmp)
+        try:
+            yield tmp
+            _public_modes(tmp)
+            for name in sorted(os.listdir(tmp), key=lambda n: (n == "config.json", n)):
+                if (out / name).is_symlink() or (out / name).is_dir():
+                    remove_entry(out / name)
+                os.replace(tmp / name, out / name)
+        finally:
+            with contextlib.suppress(OSError):
+                shutil.rmtree(tmp)
 
 
 def seed_everything(seed: int) -> None:
@@ -387,13 +386,9 @@ def run_dir(out: str | Path, *inputs: str | Path | None, what: str = "--out",
             locked = True
             before = _entries(out)
             try:
-                yield out
+                with disk_full_errors(out):
+                    yield out
                 failed = False
-            except Exception as e:
-                full = disk_full(e, out)
-                if full:
-                    raise full from None
-                raise
             finally:
                 with contextlib.suppress(OSError, ObliviateError):
                     record_written(out, sorted(_entries(out) - before))
