@@ -222,3 +222,16 @@ def test_a_killed_pool_worker_is_an_error_in_the_parent(tmp_path):
     with pytest.raises(ObliviateError, match="worker process died"):
         run_jobs([(functools.partial(os._exit, 9), done.append), (functools.partial(divmod, 7, 2), done.append)], 2)
     assert time.time() - t < 60
+
+
+def test_unlearn_refuses_a_planted_checkpoints_symlink_before_training(base_dir, world_dir, tmp_path, capsys):
+    from obliviate.rundir import claim
+
+    user = tmp_path / "mine"
+    (user / "step-1").mkdir(parents=True)
+    out = claim(tmp_path / "run")
+    (out / "checkpoints").symlink_to(user)
+    assert main(["unlearn", "--model", str(base_dir), "--data", str(world_dir), "--recipe", "ga", "--out", str(out),
+                 "max_steps=2", "checkpoint_every=1", "keep_checkpoints=1", "--resume"]) == 2
+    assert "symlink" in capsys.readouterr().err
+    assert [p.name for p in user.iterdir()] == ["step-1"] and not (out / "log.jsonl").exists()

@@ -11,6 +11,7 @@ from obliviate.data.loading import load_refusals
 from obliviate.models.loading import check_output_dir, load_model
 from obliviate.rundir import run_dir, write_json
 from obliviate.unlearn import UnlearnConfig, unlearn
+from obliviate.unlearn.checkpoint import checkpoints_root
 from obliviate.unlearn.loop import recipe_needs
 
 
@@ -49,6 +50,7 @@ def run(args):
     out = Path(args.out)
     with run_dir(out, args.model, args.ref_model) if _is_main_process() else contextlib.nullcontext():
         check_output_dir(out, args.model, args.ref_model, overwrite=args.overwrite)
+        checkpoints_root(out)  # a planted `checkpoints` symlink is refused before any training
         _run(args, cfg, out, bench)
 
 
