@@ -278,7 +278,8 @@ def claim(out: str | Path, *inputs: str | Path | None, what: str = "--out", coll
 
 
 def _entries(out: Path) -> set[str]:
-    return {p.name for p in out.iterdir() if p.name not in _OWN and not p.name.startswith((".write-test.", ".tmp", ".save."))}
+    return {p.name for p in out.iterdir()
+            if p.name not in _OWN and not p.name.startswith((".write-test.", ".tmp", ".save."))}
 
 
 def record_written(out: str | Path, names: list[str] | None = None) -> None:

@@ -24,8 +24,8 @@ def add_arguments(p):
     p.add_argument("--gen-items", type=int, default=None, help="prompts generated with --eval (default 16)")
     p.add_argument("--demo", action="store_true", help="also time `obliviate demo --preset tiny --seeds 1` per stage")
     p.add_argument("--no-fixed-cost", action="store_true", help="skip the 1-step `obliviate unlearn` subprocess")
-    p.add_argument("--out", default=None, help="run directory for bench.json and bench.md (default: runs/bench/<model>; "
-                   "a non-empty directory obliviate did not write is refused)")
+    p.add_argument("--out", default=None, help="run directory for bench.json and bench.md (default: "
+                   "runs/bench/<model>; a non-empty directory obliviate did not write is refused)")
 
 
 # the standalone scripts of a repository checkout's benchmarks/ (tests/test_bench.py keeps this list exact): a name
