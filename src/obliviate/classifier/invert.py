@@ -15,7 +15,6 @@ samples without inversion).
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -35,6 +34,7 @@ from obliviate.classifier.models import (CondGenerator, Generator, ProjectionDis
 from obliviate.classifier.robustness import accuracy, train_classifier
 from obliviate.config import MAX_BATCH, MAX_EPOCHS, MAX_SEED, MAX_STEPS, check_ranges
 from obliviate.stats import check_finite_weights
+from obliviate.rundir import atomic_file, write_json
 
 METHODS = ("plg", "gmi", "no-guidance", "ce", "random")
 
@@ -370,8 +370,9 @@ def invert(cfg: InvertConfig, out_dir: str | Path | None = None, *, allow_pickle
     if out is not None:
         from safetensors.torch import save_file
 
-        save_file({m: r.contiguous() for m, r in recs.items()}, str(out / "reconstructions.safetensors"))
-        (out / "results.json").write_text(json.dumps(result, indent=2) + "\n")
+        with atomic_file(out / "reconstructions.safetensors") as tmp:
+            save_file({m: r.contiguous() for m, r in recs.items()}, str(tmp))
+        write_json(out / "results.json", result)
         if report is not None:
             report(out, result, recs=recs, classes=classes, private=private)
     result["reconstructions"] = recs

@@ -9,7 +9,6 @@ are refused unless the caller opts in.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -155,11 +154,13 @@ def save_classifier(model: nn.Module, out_dir: str | Path, *, arch: str, meta: d
     """Write `model.safetensors` + `model.json` ({arch, kwargs, meta}) into `out_dir`."""
     from safetensors.torch import save_file
 
+    from obliviate.rundir import atomic_file, write_json
+
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    save_file({k: v.detach().contiguous() for k, v in model.state_dict().items()}, str(out / "model.safetensors"))
+    with atomic_file(out / "model.safetensors") as tmp:  # never half a checkpoint; mode per umask (not mkstemp's 600)
+        save_file({k: v.detach().contiguous() for k, v in model.state_dict().items()}, str(tmp))
     kwargs = dict(model.init_kwargs) if hasattr(model, "init_kwargs") else {}
-    (out / "model.json").write_text(json.dumps({"arch": arch, "kwargs": kwargs, "meta": meta or {}}, indent=2) + "\n")
+    write_json(out / "model.json", {"arch": arch, "kwargs": kwargs, "meta": meta or {}})
     return out
 
 

@@ -10,7 +10,6 @@ by the oracle. Baselines (`mode`): Data-Free AT / AE / UE and plain hard-label d
 from __future__ import annotations
 
 import copy
-import json
 import math
 import time
 from collections.abc import Callable
@@ -28,6 +27,7 @@ from obliviate.reader import read_json_object
 from obliviate.stagecache import read_whole
 from obliviate.classifier.data import ImageData, crop_flip, load_dataset, split, strong_augment
 from obliviate.classifier.models import Generator, load_target, new_classifier, save_classifier
+from obliviate.rundir import atomic_file, write_json
 from obliviate.classifier.oracle import HardLabelOracle
 from obliviate.classifier.robustness import (ROBUSTNESS_ATTACKS, accuracy, evaluate_robustness, pgd, predict,
                                              robust_accuracy, train_classifier)
@@ -327,8 +327,8 @@ def _target_metrics(cfg: StealConfig, target: nn.Module, test: ImageData, attack
                                   aa_n=cfg.aa_n, attacks=attacks, seed=cfg.seed)
     if cache is not None:
         try:
-            cache.write_text(json.dumps({"key": key, "metrics": metrics}, indent=2) + "\n")
-        except OSError:
+            write_json(cache, {"key": key, "metrics": metrics})
+        except (OSError, ObliviateError):  # the cache is an optimisation: a full disk only loses it
             pass
     return metrics
 
@@ -381,8 +381,9 @@ def steal(cfg: StealConfig, out_dir: str | Path | None = None, *, allow_pickle: 
         save_classifier(clone, out / "clone", arch="cnn", meta={"dataset": cfg.dataset, "mode": cfg.mode,
                                                                 "seed": cfg.seed, "split_seed": cfg.split_seed})
         if res["bank"] is not None:
-            save_file({"bank": res["bank"].contiguous()}, str(out / "memory_bank.safetensors"))
-        (out / "results.json").write_text(json.dumps(result, indent=2) + "\n")
+            with atomic_file(out / "memory_bank.safetensors") as tmp:
+                save_file({"bank": res["bank"].contiguous()}, str(tmp))
+        write_json(out / "results.json", result)
         if report is not None:
             report(out, result, bank=res["bank"])
     result["clone_model"] = clone

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from obliviate import ObliviateError
 from obliviate.config import load_config
-from obliviate.rundir import run_dir
+from obliviate.rundir import run_dir, write_bytes
 
 REFERENCE_HELP = {"original": "the model before unlearning (e.g. enhanced GCG: match its hidden states)",
                   "retain_model": "the retain model: its results side by side (what unlearning should reach)",
@@ -61,5 +61,5 @@ def run(args):
         groups = {str(args.model): [result]}
         print(f"{attack.title} on {args.model}" + (f": {attack.summary(result)}" if attack.summary else ""))
         print(table_md(*attack.table(groups)))
-        (out / f"{args.attack}.png").write_bytes(figure_png(attack.plot(groups)))
+        write_bytes(out / f"{args.attack}.png", figure_png(attack.plot(groups)))
     print(f"wrote {out / attack.result}, {out / 'run.json'}, {out / f'{args.attack}.png'}")

@@ -7,6 +7,7 @@ import argparse
 from pathlib import Path
 
 from obliviate import ObliviateError
+from obliviate.rundir import run_dir
 
 
 def add_arguments(p):
@@ -23,11 +24,21 @@ def add_arguments(p):
     p.add_argument("--gen-items", type=int, default=None, help="prompts generated with --eval (default 16)")
     p.add_argument("--demo", action="store_true", help="also time `obliviate demo --preset tiny --seeds 1` per stage")
     p.add_argument("--no-fixed-cost", action="store_true", help="skip the 1-step `obliviate unlearn` subprocess")
-    p.add_argument("--out", default=None, help="directory for bench.json and bench.md (default: runs/bench/<model>)")
+    p.add_argument("--out", default=None, help="run directory for bench.json and bench.md (default: "
+                   "runs/bench/<model>; a non-empty directory obliviate did not write is refused)")
+
+
+# the standalone scripts of a repository checkout's benchmarks/ (tests/test_bench.py keeps this list exact): a name
+# on the command line is only ever matched against it, never turned into a path
+SCRIPTS = ("before_after", "classifier_attacks", "compare_runs", "demo_trends", "eval_speed", "logps_lever",
+           "run_profile", "unlearn_speed")
 
 
 def run(args):
     if args.name:
+        if args.name[0] not in SCRIPTS:
+            raise ObliviateError(f"bench: unknown benchmark {args.name[0]!r}; the benchmark scripts are "
+                                 f"{', '.join(SCRIPTS)} (`obliviate bench` itself takes no name)")
         raise ObliviateError(f"`obliviate bench {args.name[0]}` no longer runs a script: the benchmark scripts are "
                              f"not installed with the package; from a repository checkout run "
                              f"`python benchmarks/{args.name[0]}.py`")
@@ -47,8 +58,8 @@ def run(args):
             if value < (0 if name == "warmup" else 1):
                 raise ObliviateError(f"--{name.replace('_', '-')} must be >= {0 if name == 'warmup' else 1}, got {value}")
             setattr(cfg, name, value)
-    out = Path(args.out or Path("runs") / "bench" / Path(args.model).name)
-    results = run_bench(cfg, out)
+    with run_dir(args.out or Path("runs") / "bench" / Path(args.model).name, args.model) as out:
+        results = run_bench(cfg, out)
     print(markdown(results), end="")
     print(f"saved {out / 'bench.json'} and {out / 'bench.md'}")
 

@@ -42,6 +42,7 @@ def run(args):
     from obliviate.html import figure_png, table_md
     from obliviate.scenarios import check_eval_config
     from obliviate.report.scenarios import continual_table, plot_continual
+    from obliviate.rundir import run_dir, write_bytes
     from obliviate.scenarios.continual import ContinualConfig, continual
     from obliviate.unlearn import UnlearnConfig
 
@@ -51,12 +52,13 @@ def run(args):
     check_eval_config(ecfg)
     given = dict(forget=args.forget, tasks=args.tasks, full=args.full, retain=args.retain)
     ccfg = ContinualConfig(**{k: v for k, v in given.items() if v is not None}, keep_models=args.keep_models)
-    out = check_output_dir(args.out, args.model)
-    load = dict(allow_pickle=args.allow_pickle, trust_remote_code=args.trust_remote_code)
-    model, tok = load_model(args.model, **load)
-    info = continual(model, tok, args.data, ccfg, ucfg, out=out, eval_cfg=ecfg, model_name=str(args.model),
-                     load_model=lambda path: load_model(path, **load), overwrite=args.overwrite)
-    (Path(out) / "continual.png").write_bytes(figure_png(plot_continual([info])))
+    with run_dir(args.out, args.model) as out:  # claimed and locked: a second run on this --out is refused
+        check_output_dir(out, args.model)
+        load = dict(allow_pickle=args.allow_pickle, trust_remote_code=args.trust_remote_code)
+        model, tok = load_model(args.model, **load)
+        info = continual(model, tok, args.data, ccfg, ucfg, out=out, eval_cfg=ecfg, model_name=str(args.model),
+                         load_model=lambda path: load_model(path, **load), overwrite=args.overwrite)
+        write_bytes(out / "continual.png", figure_png(plot_continual([info])))
     headers, rows = continual_table(info)
     print(f"continual {info['recipe']} (reference {info['reference']}), {len(info['plan'])} tasks of "
           f"{info['plan'][0]['n']} items, base retain {info['base_retain_n']} items")

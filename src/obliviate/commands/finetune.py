@@ -23,8 +23,8 @@ def add_arguments(p):
 
 def run(args):
     cfg = load_config(FinetuneConfig, args.config, args.overrides, split=args.split, seed=args.seed)
-    out = check_output_dir(args.out, args.model, overwrite=args.overwrite)
-    with run_dir(out):
+    with run_dir(args.out, args.model) as out:
+        check_output_dir(out, args.model, overwrite=args.overwrite)
         records = load_split(args.data, cfg.split)
         model, tok = load_model(args.model, allow_pickle=args.allow_pickle, trust_remote_code=args.trust_remote_code)
         size = model_size_name(model)

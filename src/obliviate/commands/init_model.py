@@ -1,6 +1,7 @@
 """obliviate init-model --size tiny --data data/demo --out models/base"""
 
 from obliviate.models.init import SIZES, init_model
+from obliviate.rundir import run_dir
 
 
 def add_arguments(p):
@@ -11,6 +12,7 @@ def add_arguments(p):
 
 
 def run(args):
-    model, tok = init_model(args.size, args.data, args.out, seed=args.seed)
+    with run_dir(args.out, args.data):
+        model, tok = init_model(args.size, args.data, args.out, seed=args.seed)
     n = sum(p.numel() for p in model.parameters())
     print(f"wrote {args.size} Llama base model ({n:,} parameters, vocab {len(tok)}) to {args.out}")

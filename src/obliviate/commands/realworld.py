@@ -8,7 +8,6 @@ again and writes RUN/realworld.json. `key=value` overrides are UnlearnConfig fie
 `realworld` command preset (obliviate/pipeline/presets/realworld.yaml) < --config YAML < key=value < flags.
 """
 
-from pathlib import Path
 
 from obliviate import ObliviateError
 
@@ -55,6 +54,7 @@ def run(args):
     from obliviate.html import table_md
     from obliviate.models.loading import load_model
     from obliviate.report.scenarios import realworld_table
+    from obliviate.rundir import run_dir
     from obliviate.scenarios.realworld import RealworldConfig, load_user_sets, realworld
 
     ucfg = unlearn_config(args)
@@ -73,12 +73,12 @@ def run(args):
         raise ObliviateError(f"--{probe_flags[0].replace('_', '-')} shapes the countryinfo probe set, which user "
                              "files replace")
     user = load_user_sets(*files, args.neighbour_eval_file) if all(files) else None
-    out = Path(args.out)
-    if (out / "realworld.json").is_file() and not args.overwrite:
-        raise ObliviateError(f"{out}: already holds a realworld run; choose another --out or pass --overwrite")
-    model, tok = load_model(args.model, allow_pickle=args.allow_pickle, trust_remote_code=args.trust_remote_code)
-    info = realworld(model, tok, rcfg, ucfg, out=out, user_sets=user, model_name=str(args.model),
-                     eval_cfg=EvalConfig(max_new_tokens=rcfg.max_new_tokens, nli=args.nli))
+    with run_dir(args.out, args.model) as out:  # claimed and locked: a user's directory or a live run is refused
+        if (out / "realworld.json").is_file() and not args.overwrite:
+            raise ObliviateError(f"{out}: already holds a realworld run; choose another --out or pass --overwrite")
+        model, tok = load_model(args.model, allow_pickle=args.allow_pickle, trust_remote_code=args.trust_remote_code)
+        info = realworld(model, tok, rcfg, ucfg, out=out, user_sets=user, model_name=str(args.model),
+                         eval_cfg=EvalConfig(max_new_tokens=rcfg.max_new_tokens, nli=args.nli))
     if "probes" in info:
         p = info["probes"]
         print(f"probes: {p['kept']} of {p['probes']} kept ({p['rule']}); {p['subjects_usable']} subjects with a "

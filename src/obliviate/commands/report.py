@@ -9,6 +9,14 @@ def add_arguments(p):
 
 def run(args):
     from obliviate.report.card import write_report
+    from obliviate.rundir import run_dir
 
-    path = write_report(args.run_dir, out=args.out)
+    # claimed (a user's directory is refused; one holding obliviate runs is a collection) and locked: a card is not
+    # rebuilt under a demo that is still writing it; with --out the card goes there and RUN_DIR is only read
+    if args.out:
+        with run_dir(args.out):
+            path = write_report(args.run_dir, out=args.out)
+    else:
+        with run_dir(args.run_dir, what="RUN_DIR", collection=True):
+            path = write_report(args.run_dir)
     print(f"wrote {path} and {path.with_suffix('.md')}")

@@ -37,11 +37,11 @@ def resolve_config(args):
 
 
 def run(args):
-    import json
     import time
 
-    from obliviate.pipeline import run_demo
     from obliviate.html import table_md
+    from obliviate.pipeline import run_demo
+    from obliviate.reader import read_json
 
     cfg = resolve_config(args)
     t = time.perf_counter()

@@ -10,6 +10,7 @@ from obliviate.data.loading import load_refusals
 from obliviate.models.loading import check_output_dir, load_model
 from obliviate.rundir import run_dir, write_json
 from obliviate.unlearn import UnlearnConfig, unlearn
+from obliviate.unlearn.checkpoint import checkpoints_root
 from obliviate.unlearn.loop import recipe_needs
 from obliviate.reader import read_json_object
 
@@ -42,12 +43,14 @@ def add_arguments(p):
 def run(args):
     cfg = load_config(UnlearnConfig, args.config, args.overrides, recipe=args.recipe, seed=args.seed, lora=args.lora,
                       reference="original" if args.ref_model else None, max_memory=args.max_memory)
-    out = check_output_dir(args.out, args.model, args.ref_model, overwrite=args.overwrite)
     bench, said = resolve_benchmark(args.benchmark, args.data)
     if _is_main_process():
         print(said)
     # `accelerate launch` (torchrun sets RANK): the main process claims, locks and writes the run directory
-    with run_dir(out) if _is_main_process() else contextlib.nullcontext():
+    out = Path(args.out)
+    with run_dir(out, args.model, args.ref_model) if _is_main_process() else contextlib.nullcontext():
+        check_output_dir(out, args.model, args.ref_model, overwrite=args.overwrite)
+        checkpoints_root(out)  # a planted `checkpoints` symlink is refused before any training
         _run(args, cfg, out, bench)
 
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import importlib.util
-import json
 import os
 from pathlib import Path
 
@@ -23,7 +22,7 @@ import torch
 
 from obliviate import ObliviateError
 from obliviate.reader import read_json_object
-from obliviate.rundir import atomic_dir, write_json
+from obliviate.rundir import atomic_dir, atomic_into, write_json
 
 SMOLLM2 = "smollm2-135m-instruct"
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -195,11 +194,10 @@ def check_output_dir(out: str | Path, *inputs: str | Path | None, overwrite: boo
 def save_model(model, tokenizer, out: str | Path, *, extra: dict | None = None) -> Path:
     """Save as a standard HF directory (safetensors + tokenizer); `extra` goes to obliviate.json."""
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    with no_library_bars():
-        model.save_pretrained(out, safe_serialization=True)
-    if tokenizer is not None:
-        tokenizer.save_pretrained(out)
+    with atomic_into(out) as tmp, no_library_bars():  # temp dir in out, then renames: never half a model, umask modes
+        model.save_pretrained(tmp, safe_serialization=True)
+        if tokenizer is not None:
+            tokenizer.save_pretrained(tmp)
     if extra:
         write_json(out / "obliviate.json", extra)
     return out

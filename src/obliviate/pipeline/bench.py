@@ -17,9 +17,7 @@ its own seconds minus the step times (tokenizing, reference cache, probes, savin
 
 from __future__ import annotations
 
-import json
 import math
-import multiprocessing as mp
 import os
 import platform
 import resource
@@ -34,6 +32,9 @@ from pathlib import Path
 from typing import ClassVar
 
 from obliviate.reader import read_json_object
+
+from obliviate.pipeline.pool import call_in_worker, die_with_parent
+from obliviate.rundir import write_json, write_text
 
 RECIPES = ("ga+gd", "npo+gd", "me+gd", "idk+ap", "dpo+kl", "npo+gd+sam")
 
@@ -113,11 +114,8 @@ class PassCounter:
         self.grad = self.nograd = self.grad_tokens = self.nograd_tokens = 0
 
 
-def _recipe_worker(cfg: dict, model_dir: str, data_dir: str, recipe: str, queue) -> None:
-    try:
-        queue.put(recipe_speed(BenchConfig(**cfg), model_dir, data_dir, recipe))
-    except Exception as e:  # reported, never swallowed: the parent raises it
-        queue.put({"error": f"{type(e).__name__}: {e}"})
+def _recipe_worker(cfg: dict, model_dir: str, data_dir: str, recipe: str) -> dict:
+    return recipe_speed(BenchConfig(**cfg), model_dir, data_dir, recipe)
 
 
 def recipe_speed(cfg: BenchConfig, model_dir: str, data_dir: str, recipe: str) -> dict:
@@ -177,24 +175,13 @@ def recipe_speed(cfg: BenchConfig, model_dir: str, data_dir: str, recipe: str) -
 
 
 def _spawn(target, *args) -> dict:
-    ctx = mp.get_context("spawn")
-    queue = ctx.Queue()
-    proc = ctx.Process(target=target, args=(*args, queue))
-    proc.start()
-    result = queue.get()
-    proc.join()
-    if "error" in result:
-        from obliviate import ObliviateError
-
-        raise ObliviateError(f"bench worker failed: {result['error']}")
-    return result
+    """`target(*args)` in its own spawned process (its peak RSS is its own), tied to this one both ways
+    (`pool.call_in_worker`: a killed worker is an error here within a second, a killed parent ends the worker)."""
+    return call_in_worker(target, *args, what="bench worker")
 
 
-def _eval_worker(cfg: dict, model_dir: str, data_dir: str, queue) -> None:
-    try:
-        queue.put(eval_speed(BenchConfig(**cfg), model_dir, data_dir))
-    except Exception as e:
-        queue.put({"error": f"{type(e).__name__}: {e}"})
+def _eval_worker(cfg: dict, model_dir: str, data_dir: str) -> dict:
+    return eval_speed(BenchConfig(**cfg), model_dir, data_dir)
 
 
 def eval_speed(cfg: BenchConfig, model_dir: str, data_dir: str) -> dict:
@@ -238,7 +225,8 @@ def fixed_cost(cfg: BenchConfig, model_dir: str, data_dir: str, recipe: str, tmp
     subprocess.run(_cli("unlearn", "--model", model_dir, "--data", data_dir, "--recipe", recipe,
                         "--out", str(tmp / "fixed"), "--overwrite", "max_steps=1", f"batch_size={cfg.batch_size}",
                         f"lr={cfg.lr}", f"max_length={cfg.max_length}", "warmup_epochs=0"),
-                   check=True, capture_output=True, env={**os.environ, "TQDM_DISABLE": "1"})
+                   check=True, capture_output=True, env={**os.environ, "TQDM_DISABLE": "1"},
+                   preexec_fn=die_with_parent)
     return time.perf_counter() - t
 
 
@@ -247,7 +235,7 @@ def demo_stages(tmp: Path) -> dict:
     out = tmp / "demo"
     t = time.perf_counter()
     subprocess.run(_cli("demo", "--preset", "tiny", "--seeds", "1", "--out", str(out)), check=True,
-                   capture_output=True)
+                   capture_output=True, preexec_fn=die_with_parent)
     wall = time.perf_counter() - t
     stages = {str(f.parent.relative_to(out)): read_json_object(f)["seconds"] for f in sorted(out.rglob("stage.json"))}
     return {"wall_s": wall, "stages_s": stages}
@@ -280,10 +268,10 @@ def machine() -> dict:
 
 
 def run_bench(cfg: BenchConfig, out: Path, *, progress: bool = True) -> dict:
-    """Every measurement `cfg` asks for; writes `out/bench.json` and `out/bench.md`; returns the results."""
+    """Every measurement `cfg` asks for; writes `out/bench.json` and `out/bench.md` (atomically; `out` is a run
+    directory the caller claimed, `rundir.run_dir`); returns the results."""
     from tqdm.auto import tqdm
 
-    out.mkdir(parents=True, exist_ok=True)
     results: dict = {"config": asdict(cfg), "machine": machine(), "recipes": {}}
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
@@ -307,8 +295,8 @@ def run_bench(cfg: BenchConfig, out: Path, *, progress: bool = True) -> dict:
                 results["recipes"][job] = _spawn(_recipe_worker, asdict(cfg), model_dir, data_dir, job)
     first = next(iter(results["recipes"].values()), {})
     results["params"], results["matmul_peak_gflops"] = first.get("params"), first.get("matmul_peak_gflops")
-    (out / "bench.json").write_text(json.dumps(results, indent=2) + "\n")
-    (out / "bench.md").write_text(markdown(results))
+    write_json(out / "bench.json", results)
+    write_text(out / "bench.md", markdown(results))
     return results
 
 

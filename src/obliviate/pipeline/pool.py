@@ -1,8 +1,15 @@
 """The pipeline's process pool: independent jobs in spawned 1-thread workers that die with their parent, longest
-job first (LPT scheduling, `job_cost`)."""
+job first (LPT scheduling, `job_cost`); `call_in_worker`, one call in a spawned process tied to its parent.
+
+Workers are tied to their parent both ways: a worker that dies (kill -9, OOM) is an error in the parent within a
+second or two (the pool's BrokenProcessPool; `call_in_worker` polls the pipe and the process with a timeout, never a
+bare blocking get), and a parent that dies ends its workers (`exit_with_parent`: PR_SET_PDEATHSIG on Linux, and on
+every platform a thread that exits once the parent pid has changed)."""
 
 from __future__ import annotations
 
+import os
+import sys
 import time
 
 from obliviate.pipeline.config import DemoConfig
@@ -15,12 +22,28 @@ def quiet_transformers() -> None:
     hf_logging.disable_progress_bar()
 
 
-def exit_with_parent(parent_pid: int, interval: float = 1.0) -> None:
-    """In a worker: a daemon thread that ends this process once `parent_pid` has died (e.g. kill -9 of the demo).
+def die_with_parent() -> None:
+    """Linux: ask the kernel to SIGKILL this process when its parent dies (prctl PR_SET_PDEATHSIG)."""
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+    import signal
 
-    A dead parent's children are re-parented, so `os.getppid()` no longer returns `parent_pid`."""
-    import os
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGKILL), 0, 0, 0)  # 1 = PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass  # the polling thread below still ends the worker
+
+
+def exit_with_parent(parent_pid: int, interval: float = 1.0) -> None:
+    """In a worker: end this process once `parent_pid` has died (e.g. kill -9 of the demo): the kernel's death
+    signal on Linux, and a daemon thread everywhere (a dead parent's children are re-parented, so `os.getppid()` no
+    longer returns `parent_pid`; also covers a parent that died before the signal was armed)."""
     import threading
+
+    die_with_parent()
+    if os.getppid() != parent_pid:
+        os._exit(1)
 
     def watch():
         while True:
@@ -47,8 +70,10 @@ def run_jobs(jobs: list[tuple], workers: int) -> None:
             on_done(job())
         return
     import multiprocessing
-    import os
     from concurrent.futures import ProcessPoolExecutor, as_completed
+    from concurrent.futures.process import BrokenProcessPool
+
+    from obliviate import ObliviateError
 
     with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
                              initializer=init_worker, initargs=(os.getpid(),)) as pool:
@@ -56,10 +81,56 @@ def run_jobs(jobs: list[tuple], workers: int) -> None:
         try:
             for f in as_completed(futures):
                 futures[f](f.result())
+        except BrokenProcessPool:  # a worker was killed (kill -9, out of memory): the pool noticed at once
+            raise ObliviateError("a worker process died (killed or out of memory); the stages finished before it "
+                                 "are kept, run again to continue") from None
         except BaseException:
             for f in futures:
                 f.cancel()
             raise
+
+
+def _call(parent_pid: int, conn, fn, args) -> None:
+    exit_with_parent(parent_pid)
+    try:
+        conn.send((True, fn(*args)))
+    except Exception as e:  # reported, never swallowed: the parent raises it
+        conn.send((False, f"{type(e).__name__}: {e}"))
+    conn.close()
+
+
+def call_in_worker(fn, *args, what: str = "worker", poll: float = 0.5):
+    """`fn(*args)` in a spawned process tied to this one; its return value, or an ObliviateError if it raised or
+    died (checked every `poll` seconds: the process's exit code, then the pipe)."""
+    import multiprocessing
+
+    from obliviate import ObliviateError
+
+    ctx = multiprocessing.get_context("spawn")
+    receive, send = ctx.Pipe(duplex=False)
+    proc = ctx.Process(target=_call, args=(os.getpid(), send, fn, args), daemon=True)
+    proc.start()
+    send.close()  # the child holds the only write end: its death is EOF here
+    try:
+        while not receive.poll(poll):
+            if not proc.is_alive() and not receive.poll(0):
+                raise ObliviateError(f"{what} (pid {proc.pid}) died with exit code {proc.exitcode} before it "
+                                     "reported; nothing of it was saved")
+        try:
+            ok, value = receive.recv()
+        except EOFError:
+            proc.join(5)
+            raise ObliviateError(f"{what} (pid {proc.pid}) died with exit code {proc.exitcode} before it "
+                                 "reported; nothing of it was saved") from None
+    finally:
+        if proc.is_alive():
+            proc.join(5)
+            if proc.is_alive():
+                proc.kill()
+        proc.join()
+    if not ok:
+        raise ObliviateError(f"{what} failed: {value}")
+    return value
 
 
 # Seconds of each part of a job on SmolLM2-135M with one thread (docs/reproduction.md, stage times), in units of

@@ -9,7 +9,7 @@
 
 from __future__ import annotations
 
-import shutil
+import stat
 from pathlib import Path
 
 import torch
@@ -17,26 +17,44 @@ from safetensors.torch import load_file, save_file
 
 from obliviate import ObliviateError
 from obliviate.reader import read_json_object
-from obliviate.rundir import atomic_dir, write_json
+from obliviate.rundir import atomic_dir, remove_entry, write_json
+
+
+def checkpoints_root(out: str | Path) -> Path:
+    """`<out>/checkpoints`, refused if it is a symlink: checkpoints are written and pruned only inside the run dir."""
+    root = Path(out) / "checkpoints"
+    if root.is_symlink():
+        raise ObliviateError(f"{root}: is a symlink (to {root.readlink()}); a run's checkpoints are never written or "
+                             "deleted through a link, remove it")
+    return root
 
 
 def checkpoint_dir(out: str | Path, step: int) -> Path:
-    return Path(out) / "checkpoints" / f"step-{step}"
+    return checkpoints_root(out) / f"step-{step}"
+
+
+def _step_dirs(root: Path) -> list[Path]:
+    """Real `step-N` directories (lstat: a symlink named step-N is not one), oldest first."""
+    if not root.is_dir():
+        return []
+    dirs = [d for d in root.iterdir() if d.name[:5] == "step-" and d.name[5:].isdigit()
+            and stat.S_ISDIR(d.lstat().st_mode)]
+    return sorted(dirs, key=lambda d: int(d.name[5:]))
 
 
 def latest_checkpoint(out: str | Path) -> Path | None:
-    root = Path(out) / "checkpoints"
-    done = [d for d in root.glob("step-*") if d.is_dir() and (d / "trainer.json").is_file() and d.name[5:].isdigit()]
-    return max(done, key=lambda d: int(d.name[5:]), default=None)
+    done = [d for d in _step_dirs(checkpoints_root(out)) if (d / "trainer.json").is_file()]
+    return done[-1] if done else None
 
 
 def prune_checkpoints(out: str | Path, keep: int) -> list[Path]:
-    """Delete all but the newest `keep` finished checkpoints (the final model lives outside checkpoints/)."""
-    root = Path(out) / "checkpoints"
-    done = sorted((d for d in root.glob("step-*") if d.is_dir() and d.name[5:].isdigit()), key=lambda d: int(d.name[5:]))
+    """Delete all but the newest `keep` checkpoints (the final model lives outside checkpoints/). Never follows a
+    symlink: a linked `checkpoints` is refused (`checkpoints_root`), a link inside is not a checkpoint, and
+    `remove_entry` unlinks links within a step directory instead of entering them."""
+    done = _step_dirs(checkpoints_root(out))
     old = done[:-keep] if keep > 0 else done
     for d in old:
-        shutil.rmtree(d, ignore_errors=True)
+        remove_entry(d)
     return old
 
 
