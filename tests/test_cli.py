@@ -47,3 +47,20 @@ def test_bench_unknown_name_is_a_clear_error(capsys):
     assert main(["bench", "no_such_bench"]) == 2
     err = capsys.readouterr().err  # only a known script name is pointed to its file in a checkout (issue 28)
     assert "unknown benchmark 'no_such_bench'" in err and "eval_speed" in err and "benchmarks/no_such" not in err
+
+
+def test_warnings_and_errors_are_one_line_each(capsys):
+    import warnings
+
+    from obliviate import cli
+
+    shown = warnings.showwarning
+    try:
+        cli.one_line_warnings("unlearn")
+        warnings.warn("3 items were longer than max_length\nand were cut", UserWarning)
+    finally:
+        warnings.showwarning = shown
+    assert capsys.readouterr().err == "obliviate unlearn: warning: 3 items were longer than max_length and were cut\n"
+    assert cli.main(["world", "--out", "/proc/obliviate-cannot-write-here"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("obliviate world: error: ") and err.count("\n") == 1, err

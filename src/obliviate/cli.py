@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+import warnings
 
 import obliviate  # sets OMP_WAIT_POLICY before anything imports torch
 from obliviate import ObliviateError
@@ -67,20 +68,36 @@ def parse(argv: list[str]) -> argparse.Namespace:
     return args
 
 
+def say(verb: str, kind: str, message: object) -> None:
+    """One line on stderr, above any open progress bar (tqdm.write clears and redraws the bars)."""
+    from tqdm import tqdm
+
+    tqdm.write(f"obliviate {verb}: {kind}: {' '.join(str(message).strip().splitlines())}", file=sys.stderr)
+
+
+def one_line_warnings(verb: str) -> None:
+    """Warnings (ours and the libraries') print as one line each, without a source path or a code line."""
+    warnings.showwarning = lambda message, *_, **__: say(verb, "warning", message)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = parse(argv)
     if args.verb is None:
         build_parser().print_help()
         return 2
+    shown = warnings.showwarning
+    one_line_warnings(args.verb)
     try:
         code = _module(args.verb).run(args)
     except ObliviateError as e:
-        print(f"obliviate {args.verb}: error: {e}", file=sys.stderr)
+        say(args.verb, "error", e)
         return 2
     except KeyboardInterrupt:
-        print(f"obliviate {args.verb}: interrupted; finished stages are kept", file=sys.stderr)
+        say(args.verb, "interrupted", "finished stages are kept")
         return 130
+    finally:
+        warnings.showwarning = shown
     return int(code or 0)
 
 
