@@ -20,6 +20,7 @@ from obliviate.report.claims import CLAIMS_NOTE, write_claims
 from obliviate.report.glossary import glossary_rows
 from obliviate.report.runs import across_seeds, collect, fmt_ci, get
 from obliviate.report.scenarios import continual_section
+from obliviate.report.tune import tune_section
 
 ROLE_LABELS = {"forget": "forget", "retain": "retain", "world_facts": "world"}
 
@@ -261,8 +262,8 @@ def _classifier_sections(run: Path) -> list[str]:
 
 
 def _scenario_sections(run: Path) -> list[tuple[str, str]]:
-    """(html, markdown) sections of scenario results under the run directory (continual), if any."""
-    return [s for s in (continual_section(run),) if s is not None]
+    """(html, markdown) sections of scenario results under the run directory (continual, tune), if any."""
+    return [s for s in (continual_section(run), tune_section(run)) if s is not None]
 
 
 def _write_sections(run: Path, sections: list[tuple[str, str]]) -> Path:
