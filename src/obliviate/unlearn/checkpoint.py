@@ -41,8 +41,9 @@ def prune_checkpoints(out: str | Path, keep: int) -> list[Path]:
 
 
 def save_checkpoint(out, step: int, params, optimizer, scheduler, tracker, log: list[dict], *,
-                    keep: int | None = None) -> Path:
-    """Write checkpoint `step` atomically; then keep only the newest `keep` (None: keep all)."""
+                    keep: int | None = None, extra: dict | None = None) -> Path:
+    """Write checkpoint `step` atomically (`extra` joins trainer.json); then keep only the newest `keep` (None:
+    keep all)."""
     final = checkpoint_dir(out, step)
     with atomic_dir(final) as tmp:
         save_file({n: p.detach().contiguous().cpu() for n, p in params}, tmp / "model.safetensors")
@@ -50,7 +51,7 @@ def save_checkpoint(out, step: int, params, optimizer, scheduler, tracker, log: 
                     "rng": torch.get_rng_state()}, tmp / "state.pt")
         if tracker is not None:
             save_file({k: v.contiguous() for k, v in tracker.state_dict().items()}, tmp / "tracker.safetensors")
-        write_json(tmp / "trainer.json", {"step": step, "log": log}, indent=None)
+        write_json(tmp / "trainer.json", {"step": step, "log": log, **(extra or {})}, indent=None)
     if keep is not None:
         prune_checkpoints(out, keep)
     return final

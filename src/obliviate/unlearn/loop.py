@@ -36,8 +36,9 @@ from obliviate.unlearn.forward import Part, Ref, Views
 from obliviate.unlearn.objectives import OBJECTIVES
 from obliviate.unlearn.regularizers import REGULARIZERS, dual_ascent
 from obliviate.unlearn.smoothing import NO_SMOOTHING, SMOOTHERS, Smoother, Step
+from obliviate.unlearn.trajectory import Trajectory
 
-RUN_FILES = ("log.jsonl", "checkpoints", "summary.json")
+RUN_FILES = ("log.jsonl", "checkpoints", "summary.json", "trajectory.jsonl")
 # config keys a resumed run may change: they do not change the numbers (the loss is the same whatever the split)
 RESUMABLE = ("checkpoint_every", "keep_checkpoints", "micro_batch", "grad_accum", "max_memory")
 
@@ -206,12 +207,17 @@ class _Run:
 
 def unlearn(model, tokenizer, forget_records: list[dict], retain_records: list[dict] | None = None,
             cfg: UnlearnConfig | None = None, *, refusals: list[str] | None = None, out_dir=None,
-            resume: bool = False, overwrite: bool = False, ref_model=None, progress: bool = True):
+            resume: bool = False, overwrite: bool = False, ref_model=None, progress: bool = True,
+            probe=None, on_probe=None, reference: dict | None = None):
     """Unlearn `forget_records` from `model` with the recipe of `cfg`; returns (model, per-step log).
 
     `ref_model` is the reference when `cfg.reference == "original"` (continual unlearning); otherwise
     the reference is `model` as passed in. With `out_dir`, the run directory receives run.json, log.jsonl,
     summary.json, checkpoints and the final model (safetensors); `resume` continues from its last checkpoint.
+    `probe(model) -> {metric: value}` (`evaluate.probes.build_probe`; its `.names` check the rules) runs at step 0
+    and every `cfg.eval_every`; `on_probe(record)` gets each trajectory record after the point is saved (an
+    exception it raises ends the run there, e.g. optuna.TrialPruned); `reference` holds the `retain:<metric>`
+    values of the rules (`unlearn.trajectory`).
     """
     from accelerate import Accelerator
     from tqdm.auto import tqdm
@@ -219,6 +225,7 @@ def unlearn(model, tokenizer, forget_records: list[dict], retain_records: list[d
     cfg = cfg or UnlearnConfig()
     needs = recipe_needs(cfg)
     refusals = _check_inputs(cfg, needs, retain_records, refusals, ref_model)
+    Trajectory.check(cfg, probe, reference)  # rule metric names against the probe's, before any work
     out = Path(out_dir) if out_dir is not None else None
     inputs = {"model_fingerprint": model_fingerprint(model) if out is not None else None,
               "forget_hash": records_hash(forget_records), "retain_hash": records_hash(retain_records)}
@@ -242,20 +249,36 @@ def unlearn(model, tokenizer, forget_records: list[dict], retain_records: list[d
     fingerprint = weights_hash(r.params)
     split = {"micro_batch": r.micro_batch, "grad_accum": accumulation(hp.batch_size, r.micro_batch,
                                                                       acc.num_processes)}
-    start, log = _resume(r, resume, {"inputs": inputs, **split})
-    bar = tqdm(range(start, r.total), desc=f"unlearn {cfg.recipe}", disable=not progress, leave=False)
+    traj = Trajectory.build(cfg, probe, on_probe, reference, out if acc.is_main_process else None,
+                            per_epoch=r.per_epoch, total=r.total)
+    start, log = _resume(r, resume, {"inputs": inputs, **split}, traj)
+    if traj is not None and start == 0:
+        traj.notify(traj.at(0, r.model, r.params, None))
+    bar = tqdm(range(start, r.total if traj is None or traj.ended is None else start), desc=f"unlearn {cfg.recipe}",
+               disable=not progress, leave=False)
     for step in bar:
         row = _update(r, step, _gradients(r, step))
         log.append(row)
         bar.set_postfix(forget=f"{row['forget']:.3f}")
+        point = traj.at(step + 1, r.model, r.params, row) if traj is not None else None
         if out is not None and acc.is_main_process:
-            _record(r, out, step, row, log)
+            _record(r, out, step, row, log, traj, point)
+        if point is not None:
+            traj.notify(point)  # after the point's checkpoint: an exception here leaves a resumable run
+            if traj.ended:
+                break
     bar.close()
+    last_step = log[-1]["step"] if log else 0
+    kept = traj is not None and traj.load_kept(r.params, last_step)
     if r.tracker is not None:
         r.tracker.finish()
     model = acc.unwrap_model(r.model, keep_fp32_wrapper=False).eval()  # a plain fp32 model: no autocast left
+    if traj is not None:
+        split["trajectory"] = traj.summary(last_step)
+        if progress and acc.is_main_process:
+            print(split["trajectory"]["message"] + (" (kept weights loaded)" if kept else ""))
     return _finish(model, tokenizer, data, cfg, before, fingerprint == weights_hash(r.params), log,
-                   out if acc.is_main_process else None, size=size, hp=hp, total=r.total,
+                   out if acc.is_main_process else None, size=size, hp=hp, total=last_step if traj else r.total,
                    seconds=time.time() - started, split=split)
 
 
@@ -297,13 +320,15 @@ def _start(cfg: UnlearnConfig, hp, model, ref, data: UnlearnData, acc) -> _Run:
     return r
 
 
-def _resume(r: _Run, resume: bool, run_info: dict) -> tuple[int, list[dict]]:
-    """The first step and the log so far (from the last checkpoint when resuming; its λ restored); run.json
-    (with `run_info`) and log.jsonl written."""
+def _resume(r: _Run, resume: bool, run_info: dict, traj: Trajectory | None) -> tuple[int, list[dict]]:
+    """The first step and the log so far (from the last checkpoint when resuming; its λ and trajectory restored);
+    run.json (with `run_info`) and log.jsonl written."""
     start, log = 0, []
     last = latest_checkpoint(r.out) if (r.out is not None and resume) else None
     if last is not None:
         start, log = load_checkpoint(last, r.params, r.opt, r.sched, r.tracker)
+        if traj is not None:
+            traj.restore(json.loads((last / "trainer.json").read_text()).get("trajectory"), last)
     if r.out is not None and r.acc.is_main_process:
         write_run_info(r.out, r.cfg, seed=r.cfg.seed, extra=run_info)
         (r.out / "log.jsonl").write_text("".join(json.dumps(row) + "\n" for row in log))
@@ -345,12 +370,17 @@ def _update(r: _Run, step: int, parts: dict[str, float]) -> dict:
     return row
 
 
-def _record(r: _Run, out: Path, step: int, row: dict, log: list[dict]) -> None:
-    """Append the row to log.jsonl; every `checkpoint_every` steps (not the last) save a checkpoint."""
+def _record(r: _Run, out: Path, step: int, row: dict, log: list[dict], traj: Trajectory | None = None,
+            point: dict | None = None) -> None:
+    """Append the row to log.jsonl; every `checkpoint_every` steps and at every evaluation point `point` (not the
+    last step) save a checkpoint (with a trajectory: its state, and only the newest step checkpoint kept)."""
     with open(out / "log.jsonl", "a") as f:
         f.write(json.dumps(row) + "\n")
-    if r.cfg.checkpoint_every and (step + 1) % r.cfg.checkpoint_every == 0 and step + 1 < r.total:
-        save_checkpoint(out, step + 1, r.params, r.opt, r.sched, r.tracker, log, keep=r.cfg.keep_checkpoints)
+    every = r.cfg.checkpoint_every and (step + 1) % r.cfg.checkpoint_every == 0
+    if (every or point is not None) and step + 1 < r.total:
+        extra = {"trajectory": traj.state()} if traj is not None else None
+        save_checkpoint(out, step + 1, r.params, r.opt, r.sched, r.tracker, log,
+                        keep=1 if traj is not None else r.cfg.keep_checkpoints, extra=extra)
 
 
 def _next_lam(cfg: UnlearnConfig, row: dict, per_epoch: int) -> float:
@@ -390,4 +420,7 @@ def _finish(model, tokenizer, data, cfg, before, unchanged_weights, log, out, *,
     if out is not None:
         save_model(model, tokenizer, out, extra={"size": size, "recipe": cfg.recipe, "seed": cfg.seed})
         write_json(out / "summary.json", summary)
+        if "trajectory" in summary:  # run.json records the kept step, the rule and its metrics
+            info = json.loads((out / "run.json").read_text())
+            write_json(out / "run.json", {**info, "trajectory": summary["trajectory"]})
     return model, log
