@@ -82,7 +82,7 @@ def tune_inputs(tcfg, ucfg, args):
     from obliviate import ObliviateError
     from obliviate.data.benchmarks import resolve_benchmark, training_records
     from obliviate.data.loading import load_refusals
-    from obliviate.evaluate.probes import build_probe, probe_roles, reference_path
+    from obliviate.evaluate.probes import build_probe, probe_roles
     from obliviate.models.loading import load_model, model_size_name
     from obliviate.pipeline.tune import TuneInputs
     from obliviate.pipeline.tunespace import default_space, parse_objective, parse_space
@@ -110,7 +110,7 @@ def tune_inputs(tcfg, ucfg, args):
         ({"forget_prob", "retain_prob"} & set(every.names))
     probe = build_probe(tok, roles, size=ucfg.probe_size, seed=ucfg.seed, rouge=ucfg.probe_rouge,
                         metrics=[n for n in every.names if n in wanted])
-    reference = probe.reference(reference_path(args.reference_eval)) if args.reference_eval else None
+    reference = probe.reference(args.reference_eval) if args.reference_eval else None
     if reference is None and (objective.reads_reference() or _reads_reference(ucfg)):
         raise ObliviateError("the objective or a rule reads retain:<metric>: give --reference-eval (the retain "
                              "model's eval.json)")

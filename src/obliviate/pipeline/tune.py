@@ -127,15 +127,25 @@ def open_study(tcfg: TuneConfig, objective: Objective, recipe: str, out: Path):
     if [d.name.lower() for d in study.directions] != objective.directions:
         raise ObliviateError(f"study {name!r} already optimises {[d.name.lower() for d in study.directions]}, "
                              f"not {objective.directions} ({objective.text!r}); choose another --study-name")
-    constrained = objective.constraint is not None
-    study.sampler = optuna.samplers.TPESampler(
-        seed=tcfg.seed + len(study.trials), constraints_func=_violation if constrained else None)
+    # Optuna >= 5 takes the constraint from the trial (Trial.set_constraint), Optuna 4 from constraints_func
+    old = objective.constraint is not None and not hasattr(optuna.trial.Trial, "set_constraint")
+    study.sampler = optuna.samplers.TPESampler(seed=tcfg.seed + len(study.trials),
+                                               constraints_func=_violation if old else None)
     return study
 
 
 def _violation(trial) -> list[float]:
     """Optuna's constraint value: <= 0 feasible (the objective's `subject to` rule held at the kept point)."""
     return [float(trial.user_attrs.get("violation", 1.0))]
+
+
+def _constrain(trial, objective: Objective, metrics: dict, inputs: TuneInputs) -> bool:
+    """Record whether the objective's constraint holds at `metrics` (user attr `violation`: 0 or 1)."""
+    feasible = objective.feasible(metrics, inputs.start, inputs.reference)
+    trial.set_user_attr("violation", 0.0 if feasible else 1.0)
+    if objective.constraint is not None and hasattr(trial, "set_constraint"):
+        trial.set_constraint("subject_to", 0.0 if feasible else 1.0)
+    return feasible
 
 
 def run_trial(trial, ucfg: UnlearnConfig, space: dict[str, Param], objective: Objective, inputs: TuneInputs,
@@ -155,7 +165,7 @@ def run_trial(trial, ucfg: UnlearnConfig, space: dict[str, Param], objective: Ob
     started = time.perf_counter()
 
     def on_probe(record: dict) -> None:
-        metrics = {k: record[k] for k in inputs.probe.names if k in record}
+        metrics = record["metrics"]
         value = objective.values(metrics, inputs.start, inputs.reference)[0]
         if not prunes or math.isnan(value):
             return
@@ -164,15 +174,18 @@ def run_trial(trial, ucfg: UnlearnConfig, space: dict[str, Param], objective: Ob
             trial.set_user_attr("pruned_step", int(record["step"]))
             trial.set_user_attr("metrics", metrics)
             trial.set_user_attr("seconds", time.perf_counter() - started)
-            _write_trial(run, trial.number, "pruned", values, metrics)
+            _write_trial(run, trial.number, "pruned", values, metrics, _constrain(trial, objective, metrics, inputs))
             raise optuna.TrialPruned(f"pruned at step {record['step']}")
 
-    model, _ = unlearn(model, tok, inputs.forget, inputs.retain, cfg, refusals=inputs.refusals, out_dir=run,
-                       overwrite=True, ref_model=ref, progress=False, probe=inputs.probe, on_probe=on_probe)
-    metrics = inputs.probe(model)
-    feasible = objective.feasible(metrics, inputs.start, inputs.reference)
+    model, log = unlearn(model, tok, inputs.forget, inputs.retain, cfg, refusals=inputs.refusals, out_dir=run,
+                         overwrite=True, ref_model=ref, progress=False, probe=inputs.probe, on_probe=on_probe,
+                         reference=inputs.reference)
+    kept = log.summary["trajectory"]  # the kept point (keep=last|best) and why the run ended
+    metrics = kept["kept_metrics"]
+    trial.set_user_attr("kept_step", kept["kept_step"])
+    trial.set_user_attr("ended", kept["ended"])
+    feasible = _constrain(trial, objective, metrics, inputs)
     trial.set_user_attr("metrics", metrics)
-    trial.set_user_attr("violation", 0.0 if feasible else 1.0)
     trial.set_user_attr("seconds", time.perf_counter() - started)
     _write_trial(run, trial.number, "complete", values, metrics, feasible)
     result = objective.values(metrics, inputs.start, inputs.reference)
@@ -196,10 +209,11 @@ def run_tune(tcfg: TuneConfig, ucfg: UnlearnConfig, space: dict[str, Param], obj
     out = Path(out)
     study = open_study(tcfg, objective, ucfg.recipe, out)
     prunes = not isinstance(study.pruner, optuna.pruners.NopPruner)
-    before = len(study.trials)
+    ran = []
     bar = tqdm(total=tcfg.n_trials, desc=f"tune {ucfg.recipe}", unit="trial")
 
     def progress(study, trial) -> None:
+        ran.append(trial.number)
         bar.update(1)
         shown = {k: f"{v:.3g}" if isinstance(v, float) else v for k, v in trial.params.items()}
         tail = f"pruned at step {trial.user_attrs.get('pruned_step')}" if trial.state.name == "PRUNED" else \
@@ -216,7 +230,7 @@ def run_tune(tcfg: TuneConfig, ucfg: UnlearnConfig, space: dict[str, Param], obj
                     "objective": objective.text, "directions": objective.directions,
                     "space": {k: p.describe() for k, p in space.items()}, "axes": objective.axes(),
                     "start": inputs.start, "reference": inputs.reference, "recipe": ucfg.recipe,
-                    "trials_this_run": len(study.trials) - before,
+                    "trials_this_run": len(ran),
                     "seconds_this_run": time.perf_counter() - started})
     write_json(out / "tune.json", summary)
     best = summary["best"]
@@ -249,6 +263,7 @@ def summarize(study, objective: Objective, seed: int) -> dict:
         rows.append({"number": t.number, "state": t.state.name.lower(), "params": t.params, "values": t.values,
                      "metrics": t.user_attrs.get("metrics"), "feasible": t.user_attrs.get("violation", 1.0) <= 0
                      if t.state.name == "COMPLETE" else None, "pruned_step": t.user_attrs.get("pruned_step"),
+                     "kept_step": t.user_attrs.get("kept_step"), "ended": t.user_attrs.get("ended"),
                      "seconds": t.user_attrs.get("seconds"), "run_dir": t.user_attrs.get("run_dir")})
     done = [r for r in rows if r["state"] == "complete" and r["feasible"] and r["values"]
             and not any(math.isnan(v) for v in r["values"])]

@@ -55,10 +55,10 @@ def plot_front(summary: dict):
     stars = [p for r, p in ok if r["number"] in best]
     if stars:
         ax.scatter(*zip(*stars), marker="*", s=160, color="C1", zorder=3, label="best")
-    for metric, level, axis in ((fx, (summary.get("reference") or {}).get(fx), ax.axvline),
-                                (fy, (summary.get("start") or {}).get(fy), ax.axhline)):
+    for level, axis, what in (((summary.get("reference") or {}).get(fx), ax.axvline, f"reference model's {fx}"),
+                              ((summary.get("start") or {}).get(fy), ax.axhline, f"start {fy}")):
         if level is not None:
-            axis(level, color="0.4", ls=":", lw=1)
+            axis(level, color="0.4", ls=":", lw=1, label=what.replace("$", r"\$"))
     ax.set_xlabel(_label(fx, dx))
     ax.set_ylabel(_label(fy, dy))
     ax.grid(alpha=0.3)
@@ -69,7 +69,7 @@ def plot_front(summary: dict):
 
 
 def _label(metric: str, direction: str) -> str:
-    return metric.replace("_", r"\_").replace("$", r"\$") + (" (higher is better)" if direction == "maximize"
+    return metric.replace("$", r"\$") + (" (higher is better)" if direction == "maximize"
                                                                else " (lower is better)")
 
 
