@@ -19,7 +19,9 @@ KnowMem probes (a 128-token generation each) are not part of the probe.
 from __future__ import annotations
 
 import random
+import re
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from obliviate import ObliviateError
 from obliviate.data.benchmarks import Benchmark, get_benchmark, infer_benchmark
@@ -173,3 +175,29 @@ def _needed(roles: dict[str, dict], metrics: set[str]) -> dict[str, dict]:
             r = {**r, "records": [{k: v for k, v in rec.items() if k != "perturbed_answer"} for rec in r["records"]]}
         out[role] = r
     return out
+
+
+def probe_for(cfg, data=None, *, roles: dict | None = None, benchmark: Benchmark | str | None = None,
+              forget: str | None = None, reference_eval=None, tokenizer=None) -> tuple[Probe | None, dict | None]:
+    """The probe and the `retain:` reference values an `UnlearnConfig`'s eval_every / rules need, the rules
+    checked against the probe's names (no model needed: give `tokenizer` now or set `probe.tokenizer` later);
+    (None, None) when eval_every is off. `roles` ({role: records}) instead of `data` probes given records
+    (continual tasks); `reference_eval`: a retain / holdout model's eval.json (path or dict)."""
+    from obliviate.unlearn.trajectory import Trajectory
+
+    if cfg.eval_every is None:
+        if reference_eval is not None and isinstance(reference_eval, (str, Path)):
+            raise ObliviateError("--reference-eval is read by the stop / guard / select rules: set eval_every too")
+        return None, None
+    if roles is None:
+        roles = probe_roles(data, benchmark=benchmark, forget=_eval_forget(forget))
+    probe = build_probe(tokenizer, roles, size=cfg.probe_size, seed=cfg.seed, rouge=cfg.probe_rouge)
+    reference = probe.reference(reference_eval) if reference_eval is not None else None
+    Trajectory.check(cfg, probe, reference)
+    return probe, reference
+
+
+def _eval_forget(forget: str | None) -> str | None:
+    """The evaluation forget split of a training forget split ("forget10" → EvalConfig reads forget10_perturbed);
+    None for a joined or config/split name (the benchmark's default)."""
+    return forget if forget and re.fullmatch(r"[A-Za-z0-9_.\-]+", forget) else None

@@ -78,11 +78,17 @@ class Expr:
             return self.node[1].names() | self.node[2].names()
         return self.node[1].names() if kind == "neg" else set()
 
-    def reads_reference(self) -> bool:
+    def references(self) -> set[str]:
+        """The metrics it reads from the reference model (retain:<metric>)."""
         kind = self.node[0]
+        if kind == "retain":
+            return {self.node[1]}
         if kind in ("+", "-", "*"):
-            return self.node[1].reads_reference() or self.node[2].reads_reference()
-        return kind == "retain" or (kind == "neg" and self.node[1].reads_reference())
+            return self.node[1].references() | self.node[2].references()
+        return self.node[1].references() if kind == "neg" else set()
+
+    def reads_reference(self) -> bool:
+        return bool(self.references())
 
     def value(self, current: dict, start: dict | None, reference: dict | None) -> float:
         kind = self.node[0]
@@ -118,8 +124,11 @@ class Rule:
     def metrics(self) -> set[str]:
         return set().union(*(a.names() | b.names() for a, _, b in self.comparisons))
 
+    def references(self) -> set[str]:
+        return set().union(*(a.references() | b.references() for a, _, b in self.comparisons))
+
     def reads_reference(self) -> bool:
-        return any(a.reads_reference() or b.reads_reference() for a, _, b in self.comparisons)
+        return bool(self.references())
 
     def holds(self, current: dict, start: dict | None = None, reference: dict | None = None) -> bool:
         """Whether every comparison holds; a NaN / missing metric makes it false."""
@@ -145,8 +154,11 @@ class Selection:
     def metrics(self) -> set[str]:
         return self.expr.names() | (self.constraint.metrics() if self.constraint else set())
 
+    def references(self) -> set[str]:
+        return self.expr.references() | (self.constraint.references() if self.constraint else set())
+
     def reads_reference(self) -> bool:
-        return self.expr.reads_reference() or bool(self.constraint and self.constraint.reads_reference())
+        return bool(self.references())
 
     def admissible(self, current: dict, start: dict | None = None, reference: dict | None = None) -> bool:
         ok = self.constraint is None or self.constraint.holds(current, start, reference)

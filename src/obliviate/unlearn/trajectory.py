@@ -88,10 +88,14 @@ class Trajectory:
         stop, guard = (parse_rule(getattr(cfg, k), names) if getattr(cfg, k) is not None else None
                        for k in ("stop", "guard"))
         select = parse_select(cfg.select, names) if cfg.select is not None else None
-        needs_ref = [str(x) for x in (stop, guard, select) if x is not None and x.reads_reference()]
-        if needs_ref and reference is None:
-            raise ObliviateError(f"rule {needs_ref[0]!r} reads retain:<metric> values: give --reference-eval "
-                                 "(a retain or holdout model's eval.json)")
+        for rule in (x for x in (stop, guard, select) if x is not None):
+            missing = sorted(m for m in rule.references() if (reference or {}).get(m) is None)
+            if missing and reference is None:
+                raise ObliviateError(f"rule '{rule}' reads retain:{missing[0]}: give --reference-eval (a retain or "
+                                     "holdout model's eval.json)")
+            if missing:
+                raise ObliviateError(f"rule '{rule}' reads retain:{missing[0]}, which the reference evaluation does "
+                                     "not give (not computed there, or not on the probe's items)")
         return stop, guard, select
 
     # ------------------------------------------------------------------------------------------ points
