@@ -80,13 +80,13 @@ def tune_inputs(tcfg, ucfg, args):
     import dataclasses
 
     from obliviate import ObliviateError
-    from obliviate.data.benchmarks import resolve_benchmark, training_records
-    from obliviate.data.loading import load_refusals
-    from obliviate.evaluate.probes import build_probe, probe_roles
+    from obliviate.commands.unlearn import unlearn_records
+    from obliviate.data.benchmarks import resolve_benchmark
+    from obliviate.evaluate.probes import build_probe, probe_for
     from obliviate.models.loading import load_model, model_size_name
     from obliviate.pipeline.tune import TuneInputs
     from obliviate.pipeline.tunespace import default_space, parse_objective, parse_space
-    from obliviate.unlearn.loop import recipe_needs
+    from obliviate.unlearn.rules import parse_rule, parse_select
 
     space = parse_space(tcfg.space or [])
     if ucfg.eval_every is None:  # the pruner needs intermediate values
@@ -94,43 +94,24 @@ def tune_inputs(tcfg, ucfg, args):
         print("eval_every=epoch: the probe runs after every epoch of each trial (feeds the pruner)")
     bench, said = resolve_benchmark(args.benchmark, args.data)
     print(said)
-    forget_split = args.forget or bench.train_splits.get("forget_train")
-    retain_split = args.retain or bench.train_splits.get("retain_train")
-    forget, _ = training_records(bench, args.data, "forget_train", forget_split)
-    needs = recipe_needs(ucfg)
-    retain = training_records(bench, args.data, "retain_train", retain_split)[0] \
-        if needs & {"retain", "retain_alternate"} else None
-    refusals = load_refusals(args.data) if needs & {"alternate", "retain_alternate"} else None
+    forget_split, _, forget, retain, refusals = unlearn_records(args, ucfg, bench)
+    # every metric the data gives (the rules checked against them), before the model loads
+    every, reference = probe_for(ucfg, args.data, benchmark=bench, forget=forget_split,
+                                 reference_eval=args.reference_eval)
+    objective = parse_objective(tcfg.objective, every.names)
+    if reference is None and objective.reads_reference():
+        raise ObliviateError(f"objective {objective.text!r} reads retain:<metric> values: give --reference-eval "
+                             "(the retain model's eval.json)")
     load = dict(allow_pickle=args.allow_pickle, trust_remote_code=args.trust_remote_code)
     model, tok = load_model(args.model, **load)
-    roles = probe_roles(args.data, benchmark=bench, forget=forget_split)
-    every = build_probe(tok, roles, size=ucfg.probe_size, seed=ucfg.seed, rouge=ucfg.probe_rouge)
-    objective = parse_objective(tcfg.objective, every.names)
-    wanted = set().union(*(s.metrics() for s in objective.parts)) | _rule_metrics(ucfg, every.names) | \
-        ({"forget_prob", "retain_prob"} & set(every.names))
-    probe = build_probe(tok, roles, size=ucfg.probe_size, seed=ucfg.seed, rouge=ucfg.probe_rouge,
+    rules = [parse_select(ucfg.select, every.names)] if ucfg.select else []
+    rules += [parse_rule(getattr(ucfg, n), every.names) for n in ("stop", "guard") if getattr(ucfg, n)]
+    # only the metrics the study reads (and forget / retain Prob, for the trial table) are scored per point
+    wanted = set().union(*(r.metrics() for r in [*objective.parts, *rules])) | {"forget_prob", "retain_prob"}
+    probe = build_probe(tok, every.roles, size=ucfg.probe_size, seed=ucfg.seed, rouge=ucfg.probe_rouge,
                         metrics=[n for n in every.names if n in wanted])
-    reference = probe.reference(args.reference_eval) if args.reference_eval else None
-    if reference is None and (objective.reads_reference() or _reads_reference(ucfg)):
-        raise ObliviateError("the objective or a rule reads retain:<metric>: give --reference-eval (the retain "
-                             "model's eval.json)")
     space = space or default_space(ucfg, model_size_name(model))
     inputs = TuneInputs(model=args.model, forget=forget, retain=retain, probe=probe, refusals=refusals,
                         ref_model=args.ref_model, load=load, start=probe(model), reference=reference)
     return inputs, ucfg, space, objective
 
-
-def _rules(ucfg, names):
-    from obliviate.unlearn.rules import parse_rule, parse_select
-
-    rules = [parse_rule(getattr(ucfg, n), names) for n in ("stop", "guard") if getattr(ucfg, n)]
-    return rules + ([parse_select(ucfg.select, names)] if ucfg.select else [])
-
-
-def _rule_metrics(ucfg, names) -> set[str]:
-    """The probe metrics the stop / guard / select rules read (each checked against `names`)."""
-    return set().union(set(), *(r.metrics() for r in _rules(ucfg, names)))
-
-
-def _reads_reference(ucfg) -> bool:
-    return any(r.reads_reference() for r in _rules(ucfg, None))

@@ -60,7 +60,9 @@ def _is_main_process() -> bool:
     return int(os.environ.get("RANK", "0")) == 0
 
 
-def _run(args, cfg, out: Path, bench):
+def unlearn_records(args, cfg, bench) -> tuple[str | None, str | None, list, list | None, list | None]:
+    """(forget split, retain split, forget records, retain records, refusals) of the --data/--forget/--retain
+    flags: what the recipe needs (also `obliviate tune`'s)."""
     forget_split = args.forget or bench.train_splits.get("forget_train")
     retain_split = args.retain or bench.train_splits.get("retain_train")
     forget, _ = training_records(bench, args.data, "forget_train", forget_split)
@@ -68,6 +70,11 @@ def _run(args, cfg, out: Path, bench):
     retain = training_records(bench, args.data, "retain_train", retain_split)[0] \
         if needs & {"retain", "retain_alternate"} else None
     refusals = load_refusals(args.data) if needs & {"alternate", "retain_alternate"} else None
+    return forget_split, retain_split, forget, retain, refusals
+
+
+def _run(args, cfg, out: Path, bench):
+    forget_split, retain_split, forget, retain, refusals = unlearn_records(args, cfg, bench)
     # the probe's sample and the rules' metric names, checked before the model is loaded
     probe, reference = probe_for(cfg, args.data, benchmark=bench, forget=forget_split,
                                  reference_eval=args.reference_eval)
