@@ -6,7 +6,8 @@
 
 Reads `demo.json`, `eval/{target,retain}/eval.json` and, per recipe and seed,
 `runs/<recipe>/seed<k>/eval/eval.json` plus every attack result there (`attack.registry.ATTACKS`:
-`<name>/<result file>`). Nothing is recomputed.
+`<name>/<result file>`) and, when the run evaluated during training, `model/trajectory.jsonl` and the
+`trajectory` record of `model/run.json`. Nothing is recomputed.
 """
 
 from __future__ import annotations
@@ -38,9 +39,13 @@ def load_json(path: Path) -> dict | None:
     return json.loads(path.read_text()) if path.is_file() else None
 
 
+def load_json_lines(path: Path) -> list[dict] | None:
+    return [json.loads(x) for x in path.read_text().splitlines() if x.strip()] if path.is_file() else None
+
+
 def collect(run: str | Path) -> dict:
     """Everything the report shows, from the saved files: {demo, target, retain, recipes: {name: [seed runs]}};
-    a seed run is {seed, eval, <attack>: result or None for every ATTACKS record}."""
+    a seed run is {seed, eval, <attack>: result or None for every ATTACKS record, trajectory, kept}."""
     run = Path(run)
     demo = load_json(run / "demo.json")
     target, retain = load_json(run / "eval/target/eval.json"), load_json(run / "eval/retain/eval.json")
@@ -55,5 +60,8 @@ def collect(run: str | Path) -> dict:
                 continue
             recipes.setdefault(recipe, []).append({
                 "seed": int(seed_dir.name[4:]), "eval": ev,
-                **{name: load_json(seed_dir / name / a.result) for name, a in ATTACKS.items()}})
+                **{name: load_json(seed_dir / name / a.result) for name, a in ATTACKS.items()},
+                # evaluation during training (unlearn eval_every): the points and run.json's account of them
+                "trajectory": load_json_lines(seed_dir / "model" / "trajectory.jsonl"),
+                "kept": (load_json(seed_dir / "model" / "run.json") or {}).get("trajectory")})
     return {"demo": demo, "target": target, "retain": retain, "recipes": recipes}

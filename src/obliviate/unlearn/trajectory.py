@@ -232,5 +232,6 @@ class Trajectory:
                 "stop": self.cfg.stop, "guard": self.cfg.guard, "keep": self.cfg.keep, "select": self.cfg.select,
                 "ended": self.ended or "cap", "stopped_at": last_step, "cap": self.total, "kept_step": kept_step,
                 "kept_by": by, "kept_metrics": point["metrics"] if point else None, "message": message,
+                "reference": self.reference,
                 "probe_seconds": round(self.probe_seconds, 3), "train_seconds": round(self.train_seconds, 3),
                 "probe_fraction": round(self.probe_seconds / self.train_seconds, 4) if self.train_seconds else None}
