@@ -28,7 +28,7 @@ def chain_job(cfg: DemoConfig, recipe: str, seed: int, progress: bool = False) -
     st = Stages(out)
     world = out / "world"
     run_dir = out / "runs" / recipe.replace("+", "_") / f"seed{seed}"
-    ucfg = from_dict(UnlearnConfig, {"recipe": recipe, "seed": seed, **cfg.overrides_for(recipe)})
+    ucfg = from_dict(UnlearnConfig, {"recipe": recipe, "seed": seed, **cfg.unlearn_values(recipe)})
     ukey = {**keys["trained"], "unlearn": dataclasses.asdict(ucfg), "code_unlearn": keys["unlearn_code"]}
 
     retain_res, target_res = load_results(out / "eval" / "retain"), load_results(out / "eval" / "target")
