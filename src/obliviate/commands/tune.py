@@ -102,6 +102,12 @@ def tune_inputs(tcfg, ucfg, args):
     if reference is None and objective.reads_reference():
         raise ObliviateError(f"objective {objective.text!r} reads retain:<metric> values: give --reference-eval "
                              "(the retain model's eval.json)")
+    if len(objective.parts) == 1 and ucfg.keep == "last" and ucfg.select is None:
+        try:  # each trial at its best point (not with smoothing=wa: UnlearnConfig says why)
+            ucfg = dataclasses.replace(ucfg, keep="best", select=objective.text)
+            print(f"keep=best select={objective.text!r}: each trial keeps its best point under the objective")
+        except ObliviateError:
+            pass
     load = dict(allow_pickle=args.allow_pickle, trust_remote_code=args.trust_remote_code)
     model, tok = load_model(args.model, **load)
     rules = [parse_select(ucfg.select, every.names)] if ucfg.select else []

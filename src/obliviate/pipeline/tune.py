@@ -4,10 +4,13 @@
 
 Each trial is a normal `unlearn` run directory (`out/trials/trial-NNNN/`: model, run.json, log.jsonl,
 trajectory.jsonl) with the trial's values of the search space (`tunespace`). The in-training probe feeds the
-pruner: after each evaluation point `on_probe` reports the objective to the trial (`trial.report`) and raises
-`optuna.TrialPruned` when the pruner says so, which ends that unlearning run. A trial's result is the probe's
-metrics of the model the run kept (keep=last|best); the objective (`tunespace.Objective`) turns them into the
-value(s) Optuna optimises and, with `subject to`, a constraint (infeasible trials are never the best).
+pruner: after each evaluation point `on_probe` reports to the trial (`trial.report`) the best objective value among
+the points so far where the objective's `subject to` rule holds (what keep=best would keep; a point breaking the
+constraint does not count), and raises `optuna.TrialPruned` when the pruner says so, which ends that unlearning
+run. A trial's result is the probe's metrics of the model the run kept: with a single objective and no keep /
+select of the user's, `obliviate tune` sets keep=best and select=<the objective>, so each trial is scored at its
+best point along the way. The objective (`tunespace.Objective`) turns the metrics into the value(s) Optuna
+optimises and, with `subject to`, a constraint (infeasible trials are never the best).
 
 The study lives in `storage`: by default `sqlite:///<out>/study.db`, so running the same command again continues
 the study (more trials, the sampler seeded by seed + trials so far: deterministic); any Optuna RDB URL
@@ -164,12 +167,17 @@ def run_trial(trial, ucfg: UnlearnConfig, space: dict[str, Param], objective: Ob
     ref = load_model(inputs.ref_model, with_tokenizer=False, **inputs.load) if inputs.ref_model else None
     started = time.perf_counter()
 
+    best: list[float] = []  # the best score among the feasible points so far: what keep=best would keep
+
     def on_probe(record: dict) -> None:
         metrics = record["metrics"]
         value = objective.values(metrics, inputs.start, inputs.reference)[0]
-        if not prunes or math.isnan(value):
+        if not math.isnan(value) and objective.feasible(metrics, inputs.start, inputs.reference) and \
+                (not best or objective.parts[0].better(value, best[-1])):
+            best.append(value)
+        if not prunes or not best:
             return
-        trial.report(value, int(record["step"]))
+        trial.report(best[-1], int(record["step"]))
         if trial.should_prune():
             trial.set_user_attr("pruned_step", int(record["step"]))
             trial.set_user_attr("metrics", metrics)
