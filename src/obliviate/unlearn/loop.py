@@ -26,10 +26,10 @@ from obliviate.config import write_run_info
 from obliviate.data.format import records_hash
 from obliviate.models.finetune import adamw
 from obliviate.models.loading import model_fingerprint, model_size_name, save_model, weights_hash
-from obliviate.rundir import claim, remove_ours, seed_everything, write_json
+from obliviate.rundir import seed_everything, write_json
 from obliviate.unlearn.batch import (BatchIndices, UnlearnBatch, UnlearnData, answer_lengths, build_data,
                                      cache_ref_logps, collate, example_logps, micro_batches, plan, steps_per_epoch)
-from obliviate.unlearn.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from obliviate.unlearn.checkpoint import check_run_dir, latest_checkpoint, load_checkpoint, save_checkpoint
 from obliviate.unlearn.config import DUAL_STEP, UnlearnConfig
 from obliviate.unlearn.fit import accumulation, micro_batch_of
 from obliviate.unlearn.forward import Part, Ref, Views
@@ -37,11 +37,6 @@ from obliviate.unlearn.objectives import OBJECTIVES
 from obliviate.unlearn.regularizers import REGULARIZERS, dual_ascent
 from obliviate.unlearn.smoothing import NO_SMOOTHING, SMOOTHERS, Smoother, Step
 from obliviate.unlearn.trajectory import Trajectory
-
-RUN_FILES = ("log.jsonl", "checkpoints", "summary.json", "trajectory.jsonl")
-# config keys a resumed run may change: they do not change the numbers (the loss is the same whatever the split)
-RESUMABLE = ("checkpoint_every", "keep_checkpoints", "micro_batch", "grad_accum", "max_memory")
-
 
 class UnlearnLog(list):
     """The per-step rows; `.summary` holds forget probability before/after, steps, seconds, resolved lr."""
@@ -66,36 +61,6 @@ def recipe_needs(cfg: UnlearnConfig) -> set[str]:
     """What the recipe's parts need: views to tokenize, cached / live reference, own parameters."""
     parts = [OBJECTIVES[cfg.objective]] + ([REGULARIZERS[cfg.regularizer]] if cfg.regularizer else [])
     return set().union(*(p.needs for p in parts))
-
-
-def _check_run_dir(out: Path | None, cfg: UnlearnConfig, inputs: dict, *, resume: bool, overwrite: bool) -> None:
-    """Claim `out` (rundir.claim); refuse a finished run unless resume/overwrite; resume only the same run.
-
-    inputs: {"model_fingerprint", "forget_hash", "retain_hash"} of this run, compared with run.json on resume.
-    """
-    if out is None:
-        return
-    claim(out)
-    used = [f for f in RUN_FILES if (out / f).exists()]
-    if used and not resume and not overwrite:
-        raise ObliviateError(f"{out}: already holds an unlearning run ({used[0]}); pass resume to continue it, "
-                             "overwrite to start again, or choose another output directory")
-    if overwrite and not resume:
-        remove_ours(out, used)
-    if resume and (out / "run.json").is_file():
-        info = json.loads((out / "run.json").read_text())
-        old = info.get("config", {})
-        now = json.loads(json.dumps(vars(cfg), default=str))
-        diff = next((k for k in now if k not in RESUMABLE and k in old and old[k] != now[k]), None)
-        if diff:
-            raise ObliviateError(f"{out}/run.json: cannot resume, config key '{diff}' was {old[diff]!r}, "
-                                 f"now {now[diff]!r}")
-        what = {"model_fingerprint": "the model (--model)", "forget_hash": "the forget data (--forget)",
-                "retain_hash": "the retain data (--retain)"}
-        diff = next((k for k in what if k in info.get("inputs", {}) and info["inputs"][k] != inputs[k]), None)
-        if diff:
-            raise ObliviateError(f"{out}/run.json: cannot resume, {what[diff]} differs from the interrupted run's "
-                                 f"({info['inputs'][diff]} then, {inputs[diff]} now)")
 
 
 def _check_mixed_precision(cfg: UnlearnConfig) -> None:
@@ -232,7 +197,7 @@ def unlearn(model, tokenizer, forget_records: list[dict], retain_records: list[d
     # multi-process: only the main process claims and writes `out`; the schedule steps once per optimiser step
     _check_mixed_precision(cfg)
     acc = Accelerator(cpu=not torch.cuda.is_available(), step_scheduler_with_optimizer=False)
-    _check_run_dir(out if acc.is_main_process else None, cfg, inputs, resume=resume, overwrite=overwrite)
+    check_run_dir(out if acc.is_main_process else None, cfg, inputs, resume=resume, overwrite=overwrite)
     size = model_size_name(model)
     hp = cfg.hyperparams(size)
     seed_everything(cfg.seed)
