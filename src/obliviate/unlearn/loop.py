@@ -185,7 +185,6 @@ def unlearn(model, tokenizer, forget_records: list[dict], retain_records: list[d
     values of the rules (`unlearn.trajectory`).
     """
     from accelerate import Accelerator
-    from tqdm.auto import tqdm
 
     cfg = cfg or UnlearnConfig()
     needs = recipe_needs(cfg)
@@ -217,34 +216,43 @@ def unlearn(model, tokenizer, forget_records: list[dict], retain_records: list[d
     traj = Trajectory.build(cfg, probe, on_probe, reference, out if acc.is_main_process else None,
                             per_epoch=r.per_epoch, total=r.total)
     start, log = _resume(r, resume, {"inputs": inputs, **split}, traj)
+    last_step = _steps(r, start, log, traj, progress)
+    if traj is not None:  # the kept point's weights (keep=best, a failed guard) and the account of the rules
+        kept = traj.load_kept(r.params, last_step)
+        split["trajectory"] = traj.summary(last_step)
+        if progress and acc.is_main_process:
+            print(split["trajectory"]["message"] + (" (kept weights loaded)" if kept else ""))
+    if r.tracker is not None:
+        r.tracker.finish()
+    model = acc.unwrap_model(r.model, keep_fp32_wrapper=False).eval()  # a plain fp32 model: no autocast left
+    return _finish(model, tokenizer, data, cfg, before, fingerprint == weights_hash(r.params), log,
+                   out if acc.is_main_process else None, size=size, hp=hp, total=last_step if traj else r.total,
+                   seconds=time.time() - started, split=split)
+
+
+def _steps(r: _Run, start: int, log: list[dict], traj: Trajectory | None, progress: bool) -> int:
+    """The optimiser steps from `start` to the cap, or until a rule ends the run (probing at step 0 and every
+    evaluation point); returns the last step run."""
+    from tqdm.auto import tqdm
+
+    out = r.out if r.acc.is_main_process else None
     if traj is not None and start == 0:
         traj.notify(traj.at(0, r.model, r.params, None))
-    bar = tqdm(range(start, r.total if traj is None or traj.ended is None else start), desc=f"unlearn {cfg.recipe}",
-               disable=not progress, leave=False)
+    end = r.total if traj is None or traj.ended is None else start  # a resumed run that had already ended
+    bar = tqdm(range(start, end), desc=f"unlearn {r.cfg.recipe}", disable=not progress, leave=False)
     for step in bar:
         row = _update(r, step, _gradients(r, step))
         log.append(row)
         bar.set_postfix(forget=f"{row['forget']:.3f}")
         point = traj.at(step + 1, r.model, r.params, row) if traj is not None else None
-        if out is not None and acc.is_main_process:
+        if out is not None:
             _record(r, out, step, row, log, traj, point)
         if point is not None:
             traj.notify(point)  # after the point's checkpoint: an exception here leaves a resumable run
             if traj.ended:
                 break
     bar.close()
-    last_step = log[-1]["step"] if log else 0
-    kept = traj is not None and traj.load_kept(r.params, last_step)
-    if r.tracker is not None:
-        r.tracker.finish()
-    model = acc.unwrap_model(r.model, keep_fp32_wrapper=False).eval()  # a plain fp32 model: no autocast left
-    if traj is not None:
-        split["trajectory"] = traj.summary(last_step)
-        if progress and acc.is_main_process:
-            print(split["trajectory"]["message"] + (" (kept weights loaded)" if kept else ""))
-    return _finish(model, tokenizer, data, cfg, before, fingerprint == weights_hash(r.params), log,
-                   out if acc.is_main_process else None, size=size, hp=hp, total=last_step if traj else r.total,
-                   seconds=time.time() - started, split=split)
+    return log[-1]["step"] if log else 0
 
 
 def _check_inputs(cfg: UnlearnConfig, needs: set[str], retain_records, refusals, ref_model) -> list[str] | None:
