@@ -80,3 +80,23 @@ def test_probe_for_checks_the_rules_against_the_data(world_dir, retain_results):
         probe_for(UnlearnConfig(eval_every=1, guard="real_authors_prob >= 0.9 * start"), world_dir)
     with pytest.raises(ObliviateError, match="set eval_every too"):
         probe_for(UnlearnConfig(), world_dir, reference_eval="eval.json")
+
+
+def test_default_probe_scores_answers_only_plus_what_the_rules_name(world_dir, target_results):
+    cfg = UnlearnConfig(eval_every="epoch", guard="forget_truth_ratio <= 0.9 * start")
+    probe, _ = probe_for(cfg, world_dir, forget="forget10")
+    assert set(probe.names) == {"forget_prob", "forget_nll", "retain_prob", "world_facts_prob", "holdout_prob",
+                                "mia_auc", "forget_gap", "forget_truth_ratio"}
+    assert "perturbed_answer" not in probe.roles["retain"]["records"][0]  # no truth ratio asked for on retain
+    assert "perturbed_answer" in probe.roles["world_facts"]["records"][0]  # normalised Prob needs them
+    # the reference is computed as the probe scores: retain Prob unnormalised, world facts Prob normalised
+    ref = probe.reference(target_results)
+    items = {it["question"]: it for it in target_results["splits"]["world_facts"]["items"]}
+    wf = [items[r["question"]]["prob_norm"] for r in probe.roles["world_facts"]["records"]]
+    assert ref["world_facts_prob"] == pytest.approx(sum(wf) / len(wf))
+    everything, _ = probe_for(UnlearnConfig(eval_every=1, probe_metrics="all"), world_dir, forget="forget10")
+    assert "retain_truth_ratio" in everything.names
+    one, _ = probe_for(UnlearnConfig(eval_every=1, probe_metrics="forget_prob+mia_auc"), world_dir, forget="forget10")
+    assert one.names == ("forget_prob", "mia_auc") and set(one.roles) == {"forget", "holdout"}
+    with pytest.raises(ObliviateError, match="probe_metrics: 'forget_rouge'"):
+        probe_for(UnlearnConfig(eval_every=1, probe_metrics="forget_rouge"), world_dir, forget="forget10")

@@ -164,3 +164,31 @@ def test_killed_and_resumed_run_keeps_the_same_checkpoint(target, splits, tmp_pa
     assert ta["kept_step"] == tb["kept_step"] and ta["kept_metrics"] == tb["kept_metrics"]
     assert same_weights(resumed, dict(whole.named_parameters()))
     assert on_disk and max(len(d) for d in on_disk) <= 2  # the kept point and the newest step checkpoint
+
+
+def test_cli_stop_rule_with_a_reference_eval(unlearn_target_dir, world_dir, tmp_path, capsys, monkeypatch):
+    """`obliviate unlearn ... eval_every=2 stop=match:retain --reference-eval`: the reference is read on the
+    probe's items; an unknown metric is one line, exit 2, before the model is loaded."""
+    import obliviate.commands.unlearn as command
+    from obliviate.cli import main
+    from obliviate.evaluate import EvalConfig, evaluate
+    from obliviate.models.loading import load_model
+
+    model, tok = load_model(unlearn_target_dir)
+    evaluate(model, tok, world_dir, EvalConfig(max_new_tokens=4, embedder=None), out=tmp_path / "ref", progress=False)
+    base = ["unlearn", "--model", str(unlearn_target_dir), "--data", str(world_dir), "--recipe", "npo+gd",
+            "max_steps=6", "batch_size=4", "lr=3e-3", "eval_every=2", "probe_size=4"]
+    code = main(base + ["--out", str(tmp_path / "u"), "stop=match:retain", "--reference-eval",
+                        str(tmp_path / "ref" / "eval.json")])
+    assert code == 0
+    out = capsys.readouterr().out
+    info = json.loads((tmp_path / "u" / "run.json").read_text())["trajectory"]
+    assert info["message"] in out and "evaluation during training: " in out
+    assert info["reference"]["forget_prob"] is not None and info["stop"] == "match:retain"
+    loaded = []
+    monkeypatch.setattr(command, "load_model", lambda *a, **k: loaded.append(a) or load_model(*a, **k))
+    assert main(base + ["--out", str(tmp_path / "bad"), "stop=forget_probability <= 0.3"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "unknown metric 'forget_probability'" in err and len(err.splitlines()) == 1 and loaded == []
+    assert main(base[:-2] + ["--out", str(tmp_path / "bad2"), "--reference-eval", "x.json"]) == 2
+    assert "set eval_every too" in capsys.readouterr().err

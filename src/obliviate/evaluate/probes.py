@@ -33,6 +33,10 @@ from obliviate.evaluate.roles import NORMALISED_PROB_ROLES, has_perturbations, r
 from obliviate.evaluate.stages import forward_stage, generate_stage, text_stage
 
 DEFAULT_SIZE = 16
+# probe_metrics=default: one pass over the true answers (world facts / real authors: their perturbations too, for
+# TOFU's normalised Prob); a rule naming another metric adds it
+DEFAULT_METRICS = ("forget_prob", "forget_nll", "retain_prob", "world_facts_prob", "real_authors_prob", "holdout_prob",
+                   "mia_auc", "forget_gap")
 QA_ROLES = ("forget", "retain", "world_facts", "real_authors", "holdout")
 ITEM_KEYS = {"prob": "prob", "nll": "nll_mean", "extraction_strength": "extraction_strength",
              "exact_memorization": "exact_memorization", "truth_ratio": "truth_ratio",
@@ -48,6 +52,11 @@ def probe_roles(data, *, benchmark: Benchmark | str | None = None, forget: str |
     mia = set(bench.mia or ())
     return {role: {"records": loaded.records, "format": loaded.format} for role, loaded in roles.found.items()
             if (loaded.format == "qa" and role in QA_ROLES) or (loaded.format == "text" and role in mia)}
+
+
+def _as_roles(roles: dict) -> dict[str, dict]:
+    """{role: {"records", "format"}} from that or {role: QA records}."""
+    return {k: (v if isinstance(v, dict) else {"records": v, "format": "qa"}) for k, v in roles.items()}
 
 
 def _names_of(roles: dict[str, dict], rouge: bool) -> list[str]:
@@ -125,13 +134,15 @@ class Probe:
         results = as_results(results)
         items: dict[str, list[dict]] = {}
         for role, r in self.roles.items():
+            scored_perturbed = r["format"] == "qa" and any("perturbed_answer" in rec for rec in r["records"])
             where = results.get("text" if r["format"] == "text" else "splits", {}).get(role, {}).get("items", [])
             key = (lambda it: it.get("text", "")[:200]) if r["format"] == "text" else \
                 (lambda it: (it.get("question"), it.get("answer")))
             by_key = {key(it): it for it in where}
             wanted = [by_key.get(key(rec) if r["format"] == "qa" else rec["text"][:200]) for rec in r["records"]]
-            if where and all(w is not None for w in wanted):
-                items[role] = wanted
+            if where and all(w is not None for w in wanted):  # as this probe scores them (perturbed answers or not)
+                items[role] = wanted if scored_perturbed or r["format"] == "text" else \
+                    [{k: v for k, v in w.items() if k not in ("prob_norm", "truth_ratio")} for w in wanted]
         values = role_metrics({k: v for k, v in self.roles.items() if k in items}, items)
         return {n: values.get(n) for n in self.names}
 
@@ -141,7 +152,7 @@ def build_probe(tokenizer, roles: dict[str, dict], *, size: int = DEFAULT_SIZE, 
                 batch_size: int = 16, max_length: int = 512) -> Probe:
     """A probe over `size` items per role of `roles` (`probe_roles`, or {role: records} of QA records), drawn
     with `seed`. `metrics`: only these names (roles and perturbed answers nobody reads are not scored)."""
-    roles = {k: (v if isinstance(v, dict) else {"records": v, "format": "qa"}) for k, v in roles.items()}
+    roles = _as_roles(roles)
     if size < 1:
         raise ObliviateError(f"probe size must be >= 1, got {size}")
     every = _names_of(roles, rouge)
@@ -191,10 +202,30 @@ def probe_for(cfg, data=None, *, roles: dict | None = None, benchmark: Benchmark
         return None, None
     if roles is None:
         roles = probe_roles(data, benchmark=benchmark, forget=_eval_forget(forget))
-    probe = build_probe(tokenizer, roles, size=cfg.probe_size, seed=cfg.seed, rouge=cfg.probe_rouge)
+    available = _names_of(_as_roles(roles), cfg.probe_rouge)
+    probe = build_probe(tokenizer, roles, size=cfg.probe_size, seed=cfg.seed, rouge=cfg.probe_rouge,
+                        metrics=_chosen(cfg, available))
     reference = probe.reference(reference_eval) if reference_eval is not None else None
     Trajectory.check(cfg, probe, reference)
     return probe, reference
+
+
+def _chosen(cfg, available: list[str]) -> list[str] | None:
+    """The metrics `cfg.probe_metrics` asks for plus every metric its rules name (checked against `available`);
+    None = all."""
+    from obliviate.unlearn.rules import parse_rule, parse_select
+
+    rules = [parse_rule(getattr(cfg, k), available) for k in ("stop", "guard") if getattr(cfg, k) is not None]
+    rules += [parse_select(cfg.select, available)] if cfg.select is not None else []
+    if cfg.probe_metrics == "all":
+        return None
+    wanted = [m for m in DEFAULT_METRICS if m in available] if cfg.probe_metrics == "default" \
+        else cfg.probe_metrics.split("+")
+    unknown = [m for m in wanted if m not in available]
+    if unknown:
+        raise ObliviateError(f"probe_metrics: {unknown[0]!r} is unknown; the data gives {', '.join(available)}")
+    named = set().union(*(r.metrics() for r in rules))
+    return [m for m in available if m in set(wanted) | named]
 
 
 def _eval_forget(forget: str | None) -> str | None:

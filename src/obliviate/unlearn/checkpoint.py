@@ -4,7 +4,10 @@
     state.pt             optimizer + scheduler state and the torch RNG (tensors and numbers only,
                          read back with torch.load(weights_only=True))
     tracker.safetensors  weight-averaging sums (wa only)
-    trainer.json         step and the log rows so far
+    trainer.json         step and the log rows so far (and the trajectory's state, `unlearn.trajectory`)
+    checkpoints/kept/    the kept evaluation point's trainable weights (keep=best or a guard)
+
+`check_run_dir` claims a run directory and refuses to resume another run into it.
 """
 
 from __future__ import annotations
@@ -17,7 +20,11 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from obliviate import ObliviateError
-from obliviate.rundir import atomic_dir, write_json
+from obliviate.rundir import atomic_dir, claim, remove_ours, write_json
+
+RUN_FILES = ("log.jsonl", "checkpoints", "summary.json", "trajectory.jsonl")
+# config keys a resumed run may change: they do not change the numbers (the loss is the same whatever the split)
+RESUMABLE = ("checkpoint_every", "keep_checkpoints", "micro_batch", "grad_accum", "max_memory")
 
 
 def checkpoint_dir(out: str | Path, step: int) -> Path:
@@ -75,3 +82,33 @@ def load_checkpoint(path: Path, params, optimizer, scheduler, tracker) -> tuple[
         tracker.load_state_dict(load_file(path / "tracker.safetensors"))
     info = json.loads((path / "trainer.json").read_text())
     return int(info["step"]), list(info["log"])
+
+
+def check_run_dir(out: Path | None, cfg, inputs: dict, *, resume: bool, overwrite: bool) -> None:
+    """Claim `out` (rundir.claim); refuse a finished run unless resume/overwrite; resume only the same run.
+
+    inputs: {"model_fingerprint", "forget_hash", "retain_hash"} of this run, compared with run.json on resume.
+    """
+    if out is None:
+        return
+    claim(out)
+    used = [f for f in RUN_FILES if (out / f).exists()]
+    if used and not resume and not overwrite:
+        raise ObliviateError(f"{out}: already holds an unlearning run ({used[0]}); pass resume to continue it, "
+                             "overwrite to start again, or choose another output directory")
+    if overwrite and not resume:
+        remove_ours(out, used)
+    if resume and (out / "run.json").is_file():
+        info = json.loads((out / "run.json").read_text())
+        old = info.get("config", {})
+        now = json.loads(json.dumps(vars(cfg), default=str))
+        diff = next((k for k in now if k not in RESUMABLE and k in old and old[k] != now[k]), None)
+        if diff:
+            raise ObliviateError(f"{out}/run.json: cannot resume, config key '{diff}' was {old[diff]!r}, "
+                                 f"now {now[diff]!r}")
+        what = {"model_fingerprint": "the model (--model)", "forget_hash": "the forget data (--forget)",
+                "retain_hash": "the retain data (--retain)"}
+        diff = next((k for k in what if k in info.get("inputs", {}) and info["inputs"][k] != inputs[k]), None)
+        if diff:
+            raise ObliviateError(f"{out}/run.json: cannot resume, {what[diff]} differs from the interrupted run's "
+                                 f"({info['inputs'][diff]} then, {inputs[diff]} now)")

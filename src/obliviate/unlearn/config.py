@@ -125,6 +125,8 @@ class UnlearnConfig:
     select: str | None = None  # keep=best: "min forget_prob", "max forget_gap subject to retain_prob >= 0.95 * start"
     probe_size: int = 16  # items per probe role (forget, retain, world facts, holdout, ...)
     probe_rouge: bool = False  # add ROUGE-L recall from a short greedy answer per probe item (slower)
+    probe_metrics: str = "default"  # what the probe scores besides the rules' metrics: default (Prob / NLL of each
+    # split, MIA AUC, forget gap: answers only, no perturbed answers), all, or names joined by '+'
 
     def __post_init__(self):
         parts = parse_recipe(self.recipe) if self.recipe else {}
@@ -218,6 +220,8 @@ class UnlearnConfig:
         if self.smoothing == "wa" and (self.guard is not None or self.keep == "best"):
             raise ObliviateError("smoothing=wa averages the weights at the end: a kept checkpoint (guard, keep=best) "
                                  "would not be that average; use stop only, or another smoother")
+        if not self.probe_metrics or not all(self.probe_metrics.split("+")):
+            raise ObliviateError(f"probe_metrics {self.probe_metrics!r}: default, all, or metric names joined by '+'")
         if self.probe_size < 1:
             raise ObliviateError(f"probe_size must be >= 1, got {self.probe_size}")
 

@@ -26,10 +26,10 @@ from obliviate.config import write_run_info
 from obliviate.data.format import records_hash
 from obliviate.models.finetune import adamw
 from obliviate.models.loading import model_fingerprint, model_size_name, save_model, weights_hash
-from obliviate.rundir import claim, remove_ours, seed_everything, write_json
+from obliviate.rundir import seed_everything, write_json
 from obliviate.unlearn.batch import (BatchIndices, UnlearnBatch, UnlearnData, answer_lengths, build_data,
                                      cache_ref_logps, collate, example_logps, micro_batches, plan, steps_per_epoch)
-from obliviate.unlearn.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from obliviate.unlearn.checkpoint import check_run_dir, latest_checkpoint, load_checkpoint, save_checkpoint
 from obliviate.unlearn.config import DUAL_STEP, UnlearnConfig
 from obliviate.unlearn.fit import accumulation, micro_batch_of
 from obliviate.unlearn.forward import Part, Ref, Views
@@ -37,11 +37,6 @@ from obliviate.unlearn.objectives import OBJECTIVES
 from obliviate.unlearn.regularizers import REGULARIZERS, dual_ascent
 from obliviate.unlearn.smoothing import NO_SMOOTHING, SMOOTHERS, Smoother, Step
 from obliviate.unlearn.trajectory import Trajectory
-
-RUN_FILES = ("log.jsonl", "checkpoints", "summary.json", "trajectory.jsonl")
-# config keys a resumed run may change: they do not change the numbers (the loss is the same whatever the split)
-RESUMABLE = ("checkpoint_every", "keep_checkpoints", "micro_batch", "grad_accum", "max_memory")
-
 
 class UnlearnLog(list):
     """The per-step rows; `.summary` holds forget probability before/after, steps, seconds, resolved lr."""
@@ -66,36 +61,6 @@ def recipe_needs(cfg: UnlearnConfig) -> set[str]:
     """What the recipe's parts need: views to tokenize, cached / live reference, own parameters."""
     parts = [OBJECTIVES[cfg.objective]] + ([REGULARIZERS[cfg.regularizer]] if cfg.regularizer else [])
     return set().union(*(p.needs for p in parts))
-
-
-def _check_run_dir(out: Path | None, cfg: UnlearnConfig, inputs: dict, *, resume: bool, overwrite: bool) -> None:
-    """Claim `out` (rundir.claim); refuse a finished run unless resume/overwrite; resume only the same run.
-
-    inputs: {"model_fingerprint", "forget_hash", "retain_hash"} of this run, compared with run.json on resume.
-    """
-    if out is None:
-        return
-    claim(out)
-    used = [f for f in RUN_FILES if (out / f).exists()]
-    if used and not resume and not overwrite:
-        raise ObliviateError(f"{out}: already holds an unlearning run ({used[0]}); pass resume to continue it, "
-                             "overwrite to start again, or choose another output directory")
-    if overwrite and not resume:
-        remove_ours(out, used)
-    if resume and (out / "run.json").is_file():
-        info = json.loads((out / "run.json").read_text())
-        old = info.get("config", {})
-        now = json.loads(json.dumps(vars(cfg), default=str))
-        diff = next((k for k in now if k not in RESUMABLE and k in old and old[k] != now[k]), None)
-        if diff:
-            raise ObliviateError(f"{out}/run.json: cannot resume, config key '{diff}' was {old[diff]!r}, "
-                                 f"now {now[diff]!r}")
-        what = {"model_fingerprint": "the model (--model)", "forget_hash": "the forget data (--forget)",
-                "retain_hash": "the retain data (--retain)"}
-        diff = next((k for k in what if k in info.get("inputs", {}) and info["inputs"][k] != inputs[k]), None)
-        if diff:
-            raise ObliviateError(f"{out}/run.json: cannot resume, {what[diff]} differs from the interrupted run's "
-                                 f"({info['inputs'][diff]} then, {inputs[diff]} now)")
 
 
 def _check_mixed_precision(cfg: UnlearnConfig) -> None:
@@ -220,7 +185,6 @@ def unlearn(model, tokenizer, forget_records: list[dict], retain_records: list[d
     values of the rules (`unlearn.trajectory`).
     """
     from accelerate import Accelerator
-    from tqdm.auto import tqdm
 
     cfg = cfg or UnlearnConfig()
     needs = recipe_needs(cfg)
@@ -232,7 +196,7 @@ def unlearn(model, tokenizer, forget_records: list[dict], retain_records: list[d
     # multi-process: only the main process claims and writes `out`; the schedule steps once per optimiser step
     _check_mixed_precision(cfg)
     acc = Accelerator(cpu=not torch.cuda.is_available(), step_scheduler_with_optimizer=False)
-    _check_run_dir(out if acc.is_main_process else None, cfg, inputs, resume=resume, overwrite=overwrite)
+    check_run_dir(out if acc.is_main_process else None, cfg, inputs, resume=resume, overwrite=overwrite)
     size = model_size_name(model)
     hp = cfg.hyperparams(size)
     seed_everything(cfg.seed)
@@ -252,34 +216,43 @@ def unlearn(model, tokenizer, forget_records: list[dict], retain_records: list[d
     traj = Trajectory.build(cfg, probe, on_probe, reference, out if acc.is_main_process else None,
                             per_epoch=r.per_epoch, total=r.total)
     start, log = _resume(r, resume, {"inputs": inputs, **split}, traj)
+    last_step = _steps(r, start, log, traj, progress)
+    if traj is not None:  # the kept point's weights (keep=best, a failed guard) and the account of the rules
+        kept = traj.load_kept(r.params, last_step)
+        split["trajectory"] = traj.summary(last_step)
+        if progress and acc.is_main_process:
+            print(split["trajectory"]["message"] + (" (kept weights loaded)" if kept else ""))
+    if r.tracker is not None:
+        r.tracker.finish()
+    model = acc.unwrap_model(r.model, keep_fp32_wrapper=False).eval()  # a plain fp32 model: no autocast left
+    return _finish(model, tokenizer, data, cfg, before, fingerprint == weights_hash(r.params), log,
+                   out if acc.is_main_process else None, size=size, hp=hp, total=last_step if traj else r.total,
+                   seconds=time.time() - started, split=split)
+
+
+def _steps(r: _Run, start: int, log: list[dict], traj: Trajectory | None, progress: bool) -> int:
+    """The optimiser steps from `start` to the cap, or until a rule ends the run (probing at step 0 and every
+    evaluation point); returns the last step run."""
+    from tqdm.auto import tqdm
+
+    out = r.out if r.acc.is_main_process else None
     if traj is not None and start == 0:
         traj.notify(traj.at(0, r.model, r.params, None))
-    bar = tqdm(range(start, r.total if traj is None or traj.ended is None else start), desc=f"unlearn {cfg.recipe}",
-               disable=not progress, leave=False)
+    end = r.total if traj is None or traj.ended is None else start  # a resumed run that had already ended
+    bar = tqdm(range(start, end), desc=f"unlearn {r.cfg.recipe}", disable=not progress, leave=False)
     for step in bar:
         row = _update(r, step, _gradients(r, step))
         log.append(row)
         bar.set_postfix(forget=f"{row['forget']:.3f}")
         point = traj.at(step + 1, r.model, r.params, row) if traj is not None else None
-        if out is not None and acc.is_main_process:
+        if out is not None:
             _record(r, out, step, row, log, traj, point)
         if point is not None:
             traj.notify(point)  # after the point's checkpoint: an exception here leaves a resumable run
             if traj.ended:
                 break
     bar.close()
-    last_step = log[-1]["step"] if log else 0
-    kept = traj is not None and traj.load_kept(r.params, last_step)
-    if r.tracker is not None:
-        r.tracker.finish()
-    model = acc.unwrap_model(r.model, keep_fp32_wrapper=False).eval()  # a plain fp32 model: no autocast left
-    if traj is not None:
-        split["trajectory"] = traj.summary(last_step)
-        if progress and acc.is_main_process:
-            print(split["trajectory"]["message"] + (" (kept weights loaded)" if kept else ""))
-    return _finish(model, tokenizer, data, cfg, before, fingerprint == weights_hash(r.params), log,
-                   out if acc.is_main_process else None, size=size, hp=hp, total=last_step if traj else r.total,
-                   seconds=time.time() - started, split=split)
+    return log[-1]["step"] if log else 0
 
 
 def _check_inputs(cfg: UnlearnConfig, needs: set[str], retain_records, refusals, ref_model) -> list[str] | None:

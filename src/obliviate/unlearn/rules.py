@@ -60,32 +60,24 @@ class Expr:
 
     node: tuple
 
+    def leaves(self) -> list[tuple]:
+        """Its number / metric / start / retain nodes, left to right."""
+        kind = self.node[0]
+        if kind in ("+", "-", "*"):
+            return self.node[1].leaves() + self.node[2].leaves()
+        return self.node[1].leaves() if kind == "neg" else [self.node]
+
     def metrics(self) -> set[str]:
         """The probe metrics it reads now (not start: or retain: values)."""
-        kind = self.node[0]
-        if kind == "metric":
-            return {self.node[1]}
-        if kind in ("+", "-", "*"):
-            return self.node[1].metrics() | self.node[2].metrics()
-        return self.node[1].metrics() if kind == "neg" else set()
+        return {leaf[1] for leaf in self.leaves() if leaf[0] == "metric"}
 
     def names(self) -> set[str]:
         """Every metric name it mentions (now, start: and retain:)."""
-        kind = self.node[0]
-        if kind in ("metric", "retain") or (kind == "start" and self.node[1]):
-            return {self.node[1]}
-        if kind in ("+", "-", "*"):
-            return self.node[1].names() | self.node[2].names()
-        return self.node[1].names() if kind == "neg" else set()
+        return {leaf[1] for leaf in self.leaves() if leaf[0] in ("metric", "start", "retain") and leaf[1]}
 
     def references(self) -> set[str]:
         """The metrics it reads from the reference model (retain:<metric>)."""
-        kind = self.node[0]
-        if kind == "retain":
-            return {self.node[1]}
-        if kind in ("+", "-", "*"):
-            return self.node[1].references() | self.node[2].references()
-        return self.node[1].references() if kind == "neg" else set()
+        return {leaf[1] for leaf in self.leaves() if leaf[0] == "retain"}
 
     def reads_reference(self) -> bool:
         return bool(self.references())
