@@ -82,11 +82,10 @@ def tune_inputs(tcfg, ucfg, args):
     from obliviate import ObliviateError
     from obliviate.commands.unlearn import unlearn_records
     from obliviate.data.benchmarks import resolve_benchmark
-    from obliviate.evaluate.probes import build_probe, probe_for
+    from obliviate.evaluate.probes import DEFAULT_METRICS, probe_for
     from obliviate.models.loading import load_model, model_size_name
     from obliviate.pipeline.tune import TuneInputs
     from obliviate.pipeline.tunespace import default_space, parse_objective, parse_space
-    from obliviate.unlearn.rules import parse_rule, parse_select
 
     space = parse_space(tcfg.space or [])
     if ucfg.eval_every is None:  # the pruner needs intermediate values
@@ -95,27 +94,28 @@ def tune_inputs(tcfg, ucfg, args):
     bench, said = resolve_benchmark(args.benchmark, args.data)
     print(said)
     forget_split, _, forget, retain, refusals = unlearn_records(args, ucfg, bench)
-    # every metric the data gives (the rules checked against them), before the model loads
-    every, reference = probe_for(ucfg, args.data, benchmark=bench, forget=forget_split,
-                                 reference_eval=args.reference_eval)
-    objective = parse_objective(tcfg.objective, every.names)
-    if reference is None and objective.reads_reference():
-        raise ObliviateError(f"objective {objective.text!r} reads retain:<metric> values: give --reference-eval "
-                             "(the retain model's eval.json)")
+    # every metric the data gives, for the objective, before the model loads
+    full, _ = probe_for(dataclasses.replace(ucfg, probe_metrics="all"), args.data, benchmark=bench,
+                        forget=forget_split)
+    objective = parse_objective(tcfg.objective, full.names)
     if len(objective.parts) == 1 and ucfg.keep == "last" and ucfg.select is None:
         try:  # each trial at its best point (not with smoothing=wa: UnlearnConfig says why)
             ucfg = dataclasses.replace(ucfg, keep="best", select=objective.text)
             print(f"keep=best select={objective.text!r}: each trial keeps its best point under the objective")
         except ObliviateError:
             pass
+    if ucfg.probe_metrics != "all":  # the probe scores what probe_metrics and the rules name, and the objective
+        base = [m for m in DEFAULT_METRICS if m in full.names] if ucfg.probe_metrics == "default" \
+            else ucfg.probe_metrics.split("+")
+        named = sorted(set().union(*(p.metrics() for p in objective.parts)) - set(base))
+        ucfg = dataclasses.replace(ucfg, probe_metrics="+".join(base + named))
+    probe, reference = probe_for(ucfg, roles=full.roles, reference_eval=args.reference_eval)
+    if reference is None and objective.reads_reference():
+        raise ObliviateError(f"objective {objective.text!r} reads retain:<metric> values: give --reference-eval "
+                             "(the retain model's eval.json)")
     load = dict(allow_pickle=args.allow_pickle, trust_remote_code=args.trust_remote_code)
     model, tok = load_model(args.model, **load)
-    rules = [parse_select(ucfg.select, every.names)] if ucfg.select else []
-    rules += [parse_rule(getattr(ucfg, n), every.names) for n in ("stop", "guard") if getattr(ucfg, n)]
-    # only the metrics the study reads (and forget / retain Prob, for the trial table) are scored per point
-    wanted = set().union(*(r.metrics() for r in [*objective.parts, *rules])) | {"forget_prob", "retain_prob"}
-    probe = build_probe(tok, every.roles, size=ucfg.probe_size, seed=ucfg.seed, rouge=ucfg.probe_rouge,
-                        metrics=[n for n in every.names if n in wanted])
+    probe.tokenizer = tok
     space = space or default_space(ucfg, model_size_name(model))
     inputs = TuneInputs(model=args.model, forget=forget, retain=retain, probe=probe, refusals=refusals,
                         ref_model=args.ref_model, load=load, start=probe(model), reference=reference)
