@@ -114,3 +114,30 @@ def test_pareto_front_by_hand():
 def test_make_param_rejects_bad_mapping():
     with pytest.raises(ObliviateError, match="low, high and optionally log"):
         make_param("lr", {"low": 1e-5, "hi": 1e-3})
+
+
+def test_pruners_and_storage(tmp_path):
+    optuna = pytest.importorskip("optuna")
+    from obliviate.pipeline.tune import TuneConfig, pruner_for, storage_for
+
+    single = parse_objective("min forget_prob", NAMES)
+    pareto = parse_objective("pareto min forget_prob, max retain_prob", NAMES)
+    assert isinstance(pruner_for(TuneConfig(), single), optuna.pruners.MedianPruner)
+    assert isinstance(pruner_for(TuneConfig(pruner="hyperband"), single), optuna.pruners.HyperbandPruner)
+    assert isinstance(pruner_for(TuneConfig(), pareto), optuna.pruners.NopPruner)  # the default for a pareto study
+    with pytest.raises(ObliviateError, match="pareto objective"):
+        pruner_for(TuneConfig(pruner="median"), pareto)  # a setting the user gave is used, or refused
+    assert storage_for(None, tmp_path) == f"sqlite:///{(tmp_path / 'study.db').resolve()}"
+    assert isinstance(storage_for(f"journal:{tmp_path / 'j.log'}", tmp_path), optuna.storages.JournalStorage)
+    with pytest.raises(ObliviateError, match="RDB URL"):
+        storage_for("study.db", tmp_path)
+
+
+@pytest.mark.parametrize("values, says", [({"pruner": "random"}, "pruner 'random'"), ({"n_trials": 0}, "n_trials"),
+                                          ({"n_trials": None}, "give n_trials or timeout"),
+                                          ({"timeout": -1.0}, "timeout must be > 0")])
+def test_tune_config_is_checked(values, says):
+    from obliviate.pipeline.tune import TuneConfig
+
+    with pytest.raises(ObliviateError, match=says):
+        TuneConfig(**values)
