@@ -46,7 +46,13 @@ def add_arguments(p):
 
 
 def run(args):
+    from obliviate import ObliviateError
     from obliviate.config import load_config
+
+    try:
+        import optuna  # noqa: F401
+    except ImportError:
+        raise ObliviateError("tune needs Optuna: pip install 'obliviate[tune]' (or pip install optuna)") from None
     from obliviate.pipeline.tune import TuneConfig, run_tune
     from obliviate.report.card import write_report
     from obliviate.rundir import run_dir

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,6 +35,7 @@ from obliviate.rundir import write_json
 from obliviate.unlearn import UnlearnConfig
 
 PRUNERS = ("median", "hyperband", "none")
+_LOADING = threading.Lock()  # n_jobs > 1: transformers' model loading is not thread-safe (meta-device init)
 
 
 @dataclass
@@ -163,8 +165,9 @@ def run_trial(trial, ucfg: UnlearnConfig, space: dict[str, Param], objective: Ob
     cfg = trial_config(ucfg, values)
     run = out / "trials" / f"trial-{trial.number:04d}"
     trial.set_user_attr("run_dir", str(run.relative_to(out)))
-    model, tok = load_model(inputs.model, **inputs.load)
-    ref = load_model(inputs.ref_model, with_tokenizer=False, **inputs.load) if inputs.ref_model else None
+    with _LOADING:
+        model, tok = load_model(inputs.model, **inputs.load)
+        ref = load_model(inputs.ref_model, with_tokenizer=False, **inputs.load) if inputs.ref_model else None
     started = time.perf_counter()
 
     best: list[float] = []  # the best score among the feasible points so far: what keep=best would keep
