@@ -98,5 +98,9 @@ def test_default_probe_scores_answers_only_plus_what_the_rules_name(world_dir, t
     assert "retain_truth_ratio" in everything.names
     one, _ = probe_for(UnlearnConfig(eval_every=1, probe_metrics="forget_prob+mia_auc"), world_dir, forget="forget10")
     assert one.names == ("forget_prob", "mia_auc") and set(one.roles) == {"forget", "holdout"}
-    with pytest.raises(ObliviateError, match="probe_metrics: 'forget_rouge'"):
+    with pytest.raises(ObliviateError, match="probe metric 'forget_rouge'"):
         probe_for(UnlearnConfig(eval_every=1, probe_metrics="forget_rouge"), world_dir, forget="forget10")
+    extra, _ = probe_for(UnlearnConfig(eval_every=1), world_dir, forget="forget10", metrics=("retain_truth_ratio",))
+    assert "retain_truth_ratio" in extra.names and "forget_prob" in extra.names
+    with pytest.raises(ObliviateError, match="probe metric 'utility'"):
+        probe_for(UnlearnConfig(eval_every=1), world_dir, forget="forget10", metrics=("utility",))

@@ -189,11 +189,13 @@ def _needed(roles: dict[str, dict], metrics: set[str]) -> dict[str, dict]:
 
 
 def probe_for(cfg, data=None, *, roles: dict | None = None, benchmark: Benchmark | str | None = None,
-              forget: str | None = None, reference_eval=None, tokenizer=None) -> tuple[Probe | None, dict | None]:
+              forget: str | None = None, reference_eval=None, tokenizer=None,
+              metrics: tuple[str, ...] = ()) -> tuple[Probe | None, dict | None]:
     """The probe and the `retain:` reference values an `UnlearnConfig`'s eval_every / rules need, the rules
     checked against the probe's names (no model needed: give `tokenizer` now or set `probe.tokenizer` later);
     (None, None) when eval_every is off. `roles` ({role: records}) instead of `data` probes given records
-    (continual tasks); `reference_eval`: a retain / holdout model's eval.json (path or dict)."""
+    (continual tasks); `reference_eval`: a retain / holdout model's eval.json (path or dict); `metrics`: more
+    metrics to score besides `cfg.probe_metrics` and the rules' (e.g. a tuning objective's), checked the same way."""
     from obliviate.unlearn.trajectory import Trajectory
 
     if cfg.eval_every is None:
@@ -204,28 +206,28 @@ def probe_for(cfg, data=None, *, roles: dict | None = None, benchmark: Benchmark
         roles = probe_roles(data, benchmark=benchmark, forget=_eval_forget(forget))
     available = _names_of(_as_roles(roles), cfg.probe_rouge)
     probe = build_probe(tokenizer, roles, size=cfg.probe_size, seed=cfg.seed, rouge=cfg.probe_rouge,
-                        metrics=_chosen(cfg, available))
+                        metrics=_chosen(cfg, available, metrics))
     reference = probe.reference(reference_eval) if reference_eval is not None else None
     Trajectory.check(cfg, probe, reference)
     return probe, reference
 
 
-def _chosen(cfg, available: list[str]) -> list[str] | None:
+def _chosen(cfg, available: list[str], extra: tuple[str, ...] = ()) -> list[str] | None:
     """The metrics `cfg.probe_metrics` asks for plus every metric its rules name (checked against `available`);
     None = all."""
     from obliviate.unlearn.rules import parse_rule, parse_select
 
     rules = [parse_rule(getattr(cfg, k), available) for k in ("stop", "guard") if getattr(cfg, k) is not None]
     rules += [parse_select(cfg.select, available)] if cfg.select is not None else []
-    if cfg.probe_metrics == "all":
-        return None
-    wanted = [m for m in DEFAULT_METRICS if m in available] if cfg.probe_metrics == "default" \
-        else cfg.probe_metrics.split("+")
+    wanted = available if cfg.probe_metrics == "all" else [m for m in DEFAULT_METRICS if m in available] \
+        if cfg.probe_metrics == "default" else cfg.probe_metrics.split("+")
+    wanted = [*wanted, *extra]
     unknown = [m for m in wanted if m not in available]
     if unknown:
-        raise ObliviateError(f"probe_metrics: {unknown[0]!r} is unknown; the data gives {', '.join(available)}")
+        raise ObliviateError(f"probe metric {unknown[0]!r} is unknown; the data gives {', '.join(available)}")
     named = set().union(*(r.metrics() for r in rules))
-    return [m for m in available if m in set(wanted) | named]
+    chosen = [m for m in available if m in set(wanted) | named]
+    return None if chosen == available else chosen
 
 
 def _eval_forget(forget: str | None) -> str | None:
