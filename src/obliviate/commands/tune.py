@@ -88,7 +88,7 @@ def tune_inputs(tcfg, ucfg, args):
     from obliviate import ObliviateError
     from obliviate.commands.unlearn import unlearn_records
     from obliviate.data.benchmarks import resolve_benchmark
-    from obliviate.evaluate.probes import DEFAULT_METRICS, probe_for
+    from obliviate.evaluate.probes import probe_for
     from obliviate.models.loading import load_model, model_size_name
     from obliviate.pipeline.tune import TuneInputs
     from obliviate.pipeline.tunespace import default_space, parse_objective, parse_space
@@ -110,12 +110,9 @@ def tune_inputs(tcfg, ucfg, args):
             print(f"keep=best select={objective.text!r}: each trial keeps its best point under the objective")
         except ObliviateError:
             pass
-    if ucfg.probe_metrics != "all":  # the probe scores what probe_metrics and the rules name, and the objective
-        base = [m for m in DEFAULT_METRICS if m in full.names] if ucfg.probe_metrics == "default" \
-            else ucfg.probe_metrics.split("+")
-        named = sorted(set().union(*(p.metrics() for p in objective.parts)) - set(base))
-        ucfg = dataclasses.replace(ucfg, probe_metrics="+".join(base + named))
-    probe, reference = probe_for(ucfg, roles=full.roles, reference_eval=args.reference_eval)
+    # the probe scores probe_metrics, the rules' metrics and the objective's
+    probe, reference = probe_for(ucfg, roles=full.roles, reference_eval=args.reference_eval,
+                                 metrics=tuple(sorted(set().union(*(p.metrics() for p in objective.parts)))))
     if reference is None and objective.reads_reference():
         raise ObliviateError(f"objective {objective.text!r} reads retain:<metric> values: give --reference-eval "
                              "(the retain model's eval.json)")
