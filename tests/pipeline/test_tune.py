@@ -87,3 +87,24 @@ def test_bad_input_is_one_line_before_any_trial(unlearn_target_dir, world_dir, t
     err = capsys.readouterr().err.strip()
     assert says in err and len(err.splitlines()) == 1
     assert not (out / "trials").exists()
+
+
+def test_pareto_study_writes_its_front(unlearn_target_dir, world_dir, tmp_path):
+    """A multi-objective study: no pruning, `best` = Optuna's Pareto front, one config per front trial."""
+    out = tmp_path / "tune"
+    assert main(_argv(unlearn_target_dir, world_dir, out, "--n-trials", "3", "--objective",
+                      "pareto max forget_gap, max retain_prob", "--space", "lr=1e-5..1e-2:log", "max_steps=2",
+                      "eval_every=1")) == 0
+    s = json.loads((out / "tune.json").read_text())
+    assert s["directions"] == ["maximize", "maximize"] and s["counts"] == {"complete": 3, "pruned": 0, "fail": 0,
+                                                                             "running": 0}
+    front = {t.number for t in optuna.load_study(study_name="tune-ga+gd",
+                                                 storage=f"sqlite:///{out / 'study.db'}").best_trials}
+    assert {b["number"] for b in s["best"]} == front
+    for b in s["best"]:  # every front trial is non-dominated among the completed ones, and has its config
+        assert not any(all(o >= v for o, v in zip(t["values"], b["values"])) and t["values"] != b["values"]
+                       for t in s["trials"])
+        if len(front) > 1:
+            assert load_config(UnlearnConfig, out / "front" / f"trial-{b['number']:04d}.yaml").lr == \
+                pytest.approx(b["params"]["lr"])
+    assert load_config(UnlearnConfig, out / "best.yaml").keep == "last"  # no single objective to select by

@@ -244,20 +244,27 @@ def run_tune(tcfg: TuneConfig, ucfg: UnlearnConfig, space: dict[str, Param], obj
                     "trials_this_run": len(ran),
                     "seconds_this_run": time.perf_counter() - started})
     write_json(out / "tune.json", summary)
-    best = summary["best"]
-    if best:
-        from obliviate.pipeline.tunespace import recipe_yaml
-
-        params = best[0]["params"]
-        header = (f"# obliviate unlearn --model {inputs.model} --config best.yaml --out runs/best\n"
-                  f"# best trial {best[0]['number']} of study {study.study_name!r} ({objective.text})\n")
-        from obliviate.rundir import write_text
-
-        write_text(out / "best.yaml", recipe_yaml(trial_config(ucfg, params), params, header))
+    write_best(out, summary["best"], ucfg, objective, study.study_name, inputs.model)
     if tcfg.keep_models == "front":
         drop_weights(out, summary)
     write_run_info(out, tcfg, seed=tcfg.seed, extra={"unlearn": dataclasses.asdict(ucfg)})
     return summary
+
+
+def write_best(out: Path, best: list[dict], ucfg: UnlearnConfig, objective: Objective, study: str, model: str):
+    """best.yaml (the best trial, or the first of the Pareto front) and, for a pareto objective, front/trial-N.yaml
+    per front trial: configs `obliviate unlearn --config` takes."""
+    from obliviate.pipeline.tunespace import recipe_yaml
+    from obliviate.rundir import write_text
+
+    for i, trial in enumerate(best):
+        name = "best.yaml" if i == 0 else f"front/trial-{trial['number']:04d}.yaml"
+        header = (f"# obliviate unlearn --model {model} --config {name} --out runs/trial{trial['number']}\n"
+                  f"# trial {trial['number']} of study {study!r} ({objective.text}): {trial['values']}\n")
+        (out / name).parent.mkdir(parents=True, exist_ok=True)
+        write_text(out / name, recipe_yaml(trial_config(ucfg, trial["params"]), trial["params"], header))
+        if i == 0 and len(best) > 1:
+            write_text(out / "front" / f"trial-{trial['number']:04d}.yaml", (out / name).read_text())
 
 
 def _shown_storage(url: str | None, out: Path) -> str:
