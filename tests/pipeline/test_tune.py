@@ -48,6 +48,11 @@ def test_tune_prunes_the_clearly_worse_trial(unlearn_target_dir, world_dir, tmp_
     cfg = load_config(UnlearnConfig, out / "best.yaml")
     assert cfg.recipe == "ga+gd" and cfg.lr == pytest.approx(3e-3) and cfg.epochs == 3
     assert (out / "front.png").is_file()
+    # --keep-models front (default): only the best trial keeps its weights and checkpoints
+    assert (out / s["trials"][0]["run_dir"] / "model.safetensors").is_file()
+    for t in s["trials"][1:]:
+        assert not (out / t["run_dir"] / "model.safetensors").exists()
+        assert not (out / t["run_dir"] / "checkpoints").exists() and (out / t["run_dir"] / "run.json").is_file()
     md = (out / "report.md").read_text()
     assert "## Tuning (obliviate tune)" in md and "not computed: 2 completed trial(s)" in md
     assert (out / "report.html").is_file() and (out / "run.json").is_file()

@@ -316,10 +316,14 @@ def importances(study, objective: Objective, seed: int) -> dict:
 
 
 def drop_weights(out: Path, summary: dict) -> None:
-    """Delete the model weights of trials not in `summary['best']` (their run.json, logs and trajectory stay)."""
+    """Delete the model weights and checkpoints of trials not in `summary['best']` (their run.json, logs,
+    trajectory and trial.json stay; best.yaml reruns a trial)."""
+    import shutil
+
     keep = {r["run_dir"] for r in summary["best"]}
     for r in summary["trials"]:
         run = out / (r["run_dir"] or "")
         if r["run_dir"] and r["run_dir"] not in keep and run.is_dir():
             for f in run.glob("*.safetensors"):
                 f.unlink()
+            shutil.rmtree(run / "checkpoints", ignore_errors=True)
