@@ -92,3 +92,20 @@ def test_continual_groups_reads_each_seed(tmp_path):
             (d / "stage.json").write_text(json.dumps({"key": {}, "seconds": 1.0}))  # a finished pipeline stage
     groups = C.continual_groups(tmp_path)
     assert {k: len(v) for k, v in groups.items()} == {"npo_gd": 2, "me_gd": 1}
+
+
+def test_matched_claims_count_only_runs_stopped_at_the_retain_level():
+    """A run counts at matched forgetting when its stop rule fired and that step is the one kept."""
+    value = C.at_matched_forgetting(C.eval_value(("agg", "model_utility")))
+    ev = {"aggregates": {"model_utility": 0.42}}
+    assert value({"eval": ev, "kept": {"ended": "stop", "kept_step": 12, "stopped_at": 12}}) == 0.42
+    assert value({"eval": ev, "kept": {"ended": "cap", "kept_step": 20, "stopped_at": 20}}) is None  # never matched
+    assert value({"eval": ev, "kept": {"ended": "stop", "kept_step": 8, "stopped_at": 12}}) is None  # guard kept 8
+    assert value({"eval": ev, "kept": None}) is None  # fixed protocol: no trajectory
+    part = C.CLAIMS["matched_me_vs_npo_utility"].parts[0]
+    runs = {"me+gd": [{"eval": {"aggregates": {"model_utility": m}}, "kept": {"ended": "stop", "kept_step": 4,
+                                                                             "stopped_at": 4}} for m in (0.50, 0.52)],
+            "npo+gd": [{"eval": {"aggregates": {"model_utility": m}}, "kept": {"ended": "stop", "kept_step": 8,
+                                                                              "stopped_at": 8}} for m in (0.40, 0.41)]}
+    out = C.test_part(part, runs, None)
+    assert out["verdict"] == C.HOLDS and out["diff"] == pytest.approx(0.51 - 0.405)

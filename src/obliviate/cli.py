@@ -23,6 +23,7 @@ VERBS = {
     "init-model": ("init_model", "create a tiny Llama base model with a tokenizer trained on a world"),
     "finetune": ("finetune", "fine-tune a model on QA splits (answer-only loss): target / retain models"),
     "unlearn": ("unlearn", "unlearn a forget split with a composed recipe, e.g. npo+gd+sam"),
+    "tune": ("tune", "find a recipe's operating point with Optuna: search space, objective, pruning on the probe"),
     "eval": ("eval", "evaluate a model with the full metric suite"),
     "attack": ("attack", "attack an unlearned model: relearn | jailbreak (GCG) | mia (membership inference)"),
     "demo": ("demo", "the offline demo: world, models, unlearning, evaluation, attacks, report card"),

@@ -13,7 +13,7 @@ from obliviate.report.claims import CLAIMS, NOT_COMPUTED
 def reproduce_run(base_dir, tmp_path_factory):
     out = tmp_path_factory.mktemp("reproduce") / "run"
     argv = ["reproduce", "--model", str(base_dir), "--preset", "tiny", "--seeds", "2", "--out", str(out),
-            "finetune_epochs=15", "finetune_lr=3e-3", "unlearn_overrides=*:lr=3e-3,epochs=2,batch_size=4",
+            "--protocol", "fixed", "finetune_epochs=15", "finetune_lr=3e-3", "unlearn_overrides=*:lr=3e-3,epochs=2,batch_size=4",
             "max_new_tokens=6", "relearn_k=3", "relearn_steps=1,2", "jailbreak_steps=1", "jailbreak_search_width=4",
             "jailbreak_tokens=2", "continual_tasks=2", "continual_seeds=2", "jobs=1"]
     assert main(argv) == 0
@@ -41,7 +41,10 @@ def test_reproduce_fine_tunes_the_given_model_and_tests_every_claim(reproduce_ru
                       )["reference"] == "original"
     claims = json.loads((out / "claims.json").read_text())
     assert [c["id"] for c in claims] == list(CLAIMS)
-    for c in claims:  # every claim has the data it needs: a verdict, not "not computed"
+    for c in claims:  # every claim has the data it needs: a verdict, not "not computed"...
+        if c["id"].startswith("matched_"):  # ... except those at matched forgetting: this run is fixed-step
+            assert c["verdict"] == NOT_COMPUTED and "0 seed(s) with a value" in c["why"], c
+            continue
         assert c["verdict"] != NOT_COMPUTED, (c["id"], c["why"])
         for p in c["parts"]:
             assert len(p["a_values"]) == 2

@@ -198,3 +198,23 @@ def test_a_shared_cache_evaluates_the_starting_model_once(unlearn_target_dir, wo
     unshared = run(tmp_path / "c", "me+gd", None)
     assert strip(unshared["rows"][0]) == strip(second["rows"][0])
     assert len(list((tmp_path / "cache").iterdir())) == 1  # the target only: unlearned models cache in their runs
+
+
+def test_each_task_evaluates_during_training_with_its_own_forget_items(unlearn_target_dir, world_dir, tmp_path):
+    """eval_every in the UnlearnConfig reaches every task: the probe samples that task's forget items."""
+    from obliviate.models.loading import load_model
+
+    model, tok = load_model(unlearn_target_dir)
+    ucfg = UnlearnConfig(recipe="npo+gd", max_steps=4, batch_size=4, lr=3e-3, eval_every=2, probe_size=3,
+                         keep="best", select="min forget_prob")
+    out = tmp_path / "c"
+    continual(model, tok, world_dir, ContinualConfig(tasks=2), ucfg, out=out, eval_cfg=ECFG,
+              model_name=str(unlearn_target_dir), load_model=load_model, progress=False)
+    for t in (1, 2):
+        tdir = out / f"tasks/task_{t:02d}"
+        points = [json.loads(x) for x in (tdir / "trajectory.jsonl").read_text().splitlines()]
+        assert [p["step"] for p in points] == [0, 2, 4] and "forget_prob" in points[0]["metrics"]
+        assert json.loads((tdir / "run.json").read_text())["trajectory"]["kept_by"] == "select: min forget_prob"
+    # the two tasks forget different authors: their step-0 forget probes differ
+    first = [json.loads((out / f"tasks/task_{t:02d}/trajectory.jsonl").read_text().splitlines()[0]) for t in (1, 2)]
+    assert first[0]["metrics"]["forget_prob"] != first[1]["metrics"]["forget_prob"]

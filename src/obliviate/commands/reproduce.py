@@ -1,10 +1,11 @@
-"""obliviate reproduce [--model smollm2-135m-instruct] [--preset reproduce] [--seeds 3] [--lora] [--out runs/reproduce]
-from obliviate.reader import read_json
-[key=value ...]
+"""obliviate reproduce [--model smollm2-135m-instruct] [--preset reproduce] [--seeds 3] [--lora]
+[--protocol matched|fixed] [--out runs/reproduce] [key=value ...]
 
 The demo's pipeline on a pretrained model (TOFU's protocol): fine-tune it on the world's `full` (+ world facts)
 into the target and on `retain90` into the retain model (every weight, or a LoRA adapter with --lora), unlearn forget10 with the six recipes × seeds, evaluate,
 attack, run continual unlearning, then test the papers' claims (report.claims) and write the report card.
+Protocol matched (the default): every recipe unlearns at one lr until its forget Prob reaches the retain model's,
+so the claims also compare recipes at matched forgetting; fixed: one step count for all (pipeline.config.PROTOCOLS).
 The settings: the `reproduce` command preset (obliviate/pipeline/presets/reproduce.yaml, + reproduce-lora.yaml with
 --lora) over DemoConfig's defaults; why each was chosen: docs/reproduction.md. Finished stages are reused.
 """
@@ -18,6 +19,10 @@ def add_arguments(p):
     p.add_argument("--lora", action="store_true", default=None, help="fine-tune the target and retain models as "
                    "LoRA adapters (r 16, merged) instead of every weight")
     p.add_argument("--out", default=None, help="run directory (default runs/reproduce); finished stages are reused")
+    p.add_argument("--protocol", default=None, choices=("matched", "fixed"),
+                   help="matched (default): every recipe unlearns until its forget Prob reaches the retain model's "
+                        "(or matched_epochs), keeping the best point under a utility guard; fixed: the same step "
+                        "count for every recipe (the protocol before issue 23)")
     p.add_argument("--recipes", default=None, help="comma-separated recipes (default: the six of the seeds)")
     p.add_argument("--config", help="YAML with DemoConfig fields (over the reproduce defaults)")
     p.add_argument("overrides", nargs="*", help="DemoConfig overrides, e.g. finetune_epochs=6 continual_seeds=2 "
@@ -29,7 +34,7 @@ def resolve_config(args):
     from obliviate.pipeline import DemoConfig, resolve
 
     flags = dict(base_model=args.model, preset=args.preset, seeds=args.seeds, out=args.out, recipes=args.recipes,
-                 finetune_lora=args.lora)
+                 finetune_lora=args.lora, protocol=args.protocol)
     cfg = resolve(DemoConfig, ["reproduce"], args.config, args.overrides, **flags)
     if cfg.finetune_lora:
         cfg = resolve(DemoConfig, ["reproduce", "reproduce-lora"], args.config, args.overrides, **flags)

@@ -7,6 +7,7 @@ from pathlib import Path
 from obliviate.config import load_config
 from obliviate.data.benchmarks import BENCHMARKS, resolve_benchmark, training_records
 from obliviate.data.loading import load_refusals
+from obliviate.evaluate.probes import probe_for
 from obliviate.models.loading import check_output_dir, load_model
 from obliviate.rundir import run_dir, write_json
 from obliviate.unlearn import UnlearnConfig, unlearn
@@ -33,11 +34,15 @@ def add_arguments(p):
     p.add_argument("--max-memory", type=float, default=None, metavar="GIB",
                    help="peak memory the run may use on CPU, for micro_batch=auto (default: 1/8 of what is available)")
     p.add_argument("--ref-model", default=None, help="reference model for npo/dpo/kl/rmu/undial (continual: the original)")
+    p.add_argument("--reference-eval", default=None, metavar="EVAL_JSON",
+                   help="a retain or holdout model's eval.json: the retain:<metric> values of stop/guard/select rules")
     p.add_argument("--resume", action="store_true", help="continue an interrupted run from its last checkpoint")
     p.add_argument("--overwrite", action="store_true")
     p.add_argument("--allow-pickle", action="store_true", help="allow loading pickle checkpoints (trusted files only)")
     p.add_argument("--trust-remote-code", action="store_true")
-    p.add_argument("overrides", nargs="*", help="UnlearnConfig overrides, e.g. lr=1e-3 npo_beta=0.2 smoothing=sam")
+    p.add_argument("overrides", nargs="*", help="UnlearnConfig overrides, e.g. lr=1e-3 npo_beta=0.2 smoothing=sam; "
+                   "evaluation during training: eval_every=epoch stop='forget_prob <= 0.30' "
+                   "guard='retain_prob >= 0.9 * start' keep=best select='min forget_prob' (docs/unlearning.md)")
 
 
 def run(args):
@@ -58,7 +63,9 @@ def _is_main_process() -> bool:
     return int(os.environ.get("RANK", "0")) == 0
 
 
-def _run(args, cfg, out: Path, bench):
+def unlearn_records(args, cfg, bench) -> tuple[str | None, str | None, list, list | None, list | None]:
+    """(forget split, retain split, forget records, retain records, refusals) of the --data/--forget/--retain
+    flags: what the recipe needs (also `obliviate tune`'s)."""
     forget_split = args.forget or bench.train_splits.get("forget_train")
     retain_split = args.retain or bench.train_splits.get("retain_train")
     forget, _ = training_records(bench, args.data, "forget_train", forget_split)
@@ -66,11 +73,21 @@ def _run(args, cfg, out: Path, bench):
     retain = training_records(bench, args.data, "retain_train", retain_split)[0] \
         if needs & {"retain", "retain_alternate"} else None
     refusals = load_refusals(args.data) if needs & {"alternate", "retain_alternate"} else None
+    return forget_split, retain_split, forget, retain, refusals
+
+
+def _run(args, cfg, out: Path, bench):
+    forget_split, retain_split, forget, retain, refusals = unlearn_records(args, cfg, bench)
+    # the probe's sample and the rules' metric names, checked before the model is loaded
+    probe, reference = probe_for(cfg, args.data, benchmark=bench, forget=forget_split,
+                                 reference_eval=args.reference_eval)
     load = dict(allow_pickle=args.allow_pickle, trust_remote_code=args.trust_remote_code)
     model, tok = load_model(args.model, **load)
+    if probe is not None:
+        probe.tokenizer = tok
     ref = load_model(args.ref_model, with_tokenizer=False, **load) if args.ref_model else None
     model, log = unlearn(model, tok, forget, retain, cfg, refusals=refusals, out_dir=out, resume=args.resume,
-                         overwrite=args.overwrite, ref_model=ref)
+                         overwrite=args.overwrite, ref_model=ref, probe=probe, reference=reference)
     if not _is_main_process():  # `accelerate launch`: the main process reports
         return
     meta = out / "obliviate.json"
@@ -82,3 +99,7 @@ def _run(args, cfg, out: Path, bench):
     s = log.summary
     print(f"unlearned {cfg.recipe}: {s['steps']} steps in {s['seconds']:.1f}s; forget answer probability "
           f"{s['forget_prob_before']:.3f} -> {s['forget_prob_after']:.3f}; saved to {Path(out)}")
+    if s.get("trajectory"):
+        t = s["trajectory"]
+        print(f"evaluation during training: {t['points']} points, probe {t['probe_seconds']:.1f}s vs training "
+              f"{t['train_seconds']:.1f}s; trajectory in {Path(out) / 'trajectory.jsonl'}")

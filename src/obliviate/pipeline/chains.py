@@ -20,6 +20,7 @@ def chain_job(cfg: DemoConfig, recipe: str, seed: int, progress: bool = False) -
     from obliviate.config import from_dict
     from obliviate.data.loading import load_refusals, load_split
     from obliviate.evaluate import load_results
+    from obliviate.evaluate.probes import probe_for
     from obliviate.models.loading import load_model
     from obliviate.unlearn import UnlearnConfig, unlearn
 
@@ -27,17 +28,23 @@ def chain_job(cfg: DemoConfig, recipe: str, seed: int, progress: bool = False) -
     st = Stages(out)
     world = out / "world"
     run_dir = out / "runs" / recipe.replace("+", "_") / f"seed{seed}"
-    ucfg = from_dict(UnlearnConfig, {"recipe": recipe, "seed": seed, **cfg.overrides_for(recipe)})
+    ucfg = from_dict(UnlearnConfig, {"recipe": recipe, "seed": seed, **cfg.unlearn_values(recipe)})
     ukey = {**keys["trained"], "unlearn": dataclasses.asdict(ucfg), "code_unlearn": keys["unlearn_code"]}
+
+    retain_res, target_res = load_results(out / "eval" / "retain"), load_results(out / "eval" / "target")
+    # eval_every / stop / guard / select in the recipe's overrides: probe the world, the retain model the reference
+    probe, reference = probe_for(ucfg, world, forget=cfg.forget, reference_eval=retain_res)
 
     def do_unlearn(d: Path):
         model, tok = load_model(out / "models" / "target")
+        if probe is not None:
+            probe.tokenizer = tok
         torch.manual_seed(seed)
         unlearn(model, tok, load_split(world, cfg.forget), load_split(world, cfg.retain), ucfg,
-                refusals=load_refusals(world), out_dir=d, overwrite=True, progress=progress)
+                refusals=load_refusals(world), out_dir=d, overwrite=True, progress=progress, probe=probe,
+                reference=reference)
 
     st.run(run_dir / "model", ukey, do_unlearn)
-    retain_res, target_res = load_results(out / "eval" / "retain"), load_results(out / "eval" / "target")
     st.run(run_dir / "eval", {**ukey, **keys["eval"]},
            lambda d: eval_into(cfg, keys["eval_config"], run_dir / "model", d, retain_res, target_res, progress))
     attack_stages(cfg, st, run_dir, recipe, seed, {**ukey, **keys["eval"]}, ucfg, retain_res, progress)

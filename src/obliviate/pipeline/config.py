@@ -31,6 +31,17 @@ C = TypeVar("C")
 
 DEMO_RECIPES = ["ga+gd", "npo+gd", "me+gd", "idk+gd", "idk+ap", "npo+gd+sam"]
 
+# How far each recipe × seed run unlearns (`protocol`). fixed: the recipe's epochs / max_steps, nothing else.
+# matched: every recipe at the same lr evaluates after each epoch and stops once its forget Prob on the probe
+# reaches the retain model's (stop=match:retain; the pipeline gives the retain model's eval as the reference) or at
+# the cap (`matched_epochs`), keeping the point of lowest forget Prob among those where retain Prob stayed
+# >= 0.9 × its start: the recipes are then compared at matched forgetting (report.claims' matched claims).
+PROTOCOLS = {
+    "fixed": {},
+    "matched": {"eval_every": "epoch", "stop": "match:retain", "keep": "best",
+                "select": "min forget_prob subject to retain_prob >= 0.9 * start"},
+}
+
 
 @dataclass
 class DemoConfig:
@@ -52,6 +63,8 @@ class DemoConfig:
     # unlearning: recipe overrides as "recipe:key=value,key=value;recipe:..." (empty = the size preset);
     # "*:key=value" applies to every recipe (a recipe's own entry wins)
     unlearn_overrides: str = ""
+    protocol: str = "fixed"  # fixed | matched (PROTOCOLS): a fixed step count, or until forgetting matches retain
+    matched_epochs: float | None = None  # matched: the cap in epochs (over unlearn_overrides' epochs; None: theirs)
     # evaluation
     max_new_tokens: int = 48  # the tiny model's answers are < 40 tokens
     # relearning attack
@@ -81,12 +94,15 @@ class DemoConfig:
         "relearn_batch_size": f"[1, {MAX_BATCH}]", "jailbreak_tokens": "[1, 4096]",
         "jailbreak_steps": f"[1, {MAX_STEPS}]", "jailbreak_search_width": f"[1, {MAX_BATCH}]",
         "continual_tasks": "[1, 10000]", "continual_seeds": "[1, 1000]", "jobs": "[1, 1024]",
+        "matched_epochs": f"(0, {MAX_EPOCHS}]",
     }
 
     def __post_init__(self):
         from obliviate.unlearn.recipe import parse_recipe
 
         check_ranges(self)
+        if self.protocol not in PROTOCOLS:
+            raise ObliviateError(f"protocol {self.protocol!r}: choose one of {', '.join(PROTOCOLS)}")
         for r in self.recipes:
             parse_recipe(r)
         from obliviate.attack.registry import ATTACKS
@@ -112,6 +128,14 @@ class DemoConfig:
             if name.strip() in ("*", recipe):
                 (every if name.strip() == "*" else own).update(values)
         return {**every, **own}
+
+    def unlearn_values(self, recipe: str) -> dict:
+        """The UnlearnConfig values of `recipe`'s runs: the protocol's rules (`unlearn_overrides` win over them),
+        and with protocol matched its cap `matched_epochs` when set."""
+        values = {**PROTOCOLS[self.protocol], **self.overrides_for(recipe)}
+        if self.protocol == "matched" and self.matched_epochs is not None:
+            values["epochs"] = self.matched_epochs
+        return values
 
     def continual_spec(self, spec: str) -> tuple[str, dict[str, str], str]:
         """(recipe, UnlearnConfig overrides, directory name) of a `continual` entry "recipe[:key=value,...]"."""

@@ -21,6 +21,8 @@ from obliviate.report.claims import CLAIMS_NOTE, write_claims
 from obliviate.report.glossary import glossary_rows
 from obliviate.report.runs import across_seeds, collect, fmt_ci, get
 from obliviate.report.scenarios import continual_section
+from obliviate.report.trajectory import TRAJECTORY_NOTE, kept_by, trajectory_section
+from obliviate.report.tune import tune_section
 
 ROLE_LABELS = {"forget": "forget", "retain": "retain", "world_facts": "world"}
 
@@ -65,8 +67,9 @@ def headline(data: dict) -> tuple[list[str], list[list]]:
     rows = [["target (before)", 1] + [fmt_ci(get(data["target"], w), None) for _, w, _ in COLUMNS],
             ["retain (ideal)", 1] + retain]
     for recipe, runs in data["recipes"].items():
-        rows.append([recipe, len(runs)] + [across_seeds(label, [get(r["eval"], w) for r in runs])
-                                           for label, w, _ in COLUMNS])
+        by = kept_by(runs)  # evaluation during training: the rule that chose these models
+        rows.append([f"{recipe} (kept by {by})" if by else recipe, len(runs)] +
+                    [across_seeds(label, [get(r["eval"], w) for r in runs]) for label, w, _ in COLUMNS])
     return headers, rows
 
 
@@ -207,6 +210,9 @@ def _contents(run: Path, out: Path, notes: list[str]) -> dict:
     pngs = {"scatter": H.figure_png(_scatter(data)), "hist": H.figure_png(_truth_ratio_hists(data))}
     attacks = attack_sections(data["recipes"], data["target"])
     pngs.update({a["name"]: a["png"] for a in attacks})
+    traj = trajectory_section(data)
+    if traj is not None:
+        pngs["trajectory"] = traj["png"]
     for k, png in pngs.items():
         (out / f"{k}.png").write_bytes(png)
     _, claim_headers, claim_rows = write_claims(run, data, out)
@@ -214,7 +220,7 @@ def _contents(run: Path, out: Path, notes: list[str]) -> dict:
     shown = headers + [h for a in attacks for h in a["headers"]]
     return {
         "headers": headers, "rows": rows, "reasons": reasons, "pngs": pngs, "attacks": attacks,
-        "notes": notes, "claims": (claim_headers, claim_rows), "fe": _examples(data, "forget"), "fr": _examples(data, "retain"),
+        "notes": notes, "claims": (claim_headers, claim_rows), "traj": traj, "fe": _examples(data, "forget"), "fr": _examples(data, "retain"),
         "glossary": (["term", "name", "better", "meaning", "source"], glossary_rows(shown)),
         "timing_rows": [[k, v["seconds"], "reused" if v["reused"] else "ran"] for k, v in demo["timings"].items()],
         "cfg_text": json.dumps(demo["config"], indent=1), "ver_text": json.dumps(demo["versions"], indent=1),
@@ -243,6 +249,9 @@ def _html_sections(c: dict) -> list[str]:
         H.section("Not computed", H.table_html(["metric", "models", "reason"], nc, left_cols=3) if nc else
                   H.paragraph("every metric was computed")),
         H.section("Forgetting vs utility", H.image_html(c["pngs"]["scatter"], "one point per recipe and seed")),
+        *([H.section("How far each recipe went (evaluation during training)", H.paragraph(TRAJECTORY_NOTE, note=True),
+                     H.table_html(c["traj"]["headers"], c["traj"]["rows"], left_cols=3),
+                     H.image_html(c["traj"]["png"], "forgetting and utility against step"))] if c["traj"] else []),
         H.section("Attacks", *[H.section(a["title"], H.paragraph(a["caption"], note=True),
                                          H.table_html(a["headers"], a["rows"], left_cols=2),
                                          H.image_html(a["png"], a["title"]), level=3) for a in c["attacks"]]
@@ -268,6 +277,9 @@ def _markdown(c: dict, scenarios: list[str]) -> list[str]:
         "## Do the papers' findings hold here?", "", CLAIMS_NOTE, "", H.table_md(*c["claims"]), "",
         "## Not computed", "", nc_md, "", "## Attacks", ""] + attacks + [
         "![forgetting vs utility](scatter.png)", "![truth ratios](hist.png)", "",
+        *(["## How far each recipe went (evaluation during training)", "", TRAJECTORY_NOTE, "",
+           H.table_md(c["traj"]["headers"], c["traj"]["rows"]), "", "![trajectories](trajectory.png)", ""]
+          if c["traj"] else []),
         "## Forget questions", "", H.table_md(*c["fe"]), "", "## Retain questions", "", H.table_md(*c["fr"]), "",
         *scenarios,
         "## Run", "", H.table_md(["stage", "seconds", ""], c["timing_rows"]), "", *_notes_md(c["notes"]), "```json", c["cfg_text"], "```", "",
@@ -287,8 +299,8 @@ def _classifier_sections(run: Path) -> list[str]:
 
 
 def _scenario_sections(run: Path, out: Path, notes: list[str]) -> list[tuple[str, str]]:
-    """(html, markdown) sections of scenario results under the run directory (continual), if any."""
-    return [s for s in (continual_section(run, out, notes),) if s is not None]
+    """(html, markdown) sections of scenario results under the run directory (continual, tune), if any."""
+    return [s for s in (continual_section(run, out, notes), tune_section(run)) if s is not None]
 
 
 def _notes_html(notes: list[str]) -> list[str]:

@@ -56,6 +56,16 @@ def jailbreak_value(group: str, cond: str, key: str) -> Callable[[dict], float |
     return get
 
 
+def at_matched_forgetting(value: Callable[[dict], float | None]) -> Callable[[dict], float | None]:
+    """`value` of a run that unlearned to matched forgetting (`--protocol matched`): its stop rule (match:retain,
+    forget Prob down to the retain model's on the probe) fired and the point kept is that step; else None."""
+    def get(run: dict) -> float | None:
+        kept = run.get("kept") or {}
+        matched = kept.get("ended") == "stop" and kept.get("kept_step") == kept.get("stopped_at")
+        return value(run) if matched else None
+    return get
+
+
 def continual_drop(key: str = "model_utility") -> Callable[[dict], float | None]:
     """How much `key` fell from before task 1 to after the last task of a continual run (positive = degraded)."""
     def get(info: dict) -> float | None:
@@ -159,6 +169,9 @@ class Claim:
 
 
 FE, MU = ("agg", "forget_efficacy_no_es"), ("agg", "model_utility")
+MATCHED_NOTE = ("Counts only runs that unlearned to matched forgetting (--protocol matched): the stop rule "
+                "match:retain fired and its step was kept; a run that hit the cap or whose kept point came earlier "
+                "(utility guard) has no value here, and with --protocol fixed the claim is not computed.")
 CLAIMS = {
     "me_forget_efficacy": Claim(
         "ME+GD reaches higher Forget Efficacy than GA+GD and NPO+GD at Model Utility ≥ 0.9× the target's",
@@ -198,6 +211,19 @@ CLAIMS = {
          Comparison("MU drop over the tasks: npo+gd (previous) > me+gd", "npo_gd", continual_drop(), "me_gd",
               source="continual")),
         "MU drop = Model Utility before task 1 minus after the last task, one value per continual seed."),
+    # at matched forgetting (reproduce --protocol matched): only runs whose forget Prob reached the retain model's
+    "matched_me_vs_npo_utility": Claim(
+        "At matched forgetting (forget Prob down to the retain model's), ME+GD keeps more Model Utility than NPO+GD",
+        "A Closer Look at Machine Unlearning for LLMs (Yuan et al., 2024)",
+        (Comparison("MU at matched forget Prob: me+gd > npo+gd", "me+gd", at_matched_forgetting(eval_value(MU)),
+                    "npo+gd"),),
+        MATCHED_NOTE),
+    "matched_sam_resists_relearning": Claim(
+        "From matched starting points, NPO+SAM recovers less forget knowledge than NPO+GD under relearning",
+        "Towards LLM Unlearning Resilient to Relearning Attacks (Fan et al., 2025)",
+        (Comparison("forget Prob after relearning, matched start: npo+gd+sam < npo+gd", "npo+gd+sam",
+                    at_matched_forgetting(relearn_value("prob")), "npo+gd", lower=True),),
+        MATCHED_NOTE),
 }
 
 

@@ -12,6 +12,9 @@ Only stages the pipeline marked complete are read: a stage directory (`eval/`, `
 each attack's `<name>/`) counts when its `stage.json` (written last, `stagecache.Stages`) is whole. Anything else
 under `runs/<recipe>/` (`seed1.partial`, `seed0.bak`, a seed whose evaluation never finished) is skipped with a
 note in `collect(...)["notes"]`, never shown as a result.
+
+When the run evaluated during training, each seed run also carries `model/trajectory.jsonl` and the
+`trajectory` record of `model/run.json`.
 """
 
 from __future__ import annotations
@@ -21,8 +24,8 @@ import re
 from pathlib import Path
 
 from obliviate import ObliviateError
-from obliviate.reader import read_json_object
 from obliviate.attack.registry import ATTACKS
+from obliviate.reader import read_json_lines, read_json_object
 from obliviate.stagecache import STAGE_FILE, read_whole
 from obliviate.stats import P_VALUE_COLUMNS, across_seeds, fmt_ci, fmt_median_range, mean_ci  # noqa: F401
 
@@ -51,9 +54,14 @@ def stage_done(path: Path) -> bool:
     return isinstance(info, dict) and "key" in info
 
 
+def load_json_lines(path: Path) -> list[dict] | None:
+    return read_json_lines(path) if path.is_file() else None
+
+
 def collect(run: str | Path) -> dict:
     """Everything the report shows, from the saved files: {demo, target, retain, recipes: {name: [seed runs]},
-    notes}; a seed run is {seed, eval, <attack>: result or None for every ATTACKS record}; notes name what was
+    notes}; a seed run is {seed, eval, <attack>: result or None for every ATTACKS record,
+    trajectory, kept}; notes name what was
     skipped (stray or unfinished entries)."""
     run = Path(run)
     demo = load_json(run / "demo.json")
@@ -73,7 +81,10 @@ def collect(run: str | Path) -> dict:
             recipes.setdefault(recipe, []).append({
                 "seed": seed, "eval": ev,
                 **{name: load_json(seed_dir / name / a.result) if stage_done(seed_dir / name) else None
-                   for name, a in ATTACKS.items()}})
+                   for name, a in ATTACKS.items()},
+                # evaluation during training (unlearn eval_every): the points and run.json's account of them
+                "trajectory": load_json_lines(seed_dir / "model" / "trajectory.jsonl"),
+                "kept": (load_json(seed_dir / "model" / "run.json") or {}).get("trajectory")})
     return {"demo": demo, "target": target, "retain": retain, "recipes": recipes, "notes": notes}
 
 

@@ -274,9 +274,13 @@ def _task(t: int, model, tokenizer, run: _Run, before: dict, load_model) -> tupl
         model, tokenizer = load_model(tdir)
         summary = read_json_object(tdir / "summary.json")
     else:
+        from obliviate.evaluate.probes import probe_for
+
+        # eval_every / rules: probe this task's forget items, the retain and neighbour roles (no reference model)
+        probe, _ = probe_for(ucfg, roles={"forget": task_sets[t - 1], **run.plan["eval_roles"]}, tokenizer=tokenizer)
         model, log = unlearn(model, tokenizer, task_sets[t - 1], retain, ucfg, refusals=run.refusals, out_dir=tdir,
                              resume=True, ref_model=run.ref_model if ucfg.reference == "original" else None,
-                             progress=run.progress)
+                             progress=run.progress, probe=probe)
         summary = log.summary
     unlearn_seconds = time.time() - started
     write_records(tdir / "forget.json", task_sets[t - 1])  # after unlearn: it claims an empty directory

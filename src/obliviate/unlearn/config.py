@@ -16,6 +16,7 @@ from obliviate.models.microbatch import check_micro_batch, resolve_micro_batch
 from obliviate.unlearn.objectives import OBJECTIVES
 from obliviate.unlearn.recipe import parse_recipe, recipe_name
 from obliviate.unlearn.regularizers import REGULARIZERS
+from obliviate.unlearn.rules import parse_rule, parse_select
 from obliviate.unlearn.smoothing import SMOOTHERS
 
 
@@ -115,6 +116,18 @@ class UnlearnConfig:
     # run directory
     checkpoint_every: int = 0  # optimiser steps; 0 = no intermediate checkpoints
     keep_checkpoints: int = 2  # the newest N intermediate checkpoints are kept (the final model always is)
+    # evaluation during training, stop / guard rules, the kept checkpoint (unlearn.trajectory, unlearn.rules;
+    # docs/unlearning.md "How far to go"). Off by default: no probe runs, the numbers are those of a plain run.
+    eval_every: str | int | None = None  # "epoch" or N optimiser steps: probe the model there, at step 0 and the end
+    stop: str | None = None  # stop once this holds, e.g. "forget_prob <= 0.30" or "match:retain"
+    guard: str | None = None  # e.g. "retain_prob >= 0.9 * start": when it fails the run stops and keeps the last
+    # evaluation point that passed
+    keep: str = "last"  # last | best (best: the evaluation point `select` prefers)
+    select: str | None = None  # keep=best: "min forget_prob", "max forget_gap subject to retain_prob >= 0.95 * start"
+    probe_size: int = 16  # items per probe role (forget, retain, world facts, holdout, ...)
+    probe_rouge: bool = False  # add ROUGE-L recall from a short greedy answer per probe item (slower)
+    probe_metrics: str = "default"  # what the probe scores besides the rules' metrics: default (Prob / NLL of each
+    # split, MIA AUC, forget gap: answers only, no perturbed answers), all, or names joined by '+'
 
     # the declared range of every numeric field (config.check_ranges; None is always allowed for an Optional one)
     RANGES: ClassVar[dict[str, str]] = {
@@ -124,6 +137,7 @@ class UnlearnConfig:
         "grad_accum": f"[1, {MAX_BATCH}]", "max_memory": "(0, 1e6]", "weight_decay": "[0, 10]",
         "warmup_epochs": f"[0, {MAX_EPOCHS}]", "grad_clip": "[0, 1e6]",  # grad_clip 0 = off
         "max_length": f"[8, {MAX_TOKENS}]", "seed": f"[0, {MAX_SEED}]",
+        "eval_every": f"[1, {MAX_STEPS}]", "probe_size": "[1, 1000000]",  # eval_every: or "epoch" (not a number)
         "npo_beta": "(0, 1e3]", "simnpo_beta": "(0, 1e3]", "simnpo_gamma": "[0, 1e3]", "dpo_beta": "(0, 1e3]",
         "rmu_layer": "[0, 1000]", "rmu_coeff": "(0, 1e4]", "rmu_retain_weight": "[0, 1e6]", "wga_beta": "[0, 1e3]",
         "satimp_beta1": "[0, 1e3]", "satimp_beta2": "[0, 1e3]", "undial_beta": "[0, 1e3]",
@@ -158,6 +172,7 @@ class UnlearnConfig:
             if getattr(self, name) not in allowed:
                 raise ObliviateError(f"{name} {getattr(self, name)!r}: choose one of {', '.join(allowed)}")
         self._check_dual()
+        self._check_trajectory()
         self.micro_batch = check_micro_batch(self.micro_batch)
         if self.batch_size is not None:  # else checked once the size's default batch is known (unlearn.fit)
             resolve_micro_batch(self.batch_size, self.micro_batch, self.grad_accum)
@@ -177,6 +192,36 @@ class UnlearnConfig:
         if self.regularizer is None:
             raise ObliviateError(f"retain_constraint needs a retain regularizer in the recipe ({self.recipe}+gd, "
                                  f"+kl or +ap)")
+
+    def _check_trajectory(self):
+        """eval_every is "epoch" or a step count; the rules parse (their metric names are checked against the
+        probe's before any model work, `unlearn.trajectory`); rules need evaluation points."""
+        if isinstance(self.eval_every, str) and self.eval_every.strip().isdigit():
+            self.eval_every = int(self.eval_every)
+        if self.eval_every not in (None, "epoch") and not (isinstance(self.eval_every, int) and self.eval_every >= 1):
+            raise ObliviateError(f"eval_every {self.eval_every!r}: give 'epoch' or a number of steps >= 1")
+        if self.keep not in ("last", "best"):
+            raise ObliviateError(f"keep {self.keep!r}: choose one of last, best")
+        for name in ("stop", "guard"):
+            if getattr(self, name) is not None:
+                parse_rule(getattr(self, name))
+        if self.select is not None:
+            parse_select(self.select)
+        if self.keep == "best" and self.select is None:
+            raise ObliviateError("keep=best needs select=..., e.g. select='min forget_prob'")
+        if self.select is not None and self.keep != "best":
+            raise ObliviateError(f"select={self.select!r} chooses the kept checkpoint: set keep=best too")
+        given = [n for n in ("stop", "guard", "select") if getattr(self, n) is not None]
+        if given and self.eval_every is None:
+            raise ObliviateError(f"{given[0]}={getattr(self, given[0])!r} needs evaluation points: set eval_every=epoch "
+                                 "or eval_every=<steps>")
+        if self.smoothing == "wa" and (self.guard is not None or self.keep == "best"):
+            raise ObliviateError("smoothing=wa averages the weights at the end: a kept checkpoint (guard, keep=best) "
+                                 "would not be that average; use stop only, or another smoother")
+        if not self.probe_metrics or not all(self.probe_metrics.split("+")):
+            raise ObliviateError(f"probe_metrics {self.probe_metrics!r}: default, all, or metric names joined by '+'")
+        if self.probe_size < 1:
+            raise ObliviateError(f"probe_size must be >= 1, got {self.probe_size}")
 
     def hyperparams(self, size: str | None) -> Hyperparams:
         """This config's lr / epochs / batch size, unset ones from the size's defaults (models.init); on a real

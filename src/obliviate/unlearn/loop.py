@@ -22,27 +22,22 @@ from typing import Any
 import torch
 
 from obliviate import ObliviateError
-from obliviate.reader import read_json_object
 from obliviate.config import write_run_info
 from obliviate.data.format import records_hash, tokenizer_hash
 from obliviate.models.finetune import adamw
 from obliviate.models.loading import model_fingerprint, model_size_name, save_model, weights_hash
-from obliviate.rundir import claim, remove_ours, seed_everything, write_json
+from obliviate.rundir import seed_everything, write_json
 from obliviate.stats import check_finite_weights
 from obliviate.unlearn.batch import (BatchIndices, UnlearnBatch, UnlearnData, answer_lengths, build_data,
                                      cache_ref_logps, collate, example_logps, micro_batches, plan, steps_per_epoch)
-from obliviate.unlearn.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from obliviate.unlearn.checkpoint import check_run_dir, latest_checkpoint, load_checkpoint, save_checkpoint
 from obliviate.unlearn.config import DUAL_STEP, UnlearnConfig
 from obliviate.unlearn.fit import accumulation, micro_batch_of
 from obliviate.unlearn.forward import Part, Ref, Views
 from obliviate.unlearn.objectives import OBJECTIVES
 from obliviate.unlearn.regularizers import REGULARIZERS, dual_ascent
 from obliviate.unlearn.smoothing import NO_SMOOTHING, SMOOTHERS, Smoother, Step
-
-RUN_FILES = ("log.jsonl", "checkpoints", "summary.json")
-# config keys a resumed run may change: they do not change the numbers (the loss is the same whatever the split)
-RESUMABLE = ("checkpoint_every", "keep_checkpoints", "micro_batch", "grad_accum", "max_memory")
-
+from obliviate.unlearn.trajectory import Trajectory
 
 class UnlearnLog(list):
     """The per-step rows; `.summary` holds forget probability before/after, steps, seconds, resolved lr."""
@@ -67,38 +62,6 @@ def recipe_needs(cfg: UnlearnConfig) -> set[str]:
     """What the recipe's parts need: views to tokenize, cached / live reference, own parameters."""
     parts = [OBJECTIVES[cfg.objective]] + ([REGULARIZERS[cfg.regularizer]] if cfg.regularizer else [])
     return set().union(*(p.needs for p in parts))
-
-
-def _check_run_dir(out: Path | None, cfg: UnlearnConfig, inputs: dict, *, resume: bool, overwrite: bool) -> None:
-    """Claim `out` (rundir.claim); refuse a finished run unless resume/overwrite; resume only the same run.
-
-    inputs: {"model_fingerprint", "forget_hash", "retain_hash", "ref_model_fingerprint", "refusals_hash",
-    "tokenizer_hash"} of this run: everything the numbers depend on, compared with run.json on resume.
-    """
-    if out is None:
-        return
-    claim(out)
-    used = [f for f in RUN_FILES if (out / f).exists()]
-    if used and not resume and not overwrite:
-        raise ObliviateError(f"{out}: already holds an unlearning run ({used[0]}); pass resume to continue it, "
-                             "overwrite to start again, or choose another output directory")
-    if overwrite and not resume:
-        remove_ours(out, used)
-    if resume and (out / "run.json").is_file():
-        info = read_json_object(out / "run.json", what="the run to resume,")
-        old = info.get("config", {})
-        now = json.loads(json.dumps(vars(cfg), default=str))
-        diff = next((k for k in now if k not in RESUMABLE and k in old and old[k] != now[k]), None)
-        if diff:
-            raise ObliviateError(f"{out}/run.json: cannot resume, config key '{diff}' was {old[diff]!r}, "
-                                 f"now {now[diff]!r}")
-        what = {"model_fingerprint": "the model (--model)", "forget_hash": "the forget data (--forget)",
-                "retain_hash": "the retain data (--retain)", "ref_model_fingerprint": "the reference model (--ref-model)",
-                "refusals_hash": "the refusals (refusals.json)", "tokenizer_hash": "the tokenizer"}
-        diff = next((k for k in what if k in info.get("inputs", {}) and info["inputs"][k] != inputs[k]), None)
-        if diff:
-            raise ObliviateError(f"{out}/run.json: cannot resume, {what[diff]} differs from the interrupted run's "
-                                 f"({info['inputs'][diff]} then, {inputs[diff]} now)")
 
 
 def _check_mixed_precision(cfg: UnlearnConfig) -> None:
@@ -210,19 +173,24 @@ class _Run:
 
 def unlearn(model, tokenizer, forget_records: list[dict], retain_records: list[dict] | None = None,
             cfg: UnlearnConfig | None = None, *, refusals: list[str] | None = None, out_dir=None,
-            resume: bool = False, overwrite: bool = False, ref_model=None, progress: bool = True):
+            resume: bool = False, overwrite: bool = False, ref_model=None, progress: bool = True,
+            probe=None, on_probe=None, reference: dict | None = None):
     """Unlearn `forget_records` from `model` with the recipe of `cfg`; returns (model, per-step log).
 
     `ref_model` is the reference when `cfg.reference == "original"` (continual unlearning); otherwise
     the reference is `model` as passed in. With `out_dir`, the run directory receives run.json, log.jsonl,
     summary.json, checkpoints and the final model (safetensors); `resume` continues from its last checkpoint.
+    `probe(model) -> {metric: value}` (`evaluate.probes.build_probe`; its `.names` check the rules) runs at step 0
+    and every `cfg.eval_every`; `on_probe(record)` gets each trajectory record after the point is saved (an
+    exception it raises ends the run there, e.g. optuna.TrialPruned); `reference` holds the `retain:<metric>`
+    values of the rules (`unlearn.trajectory`).
     """
     from accelerate import Accelerator
-    from tqdm.auto import tqdm
 
     cfg = cfg or UnlearnConfig()
     needs = recipe_needs(cfg)
     refusals = _check_inputs(cfg, needs, retain_records, refusals, ref_model)
+    Trajectory.check(cfg, probe, reference)  # rule metric names against the probe's, before any work
     out = Path(out_dir) if out_dir is not None else None
     inputs = {"model_fingerprint": model_fingerprint(model) if out is not None else None,
               "forget_hash": records_hash(forget_records), "retain_hash": records_hash(retain_records),
@@ -231,7 +199,7 @@ def unlearn(model, tokenizer, forget_records: list[dict], retain_records: list[d
     # multi-process: only the main process claims and writes `out`; the schedule steps once per optimiser step
     _check_mixed_precision(cfg)
     acc = Accelerator(cpu=not torch.cuda.is_available(), step_scheduler_with_optimizer=False)
-    _check_run_dir(out if acc.is_main_process else None, cfg, inputs, resume=resume, overwrite=overwrite)
+    check_run_dir(out if acc.is_main_process else None, cfg, inputs, resume=resume, overwrite=overwrite)
     size = model_size_name(model)
     hp = cfg.hyperparams(size)
     seed_everything(cfg.seed)
@@ -248,21 +216,46 @@ def unlearn(model, tokenizer, forget_records: list[dict], retain_records: list[d
     fingerprint = weights_hash(r.params)
     split = {"micro_batch": r.micro_batch, "grad_accum": accumulation(hp.batch_size, r.micro_batch,
                                                                       acc.num_processes)}
-    start, log = _resume(r, resume, {"inputs": inputs, **split})
-    bar = tqdm(range(start, r.total), desc=f"unlearn {cfg.recipe}", disable=not progress, leave=False)
-    for step in bar:
-        row = _update(r, step, _gradients(r, step))
-        log.append(row)
-        bar.set_postfix(forget=f"{row['forget']:.3f}")
-        if out is not None and acc.is_main_process:
-            _record(r, out, step, row, log)
-    bar.close()
+    traj = Trajectory.build(cfg, probe, on_probe, reference, out if acc.is_main_process else None,
+                            per_epoch=r.per_epoch, total=r.total)
+    start, log = _resume(r, resume, {"inputs": inputs, **split}, traj)
+    last_step = _steps(r, start, log, traj, progress)
+    if traj is not None:  # the kept point's weights (keep=best, a failed guard) and the account of the rules
+        kept = traj.load_kept(r.params, last_step)
+        split["trajectory"] = traj.summary(last_step)
+        if progress and acc.is_main_process:
+            print(split["trajectory"]["message"] + (" (kept weights loaded)" if kept else ""))
     if r.tracker is not None:
         r.tracker.finish()
     model = acc.unwrap_model(r.model, keep_fp32_wrapper=False).eval()  # a plain fp32 model: no autocast left
     return _finish(model, tokenizer, data, cfg, before, fingerprint == weights_hash(r.params), log,
-                   out if acc.is_main_process else None, size=size, hp=hp, total=r.total,
+                   out if acc.is_main_process else None, size=size, hp=hp, total=last_step if traj else r.total,
                    seconds=time.time() - started, split=split)
+
+
+def _steps(r: _Run, start: int, log: list[dict], traj: Trajectory | None, progress: bool) -> int:
+    """The optimiser steps from `start` to the cap, or until a rule ends the run (probing at step 0 and every
+    evaluation point); returns the last step run."""
+    from tqdm.auto import tqdm
+
+    out = r.out if r.acc.is_main_process else None
+    if traj is not None and start == 0:
+        traj.notify(traj.at(0, r.model, r.params, None))
+    end = r.total if traj is None or traj.ended is None else start  # a resumed run that had already ended
+    bar = tqdm(range(start, end), desc=f"unlearn {r.cfg.recipe}", disable=not progress, leave=False)
+    for step in bar:
+        row = _update(r, step, _gradients(r, step))
+        log.append(row)
+        bar.set_postfix(forget=f"{row['forget']:.3f}")
+        point = traj.at(step + 1, r.model, r.params, row) if traj is not None else None
+        if out is not None:
+            _record(r, out, step, row, log, traj, point)
+        if point is not None:
+            traj.notify(point)  # after the point's checkpoint: an exception here leaves a resumable run
+            if traj.ended:
+                break
+    bar.close()
+    return log[-1]["step"] if log else 0
 
 
 def _check_inputs(cfg: UnlearnConfig, needs: set[str], retain_records, refusals, ref_model) -> list[str] | None:
@@ -303,13 +296,15 @@ def _start(cfg: UnlearnConfig, hp, model, ref, data: UnlearnData, acc) -> _Run:
     return r
 
 
-def _resume(r: _Run, resume: bool, run_info: dict) -> tuple[int, list[dict]]:
-    """The first step and the log so far (from the last checkpoint when resuming; its λ restored); run.json
-    (with `run_info`) and log.jsonl written."""
+def _resume(r: _Run, resume: bool, run_info: dict, traj: Trajectory | None) -> tuple[int, list[dict]]:
+    """The first step and the log so far (from the last checkpoint when resuming; its λ and trajectory restored);
+    run.json (with `run_info`) and log.jsonl written."""
     start, log = 0, []
     last = latest_checkpoint(r.out) if (r.out is not None and resume) else None
     if last is not None:
         start, log = load_checkpoint(last, r.params, r.opt, r.sched, r.tracker)
+        if traj is not None:
+            traj.restore(json.loads((last / "trainer.json").read_text()).get("trajectory"), last)
     if r.out is not None and r.acc.is_main_process:
         write_run_info(r.out, r.cfg, seed=r.cfg.seed, extra=run_info)
         (r.out / "log.jsonl").write_text("".join(json.dumps(row) + "\n" for row in log))
@@ -352,12 +347,17 @@ def _update(r: _Run, step: int, parts: dict[str, float]) -> dict:
     return row
 
 
-def _record(r: _Run, out: Path, step: int, row: dict, log: list[dict]) -> None:
-    """Append the row to log.jsonl; every `checkpoint_every` steps (not the last) save a checkpoint."""
+def _record(r: _Run, out: Path, step: int, row: dict, log: list[dict], traj: Trajectory | None = None,
+            point: dict | None = None) -> None:
+    """Append the row to log.jsonl; every `checkpoint_every` steps and at every evaluation point `point` (not the
+    last step) save a checkpoint (with a trajectory: its state, and only the newest step checkpoint kept)."""
     with open(out / "log.jsonl", "a") as f:
         f.write(json.dumps(row) + "\n")
-    if r.cfg.checkpoint_every and (step + 1) % r.cfg.checkpoint_every == 0 and step + 1 < r.total:
-        save_checkpoint(out, step + 1, r.params, r.opt, r.sched, r.tracker, log, keep=r.cfg.keep_checkpoints)
+    every = r.cfg.checkpoint_every and (step + 1) % r.cfg.checkpoint_every == 0
+    if (every or point is not None) and step + 1 < r.total:
+        extra = {"trajectory": traj.state()} if traj is not None else None
+        save_checkpoint(out, step + 1, r.params, r.opt, r.sched, r.tracker, log,
+                        keep=1 if traj is not None else r.cfg.keep_checkpoints, extra=extra)
 
 
 def _next_lam(cfg: UnlearnConfig, row: dict, per_epoch: int) -> float:
@@ -397,4 +397,7 @@ def _finish(model, tokenizer, data, cfg, before, unchanged_weights, log, out, *,
     if out is not None:
         save_model(model, tokenizer, out, extra={"size": size, "recipe": cfg.recipe, "seed": cfg.seed})
         write_json(out / "summary.json", summary)
+        if "trajectory" in summary:  # run.json records the kept step, the rule and its metrics
+            info = json.loads((out / "run.json").read_text())
+            write_json(out / "run.json", {**info, "trajectory": summary["trajectory"]})
     return model, log
