@@ -11,6 +11,7 @@ import re
 from dataclasses import dataclass, field
 
 from obliviate import ObliviateError
+from obliviate.parity import check_mode
 
 
 @dataclass
@@ -35,8 +36,10 @@ class EvalConfig:
     knowmem_icl: str | None = None  # few-shot examples for KnowMem (question, answer)
     mcq: list[str] = field(default_factory=list)  # question/choices/answer splits (WMDP / MMLU)
     seed: int = 0
+    parity: str = "paper"  # paper | open-unlearning | closer-look: which conventions (obliviate.parity.CONVENTIONS)
 
     def __post_init__(self):
+        check_mode(self.parity)
         if not re.fullmatch(r"[A-Za-z0-9_.\-]+", self.forget or ""):
             raise ObliviateError(f"forget: {self.forget!r} is not a split name")
         for name in ("max_new_tokens", "batch_size", "gen_batch_size", "max_length"):
