@@ -52,6 +52,12 @@ CONVENTIONS = {
         "the scored answer is the answer the user wrote plus the EOS that ends it; a chat template's end-of-turn "
         "tokens after it (OU: `<|im_end|>\\n` + EOS on SmolLM2) are the template's, not the answer's",
         "src/data/utils.py:61-63,113-114,124 (whole chat tokenized, EOS appended unless last)"),
+    "attention_mask": Convention(
+        "eval", "real-tokens", "not-pad-id", "real-tokens", NOT_A_MODE,
+        "attention covers every real token; OU's collator masks every token equal to the pad id, so on a tokenizer "
+        "whose pad is its EOS (SmolLM2: `<|im_end|>`) the template's end-of-turn tokens are hidden from attention "
+        "(and, in generation, from the position count)",
+        "src/data/collators.py:48-49; src/model/__init__.py:98-100 (pad = EOS when unset)"),
     "scored_positions": Convention(
         "eval", "all", "drop-last", "all", NOT_A_MODE,
         "Min-K%, Extraction Strength and Exact Memorization score every answer token, EOS included, like Prob",

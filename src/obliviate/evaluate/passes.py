@@ -190,6 +190,8 @@ def forward_scores(model, tokenizer, pairs: Sequence[tuple[str, str]], *, batch_
 
     examples = [encode_scored(tokenizer, q, a, max_length=max_length, parity=parity) for q, a in pairs]
     pad_id = pad_token_id(tokenizer)
+    mask_pad_ids = convention("attention_mask", parity) == "not-pad-id"
+    share_prompts = share_prompts and not mask_pad_ids  # the shared pass counts positions from the mask
     rows: list[dict | None] = [None] * len(examples)
     full = list(range(len(examples)))
     kwarg = _cache_kwarg(model) if share_prompts else None
@@ -201,6 +203,8 @@ def forward_scores(model, tokenizer, pairs: Sequence[tuple[str, str]], *, batch_
 
     def run(idx: list[int]) -> None:
         batch = pad_batch([examples[i] for i in idx], pad_id, side="right")
+        if mask_pad_ids:  # open-unlearning: attention_mask = input_ids != pad id (src/data/collators.py:48-49)
+            batch["attention_mask"] = batch["input_ids"].ne(pad_id).long()
         for i, row in zip(idx, score_batch(model, batch, k=k, parity=parity)):
             rows[i] = row
         bar.update(len(idx))

@@ -72,7 +72,8 @@ def forward_stage(model, tok, role: str, records: list[dict], cfg: EvalConfig, p
 def generate_stage(model, tok, role: str, records: list[dict], cfg: EvalConfig, progress: bool) -> list[dict]:
     prompts = [encode_prompt(tok, r["question"]) for r in records]
     texts, ids = generate(model, tok, prompts, max_new_tokens=cfg.max_new_tokens, batch_size=cfg.gen_batch_size,
-                          progress=progress, desc=f"generate {role}")
+                          progress=progress, desc=f"generate {role}",
+                          mask_pad_ids=convention("attention_mask", cfg.parity) == "not-pad-id")
     refs = [rouge_reference(tok, r["question"], r["answer"], cfg) for r in records]
     return [{"generation": t, "rouge_l_recall": M.rouge_l_recall(t, ref), "token_entropy": M.token_entropy(g),
              "refusal_rate": M.refusal(t), "n_generated_tokens": len(g)} for ref, t, g in zip(refs, texts, ids)]
