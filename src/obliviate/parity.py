@@ -109,8 +109,8 @@ CONVENTIONS = {
     "simnpo_defaults": Convention(
         "unlearn", "beta=2.5,gamma=0,alpha=1", "beta=4.5,gamma=0,alpha=0.125", "beta=2.5,gamma=0,alpha=1",
         NOT_A_MODE,
-        "the paper's TOFU values; OU's δ = 0 is inside the β product (γ = β·δ) and 0.125 is the forget-loss "
-        "weight, not a margin (set simnpo_beta / simnpo_gamma / alpha to use OU's)",
+        "hyper-parameters, not switched by parity (set simnpo_beta=4.5 alpha=0.125 for OU's): the paper's TOFU "
+        "values; OU's δ = 0 sits inside the β product (γ = β·δ) and its 0.125 is the forget-loss weight, not a margin",
         "configs/trainer/SimNPO.yaml:5-8; src/trainer/unlearn/simnpo.py:19-20,30"),
     "smooth_penalty_grad": Convention(
         "unlearn", "flows", "flows", "flows", "detached; CR adds ∇L_f twice",

@@ -208,3 +208,13 @@ def test_rouge_reference_is_the_decoded_answer(smol_tok):
     cfg = EvalConfig(parity=OU, embedder=None)
     assert rouge_reference(smol_tok, "Who wrote X?", "  Ann Lee wrote X. ", cfg) == "Ann Lee wrote X."
     assert rouge_reference(smol_tok, "Q?", "  A ", EvalConfig(embedder=None)) == "  A "
+
+
+def test_eval_json_and_card_record_the_mode():
+    """eval.json carries `parity` and the resolved conventions (suite._new_results); the card's intro, printed
+    right above the headline table, names every mode its eval.json files used (old files: paper)."""
+    from obliviate.report.card import parity_note
+
+    data = {"target": {"parity": OU}, "retain": {"parity": OU}, "recipes": {"ga": [{"eval": {}}]}}
+    assert parity_note(data).startswith(f"Conventions: parity={OU} / paper ")
+    assert resolved("eval", OU)["answer_tokens"] == "template-tail"

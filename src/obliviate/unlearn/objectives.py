@@ -262,7 +262,7 @@ def rmu_loss(forget_hidden: torch.Tensor, forget_mask: torch.Tensor, control: to
     .. math:: L_{RMU} = \frac{1}{H}\,\mathbb{E}_{t\in x_f}\|h^\ell_\theta(t) - c\,u\|_2^2
               + \alpha_r\,\frac{1}{H}\,\mathbb{E}_{t\in x_r}\|h^\ell_\theta(t) - h^\ell_{ref}(t)\|_2^2
 
-    (WMDP's code, src/trainer/unlearn/rmu.py there: MSE = squared norm / H, one mean over the non-padding tokens).
+    (WMDP's code, centerforaisafety/wmdp rmu/unlearn.py: MSE = squared norm / H, one mean over the non-padding tokens).
     With `batch_size` / `retain_batch_size` given (convention `rmu_reduction=sequence-mean`, `parity=open-unlearning`)
     each sequence's masked mean first, then the batch mean, masks on the answer tokens (open-unlearning
     src/trainer/unlearn/rmu.py:108-117,129,158 at d3d7cf9).
