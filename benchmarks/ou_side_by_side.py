@@ -105,7 +105,7 @@ def setup_data(work: Path, src: Path, preset: str) -> Path:
 
 def run_ou(work: Path, py: Path, src: Path, model: Path) -> dict:
     out = src / "saves" / "eval" / "parity"
-    if not (out / "TOFU_EVAL.json").is_file():
+    if not (out / "seconds.txt").is_file():  # TOFU_EVAL.json is written after every metric: not a sign of the end
         overrides = [
             "experiment=eval/tofu/default", "task_name=parity", "forget_split=forget10", "holdout_split=holdout10",
             f"model.model_args.pretrained_model_name_or_path={model}",
@@ -136,21 +136,31 @@ def run_ours(work: Path, world: Path, parity: str) -> dict:
     return json.loads((out / "eval.json").read_text())
 
 
+OU_KEYS = {  # the issue's rows: open-unlearning's metric (pre-computed parts are top-level entries of TOFU_EVAL.json)
+    "forget Prob": "forget_Q_A_Prob", "forget ROUGE-L recall": "forget_Q_A_ROUGE",
+    "forget truth ratio": "forget_truth_ratio", "extraction strength (forget)": "extraction_strength",
+    "retain Prob": "retain_Q_A_Prob", "retain ROUGE": "retain_Q_A_ROUGE", "retain truth ratio": "retain_Truth_Ratio",
+    "world facts Prob (normalised)": "wf_Q_A_Prob_normalised", "world facts ROUGE": "wf_Q_A_ROUGE",
+    "world facts truth ratio": "wf_Truth_Ratio", "Model Utility": "model_utility", "MIA Min-K AUC": "mia_min_k",
+}
+GEN_ROLES = {"forget": "forget_Q_A_ROUGE", "retain": "retain_Q_A_ROUGE", "world_facts": "wf_Q_A_ROUGE"}
+
+
 def ou_rows(ou: dict) -> dict[str, float]:
-    """The issue's rows from open-unlearning's TOFU_EVAL.json (pre-computed parts sit under their metric)."""
-    mu = ou["model_utility"]["pre_compute"]
-    return {
-        "forget Prob": ou["forget_Q_A_Prob"]["agg_value"], "forget ROUGE-L recall": ou["forget_Q_A_ROUGE"]["agg_value"],
-        "forget truth ratio": ou["forget_truth_ratio"]["agg_value"],
-        "extraction strength (forget)": ou["extraction_strength"]["agg_value"],
-        "retain Prob": mu["retain_Q_A_Prob"]["agg_value"], "retain ROUGE": mu["retain_Q_A_ROUGE"]["agg_value"],
-        "retain truth ratio": mu["retain_Truth_Ratio"]["agg_value"],
-        "world facts Prob (normalised)": mu["wf_Q_A_Prob_normalised"]["agg_value"],
-        "world facts ROUGE": mu["wf_Q_A_ROUGE"]["agg_value"], "world facts truth ratio": mu["wf_Truth_Ratio"]["agg_value"],
-        "Model Utility": ou["model_utility"]["agg_value"],
-        "MIA Min-K AUC": ou["privleak"]["pre_compute"]["forget"]["auc"]
-        if "forget" in ou["privleak"].get("pre_compute", {}) else ou["mia_min_k"]["agg_value"],
-    }
+    return {row: ou[key]["agg_value"] for row, key in OU_KEYS.items() if key in ou}
+
+
+def generation_agreement(ou: dict, ours: dict) -> list[str]:
+    """Per generated split: how many greedy answers are identical text (the rest explain ROUGE differences)."""
+    out = []
+    for role, key in GEN_ROLES.items():
+        if key not in ou or role not in ours["splits"]:
+            continue
+        theirs = [ou[key]["value_by_index"][str(i)]["generation"] for i in range(len(ou[key]["value_by_index"]))]
+        mine = [it.get("generation") for it in ours["splits"][role]["items"]]
+        same = sum(a == b for a, b in zip(theirs, mine))
+        out.append(f"{role}: {same}/{len(theirs)} greedy answers identical")
+    return out
 
 
 def our_rows(r: dict) -> dict[str, float]:
@@ -172,6 +182,8 @@ def table(ou: dict[str, float], paper: dict[str, float], par: dict[str, float]) 
     lines = ["| metric | open-unlearning | obliviate paper | obliviate parity=open-unlearning | |parity − OU| |",
              "|---|---|---|---|---|"]
     for k, v in ou.items():
+        if k not in par:
+            continue
         lines.append(f"| {k} | {v:.4f} | {paper[k]:.4f} | {par[k]:.4f} | {abs(par[k] - v):.2e} |")
     return "\n".join(lines)
 
@@ -196,6 +208,7 @@ def main() -> None:
     ou = json.loads((src / "saves" / "eval" / "parity" / "TOFU_EVAL.json").read_text())
     mine = {p: json.loads((work / f"obliviate-{p}" / "eval.json").read_text()) for p in ("paper", "open-unlearning")}
     print(table(ou_rows(ou), our_rows(mine["paper"]), our_rows(mine["open-unlearning"])))
+    print("\n".join(generation_agreement(ou, mine["open-unlearning"])))
     for name, d in [("open-unlearning", src / "saves" / "eval" / "parity")] + \
             [(f"obliviate {p}", work / f"obliviate-{p}") for p in mine]:
         if (d / "seconds.txt").is_file():
