@@ -140,8 +140,8 @@ def resolved(stage: str, mode: str) -> dict[str, str]:
 
 def convention_table(stage: str) -> str:
     """The Markdown table of `stage`'s conventions, as the docs carry it."""
-    rows = ["| convention | ours (`paper`, default) | open-unlearning | Closer-Look | Unlearn-Smooth | why our default |"
-            " reference |", "|---|---|---|---|---|---|---|"]
+    rows = ["| convention | ours (`paper`, default) | open-unlearning | Closer-Look | Unlearn-Smooth | why our default"
+            " | reference |", "|---|---|---|---|---|---|---|"]
     for name, c in CONVENTIONS.items():
         if c.stage == stage:
             ol = _SAME if c.open_unlearning == c.paper else c.open_unlearning
