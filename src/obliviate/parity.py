@@ -11,7 +11,8 @@ locuslab/open-unlearning at commit d3d7cf9 ("OU" below; file:line citations are 
 ``closer-look`` is the code of "A Closer Look at Machine Unlearning for LLMs" (Yuan et al. 2024), which is
 built on TOFU's evaluation and open-unlearning-style trainers: the issue's loss conventions follow it (token-mean
 NLL, all-position KL); its evaluation conventions were not checked against its code, so they stay ours (and its
-"ES" is the Entailment Score, not Extraction Strength). The Unlearn-Smooth column documents that
+"ES" is the Entailment Score, not Extraction Strength), and so do SimNPO's length and RMU's mean, which its code
+does not have. The Unlearn-Smooth column documents that
 repository's smoothing code (not a mode: its two differences are bugs we name, not copy).
 
 `docs/unlearning.md` and `docs/evaluation.md` carry `convention_table(stage)` verbatim; a test checks they agree.
@@ -102,7 +103,7 @@ CONVENTIONS = {
         "batch mean",
         "src/trainer/unlearn/rmu.py:108-117,129 (mask = labels != -100; per-row masked mean, then .mean())"),
     "simnpo_length": Convention(
-        "unlearn", "shifted", "unshifted", "unshifted", NOT_A_MODE,
+        "unlearn", "shifted", "unshifted", "shifted", NOT_A_MODE,
         "SimNPO's |y| is the number of predicted tokens; OU divides by the unshifted label count, |y|+1 on raw "
         "text whose first token carries a label (equal on QA, where position 0 is prompt)",
         "src/trainer/unlearn/simnpo.py:17-19"),
