@@ -11,9 +11,9 @@ locuslab/open-unlearning at commit d3d7cf9 ("OU" below; file:line citations are 
 ``closer-look`` is the code of "A Closer Look at Machine Unlearning for LLMs" (Yuan et al. 2024), which is
 built on TOFU's evaluation and open-unlearning-style trainers: the issue's loss conventions follow it (token-mean
 NLL, all-position KL); its evaluation conventions were not checked against its code, so they stay ours (and its
-"ES" is the Entailment Score, not Extraction Strength), and so do SimNPO's length and RMU's mean, which its code
-does not have. The Unlearn-Smooth column documents that
-repository's smoothing code (not a mode: its two differences are bugs we name, not copy).
+"ES" is the Entailment Score, not Extraction Strength); so do SimNPO's length and RMU's mean (not checked either).
+The Unlearn-Smooth column documents that repository's smoothing code (not a mode: its two differences are bugs we
+name, not copy).
 
 `docs/unlearning.md` and `docs/evaluation.md` carry `convention_table(stage)` verbatim; a test checks they agree.
 """
