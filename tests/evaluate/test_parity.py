@@ -218,3 +218,24 @@ def test_eval_json_and_card_record_the_mode():
     data = {"target": {"parity": OU}, "retain": {"parity": OU}, "recipes": {"ga": [{"eval": {}}]}}
     assert parity_note(data).startswith(f"Conventions: parity={OU} / paper ")
     assert resolved("eval", OU)["answer_tokens"] == "template-tail"
+
+
+def test_attention_mask_hides_pad_id_tokens_under_open_unlearning():
+    """src/data/collators.py:48-49: attention_mask = input_ids != pad id. With pad = EOS (id 2), the prompt's inner
+    EOS is hidden under parity=open-unlearning, attended under paper."""
+    from types import SimpleNamespace
+
+    from obliviate.evaluate.generate import generate
+
+    seen = []
+
+    class Fake:
+        def generate(self, input_ids, attention_mask, **kw):
+            seen.append(attention_mask.tolist())
+            return torch.cat([input_ids, torch.full((len(input_ids), 1), 2)], 1)
+
+    tok = SimpleNamespace(pad_token_id=2, eos_token_id=2, decode=lambda ids, skip_special_tokens: "")
+    for mask_pad_ids in (False, True):
+        generate(Fake(), tok, [[1, 5, 2, 6]], max_new_tokens=1, mask_pad_ids=mask_pad_ids)
+    assert seen == [[[1, 1, 1, 1]], [[1, 1, 0, 1]]]
+    assert convention("attention_mask", OU) == "not-pad-id" and convention("attention_mask", "paper") == "real-tokens"
