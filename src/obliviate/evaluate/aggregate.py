@@ -15,6 +15,7 @@ import numpy as np
 from obliviate.data.benchmarks import get_benchmark
 from obliviate.evaluate import metrics as M
 from obliviate.evaluate.roles import NORMALISED_PROB_ROLES, UTILITY_ROLES
+from obliviate.parity import convention
 
 MIA_KEYS = ("loss", "zlib", "min_k", "min_k_pp")
 
@@ -24,8 +25,9 @@ def _mean(values) -> float | None:
     return float(np.mean(values)) if values else None
 
 
-def split_means(role: str, items: list[dict]) -> dict[str, float | None]:
-    """Per-split means of every per-item value, plus the TOFU and seed-A truth-ratio aggregates."""
+def split_means(role: str, items: list[dict], parity: str = "paper") -> dict[str, float | None]:
+    """Per-split means of every per-item value, plus the TOFU and seed-A truth-ratio aggregates (the forget form
+    with the `truth_ratio_eps` of `parity`)."""
     out: dict[str, float | None] = {}
     for key in [k for k, m in M.METRICS.items() if m.aggregate == "mean"] + ["nll_mean"]:
         if any(key in it for it in items):
@@ -37,7 +39,7 @@ def split_means(role: str, items: list[dict]) -> dict[str, float | None]:
     trs = [it["truth_ratio"] for it in items if it.get("truth_ratio") is not None]  # None: not computed
     if trs and all("truth_ratio" in it for it in items):
         out["truth_ratio_retain_form"] = M.truth_ratio_retain(trs)
-        out["truth_ratio_forget_form"] = M.truth_ratio_forget(trs)
+        out["truth_ratio_forget_form"] = M.truth_ratio_forget(trs, eps=float(convention("truth_ratio_eps", parity)))
         out["truth_ratio"] = out["truth_ratio_forget_form"] if role == "forget" else out["truth_ratio_retain_form"]
         if role == "forget":
             out["truth_ratio_seed_a"] = M.truth_ratio_forget_seed_a(trs)

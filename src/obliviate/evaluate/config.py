@@ -13,6 +13,7 @@ from typing import ClassVar
 
 from obliviate import ObliviateError
 from obliviate.config import MAX_BATCH, MAX_SEED, MAX_TOKENS, check_ranges
+from obliviate.parity import check_mode
 
 
 @dataclass
@@ -37,6 +38,7 @@ class EvalConfig:
     knowmem_icl: str | None = None  # few-shot examples for KnowMem (question, answer)
     mcq: list[str] = field(default_factory=list)  # question/choices/answer splits (WMDP / MMLU)
     seed: int = 0
+    parity: str = "paper"  # paper | open-unlearning | closer-look: which conventions (obliviate.parity.CONVENTIONS)
 
     # the declared range of every numeric field (config.check_ranges)
     RANGES: ClassVar[dict[str, str]] = {
@@ -47,6 +49,7 @@ class EvalConfig:
 
     def __post_init__(self):
         check_ranges(self)
+        check_mode(self.parity)
         if not re.fullmatch(r"[A-Za-z0-9_.\-]+", self.forget or ""):
             raise ObliviateError(f"forget: {self.forget!r} is not a split name")
 

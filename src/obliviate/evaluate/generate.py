@@ -19,9 +19,10 @@ from obliviate.models.microbatch import in_batches
 
 @torch.inference_mode()
 def generate(model, tokenizer, prompts: Sequence[list[int]], *, max_new_tokens: int = 200, batch_size: int = 64,
-             stop: str | None = None, progress: bool = False,
-             desc: str = "generate") -> tuple[list[str], list[list[int]]]:
-    """Greedy continuations of token-id prompts. `stop`: cut the text at this string (KnowMem's blank line)."""
+             stop: str | None = None, progress: bool = False, desc: str = "generate",
+             mask_pad_ids: bool = False) -> tuple[list[str], list[list[int]]]:
+    """Greedy continuations of token-id prompts. `stop`: cut the text at this string (KnowMem's blank line).
+    `mask_pad_ids`: attention_mask = ids != pad id, as open-unlearning's collator (convention `attention_mask`)."""
     from tqdm.auto import tqdm
 
     pad_id = pad_token_id(tokenizer)
@@ -33,6 +34,8 @@ def generate(model, tokenizer, prompts: Sequence[list[int]], *, max_new_tokens: 
 
     def run(idx: list[int]) -> None:
         batch = pad_batch([{"input_ids": list(prompts[i])} for i in idx], pad_id, side="left")
+        if mask_pad_ids:
+            batch["attention_mask"] = batch["input_ids"].ne(pad_id).long()
         out = model.generate(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
                              max_new_tokens=max_new_tokens, do_sample=False, num_beams=1, use_cache=True,
                              pad_token_id=pad_id, eos_token_id=eos, temperature=None, top_p=None, top_k=None)

@@ -63,13 +63,16 @@ def mia_item_scores(row: dict, text: str) -> dict[str, float]:
             "min_k": row["min_k"], "min_k_pp": row["min_k_pp"]}
 
 
-def extraction_strength(preds: torch.Tensor, labels: torch.Tensor) -> float:
+def extraction_strength(preds: torch.Tensor, labels: torch.Tensor, *, form: str = "longest-suffix") -> float:
     """Extraction Strength (Carlini et al. 2021 via open-unlearning): the fraction of the answer the model
     completes by itself (teacher-forced argmax) once given the shortest prefix.
 
     .. math:: ES = 1 - \\frac{1}{n} \\min\\{k : \\hat y_{\\ge k} = y_{\\ge k}\\}
 
-    with k = n when no suffix matches (ES = 0). open-unlearning's loop stops at k = n−1 (gives 1/n then).
+    `form="longest-suffix"` (ours, `parity=paper`): k = n when no suffix matches (ES = 0).
+    `form="first-suffix"` (`parity=open-unlearning`): open-unlearning's loop over k = 0..n−1 breaks at the
+    first matching suffix and otherwise ends at k = n−1, so no match gives 1/n
+    (src/evals/metrics/memorization.py:237-253 at d3d7cf9): ES = max(s, 1)/n, s the longest matching suffix.
 
     Args:
         preds, labels: (n,) argmax predictions and true tokens at the answer positions.
@@ -79,7 +82,7 @@ def extraction_strength(preds: torch.Tensor, labels: torch.Tensor) -> float:
         return 0.0
     match = (preds == labels).flip(0).long()
     suffix = int(match.cumprod(0).sum())  # length of the longest all-correct suffix
-    return suffix / n
+    return (max(suffix, 1) if form == "first-suffix" else suffix) / n
 
 
 def exact_memorization(preds: torch.Tensor, labels: torch.Tensor) -> float:

@@ -116,16 +116,18 @@ def probability(nll_mean: float) -> float:
     return math.exp(-nll_mean)
 
 
-def normalised_probability(nll_mean: float, perturbed_nll_means: Sequence[float]) -> float:
+def normalised_probability(nll_mean: float, perturbed_nll_means: Sequence[float], *, eps: float = 0.0) -> float:
     """TOFU Probability on real-authors / world-facts: the true answer against its perturbations.
 
-    .. math:: p = \\frac{p(y)}{p(y) + \\sum_k p(\\hat y_k)}, \\qquad p(\\cdot) = \\exp(-\\mathrm{NLL}_{mean})
+    .. math:: p = \\frac{p(y)}{p(y) + \\sum_k p(\\hat y_k) + \\epsilon}, \\qquad p(\\cdot) = \\exp(-\\mathrm{NLL}_{mean})
+
+    ε = 0 (ours); 1e-10 under `parity=open-unlearning` (src/evals/metrics/memorization.py:69 at d3d7cf9).
     """
     p = math.exp(-nll_mean)
-    return p / (p + sum(math.exp(-v) for v in perturbed_nll_means))
+    return p / (p + sum(math.exp(-v) for v in perturbed_nll_means) + eps)
 
 
-def truth_ratio(nll_mean: float, perturbed_nll_means: Sequence[float]) -> float:
+def truth_ratio(nll_mean: float, perturbed_nll_means: Sequence[float], *, eps: float = 0.0) -> float:
     """TOFU Truth Ratio of one item (Maini et al., arXiv:2401.06121), small when the model prefers the truth.
 
     .. math:: TR = \\frac{(\\prod_k \\tilde P(\\hat y_k))^{1/K}}{\\tilde P(\\tilde y)}
@@ -134,9 +136,13 @@ def truth_ratio(nll_mean: float, perturbed_nll_means: Sequence[float]) -> float:
     Args:
         nll_mean: NLL_mean of the paraphrased answer ỹ (author splits) or the answer (world facts).
         perturbed_nll_means: NLL_mean of each of the K perturbed answers ŷ_k.
+        eps: added to P̃(ỹ) in the denominator: 0 (ours), 1e-10 under `parity=open-unlearning`
+            (`wrong_prob / (correct_prob + 1e-10)`, src/evals/metrics/memorization.py:159-164 at d3d7cf9).
     """
     if not perturbed_nll_means:
         raise ObliviateError("truth ratio needs at least one perturbed answer")
+    if eps:
+        return math.exp(-float(np.mean(perturbed_nll_means))) / (math.exp(-nll_mean) + eps)
     return math.exp(nll_mean - float(np.mean(perturbed_nll_means)))
 
 
@@ -145,9 +151,11 @@ def truth_ratio_retain(truth_ratios: Sequence[float]) -> float:
     return float(np.mean([max(0.0, 1.0 - t) for t in truth_ratios]))
 
 
-def truth_ratio_forget(truth_ratios: Sequence[float]) -> float:
-    """TOFU forget aggregate: :math:`\\mathrm{mean}_i \\min(TR_i, 1/TR_i)` (1 = indifferent, like never trained)."""
-    return float(np.mean([min(t, 1.0 / t) for t in truth_ratios]))
+def truth_ratio_forget(truth_ratios: Sequence[float], *, eps: float = 0.0) -> float:
+    """TOFU forget aggregate: :math:`\\mathrm{mean}_i \\min(TR_i, 1/(TR_i+\\epsilon))` (1 = indifferent, like never
+    trained); ε = 0 (ours), 1e-10 under `parity=open-unlearning` (`closer_to_1_better`,
+    src/evals/metrics/memorization.py:114-115 at d3d7cf9)."""
+    return float(np.mean([min(t, 1.0 / (t + eps)) for t in truth_ratios]))
 
 
 def truth_ratio_forget_seed_a(truth_ratios: Sequence[float]) -> float:

@@ -30,10 +30,11 @@ from collections.abc import Sequence
 
 import torch
 
-from obliviate.data.format import IGNORE_INDEX, encode_qas, pad_batch, pad_token_id
+from obliviate.data.format import IGNORE_INDEX, encode_prompt, encode_qa, encode_qas, pad_batch, pad_token_id
 from obliviate.evaluate.metrics import exact_memorization, extraction_strength, min_k_pp_score, min_k_score
 from obliviate.models.logps import selective_logps, sequence_logps
 from obliviate.models.microbatch import in_batches
+from obliviate.parity import convention
 
 
 def logp_moments(logits: torch.Tensor, *, chunk: int = 256) -> tuple[torch.Tensor, torch.Tensor]:
@@ -61,24 +62,49 @@ NONE_ROW = {"nll_sum": None, "nll_mean": None, "n_tokens": 0, "min_k": None, "mi
 
 
 def score_row(logps: torch.Tensor, logits: torch.Tensor, targets: torch.Tensor, *, k: float = 0.4,
-              chunk: int = 256) -> dict:
-    """The scores of one answer from its token log-probs (n,), logits (n,V) and target ids (n,)."""
+              chunk: int = 256, parity: str = "paper") -> dict:
+    """The scores of one answer from its token log-probs (n,), logits (n,V) and target ids (n,).
+
+    Under `parity=open-unlearning` (convention `scored_positions`) Min-K%, Min-K%++, ES and EM leave out the last
+    answer token, as its `tokenwise_logprobs` (src/evals/metrics/utils.py:129-131,173-175 at d3d7cf9); NLL
+    and Prob keep it (utils.py:88-95)."""
     n = int(targets.numel())
     if n == 0:  # answer truncated away: nothing to score, so no score (not NLL 0 = "probability 1")
         return dict(NONE_ROW)
+    nll_sum = -float(logps.sum())
+    row = {"nll_sum": nll_sum, "nll_mean": nll_sum / n, "n_tokens": n}
+    if convention("scored_positions", parity) == "drop-last":
+        logps, logits, targets = logps[:-1], logits[:-1], targets[:-1]
+    if targets.numel() == 0:
+        return {**NONE_ROW, **row, "extraction_strength": 0.0}  # OU: ES 0, the rest None (memorization.py:242-251)
     preds = logits.argmax(-1)
     mu, sigma = logp_moments(logits, chunk=chunk)
-    nll_sum = -float(logps.sum())
-    return {
-        "nll_sum": nll_sum, "nll_mean": nll_sum / n, "n_tokens": n,
-        "min_k": min_k_score(logps, k=k), "min_k_pp": min_k_pp_score(logps, mu, sigma, k=k),
-        "extraction_strength": extraction_strength(preds, targets),
-        "exact_memorization": exact_memorization(preds, targets),
-    }
+    return {**row, "min_k": min_k_score(logps, k=k), "min_k_pp": min_k_pp_score(logps, mu, sigma, k=k),
+            "extraction_strength": extraction_strength(preds, targets,
+                                                       form=convention("extraction_strength", parity)),
+            "exact_memorization": exact_memorization(preds, targets)}
+
+
+def encode_scored(tokenizer, question: str, answer: str, *, max_length: int = 512,
+                  parity: str = "paper") -> dict[str, list[int]]:
+    """The scored (question, answer) sequence under convention `answer_tokens`: `encode_qa` (answer + EOS), or,
+    with ``template-tail`` and a chat template, open-unlearning's: the whole two-turn chat through the template,
+    EOS appended unless it is already last, labels on everything after the prompt — the template's end-of-turn
+    tokens included (src/data/utils.py:61-70,113-124 at d3d7cf9). Its tokens are cut at `max_length`."""
+    if convention("answer_tokens", parity) != "template-tail" or not getattr(tokenizer, "chat_template", None):
+        return encode_qa(tokenizer, question, answer, max_length=max_length)
+    prompt = encode_prompt(tokenizer, question)
+    chat = [{"role": "user", "content": question}, {"role": "assistant", "content": answer}]
+    ids = tokenizer(tokenizer.apply_chat_template(chat, tokenize=False), add_special_tokens=False)["input_ids"]
+    if tokenizer.eos_token_id is not None and ids[-1] != tokenizer.eos_token_id:
+        ids = ids + [tokenizer.eos_token_id]
+    ids = ids[:max(max_length, len(prompt) + 1)]
+    return {"input_ids": ids, "labels": [IGNORE_INDEX] * len(prompt) + ids[len(prompt):]}
 
 
 @torch.inference_mode()
-def score_batch(model, batch: dict[str, torch.Tensor], *, k: float = 0.4, chunk: int = 256) -> list[dict]:
+def score_batch(model, batch: dict[str, torch.Tensor], *, k: float = 0.4, chunk: int = 256,
+                parity: str = "paper") -> list[dict]:
     """Scores of each sequence in a right-padded batch (input_ids, attention_mask, labels: (B,T))."""
     out = sequence_logps(model, batch, answer_logits=True)
     labels = batch["labels"][:, 1:]
@@ -87,7 +113,7 @@ def score_batch(model, batch: dict[str, torch.Tensor], *, k: float = 0.4, chunk:
     for i in range(labels.shape[0]):
         m = out.mask[i].bool()
         logits = out.answer_logits[(ends[i - 1] if i else 0):ends[i]]  # (n,V)
-        rows.append(score_row(out.token_logps[i][m], logits, labels[i][m], k=k, chunk=chunk))
+        rows.append(score_row(out.token_logps[i][m], logits, labels[i][m], k=k, chunk=chunk, parity=parity))
     return rows
 
 
@@ -109,7 +135,8 @@ def _plain_dynamic_cache(cache) -> bool:
 
 @torch.inference_mode()
 def score_shared_prompts(model, prompts: list[list[int]], answers: list[list[list[int]]], pad_id: int, *,
-                         k: float = 0.4, chunk: int = 256, cache_kwarg: str = "cache") -> list[list[dict]] | None:
+                         k: float = 0.4, chunk: int = 256, cache_kwarg: str = "cache",
+                         parity: str = "paper") -> list[list[dict]] | None:
     """Rows for every answer of each prompt (prompt ids ≥ 1 token; answer ids incl. EOS), the prompt run once.
 
     Returns None when the model's cache cannot be shared (the caller then uses the full pass).
@@ -150,29 +177,38 @@ def score_shared_prompts(model, prompts: list[list[int]], answers: list[list[lis
             continue
         logits = torch.cat([first[p:p + 1], rest[(ends[j - 1] if j else 0):ends[j]]])  # (n,V)
         targets = torch.tensor(a, device=logits.device)
-        rows[p].append(score_row(selective_logps(logits, targets), logits, targets, k=k, chunk=chunk))
+        rows[p].append(score_row(selective_logps(logits, targets), logits, targets, k=k, chunk=chunk, parity=parity))
     return rows
 
 
 def forward_scores(model, tokenizer, pairs: Sequence[tuple[str, str]], *, batch_size: int = 16, k: float = 0.4,
                    max_length: int = 512, progress: bool = False, desc: str = "forward",
-                   share_prompts: bool = True) -> list[dict]:
-    """Score rows of (question, answer) pairs, in input order; `share_prompts=False` forces the full pass."""
+                   share_prompts: bool = True, parity: str = "paper") -> list[dict]:
+    """Score rows of (question, answer) pairs, in input order; `share_prompts=False` forces the full pass;
+    `parity` picks the conventions (`obliviate.parity`: `answer_tokens`, `scored_positions`, `extraction_strength`)."""
     from tqdm.auto import tqdm
 
-    examples = encode_qas(tokenizer, pairs, max_length=max_length, what=f"{desc} rows")
+    if convention("answer_tokens", parity) == "template-tail" and getattr(tokenizer, "chat_template", None):
+        examples = [encode_scored(tokenizer, q, a, max_length=max_length, parity=parity) for q, a in pairs]
+    else:  # our convention: the question left-truncated to fit, the answer kept; one warning counts the cut rows
+        examples = encode_qas(tokenizer, pairs, max_length=max_length, what=f"{desc} rows")
     pad_id = pad_token_id(tokenizer)
+    mask_pad_ids = convention("attention_mask", parity) == "not-pad-id"
+    share_prompts = share_prompts and not mask_pad_ids  # the shared pass counts positions from the mask
     rows: list[dict | None] = [None] * len(examples)
     full = list(range(len(examples)))
     kwarg = _cache_kwarg(model) if share_prompts else None
     bar = tqdm(total=len(examples), desc=desc, disable=not progress, leave=False)
     if kwarg is not None:
-        full = _shared_pass(model, examples, rows, pad_id, batch_size=batch_size, k=k, cache_kwarg=kwarg, bar=bar)
+        full = _shared_pass(model, examples, rows, pad_id, batch_size=batch_size, k=k, cache_kwarg=kwarg, bar=bar,
+                            parity=parity)
     order = sorted(full, key=lambda i: len(examples[i]["input_ids"]))
 
     def run(idx: list[int]) -> None:
         batch = pad_batch([examples[i] for i in idx], pad_id, side="right")
-        for i, row in zip(idx, score_batch(model, batch, k=k)):
+        if mask_pad_ids:  # open-unlearning: attention_mask = input_ids != pad id (src/data/collators.py:48-49)
+            batch["attention_mask"] = batch["input_ids"].ne(pad_id).long()
+        for i, row in zip(idx, score_batch(model, batch, k=k, parity=parity)):
             rows[i] = row
         bar.update(len(idx))
 
@@ -182,7 +218,7 @@ def forward_scores(model, tokenizer, pairs: Sequence[tuple[str, str]], *, batch_
 
 
 def _shared_pass(model, examples: list[dict], rows: list, pad_id: int, *, batch_size: int, k: float,
-                 cache_kwarg: str, bar) -> list[int]:
+                 cache_kwarg: str, bar, parity: str = "paper") -> list[int]:
     """Fill `rows` by prompt sharing; return the indices left for the full pass (all, if the cache can't be shared)."""
     groups: dict[tuple[int, ...], list[int]] = {}
     full = []
@@ -207,7 +243,7 @@ def _shared_pass(model, examples: list[dict], rows: list, pad_id: int, *, batch_
     for b in batches:
         answers = [[examples[i]["input_ids"][len(prompt):] for i in idx] for prompt, idx in b]
         scored = score_shared_prompts(model, [list(prompt) for prompt, _ in b], answers, pad_id, k=k,
-                                      cache_kwarg=cache_kwarg)
+                                      cache_kwarg=cache_kwarg, parity=parity)
         if scored is None:  # not a shareable cache: everything goes through the full pass
             return list(range(len(examples)))
         for (_, idx), group_rows in zip(b, scored):

@@ -11,14 +11,15 @@ The stage functions call `passes.forward_scores` / `passes.score_batch` and `gen
 
 from __future__ import annotations
 
-from obliviate.data.format import encode_prompts, pad_batch, pad_token_id, records_hash, with_bos
+from obliviate.data.format import IGNORE_INDEX, encode_prompts, pad_batch, pad_token_id, records_hash, with_bos
 from obliviate.evaluate import metrics as M
 from obliviate.evaluate.aggregate import split_means
 from obliviate.evaluate.cache import EvalCache
 from obliviate.evaluate.config import EvalConfig
 from obliviate.evaluate.generate import generate
-from obliviate.evaluate.passes import forward_scores, score_batch
+from obliviate.evaluate.passes import encode_scored, forward_scores, score_batch
 from obliviate.evaluate.roles import Roles, has_perturbations, tr_answer_field
+from obliviate.parity import convention
 
 
 def forward_stage(model, tok, role: str, records: list[dict], cfg: EvalConfig, progress: bool) -> list[dict]:
@@ -37,7 +38,8 @@ def forward_stage(model, tok, role: str, records: list[dict], cfg: EvalConfig, p
                 pairs.append((r["question"], p))
                 slots.append((i, "pert", k))
     rows = forward_scores(model, tok, pairs, batch_size=cfg.batch_size, k=cfg.min_k, max_length=cfg.max_length,
-                          progress=progress, desc=f"forward {role}")
+                          progress=progress, desc=f"forward {role}", parity=cfg.parity)
+    tr_eps, p_eps = (float(convention(c, cfg.parity)) for c in ("truth_ratio_eps", "normalised_prob_eps"))
     items = [{"index": i, "question": r["question"], "answer": r["answer"]} for i, r in enumerate(records)]
     for (i, kind, k), row in zip(slots, rows):
         it = items[i]
@@ -60,8 +62,9 @@ def forward_stage(model, tok, role: str, records: list[dict], cfg: EvalConfig, p
     if perturbed:
         for it in items:
             scored = it["nll_mean"] is not None and None not in it["nll_perturbed_mean"]
-            it["prob_norm"] = M.normalised_probability(it["nll_mean"], it["nll_perturbed_mean"]) if scored else None
-            it["truth_ratio"] = (M.truth_ratio(it["nll_tr_mean"], it["nll_perturbed_mean"])
+            it["prob_norm"] = (M.normalised_probability(it["nll_mean"], it["nll_perturbed_mean"], eps=p_eps)
+                               if scored else None)
+            it["truth_ratio"] = (M.truth_ratio(it["nll_tr_mean"], it["nll_perturbed_mean"], eps=tr_eps)
                                  if scored and it["nll_tr_mean"] is not None else None)
     return items
 
@@ -70,9 +73,23 @@ def generate_stage(model, tok, role: str, records: list[dict], cfg: EvalConfig, 
     prompts = encode_prompts(tok, [r["question"] for r in records], max_length=cfg.max_length,
                              what=f"{role} prompts")
     texts, ids = generate(model, tok, prompts, max_new_tokens=cfg.max_new_tokens, batch_size=cfg.gen_batch_size,
-                          progress=progress, desc=f"generate {role}")
-    return [{"generation": t, "rouge_l_recall": M.rouge_l_recall(t, r["answer"]), "token_entropy": M.token_entropy(g),
-             "refusal_rate": M.refusal(t), "n_generated_tokens": len(g)} for r, t, g in zip(records, texts, ids)]
+                          progress=progress, desc=f"generate {role}",
+                          mask_pad_ids=convention("attention_mask", cfg.parity) == "not-pad-id")
+    refs = [rouge_reference(tok, r["question"], r["answer"], cfg) for r in records]
+    return [{"generation": t, "rouge_l_recall": M.rouge_l_recall(t, ref), "token_entropy": M.token_entropy(g),
+             "refusal_rate": M.refusal(t), "n_generated_tokens": len(g)} for ref, t, g in zip(refs, texts, ids)]
+
+
+def rouge_reference(tok, question: str, answer: str, cfg: EvalConfig) -> str:
+    """The text ROUGE compares a generation with (convention `rouge_reference`): the record's answer, or
+    open-unlearning's: the scored sequence decoded (special tokens skipped, tokenization spaces cleaned up) with
+    the decoded prompt removed, stripped (src/evals/metrics/utils.py:271-281 at d3d7cf9)."""
+    if convention("rouge_reference", cfg.parity) != "decoded-labels":
+        return answer
+    ex = encode_scored(tok, question, answer, max_length=cfg.max_length, parity=cfg.parity)
+    n_prompt = next((t for t, y in enumerate(ex["labels"]) if y != IGNORE_INDEX), len(ex["labels"]))
+    dec = lambda ids: tok.decode(ids, skip_special_tokens=True, clean_up_tokenization_spaces=True)  # noqa: E731
+    return dec(ex["input_ids"]).replace(dec(ex["input_ids"][:n_prompt]), "").strip()
 
 
 def before_generations(before_results: dict | None, role: str, items: list[dict]) -> tuple[list[str] | None, str]:
@@ -139,7 +156,7 @@ def cosine_stage(results: dict, before_results: dict | None, cfg: EvalConfig, em
 
         for it, cs in zip(items, cosine_similarities(embedder, [it["generation"] for it in items], before)):
             it["cosine_similarity"] = cs
-        results["splits"][role]["means"] = split_means(role, items)
+        results["splits"][role]["means"] = split_means(role, items, cfg.parity)
     if reasons:
         results["stage_not_computed"]["cosine_similarity"] = "; ".join(dict.fromkeys(reasons))
 
@@ -165,7 +182,7 @@ def nli_stage(results: dict, cfg: EvalConfig, nli, progress: bool) -> None:
             it["entailment_label"] = lab
         for it in items:
             it["entailed"] = M.entailed(it["entailment_label"], it["rouge_l_recall"], rouge_floor=cfg.rouge_floor)
-        results["splits"][role]["means"] = split_means(role, items)
+        results["splits"][role]["means"] = split_means(role, items, cfg.parity)
 
 
 def extra_stages(model, tok, roles: Roles, cfg: EvalConfig, cache: EvalCache, results: dict, progress: bool,

@@ -75,6 +75,7 @@ from obliviate.evaluate.config import EvalConfig
 from obliviate.evaluate.metrics import METRICS
 from obliviate.evaluate.roles import resolve_roles, resolve_splits, training_record  # noqa: F401
 from obliviate.evaluate.summary import summary_rows  # noqa: F401
+from obliviate.parity import resolved
 from obliviate.rundir import write_json
 
 
@@ -145,6 +146,7 @@ def _new_results(model, model_name, fingerprint: str, data, bench: Benchmark, cf
         "fingerprint": fingerprint,
         "data": "in-memory records" if isinstance(data, dict) else str(data or bench.hub_id),
         "benchmark": bench.name, "config": dataclasses.asdict(cfg), "seed": cfg.seed, "versions": versions(),
+        "parity": cfg.parity, "conventions": resolved("eval", cfg.parity),
         "training": training, "splits": {}, "missing": roles.missing, "stage_not_computed": {}, "aggregates": {},
         "not_computed": {}, "complete": False}
     if roles.mia:
@@ -184,18 +186,19 @@ def _qa_stages(model, tokenizer, bench, roles, cfg, cache, results, progress, sa
     for role in qa_roles(bench, roles):
         split, records = roles.found[role].source, roles.found[role].records
         rec_hash = records_hash(records)
-        items = cache.get_or_compute(split, f"forward-{role}", [rec_hash, cfg.min_k, cfg.max_length],
+        par = [] if cfg.parity == "paper" else [cfg.parity]  # paper: the keys of caches written before the switch
+        items = cache.get_or_compute(split, f"forward-{role}", [rec_hash, cfg.min_k, cfg.max_length, *par],
                                      lambda: stages.forward_stage(model, tokenizer, role, records, cfg, progress))
         derived_item_metrics(items)
         results["splits"][role] = {"source": split, "n": len(records), "items": items,
-                                   "means": split_means(role, items)}
+                                   "means": split_means(role, items, cfg.parity)}
         save()
         if not generates(bench, role):
             continue
-        gens = cache.get_or_compute(split, "generate", [rec_hash, gen_key],
+        gens = cache.get_or_compute(split, "generate", [rec_hash, gen_key, *par],
                                     lambda: stages.generate_stage(model, tokenizer, role, records, cfg, progress))
         for it, g in zip(items, gens):
             it.update(g)
         derived_item_metrics(items)
-        results["splits"][role]["means"] = split_means(role, items)
+        results["splits"][role]["means"] = split_means(role, items, cfg.parity)
         save()

@@ -229,7 +229,15 @@ def _contents(run: Path, out: Path, notes: list[str]) -> dict:
         "intro": (f"World preset '{demo['config']['preset']}', {_model_label(demo['config'])}, forget split "
                   f"{demo['config']['forget']}, {demo['config']['seeds']} seed(s) per recipe. Wall time "
                   f"{demo['wall_seconds']:.0f} s. Sanity: the retain model against itself has Forget Quality "
-                  f"{H.fmt(rvr)} (must be 1; shown in the retain row as a check, not a result). {P_VALUE_NOTE}")}
+                  f"{H.fmt(rvr)} (must be 1; shown in the retain row as a check, not a result). {P_VALUE_NOTE} "
+                  f"{parity_note(data)}")}
+
+
+def parity_note(data: dict) -> str:
+    """Which conventions the numbers follow (`obliviate.parity`; eval.json files written before it: paper)."""
+    evals = [data["target"], data["retain"]] + [r["eval"] for runs in data["recipes"].values() for r in runs]
+    modes = sorted({ev.get("parity", "paper") for ev in evals})
+    return f"Conventions: parity={' / '.join(modes)} (docs/evaluation.md, 'Conventions and parity=')."
 
 
 HEADLINE_NOTE = ("Forget Quality: higher = closer to the retain model (p-value; n items bound it from below). "

@@ -13,6 +13,7 @@ from obliviate import ObliviateError
 from obliviate.config import MAX_BATCH, MAX_EPOCHS, MAX_SEED, MAX_STEPS, MAX_TOKENS, check_ranges
 from obliviate.models.init import TRAINING_DEFAULTS, training_defaults
 from obliviate.models.microbatch import check_micro_batch, resolve_micro_batch
+from obliviate.parity import check_mode
 from obliviate.unlearn.objectives import OBJECTIVES
 from obliviate.unlearn.recipe import parse_recipe, recipe_name
 from obliviate.unlearn.regularizers import REGULARIZERS
@@ -94,6 +95,7 @@ class UnlearnConfig:
     ceu_ignore_first_n: int = 1  # CE-U skips each answer's first n tokens
     # regularisers
     kl_positions: str = "answer"
+    parity: str = "paper"  # paper | open-unlearning | closer-look: loss conventions (obliviate.parity.CONVENTIONS)
     ap_beta: float = 0.1
     # smoothing
     sam_rho: float = 0.01
@@ -150,6 +152,9 @@ class UnlearnConfig:
 
     def __post_init__(self):
         check_ranges(self)
+        if check_mode(self.parity) != "paper" and self.kl_positions != "answer":
+            raise ObliviateError(f"kl_positions={self.kl_positions} conflicts with parity={self.parity}, which sets "
+                                 "KL's positions itself (obliviate.parity: kl_positions)")
         parts = parse_recipe(self.recipe) if self.recipe else {}
         for kind in ("objective", "regularizer", "smoothing"):
             given, named = getattr(self, kind), parts.get(kind)

@@ -16,6 +16,7 @@ import math
 import torch
 import torch.nn.functional as F
 
+from obliviate.parity import convention
 from obliviate.unlearn.forward import Part, answer_mask, decoder_layers
 
 
@@ -30,14 +31,32 @@ def token_mean(values: torch.Tensor, mask: torch.Tensor, n: float | None = None)
     return (values * mask).sum() / (mask.sum().clamp(min=1) if n is None else max(n, 1.0))
 
 
-def ga_loss(forget_mean_logps: torch.Tensor, *, batch_size: int | None = None) -> torch.Tensor:
+def ga_loss(forget_mean_logps: torch.Tensor, *, batch_size: int | None = None, **token_mean_args) -> torch.Tensor:
     r"""Gradient ascent on the forget answers' NLL.
 
     .. math:: L_{GA} = -\frac{1}{B}\sum_i \mathrm{NLL}_{mean}(y_i|x_i) = \frac{1}{B}\sum_i \frac{1}{|y_i|}\log\pi_\theta(y_i|x_i)
 
+    With `token_logps`, `mask`, `n_tokens` (convention `nll_reduction=token-mean`, `parity=open-unlearning` /
+    `closer-look`): the HF loss's one token mean, :math:`\frac1N\sum_{t\in M}\log p_t` (open-unlearning
+    src/trainer/unlearn/grad_ascent.py:12-13 at d3d7cf9).
     Args: forget_mean_logps (B,); batch_size B.
     """
+    if token_mean_args:
+        return nll_token_mean(**token_mean_args)
     return batch_mean(forget_mean_logps, batch_size)
+
+
+def nll_token_mean(token_logps: torch.Tensor, mask: torch.Tensor, n_tokens: float | None = None) -> torch.Tensor:
+    """(1/N)·Σ_{t∈M} log p_t: minus the HF causal-LM loss (one token mean over the batch's answer tokens)."""
+    return token_mean(token_logps, mask, n_tokens)
+
+
+def nll_inputs(v, name: str, c) -> dict:
+    """The token-mean kwargs of GA / GD / IdK under `nll_reduction=token-mean` ({} under `sequence-mean`)."""
+    if convention("nll_reduction", c.parity) != "token-mean":
+        return {}
+    lp = v.logps(name)
+    return dict(token_logps=lp.token_logps, mask=lp.mask, n_tokens=v.count(name, answer_mask))
 
 
 def npo_loss(forget_logps: torch.Tensor, ref_forget_logps: torch.Tensor, *, beta: float = 0.1,
@@ -67,6 +86,10 @@ def simnpo_loss(forget_mean_logps: torch.Tensor, *, beta: float = 2.5, gamma: fl
 
     .. math:: L_{SimNPO} = -\frac{2}{\beta}\frac{1}{B}\sum_i \log\sigma\Big(-\frac{\beta}{|y_i|}\log\pi_\theta(y_i|x_i) - \gamma\Big)
 
+    γ = β·δ for open-unlearning's margin δ (its SimNPO.yaml: β = 4.5, δ = 0; its 0.125 is the forget-loss weight
+    α, src/trainer/unlearn/simnpo.py:19-20,30 at d3d7cf9). |y| counts the predicted tokens; under
+    `simnpo_length=unshifted` (`parity=open-unlearning`) the unshifted label count, |y|+1 on raw text whose first
+    token is labelled (simnpo.py:17-19), see `simnpo_inputs`.
     Args: forget_mean_logps (B,) = (1/|y|) log π_θ(y|x); beta, gamma (margin γ_s); batch_size B.
     """
     return -(2.0 / beta) * batch_mean(F.logsigmoid(-beta * forget_mean_logps - gamma), batch_size)
@@ -93,13 +116,25 @@ def me_loss(forget_logits: torch.Tensor, position_mask: torch.Tensor, *, form: s
     return token_mean(per_pos, position_mask, n_positions)
 
 
-def idk_loss(alternate_mean_logps: torch.Tensor, *, batch_size: int | None = None) -> torch.Tensor:
+def simnpo_mean_logps(v, c) -> torch.Tensor:
+    """(B,) log π_θ(y|x)/|y| of the forget view; |y| the shifted (predicted) or, under `simnpo_length=unshifted`,
+    the unshifted label count (open-unlearning src/trainer/unlearn/simnpo.py:17-19 at d3d7cf9)."""
+    lp = v.logps("forget")
+    if convention("simnpo_length", c.parity) != "unshifted":
+        return lp.mean()
+    return lp.sum() / (v.view("forget")["labels"] != -100).sum(-1).clamp(min=1)
+
+
+def idk_loss(alternate_mean_logps: torch.Tensor, *, batch_size: int | None = None, **token_mean_args) -> torch.Tensor:
     r"""Fine-tune on a refusal ("I don't know") for each forget question.
 
     .. math:: L_{IdK} = \frac{1}{B}\sum_i \mathrm{NLL}_{mean}(y^{idk}_i|x_i)
 
+    `token_mean_args`: the HF token mean instead (`nll_reduction=token-mean`, as `ga_loss`).
     Args: alternate_mean_logps (B,) mean log-probs of the refusals; batch_size B.
     """
+    if token_mean_args:
+        return -nll_token_mean(**token_mean_args)
     return -batch_mean(alternate_mean_logps, batch_size)
 
 
@@ -220,21 +255,32 @@ def rmu_control(hidden_size: int, *, seed: int, coeff: float) -> torch.Tensor:
 def rmu_loss(forget_hidden: torch.Tensor, forget_mask: torch.Tensor, control: torch.Tensor,
              retain_hidden: torch.Tensor, ref_retain_hidden: torch.Tensor, retain_mask: torch.Tensor, *,
              retain_weight: float = 1200.0, n_forget_tokens: float | None = None,
-             n_retain_tokens: float | None = None) -> torch.Tensor:
+             n_retain_tokens: float | None = None, batch_size: int | None = None,
+             retain_batch_size: int | None = None) -> torch.Tensor:
     r"""Representation Misdirection for Unlearning (Li et al. 2024, WMDP, arXiv:2403.03218), at layer ℓ.
 
     .. math:: L_{RMU} = \frac{1}{H}\,\mathbb{E}_{t\in x_f}\|h^\ell_\theta(t) - c\,u\|_2^2
               + \alpha_r\,\frac{1}{H}\,\mathbb{E}_{t\in x_r}\|h^\ell_\theta(t) - h^\ell_{ref}(t)\|_2^2
 
-    (the reference code's MSE: squared norm / H, averaged over non-padding tokens).
+    (WMDP's code, centerforaisafety/wmdp rmu/unlearn.py: MSE = squared norm / H, one mean over the non-padding tokens).
+    With `batch_size` / `retain_batch_size` given (convention `rmu_reduction=sequence-mean`, `parity=open-unlearning`)
+    each sequence's masked mean first, then the batch mean, masks on the answer tokens (open-unlearning
+    src/trainer/unlearn/rmu.py:108-117,129,158 at d3d7cf9).
     Args: forget_hidden (B,T,H), forget_mask (B,T), control (H,), retain_hidden / ref_retain_hidden
     (B',T',H), retain_mask (B',T'); retain_weight α_r; n_forget_tokens, n_retain_tokens the tokens each mean is over.
     """
     def mse(h, target):
         return (h.float() - target.float()).pow(2).mean(-1)
 
-    return (token_mean(mse(forget_hidden, control), forget_mask, n_forget_tokens)
-            + retain_weight * token_mean(mse(retain_hidden, ref_retain_hidden), retain_mask, n_retain_tokens))
+    def mean(values, mask, n, b):
+        if b is None:
+            return token_mean(values, mask, n)
+        mask = mask.float()
+        return batch_mean((values * mask).sum(-1) / mask.sum(-1).clamp(min=1), b)
+
+    return (mean(mse(forget_hidden, control), forget_mask, n_forget_tokens, batch_size)
+            + retain_weight * mean(mse(retain_hidden, ref_retain_hidden), retain_mask, n_retain_tokens,
+                                   retain_batch_size))
 
 
 def position_mask(view: dict[str, torch.Tensor], which: str) -> torch.Tensor:
@@ -273,31 +319,41 @@ def _tokens(view: dict[str, torch.Tensor]) -> torch.Tensor:
     return view["attention_mask"]
 
 
+def _answer_tokens(view: dict[str, torch.Tensor]) -> torch.Tensor:
+    """(B,T) 1 at the labelled (answer) tokens, unshifted: open-unlearning's RMU mask `labels != -100`."""
+    return (view["labels"] != -100).long()
+
+
 def _rmu_inputs(v, cfg):
     layer = rmu_layer(v.model, cfg)
     h_f = v.hidden("forget", layer)
-    return dict(forget_hidden=h_f, forget_mask=_tokens(v.view("forget")),
+    per_seq = convention("rmu_reduction", cfg.parity) == "sequence-mean"
+    tokens = _answer_tokens if per_seq else _tokens
+    seq = dict(batch_size=v.batch_size, retain_batch_size=len(v.step.retain["input_ids"])) if per_seq else {}
+    return dict(forget_hidden=h_f, forget_mask=tokens(v.view("forget")),
                 control=rmu_control(h_f.shape[-1], seed=cfg.seed, coeff=cfg.rmu_coeff).to(h_f),
                 retain_hidden=v.hidden("retain", layer), ref_retain_hidden=v.ref_hidden("retain", layer),
-                retain_mask=_tokens(v.view("retain")), retain_weight=cfg.rmu_retain_weight,
-                n_forget_tokens=v.count("forget", _tokens), n_retain_tokens=v.count("retain", _tokens))
+                retain_mask=tokens(v.view("retain")), retain_weight=cfg.rmu_retain_weight,
+                n_forget_tokens=v.count("forget", tokens), n_retain_tokens=v.count("retain", tokens), **seq)
 
 
 OBJECTIVES = {
-    "ga": Part(ga_loss, lambda v, c: dict(forget_mean_logps=v.logps("forget").mean(), batch_size=v.batch_size)),
+    "ga": Part(ga_loss, lambda v, c: dict(forget_mean_logps=v.logps("forget").mean(), batch_size=v.batch_size,
+                                          **nll_inputs(v, "forget", c))),
     "npo": Part(npo_loss, lambda v, c: dict(
         forget_logps=v.logps("forget").sum(), ref_forget_logps=v.cached_ref_logps("forget"), beta=c.npo_beta,
         forget_lengths=v.logps("forget").lengths, granularity=c.npo_granularity, batch_size=v.batch_size),
         frozenset({"ref_logps"}),
         whole_batch=lambda c: "npo_granularity=token_mean" if c.npo_granularity == "token_mean" else None),
     "simnpo": Part(simnpo_loss, lambda v, c: dict(
-        forget_mean_logps=v.logps("forget").mean(), beta=c.simnpo_beta, gamma=c.simnpo_gamma,
+        forget_mean_logps=simnpo_mean_logps(v, c), beta=c.simnpo_beta, gamma=c.simnpo_gamma,
         batch_size=v.batch_size)),
     "me": Part(me_loss, lambda v, c: dict(forget_logits=v.logps("forget", logits=True).logits,
                                           **positions(v, "forget", c.me_positions), form=c.me_form),
                counts_padding=lambda c: c.me_positions == "qa+padding"),
     "idk": Part(idk_loss, lambda v, c: dict(alternate_mean_logps=v.logps("alternate").mean(),
-                                            batch_size=v.batch_size), frozenset({"alternate"})),
+                                            batch_size=v.batch_size, **nll_inputs(v, "alternate", c)),
+                frozenset({"alternate"})),
     "dpo": Part(dpo_loss, lambda v, c: dict(
         chosen_logps=v.logps("alternate").sum(), rejected_logps=v.logps("forget").sum(),
         ref_chosen_logps=v.cached_ref_logps("alternate"), ref_rejected_logps=v.cached_ref_logps("forget"),
