@@ -38,6 +38,7 @@ import torch
 from obliviate import ObliviateError
 from obliviate.config import versions
 from obliviate.evaluate import EvalConfig, evaluate
+from obliviate.evaluate.metrics import recovery_ratio
 from obliviate.rundir import write_json
 
 METHODS = ("rtn", "hqq", "tinygemm")
@@ -208,5 +209,4 @@ def add_recovery(rows: list[dict]) -> None:
     base = next((r for r in rows if r["model"] == "target" and r["bits"] is None), {})
     for r in rows:
         for short, key in RECOVERY_KEYS.items():
-            t, v = base.get(key), r.get(key)
-            r[f"recovery_{short}"] = v / t if v is not None and t else None
+            r[f"recovery_{short}"] = recovery_ratio(r.get(key), base.get(key))

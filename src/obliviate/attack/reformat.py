@@ -42,6 +42,7 @@ from obliviate.config import versions
 from obliviate.data.format import IGNORE_INDEX, encode_prompt, format_answer, pad_batch, pad_token_id
 from obliviate.evaluate import EvalConfig
 from obliviate.evaluate.mcq import mcq_eval
+from obliviate.evaluate.metrics import mcq_accuracy
 from obliviate.evaluate.passes import score_batch
 from obliviate.evaluate.roles import resolve_splits, tr_answer_field
 from obliviate.rundir import write_json
@@ -133,10 +134,10 @@ class Format:
 
 
 FORMATS = {
-    "mcq_letter": Format("multiple choice (letter)", build_mcq, "letter"),
-    "mcq_text": Format("multiple choice (option text)", build_mcq, "text"),
-    "true_false": Format("true / false", build_true_false, "text"),
-    "cloze": Format("cloze (fact blanked)", build_cloze, "text"),
+    "mcq_letter": Format("MCQ letter", build_mcq, "letter"),
+    "mcq_text": Format("MCQ option text", build_mcq, "text"),
+    "true_false": Format("true/false", build_true_false, "text"),
+    "cloze": Format("cloze", build_cloze, "text"),
     "paraphrase": Format("paraphrased question", build_paraphrase, "text"),
 }
 
@@ -190,8 +191,7 @@ def score_format(model, tokenizer, items: list[dict], scorer: str, batch_size: i
     else:
         scores = text_choice_scores(model, tokenizer, items, batch_size=batch_size)
     preds = [max(range(len(s)), key=s.__getitem__) for s in scores]
-    correct = [p == it["answer"] for p, it in zip(preds, items)]
-    return {"accuracy": sum(correct) / len(items), "n": len(items),
+    return {"accuracy": mcq_accuracy(preds, [it["answer"] for it in items]), "n": len(items),
             "chance": sum(1 / len(it["choices"]) for it in items) / len(items),
             "items": [{"index": it["index"], "prediction": p, "answer": it["answer"], "scores": s}
                       for it, p, s in zip(items, preds, scores)]}

@@ -4,6 +4,10 @@
     obliviate attack jailbreak --model M --data D [--original TARGET --match-layer 2] [--position prefix|suffix]
         [--tokens 20] [--steps 250] [--search-width 128] [--topk 64] [--time-limit S] --out RUN
     obliviate attack mia --model M --data D [--retain-model R]
+    obliviate attack quantize --model M --data D --original TARGET --retain-model R [--bits 8,4] [--method rtn]
+        [--group-size 128]                    (also --data wmdp: MCQ accuracy after quantization)
+    obliviate attack reformat --model M --data D --original TARGET --retain-model R
+    obliviate attack incontext --model M --data D --original TARGET --retain-model R --shots 4
 
 One subcommand per `attack.registry.ATTACKS` record: its flags, run, table and plot come from the record.
 Each writes `<out>/<result>` (+ run.json, + `<out>/<attack>.png`); the report card's "Attacks" section shows
@@ -43,17 +47,21 @@ def add_arguments(p):
 
 
 def run(args):
+    import dataclasses
+
     from obliviate.attack.registry import get_attack
     from obliviate.data.benchmarks import resolve_benchmark
     from obliviate.html import figure_png, table_md
 
     attack = get_attack(args.attack)
     bench, said = resolve_benchmark(args.benchmark, args.data)
-    if "forget" not in bench.split_roles:
+    flags = {k[4:]: v for k, v in vars(args).items() if k.startswith("cfg_")}
+    if "benchmark" in {f.name for f in dataclasses.fields(attack.config)}:  # the attack says what it applies to
+        flags["benchmark"] = bench.name
+    elif "forget" not in bench.split_roles:
         raise ObliviateError(f"attack {args.attack}: benchmark {bench.name} has no forget split read by name "
                              "(the attacks score answers to forget questions); use world or tofu data")
     print(said)
-    flags = {k[4:]: v for k, v in vars(args).items() if k.startswith("cfg_")}
     cfg = load_config(attack.config, args.config, args.overrides, forget=args.forget, **flags)
     refs = {ref: getattr(args, ref) for ref in attack.references}
     with run_dir(Path(args.out or Path(args.model) / args.attack), args.model) as out:
