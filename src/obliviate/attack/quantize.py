@@ -58,6 +58,8 @@ class QuantizeConfig:
     mcq: list[str] = field(default_factory=lambda: ["wmdp_bio", "wmdp_cyber"])  # MCQ splits (MCQ benchmarks)
     max_new_tokens: int = 48  # generation length for forget ROUGE
     seed: int = 0
+    eval_cache: str | None = None  # a directory caching the control models' evaluations by weight fingerprint
+    # (a pipeline: <run>/attack_cache, so every recipe's attack reuses the quantized target's and retain's)
 
     def __post_init__(self):
         if self.method not in METHODS:
@@ -189,7 +191,8 @@ def quantize_attack(models: dict[str, tuple], data, cfg: QuantizeConfig, *, star
                 m = model if bits is None else copy.deepcopy(model)
                 if bits is not None:
                     info[bits] = quantize_model(m, bits, cfg.method, cfg.group_size)
-                res = evaluate(m, tok, data, ecfg, benchmark=bench, progress=False)
+                res = evaluate(m, tok, data, ecfg, benchmark=bench, progress=False,
+                               cache_dir=cfg.eval_cache if name != "model" else None)
                 del m
             rows.append({"model": name, "bits": bits, **headline(res)})
             bar.update(1)

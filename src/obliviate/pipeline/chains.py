@@ -46,12 +46,13 @@ def chain_job(cfg: DemoConfig, recipe: str, seed: int, progress: bool = False) -
 
 def attack_config(cfg: DemoConfig, name: str, config_cls: type, ucfg, seed: int):
     """The config of attack `name` in a pipeline run: the run's shared settings (forget split, the attacker's k
-    known forget items, the unlearning lr, generation length, seed), then the DemoConfig fields named
+    known forget items, the unlearning lr, generation length, seed, the run's cache of control-model evaluations),
+    then the DemoConfig fields named
     `<name>_<field>` (e.g. `relearn_steps`, `jailbreak_tokens`), each kept only where `config_cls` has the field."""
     fields = {f.name for f in dataclasses.fields(config_cls)}
     size = None if cfg.base_model else cfg.model_size
     shared = {"forget": cfg.forget, "k": cfg.relearn_k, "lr": ucfg.hyperparams(size).lr,
-              "max_new_tokens": cfg.max_new_tokens, "seed": seed}
+              "max_new_tokens": cfg.max_new_tokens, "seed": seed, "eval_cache": str(Path(cfg.out) / "attack_cache")}
     own = {f.name[len(name) + 1:]: getattr(cfg, f.name) for f in dataclasses.fields(cfg)
            if f.name.startswith(name + "_")}
     return config_cls(**{k: v for k, v in {**shared, **own}.items() if k in fields})
