@@ -25,12 +25,17 @@ REFERENCE_HELP = {"original": "the model before unlearning (e.g. enhanced GCG: m
                   "retain_results": "the retain model's eval.json (adds Forget Quality)"}
 
 
+def _literal(text: str) -> str:
+    """Help text as argparse prints it literally ("Min-K%" would otherwise be a format directive)."""
+    return text.replace("%", "%%")
+
+
 def add_arguments(p):
     from obliviate.attack.registry import ATTACKS
 
     sub = p.add_subparsers(dest="attack", metavar="ATTACK", required=True)
     for name, attack in ATTACKS.items():
-        a = sub.add_parser(name, help=attack.help or attack.title)
+        a = sub.add_parser(name, help=_literal(attack.help or attack.title))
         a.add_argument("--model", required=True, help="the (unlearned) model directory")
         a.add_argument("--data", required=True)
         a.add_argument("--benchmark", default=None, help="default: inferred from --data, and said; the attacks read "
@@ -40,7 +45,7 @@ def add_arguments(p):
         a.add_argument("--config", help="YAML with the attack's config fields")
         a.add_argument("--allow-pickle", action="store_true")
         for field, help_ in attack.flags.items():
-            a.add_argument(f"--{field.replace('_', '-')}", dest=f"cfg_{field}", default=None, help=help_)
+            a.add_argument(f"--{field.replace('_', '-')}", dest=f"cfg_{field}", default=None, help=_literal(help_))
         for ref in attack.references:
             a.add_argument(f"--{ref.replace('_', '-')}", default=None, help=REFERENCE_HELP.get(ref, ""))
         a.add_argument("overrides", nargs="*", help=f"{attack.config.__name__} overrides, e.g. batch_size=4")

@@ -1,0 +1,76 @@
+"""The quantize / reformat / incontext tables over seeds: controls shown once, not-computed cells with the reason,
+every column a METRICS record or a plain column, the plots draw, and `obliviate attack --help` lists them."""
+
+import pytest
+
+from obliviate.attack import probe_tables as T
+from obliviate.attack.registry import ATTACKS
+from obliviate.report.glossary import unexplained
+
+
+def _quant(p4: float) -> dict:
+    rows = [{"model": who, "bits": b, "forget_prob": p, "forget_rouge": 0.5, "forget_truth_ratio": 0.6,
+             "retain_prob": 0.8, "recovery_prob": p / 0.9, "recovery_rouge": 0.5}
+            for who, probs in (("model", {None: 0.1, 8: 0.1, 4: p4}), ("target", {None: 0.9, 8: 0.9, 4: 0.88}))
+            for b, p in probs.items()]
+    return {"rows": rows, "quantized": {"8": {"layers": 4, "group_sizes": [32]}}, "library": "torchao 0.18.0",
+            "config": {"method": "rtn", "bits": [8, 4]}}
+
+
+def _reformat(acc: float) -> dict:
+    cell = {"accuracy": acc, "n": 8, "chance": 1 / 6}
+    nc = {"not_computed": "the benchmark has no paraphrased questions for this split"}
+    per = {s: {"mcq_letter": cell, "paraphrase": nc} for s in ("forget", "retain")}
+    return {"config": {"splits": ["forget", "retain"]}, "formats": {"mcq_letter": "MCQ letter",
+                                                                    "paraphrase": "paraphrased question"},
+            "accuracy": {"model": per, "retain": per}, "letter_counts": {"forget": [2, 2, 1, 1, 1, 1]}}
+
+
+def _incontext(p: float) -> dict:
+    m = {"without": {"prob": 0.1, "rouge_l_recall": 0.2, "truth_ratio": 0.7},
+         "with": {"prob": p, "rouge_l_recall": 0.3, "truth_ratio": 0.6}}
+    return {"metrics": {"model": m, "target": m}, "n_evaluated": 4, "shown_items": [0, 1, 2, 3],
+            "config": {"shots": 4}}
+
+
+def test_quantize_table_shows_each_group_and_the_controls_once():
+    headers, rows = T.quantize_table({"npo+gd": [_quant(0.5), _quant(0.7)], "ga+gd": [_quant(0.3)]})
+    assert headers[:4] == ["model", "weights", "forget Prob", "recovery (Prob)"]
+    assert [r[:2] for r in rows][:3] == [["npo+gd", "full precision"], ["npo+gd", "8-bit"], ["npo+gd", "4-bit"]]
+    assert rows[2][2].startswith("0.600")  # the mean of 0.5 and 0.7 over seeds
+    assert [r[0] for r in rows].count("target (control)") == 3 and "retain (control)" not in [r[0] for r in rows]
+    assert unexplained(headers) == []
+
+
+def test_reformat_and_incontext_tables():
+    headers, rows = T.reformat_table({"npo+gd": [_reformat(0.5), _reformat(0.25)]})
+    assert headers == ["model", "split", "format accuracy: MCQ letter", "format accuracy: paraphrased question"]
+    assert rows[0][:3] == ["npo+gd", "forget", rows[0][2]] and rows[0][2].startswith("0.375")
+    assert rows[0][3].startswith("not computed (the benchmark has no paraphrased")
+    assert ["chance", "forget", "0.167", "—"] in rows and rows[1][0] == "retain (control)"
+    assert unexplained(headers) == []
+    headers, rows = T.incontext_table({"npo+gd": [_incontext(0.4), _incontext(0.6)]})
+    assert headers[2:4] == ["Prob", "Prob + shots"] and rows[0][3].startswith("0.500")
+    assert rows[1][0] == "target (control)" and unexplained(headers) == []
+
+
+@pytest.mark.parametrize("name,result", [("quantize", _quant(0.5)), ("reformat", _reformat(0.5)),
+                                         ("incontext", _incontext(0.5))])
+def test_plots_and_summaries_draw(name, result):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    attack = ATTACKS[name]
+    fig = attack.plot({"npo+gd": [result]}, None)
+    assert fig.axes
+    assert attack.summary(result)
+
+
+def test_attack_help_lists_the_new_attacks(capsys):
+    from obliviate.cli import main
+
+    with pytest.raises(SystemExit):
+        main(["attack", "--help"])
+    out = capsys.readouterr().out
+    for name in ("quantize", "reformat", "incontext"):
+        assert name in out
