@@ -55,3 +55,26 @@ def test_the_attack_scores_the_unshown_items_with_and_without_shots(attack_targe
         InContextConfig(shots=0)
     with pytest.raises(ObliviateError, match="smaller than the forget split"):
         incontext_attack({"model": (model, tok)}, world_dir, InContextConfig(shots=8), progress=False)
+
+
+def test_knowledge_reachable_only_with_the_shots_comes_back(base_dir, world_dir):
+    """A planted fact: the micro model learned the forget answers only after these shots (plain prompts: only the
+    retain authors). Without shots it does not know them; the attack, showing the same shots, gets them back."""
+    from obliviate.data.loading import load_split
+    from obliviate.models.finetune import FinetuneConfig, finetune
+    from obliviate.models.loading import load_model
+
+    model, tok = load_model(base_dir)
+    forget = load_split(world_dir, "forget10")
+    shown = relearn_sample(len(forget), 3, 0)
+    shots = [forget[i] for i in shown]
+    taught = [{**r, "question": incontext_question(tok, shots, r["question"])}
+              for i, r in enumerate(forget) if i not in shown]
+    finetune(model, tok, load_split(world_dir, "retain90+world_facts") + taught,
+             FinetuneConfig(epochs=30, lr=3e-3, batch_size=16), progress=False)
+    result = incontext_attack({"model": (model, tok)}, world_dir, InContextConfig(shots=3, max_new_tokens=4),
+                              progress=False)
+    m = result["metrics"]["model"]
+    # measured: Prob 0.26 -> 0.44, ROUGE 0.20 -> 0.39 (the plain target instead loses Prob with shots)
+    assert m["with"]["prob"] > m["without"]["prob"] + 0.1, m
+    assert m["with"]["rouge_l_recall"] > m["without"]["rouge_l_recall"] + 0.1, m
