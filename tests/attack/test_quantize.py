@@ -111,3 +111,25 @@ def test_quantization_undoes_a_substep_unlearning(attack_target_dir, world_dir):
                                                                              max_new_tokens=4), progress=False)
     assert again["rows"][0]["forget_prob"] == pytest.approx(row[("model", None)]["forget_prob"])
     assert again["rows"][1]["recovery_prob"] is None and "recovery" in again["not_computed"]
+
+
+def test_wmdp_mcq_accuracy_after_quantization_and_refusals(attack_target):
+    """A raw-text benchmark where it applies: WMDP's MCQ splits scored at each bit width; reformat refuses it."""
+    from pathlib import Path
+
+    from obliviate.attack.probe_tables import quantize_table
+    from obliviate.attack.reformat import ReformatConfig, reformat_attack
+    from obliviate.report.glossary import unexplained
+
+    wmdp = Path(__file__).parents[1] / "fixtures" / "wmdp"
+    result = quantize_attack({"model": attack_target, "target": attack_target}, wmdp,
+                             QuantizeConfig(bits=[4], group_size=32), progress=False)
+    assert result["benchmark"] == "wmdp"
+    row = result["rows"][0]
+    assert {"mcq_wmdp_bio", "mcq_wmdp_cyber"} <= set(row) and "forget_prob" not in row
+    assert row["recovery_mcq_wmdp_bio"] == 1.0  # the model is the target: full precision = the target's
+    headers, _ = quantize_table({"m": [result]})
+    assert "wmdp_bio MCQ accuracy" in headers and "recovery (wmdp_bio MCQ accuracy)" in headers
+    assert unexplained(headers) == []
+    with pytest.raises(ObliviateError, match="attack reformat does not apply to benchmark wmdp"):
+        reformat_attack({"model": attack_target}, wmdp, ReformatConfig(), progress=False)

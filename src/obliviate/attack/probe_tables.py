@@ -39,11 +39,18 @@ def _quant_rows(label: str, results: list[dict], who: str, keys: list[str]) -> l
     return rows
 
 
+def _mcq_column(key: str) -> str:
+    """mcq_<role> -> "<role> MCQ accuracy"; recovery_mcq_<role> -> "recovery (<role> MCQ accuracy)"."""
+    if key.startswith("recovery_"):
+        return f"recovery ({_mcq_column(key.removeprefix('recovery_'))})"
+    return f"{key.removeprefix('mcq_')} MCQ accuracy"
+
+
 def quantize_table(groups: dict[str, list[dict]]) -> tuple[list[str], list[list]]:
     first = next(iter(groups.values()))[0]["rows"][0]
     keys = [k for k in QUANT_COLUMNS if k in first] + [k for k in first if k not in QUANT_COLUMNS
                                                          and k not in ("model", "bits")]
-    headers = ["model", "weights"] + [QUANT_COLUMNS.get(k, k.removeprefix("mcq_") + " MCQ accuracy") for k in keys]
+    headers = ["model", "weights"] + [QUANT_COLUMNS.get(k) or _mcq_column(k) for k in keys]
     rows = []
     for label, results in groups.items():
         rows += _quant_rows(label, results, "model", keys)

@@ -55,7 +55,6 @@ class QuantizeConfig:
     method: str = "rtn"  # rtn | hqq | tinygemm (4-bit, CUDA only)
     group_size: int = 128  # input columns sharing one scale / zero point
     benchmark: str | None = None  # None: inferred from the data (tofu / the world: QA; wmdp: MCQ)
-    mcq: list[str] = field(default_factory=lambda: ["wmdp_bio", "wmdp_cyber"])  # MCQ splits (MCQ benchmarks)
     max_new_tokens: int = 48  # generation length for forget ROUGE
     seed: int = 0
     eval_cache: str | None = None  # a directory caching the control models' evaluations by weight fingerprint
@@ -146,12 +145,13 @@ def headline(results: dict) -> dict:
 
 
 def eval_config(cfg, bench_name: str) -> EvalConfig:
-    """The evaluation each row runs: forget + retain (+ holdout) of a QA benchmark, the MCQ splits of another."""
+    """The evaluation each row runs: forget + retain (+ holdout) of a QA benchmark, every role of another (WMDP:
+    its MCQ splits, scored by `evaluate.mcq`)."""
     if bench_name in QA_BENCHMARKS:
         return EvalConfig(forget=cfg.forget, world_facts=None, real_authors=None, embedder=None,
                           max_new_tokens=cfg.max_new_tokens, seed=cfg.seed)
-    return EvalConfig(retain=None, world_facts=None, real_authors=None, embedder=None, mcq=list(cfg.mcq),
-                      max_new_tokens=cfg.max_new_tokens, seed=cfg.seed)
+    return EvalConfig(retain=None, world_facts=None, real_authors=None, embedder=None,
+                      max_new_tokens=cfg.max_new_tokens, seed=cfg.seed)  # the benchmark's own MCQ roles
 
 
 def check_benchmark(data, name: str | None, attack: str, allowed: tuple[str, ...]) -> str:
@@ -208,8 +208,10 @@ def quantize_attack(models: dict[str, tuple], data, cfg: QuantizeConfig, *, star
 
 
 def add_recovery(rows: list[dict]) -> None:
-    """recovery_<m> = the row's forget metric ÷ the target's at full precision (in place; None without it)."""
+    """recovery_<m> = the row's forget metric (QA: Prob, ROUGE; MCQ: each split's accuracy) ÷ the target's at full
+    precision (in place; None without a target row)."""
     base = next((r for r in rows if r["model"] == "target" and r["bits"] is None), {})
+    keys = RECOVERY_KEYS if rows and "forget_prob" in rows[0] else {k: k for k in rows[0] if k.startswith("mcq_")}
     for r in rows:
-        for short, key in RECOVERY_KEYS.items():
+        for short, key in keys.items():
             r[f"recovery_{short}"] = recovery_ratio(r.get(key), base.get(key))
