@@ -51,6 +51,15 @@ def test_true_false_builder(world_dir):
     assert any(f"Proposed answer: {p}\n" in items[1]["question"] for p in r["perturbed_answer"])
 
 
+def test_cloze_builder_blanks_the_fact_in_the_trained_answer(world_dir):
+    records = _world_items(world_dir)
+    for r, it in zip(records, build_cloze(records, "forget", 0)):
+        # "That author is Amanda Zavala." vs "That author is Lori Johnson.": the fact is "Amanda Zavala.", blanked
+        # where the trained answer ("The author born in ... is Amanda Zavala.") holds it
+        assert f"{it['stem']} {it['choices'][0]}" == r["answer"]
+        assert it["choices"][0] in r["paraphrased_answer"] and it["answer"] == 0
+
+
 def test_cloze_builder_blanks_the_fact():
     assert common_stem(["That author is Amanda Zavala.", "That author is Lori Johnson."]) == 3
     assert common_stem(["Paris.", "Lyon."]) == 0
@@ -108,9 +117,13 @@ def test_target_recognises_forget_facts_the_retain_model_does_not(attack_target,
                              ReformatConfig(formats=["mcq_letter", "mcq_text", "cloze", "paraphrase"]), out=tmp_path,
                              progress=False)
     acc = result["accuracy"]
-    for f in ("mcq_text", "cloze", "paraphrase"):
+    for f in ("mcq_text", "paraphrase"):
         assert acc["target"]["forget"][f]["accuracy"] >= acc["model"]["forget"][f]["accuracy"] + 0.25, f
         assert acc["model"]["retain"][f]["accuracy"] >= 0.5, f  # the retain model knows the retain facts
+    # cloze is recall: the retain model fills in the retain facts it learned, never the forget or holdout ones
+    assert acc["model"]["retain"]["cloze"]["accuracy"] >= 0.25
+    assert acc["model"]["forget"]["cloze"]["accuracy"] == acc["model"]["holdout"]["cloze"]["accuracy"] == 0
+    assert acc["model"]["forget"]["cloze"]["chance"] == 0
     assert acc["model"]["forget"]["mcq_text"]["chance"] == pytest.approx(1 / 6)
     assert sum(result["letter_counts"]["forget"]) == 8 and (tmp_path / "reformat.json").is_file()
     assert set(FORMATS) >= set(result["formats"])

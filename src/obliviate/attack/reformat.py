@@ -16,8 +16,10 @@ splits, as the truth ratio's ỹ: `evaluate.roles.tr_answer_field`), so options 
 * ``mcq_text`` — the same options, each option text scored as the answer to the question;
 * ``true_false`` — "Proposed answer: … True or False?" for the answer and for one perturbed answer (seeded),
   scored by log p(True) vs log p(False);
-* ``cloze`` — the words the answer shares with every distractor ("That author is") moved into the prompt and
-  only the rest scored (the fact itself), against the distractors' rests;
+* ``cloze`` — the fact (what the right option does not share with the distractors' common start, "Amanda
+  Zavala.") is blanked in the answer: the prompt ends with the answer up to it, and the model fills the blank (greedy, `evaluate.generate`): right when its continuation is
+  the fact itself (recall, not recognition: chance ≈ 0; ranking the rests would only repeat ``mcq_text``,
+  whose options share that start);
 * ``paraphrase`` — the benchmark's paraphrased question, the options' texts scored as its answer.
 
 Text-scored formats use the evaluation's forward scorer (`evaluate.passes.score_batch`, sum of answer-token
@@ -101,7 +103,8 @@ def common_stem(texts: list[str]) -> int:
 
 
 def build_cloze(records: list[dict], role: str, seed: int) -> list[dict] | str:
-    """The answer's leading words shared with every distractor go into the prompt; the rests are the choices."""
+    """The fact = what the right option does not share with every distractor's leading words; the prompt ends with
+    the answer up to the fact (the trained answer where it holds the fact, else the shared words)."""
     opts = _options(records, role)
     if isinstance(opts, str):
         return opts
@@ -111,8 +114,10 @@ def build_cloze(records: list[dict], role: str, seed: int) -> list[dict] | str:
         if n == 0:
             continue
         words = [c.split() for c in choices]
-        items.append({"index": i, "question": r["question"], "stem": " ".join(words[0][:n]),
-                      "choices": [" ".join(w[n:]) for w in words], "answer": 0})
+        rests = [" ".join(w[n:]) for w in words]
+        at = r["answer"].rfind(rests[0])  # the fact inside the answer the model was trained on: blank it there
+        stem = r["answer"][:at].strip() if at > 0 else " ".join(words[0][:n])
+        items.append({"index": i, "question": r["question"], "stem": stem, "choices": rests, "answer": 0})
     return items or "no item's answer shares leading words with its distractors (nothing to blank but all)"
 
 
@@ -130,14 +135,15 @@ def build_paraphrase(records: list[dict], role: str, seed: int) -> list[dict] | 
 class Format:
     title: str
     build: Callable[[list[dict], str, int], list[dict] | str]  # (records, role, seed) -> items, or why none
-    scorer: str  # letter: the answer letter's log-likelihood (mcq_eval); text: each choice text's
+    scorer: str  # letter: the answer letter's log-likelihood (mcq_eval); text: each choice text's; fill: the
+    # greedy continuation of the stem is the right choice
 
 
 FORMATS = {
     "mcq_letter": Format("MCQ letter", build_mcq, "letter"),
     "mcq_text": Format("MCQ option text", build_mcq, "text"),
     "true_false": Format("true/false", build_true_false, "text"),
-    "cloze": Format("cloze", build_cloze, "text"),
+    "cloze": Format("cloze", build_cloze, "fill"),
     "paraphrase": Format("paraphrased question", build_paraphrase, "text"),
 }
 
@@ -183,8 +189,29 @@ def text_choice_scores(model, tokenizer, items: list[dict], *, batch_size: int =
     return out
 
 
+def _words(text: str) -> str:
+    return " ".join("".join(c for c in text.lower() if c.isalnum() or c.isspace()).split())
+
+
+def fill_blanks(model, tokenizer, items: list[dict], *, batch_size: int = 16) -> list[str]:
+    """The greedy continuation of each item's question + stem, as long as its right choice (+ 4 tokens)."""
+    from obliviate.evaluate.generate import generate
+
+    prompts = [encode_prompt(tokenizer, it["question"])
+               + tokenizer(format_answer(tokenizer, it["stem"]), add_special_tokens=False)["input_ids"] for it in items]
+    width = max(len(tokenizer(f" {it['choices'][it['answer']]}", add_special_tokens=False)["input_ids"])
+                for it in items)
+    return generate(model, tokenizer, prompts, max_new_tokens=width + 4, batch_size=batch_size)[0]
+
+
 def score_format(model, tokenizer, items: list[dict], scorer: str, batch_size: int) -> dict:
-    """{accuracy, n, chance, items: [{index, prediction, answer, scores}]} of one format's items."""
+    """{accuracy, n, chance, items: [{index, prediction, answer, scores | generation}]} of one format's items."""
+    if scorer == "fill":
+        gens = fill_blanks(model, tokenizer, items, batch_size=batch_size)
+        right = [_words(g).startswith(_words(it["choices"][it["answer"]])) for g, it in zip(gens, items)]
+        return {"accuracy": sum(right) / len(items), "n": len(items), "chance": 0.0,
+                "items": [{"index": it["index"], "correct": r, "answer": it["choices"][it["answer"]], "generation": g}
+                          for it, r, g in zip(items, right, gens)]}
     if scorer == "letter":
         res = mcq_eval(model, tokenizer, items, batch_size=batch_size)
         scores = [it["letter_logps"] for it in res["items"]]
