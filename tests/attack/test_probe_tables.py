@@ -74,3 +74,42 @@ def test_attack_help_lists_the_new_attacks(capsys):
     out = capsys.readouterr().out
     for name in ("quantize", "reformat", "incontext"):
         assert name in out
+
+
+def test_the_pipeline_hands_controls_to_every_recipe(monkeypatch, world_dir, tmp_path):
+    """An attack marked every_model runs on a recipe outside attack_recipes, and gets the run's target / retain
+    models (its pipeline_models) and the run's control-evaluation cache in its config."""
+    import dataclasses
+    import json
+    import shutil
+
+    from obliviate.attack.registry import Attack
+    from obliviate.pipeline import DemoConfig
+    from obliviate.pipeline.chains import attack_stages
+    from obliviate.stagecache import Stages
+    from obliviate.unlearn import UnlearnConfig
+
+    @dataclasses.dataclass
+    class Cfg:
+        forget: str = "forget10"
+        eval_cache: str | None = None
+
+    seen = {}
+
+    def run(model, data, cfg, out, **kw):
+        seen.update(cfg=cfg, **{k: kw.get(k) for k in ("original", "retain_model")})
+        (out / "seen.json").write_text("{}")
+        return {}
+
+    monkeypatch.setitem(ATTACKS, "probe", Attack("probe", Cfg, run, "seen.json", None, None, "", every_model=True,
+                                                 pipeline_models=("original", "retain_model")))
+    out = tmp_path / "demo"
+    shutil.copytree(world_dir, out / "world")
+    run_dir = out / "runs" / "ga_gd" / "seed0"
+    (run_dir / "eval").mkdir(parents=True)
+    (run_dir / "eval" / "eval.json").write_text(json.dumps({"splits": {}}))
+    cfg = DemoConfig(preset="tiny", seeds=1, out=str(out), recipes=["ga+gd", "npo+gd"], attacks=["probe"],
+                     attack_recipes=["npo+gd"])
+    attack_stages(cfg, Stages(out), run_dir, "ga+gd", 0, {"m": "k"}, UnlearnConfig(recipe="ga+gd"), {}, False)
+    assert seen["original"] == out / "models" / "target" and seen["retain_model"] == out / "models" / "retain"
+    assert seen["cfg"].eval_cache == str(out / "attack_cache")
