@@ -113,3 +113,29 @@ def test_the_pipeline_hands_controls_to_every_recipe(monkeypatch, world_dir, tmp
     attack_stages(cfg, Stages(out), run_dir, "ga+gd", 0, {"m": "k"}, UnlearnConfig(recipe="ga+gd"), {}, False)
     assert seen["original"] == out / "models" / "target" and seen["retain_model"] == out / "models" / "retain"
     assert seen["cfg"].eval_cache == str(out / "attack_cache")
+
+
+def test_recovery_ratio():
+    from obliviate.evaluate.metrics import recovery_ratio
+
+    assert recovery_ratio(0.3, 0.6) == pytest.approx(0.5)
+    assert recovery_ratio(None, 0.6) is None and recovery_ratio(0.3, 0.0) is None and recovery_ratio(0.3, None) is None
+
+
+def test_cli_smoke_quantize_and_reformat(attack_target_dir, world_dir, tmp_path, capsys):
+    import json
+
+    from obliviate.cli import main
+
+    target = str(attack_target_dir)
+    assert main(["attack", "quantize", "--model", target, "--data", str(world_dir), "--original", target,
+                 "--bits", "4", "--group-size", "32", "--out", str(tmp_path / "q"), "max_new_tokens=4"]) == 0
+    out = capsys.readouterr().out
+    assert "| target (control) | 4-bit |" in out and "group sizes {'4': [32]}" in out
+    q = json.loads((tmp_path / "q" / "quantize.json").read_text())
+    assert q["config"]["bits"] == [4] and (tmp_path / "q" / "quantize.png").is_file()
+    assert main(["attack", "reformat", "--model", target, "--data", str(world_dir), "--formats", "mcq_text",
+                 "--splits", "forget", "--out", str(tmp_path / "r")]) == 0
+    assert "format accuracy: MCQ option text" in capsys.readouterr().out
+    assert main(["attack", "quantize", "--model", target, "--data", str(world_dir), "--method", "zork",
+                 "--out", str(tmp_path / "z")]) != 0

@@ -43,7 +43,6 @@ from obliviate.rundir import write_json
 
 METHODS = ("rtn", "hqq", "tinygemm")
 QA_BENCHMARKS = ("world", "tofu")  # forget/retain QA splits (SPEC §2)
-QA_KEYS = ("forget_prob", "forget_rouge", "forget_truth_ratio", "retain_prob")
 RECOVERY_KEYS = {"prob": "forget_prob", "rouge": "forget_rouge"}
 MISSING_EXTRA = "the quantization attack needs torchao: pip install 'obliviate[quantize]'"
 
