@@ -109,3 +109,26 @@ def test_matched_claims_count_only_runs_stopped_at_the_retain_level():
                                                                               "stopped_at": 8}} for m in (0.40, 0.41)]}
     out = C.test_part(part, runs, None)
     assert out["verdict"] == C.HOLDS and out["diff"] == pytest.approx(0.51 - 0.405)
+
+
+def _quant_run(model: dict, retain: dict) -> dict:
+    """A seed run's quantize.json rows: {bits: forget Prob} of the model and the retain control (target Prob 0.5)."""
+    rows = [{"model": who, "bits": b, "forget_prob": p, "recovery_prob": p / 0.5}
+            for who, probs in (("model", model), ("retain", retain)) for b, p in probs.items()]
+    return {"quantize": {"rows": rows}}
+
+
+def test_quantization_claims_compare_rows_of_the_same_runs():
+    runs = {"npo+gd": [_quant_run({None: 0.05 + d, 8: 0.06 + d, 4: 0.30 + d}, {None: 0.04, 8: 0.04, 4: 0.05})
+                       for d in (0.0, 0.01, 0.02)]}
+    assert C.quantize_value(4)(runs["npo+gd"][1]) == pytest.approx(0.31)
+    assert C.quantize_gain(4)(runs["npo+gd"][0]) == pytest.approx((0.30 - 0.05) / 0.5)
+    assert C.quantize_gain(4, "retain")(runs["npo+gd"][0]) == pytest.approx(0.01 / 0.5)
+    four_vs_eight = C.CLAIMS["quantization_4bit_restores"].parts[0]
+    out = C.test_part(four_vs_eight, runs, None)
+    assert out["verdict"] == C.HOLDS and out["diff"] == pytest.approx(0.24)
+    npo_vs_retain = C.CLAIMS["quantization_recovers_unlearning"].parts[1]
+    out = C.test_part(npo_vs_retain, runs, None)
+    assert out["verdict"] == C.HOLDS and out["diff"] == pytest.approx((0.25 - 0.01) / 0.5)
+    ga = C.test_part(C.CLAIMS["quantization_recovers_unlearning"].parts[0], runs, None)
+    assert ga["verdict"] == C.NOT_COMPUTED and ga["why"] == "ga+gd: 0 seed(s) with a value, need 2"

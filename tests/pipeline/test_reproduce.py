@@ -33,6 +33,10 @@ def test_reproduce_fine_tunes_the_given_model_and_tests_every_claim(reproduce_ru
     assert (runs / "npo_gd" / "seed0" / "relearn" / "relearn.json").is_file()
     assert not (runs / "me_gd" / "seed0" / "relearn").exists()
     assert (runs / "me_gd" / "seed0" / "mia" / "mia.json").is_file()
+    for attack in ("quantize", "reformat"):  # on every recipe, with the run's target / retain models as controls
+        result = json.loads((runs / "me_gd" / "seed1" / attack / f"{attack}.json").read_text())
+        assert {"target", "retain"} <= {r["model"] for r in result["rows"]} if attack == "quantize" \
+            else {"target", "retain"} <= set(result["accuracy"])
     for name in ("npo_gd", "npo_gd_reference-original", "me_gd"):
         for seed in (0, 1):
             info = json.loads((out / "continual" / name / f"seed{seed}" / "continual.json").read_text())

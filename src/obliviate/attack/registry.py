@@ -18,9 +18,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from obliviate import ObliviateError
-from obliviate.attack import tables
+from obliviate.attack import probe_tables, tables
+from obliviate.attack.incontext import InContextConfig
 from obliviate.attack.jailbreak import JailbreakConfig
 from obliviate.attack.mia import MIAConfig
+from obliviate.attack.quantize import QuantizeConfig
+from obliviate.attack.reformat import ReformatConfig
 from obliviate.attack.relearn import RelearnConfig
 from obliviate.config import write_run_info
 from obliviate.rundir import write_json
@@ -106,6 +109,51 @@ def run_mia(model, data: str | Path, cfg: MIAConfig, out: str | Path, *, start_r
     return result
 
 
+def _with_controls(model, original, retain_model, allow_pickle: bool) -> dict[str, tuple]:
+    """{"model", "target" (= `original`), "retain"}: the attacked model and the control models that were given."""
+    given = {"model": model, "target": original, "retain": retain_model}
+    return {name: _load(m, allow_pickle) for name, m in given.items() if m is not None}
+
+
+def run_quantize(model, data: str | Path, cfg: QuantizeConfig, out: str | Path, *, start_results: dict | None = None,
+                 retain_results=None, original=None, retain_model=None, allow_pickle: bool = False,
+                 progress: bool = True) -> dict:
+    """Weight quantization (`attack.quantize`) of the model and of `original` / `retain_model` as controls
+    (signature: `run_relearn`); without `original`, no recovery ratio (its reason is recorded)."""
+    from obliviate.attack.quantize import quantize_attack
+
+    result = quantize_attack(_with_controls(model, original, retain_model, allow_pickle), data, cfg,
+                             start_results=start_results, out=out, progress=progress)
+    write_run_info(out, cfg, seed=cfg.seed)
+    return result
+
+
+def run_reformat(model, data: str | Path, cfg: ReformatConfig, out: str | Path, *, start_results: dict | None = None,
+                 retain_results=None, original=None, retain_model=None, allow_pickle: bool = False,
+                 progress: bool = True) -> dict:
+    """Reformatted questions (`attack.reformat`) for the model, `original` and `retain_model` (signature:
+    `run_relearn`)."""
+    from obliviate.attack.reformat import reformat_attack
+
+    result = reformat_attack(_with_controls(model, original, retain_model, allow_pickle), data, cfg, out=out,
+                             progress=progress)
+    write_run_info(out, cfg, seed=cfg.seed)
+    return result
+
+
+def run_incontext(model, data: str | Path, cfg: InContextConfig, out: str | Path, *,
+                  start_results: dict | None = None, retain_results=None, original=None, retain_model=None,
+                  allow_pickle: bool = False, progress: bool = True) -> dict:
+    """Forget pairs in the prompt (`attack.incontext`), the same shots against `original` and `retain_model`
+    (signature: `run_relearn`)."""
+    from obliviate.attack.incontext import incontext_attack
+
+    result = incontext_attack(_with_controls(model, original, retain_model, allow_pickle), data, cfg,
+                              start_results=start_results, out=out, progress=progress)
+    write_run_info(out, cfg, seed=cfg.seed)
+    return result
+
+
 @dataclass(frozen=True)
 class Attack:
     """One attack: how to run it, where its result goes, how the report shows it.
@@ -129,6 +177,9 @@ class Attack:
     # pipeline runs it on every unlearned model, not only on its attacked recipes
     code: tuple[str, ...] = ()  # obliviate modules its result depends on (a pipeline stage's key hashes them);
     # empty: the module `run` is defined in
+    every_model: bool = False  # a pipeline runs it on every unlearned model (not only on `attack_recipes`)
+    pipeline_models: tuple[str, ...] = ()  # the model references a pipeline passes: original (its target model),
+    # retain_model (its retain model), as the attack's control rows
 
 
 ATTACKS = {
@@ -161,6 +212,41 @@ ATTACKS = {
         summary=tables.mia_summary, help="membership inference: LOSS, zlib, Min-K%, Min-K%++ AUCs, forget vs holdout",
         flags={"holdout": "non-member split (default holdoutXX of the forget level)"},
         references=("retain_model",), reuses_eval=True, code=("attack/mia", "evaluate")),
+    "quantize": Attack(
+        "Quantization (weight-only, round to nearest)", QuantizeConfig, run_quantize, "quantize.json",
+        probe_tables.quantize_table, probe_tables.quantize_plot,
+        "forget and retain metrics after weight-only quantization (torchao, per group); recovery = forget metric ÷ "
+        "the target's at full precision; the target and retain models quantized the same way are the controls",
+        summary=probe_tables.quantize_summary,
+        help="quantize the weights to 8/4 bits: does rounding bring forgotten answers back?",
+        flags={"bits": "comma-separated weight bit widths (default 8,4)",
+               "method": "rtn (affine round to nearest) | hqq (torchao's HQQ scales) | tinygemm (int4, CUDA only)",
+               "group_size": "input columns per scale (default 128; the largest divisor below it where it does "
+                             "not divide a layer)"},
+        references=("original", "retain_model"), code=("attack/quantize", "evaluate"), every_model=True,
+        pipeline_models=("original", "retain_model")),
+    "reformat": Attack(
+        "Reformatted questions", ReformatConfig, run_reformat, "reformat.json",
+        probe_tables.reformat_table, probe_tables.reformat_plot,
+        "accuracy when the same facts are asked as multiple choice (letter / option text), true/false, cloze or a "
+        "paraphrased question; the retain model (never saw the forget facts) says what 'forgotten' reaches",
+        summary=probe_tables.reformat_summary,
+        help="ask the forget facts as multiple choice, true/false, cloze and paraphrased questions",
+        flags={"formats": "comma-separated: mcq_letter,mcq_text,true_false,cloze,paraphrase (default all)",
+               "splits": "comma-separated: forget,retain,holdout (default all)"},
+        references=("original", "retain_model"), code=("attack/reformat", "attack/quantize", "evaluate"),
+        every_model=True, pipeline_models=("original", "retain_model")),
+    "incontext": Attack(
+        "In-context forget pairs", InContextConfig, run_incontext, "incontext.json",
+        probe_tables.incontext_table, probe_tables.incontext_plot,
+        "forget metrics on the items not shown, with and without k forget question–answer pairs in the prompt; the "
+        "same shots against the target and the retain model as controls",
+        summary=probe_tables.incontext_summary,
+        help="show k forget question-answer pairs in the prompt, then ask the other forget questions",
+        flags={"shots": "forget pairs in the prompt (default 4; the relearning attacker's sample)",
+               "seed": "default 0"},
+        references=("original", "retain_model"), code=("attack/incontext", "attack/quantize", "evaluate"),
+        pipeline_models=("original", "retain_model")),
 }
 
 

@@ -4,6 +4,10 @@
     obliviate attack jailbreak --model M --data D [--original TARGET --match-layer 2] [--position prefix|suffix]
         [--tokens 20] [--steps 250] [--search-width 128] [--topk 64] [--time-limit S] --out RUN
     obliviate attack mia --model M --data D [--retain-model R]
+    obliviate attack quantize --model M --data D --original TARGET --retain-model R [--bits 8,4] [--method rtn]
+        [--group-size 128]                    (also --data wmdp: MCQ accuracy after quantization)
+    obliviate attack reformat --model M --data D --original TARGET --retain-model R
+    obliviate attack incontext --model M --data D --original TARGET --retain-model R --shots 4
 
 One subcommand per `attack.registry.ATTACKS` record: its flags, run, table and plot come from the record.
 Each writes `<out>/<result>` (+ run.json, + `<out>/<attack>.png`); the report card's "Attacks" section shows
@@ -21,12 +25,17 @@ REFERENCE_HELP = {"original": "the model before unlearning (e.g. enhanced GCG: m
                   "retain_results": "the retain model's eval.json (adds Forget Quality)"}
 
 
+def _literal(text: str) -> str:
+    """Help text as argparse prints it literally ("Min-K%" would otherwise be a format directive)."""
+    return text.replace("%", "%%")
+
+
 def add_arguments(p):
     from obliviate.attack.registry import ATTACKS
 
     sub = p.add_subparsers(dest="attack", metavar="ATTACK", required=True)
     for name, attack in ATTACKS.items():
-        a = sub.add_parser(name, help=attack.help or attack.title)
+        a = sub.add_parser(name, help=_literal(attack.help or attack.title))
         a.add_argument("--model", required=True, help="the (unlearned) model directory")
         a.add_argument("--data", required=True)
         a.add_argument("--benchmark", default=None, help="default: inferred from --data, and said; the attacks read "
@@ -36,24 +45,28 @@ def add_arguments(p):
         a.add_argument("--config", help="YAML with the attack's config fields")
         a.add_argument("--allow-pickle", action="store_true")
         for field, help_ in attack.flags.items():
-            a.add_argument(f"--{field.replace('_', '-')}", dest=f"cfg_{field}", default=None, help=help_)
+            a.add_argument(f"--{field.replace('_', '-')}", dest=f"cfg_{field}", default=None, help=_literal(help_))
         for ref in attack.references:
             a.add_argument(f"--{ref.replace('_', '-')}", default=None, help=REFERENCE_HELP.get(ref, ""))
         a.add_argument("overrides", nargs="*", help=f"{attack.config.__name__} overrides, e.g. batch_size=4")
 
 
 def run(args):
+    import dataclasses
+
     from obliviate.attack.registry import get_attack
     from obliviate.data.benchmarks import resolve_benchmark
     from obliviate.html import figure_png, table_md
 
     attack = get_attack(args.attack)
     bench, said = resolve_benchmark(args.benchmark, args.data)
-    if "forget" not in bench.split_roles:
+    flags = {k[4:]: v for k, v in vars(args).items() if k.startswith("cfg_")}
+    if "benchmark" in {f.name for f in dataclasses.fields(attack.config)}:  # the attack says what it applies to
+        flags["benchmark"] = bench.name
+    elif "forget" not in bench.split_roles:
         raise ObliviateError(f"attack {args.attack}: benchmark {bench.name} has no forget split read by name "
                              "(the attacks score answers to forget questions); use world or tofu data")
     print(said)
-    flags = {k[4:]: v for k, v in vars(args).items() if k.startswith("cfg_")}
     cfg = load_config(attack.config, args.config, args.overrides, forget=args.forget, **flags)
     refs = {ref: getattr(args, ref) for ref in attack.references}
     with run_dir(Path(args.out or Path(args.model) / args.attack), args.model) as out:

@@ -231,6 +231,16 @@ def mcq_accuracy(predictions: Sequence[int], answers: Sequence[int]) -> float:
     return float(np.mean([p == a for p, a in zip(predictions, answers, strict=True)]))
 
 
+def recovery_ratio(after: float | None, before: float | None) -> float | None:
+    """A forget metric after an attack ÷ the target model's before unlearning (None when either is missing or
+    the target's is 0): 1 = everything the target knew is back (Zhang et al., arXiv:2410.16454).
+
+    >>> recovery_ratio(0.3, 0.6)
+    0.5
+    """
+    return after / before if after is not None and before else None
+
+
 # ----------------------------------------------------------------------------------------------- registry
 
 
@@ -355,6 +365,16 @@ METRICS = {
     "mcq_accuracy": Metric(mcq_accuracy, True, "corpus", "a question/choices/answer split", "mcq", "MCQ accuracy",
                            description="fraction of multiple-choice items answered right",
                            paper="WMDP (Li et al. 2024)"),
+    "format_accuracy": Metric(mcq_accuracy, True, "corpus", "reformatted items (attack reformat: multiple choice, "
+                              "true/false, cloze, paraphrased question)", label="format accuracy",
+                              description="fraction of reformatted items whose highest-likelihood choice is the "
+                                          "right one (chance beside it)",
+                              paper="Lynch et al., Eight Methods to Evaluate Robust Unlearning (arXiv:2402.16835)"),
+    "recovery_ratio": Metric(recovery_ratio, None, "corpus", "a forget metric after an attack and the target's",
+                             label="recovery", description="forget metric after the attack ÷ the target's before "
+                             "unlearning (1 = all back; the retain model's value = nothing was there to recover)",
+                             paper="Zhang et al., Catastrophic Failure of LLM Unlearning via Quantization "
+                                   "(arXiv:2410.16454)"),
 }
 
 

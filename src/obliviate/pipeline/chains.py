@@ -53,12 +53,13 @@ def chain_job(cfg: DemoConfig, recipe: str, seed: int, progress: bool = False) -
 
 def attack_config(cfg: DemoConfig, name: str, config_cls: type, ucfg, seed: int):
     """The config of attack `name` in a pipeline run: the run's shared settings (forget split, the attacker's k
-    known forget items, the unlearning lr, generation length, seed), then the DemoConfig fields named
+    known forget items, the unlearning lr, generation length, seed, the run's cache of control-model evaluations),
+    then the DemoConfig fields named
     `<name>_<field>` (e.g. `relearn_steps`, `jailbreak_tokens`), each kept only where `config_cls` has the field."""
     fields = {f.name for f in dataclasses.fields(config_cls)}
     size = None if cfg.base_model else cfg.model_size
     shared = {"forget": cfg.forget, "k": cfg.relearn_k, "lr": ucfg.hyperparams(size).lr,
-              "max_new_tokens": cfg.max_new_tokens, "seed": seed}
+              "max_new_tokens": cfg.max_new_tokens, "seed": seed, "eval_cache": str(Path(cfg.out) / "attack_cache")}
     own = {f.name[len(name) + 1:]: getattr(cfg, f.name) for f in dataclasses.fields(cfg)
            if f.name.startswith(name + "_")}
     return config_cls(**{k: v for k, v in {**shared, **own}.items() if k in fields})
@@ -80,22 +81,25 @@ def attack_stages(cfg: DemoConfig, st: Stages, run_dir: Path, recipe: str, seed:
     """Each attack of `cfg.attacks` (an `attack.registry.ATTACKS` record) on the unlearned model of `run_dir`, as
     the stage `run_dir/<attack>/`, keyed by the evaluated model's key, the attack's config and its code.
 
-    An attack that runs from the evaluation's saved scores (`Attack.reuses_eval`, e.g. mia: no model pass) runs on
-    every recipe; the others on `cfg.attacked(recipe)`. Every attack gets the model's own evaluation (its start)
+    An attack that runs from the evaluation's saved scores (`Attack.reuses_eval`, e.g. mia: no model pass) or is
+    marked `every_model` (quantize, reformat) runs on every recipe; the others on `cfg.attacked(recipe)`. An attack's
+    `pipeline_models` get the run's target / retain models (its controls). Every attack gets the model's own evaluation (its start)
     and the retain model's (Forget Quality, MIA's reference)."""
     from obliviate.attack.registry import ATTACKS
     from obliviate.evaluate import load_results
 
     world = Path(cfg.out) / "world"
+    models = {"original": Path(cfg.out) / "models" / "target", "retain_model": Path(cfg.out) / "models" / "retain"}
     for name in cfg.attacks:
         attack = ATTACKS[name]
-        if not (attack.reuses_eval or cfg.attacked(recipe)):
+        if not (attack.reuses_eval or attack.every_model or cfg.attacked(recipe)):
             continue
         acfg = attack_config(cfg, name, attack.config, ucfg, seed)
 
         def do_attack(d: Path, attack=attack, acfg=acfg):
             attack.run(run_dir / "model", world, acfg, d, start_results=load_results(run_dir / "eval"),
-                       retain_results=retain_res, progress=progress)
+                       retain_results=retain_res, progress=progress,
+                       **{ref: models[ref] for ref in attack.pipeline_models})
 
         st.run(run_dir / name, {**eval_key, name: dataclasses.asdict(acfg), "code_attack": attack_code(attack)},
                do_attack)

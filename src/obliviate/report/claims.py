@@ -66,6 +66,24 @@ def at_matched_forgetting(value: Callable[[dict], float | None]) -> Callable[[di
     return get
 
 
+def quantize_value(bits: int | None, key: str = "forget_prob", who: str = "model") -> Callable[[dict], float | None]:
+    """A row of the quantization attack: `who` (model | target | retain) at `bits` (None: full precision)."""
+    def get(run: dict) -> float | None:
+        rows = (run.get("quantize") or {}).get("rows") or []
+        return next((r.get(key) for r in rows if r["model"] == who and r["bits"] == bits), None)
+    return get
+
+
+def quantize_gain(bits: int, who: str = "model") -> Callable[[dict], float | None]:
+    """How much `bits`-bit quantization raised `who`'s forget-Prob recovery ratio over its full-precision one."""
+    after, before = quantize_value(bits, "recovery_prob", who), quantize_value(None, "recovery_prob", who)
+
+    def get(run: dict) -> float | None:
+        a, b = after(run), before(run)
+        return a - b if a is not None and b is not None else None
+    return get
+
+
 def continual_drop(key: str = "model_utility") -> Callable[[dict], float | None]:
     """How much `key` fell from before task 1 to after the last task of a continual run (positive = degraded)."""
     def get(info: dict) -> float | None:
@@ -117,7 +135,8 @@ def side(lo: float, hi: float, x: float = 0.0) -> str:
 class Comparison:
     """One comparison: `a` vs `b` (recipe names, or continual spec names when `source` is "continual") on a value.
 
-    kind "greater": a > b (or a < b when `lower=True`); kind "at_least": a / target ≥ `threshold`."""
+    kind "greater": a > b (or a < b when `lower=True`); kind "at_least": a / target ≥ `threshold`. `value_b`: b's
+    value when it is another than a's (e.g. one recipe's 4-bit against its 8-bit row)."""
 
     label: str
     a: str
@@ -127,6 +146,7 @@ class Comparison:
     lower: bool = False
     threshold: float = 0.0
     source: str = "runs"  # runs (recipe × seed) | continual (continual/<name>/seed<k>)
+    value_b: Callable[[dict], float | None] | None = None
 
 
 def _values(groups: dict[str, list[dict]], name: str, value) -> list[float]:
@@ -149,9 +169,10 @@ def test_part(part: Comparison, groups: dict[str, list[dict]], target: dict | No
             return {**out, "verdict": NOT_COMPUTED, "why": f"{part.a}: {len(ratios)} seed(s) with a value, need 2"}
         m, lo, hi = t_interval(ratios)
         return {**out, "ratio": m, "lo": lo, "hi": hi, "verdict": side(lo, hi, part.threshold), "why": ""}
-    b = _values(groups, part.b, part.value)
+    b = _values(groups, part.b, part.value_b or part.value)
     out["b_values"] = b
     short = [f"{n}: {len(v)} seed(s) with a value" for n, v in ((part.a, a), (part.b, b)) if len(v) < 2]
+    short = list(dict.fromkeys(short))
     if short:
         return {**out, "verdict": NOT_COMPUTED, "why": "; ".join(short) + ", need 2"}
     d, lo, hi = welch_interval(a, b)
@@ -224,6 +245,19 @@ CLAIMS = {
         (Comparison("forget Prob after relearning, matched start: npo+gd+sam < npo+gd", "npo+gd+sam",
                     at_matched_forgetting(relearn_value("prob")), "npo+gd", lower=True),),
         MATCHED_NOTE),
+    "quantization_4bit_restores": Claim(
+        "4-bit weight quantization restores more forget knowledge of NPO+GD than 8-bit",
+        "Catastrophic Failure of LLM Unlearning via Quantization (Zhang et al., ICLR 2025)",
+        (Comparison("forget Prob of npo+gd: 4-bit > 8-bit", "npo+gd", quantize_value(4), "npo+gd",
+                    value_b=quantize_value(8)),),
+        "The quantization attack's rows of the same unlearned models (torchao RTN, the run's group size)."),
+    "quantization_recovers_unlearning": Claim(
+        "Under 4-bit quantization GA and NPO recover more than the retain model, which has nothing to recover",
+        "Catastrophic Failure of LLM Unlearning via Quantization (Zhang et al., ICLR 2025)",
+        tuple(Comparison(f"4-bit recovery gain: {r} > retain model", r, quantize_gain(4), r,
+                         value_b=quantize_gain(4, "retain")) for r in ("ga+gd", "npo+gd")),
+        "Recovery gain = forget-Prob recovery ratio (÷ the target's full-precision Prob) at 4 bits minus at full "
+        "precision; the retain model's comes from the control rows of the same attack runs."),
 }
 
 

@@ -16,7 +16,7 @@ import re
 from obliviate.evaluate.metrics import METRICS
 
 # columns every table may show that are no metric: names, counts, settings
-PLAIN_COLUMNS = ("model", "recipe", "seeds", "step", "items", "search s")
+PLAIN_COLUMNS = ("model", "recipe", "seeds", "step", "items", "search s", "split", "weights")
 ARROWS = {True: "↑", False: "↓", None: "target value"}
 
 
