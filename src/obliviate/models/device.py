@@ -1,0 +1,66 @@
+"""Where tensors live: one place that picks the device, the autocast and the matmul precision.
+
+    dev = default_device()            # accelerate's: cuda:<local rank> when CUDA is present, else cpu (or mps)
+    with autocast(dev): logits = model(**batch).logits   # bf16 on CUDA, off on CPU
+    batch = to_device(batch, model)   # inputs follow the model's device
+
+Nothing else in obliviate names a device: models are placed by `load_model` (or by `device_map=` from
+`--model-args`), training by `accelerate.Accelerator`, and every input tensor follows its model.
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+import torch
+
+
+def default_device() -> torch.device:
+    """accelerate's device for this process (`PartialState().device`): cuda:<local rank>, mps, or cpu."""
+    from accelerate import PartialState
+
+    return PartialState().device
+
+
+def model_device(model) -> torch.device:
+    """The device of a model's first parameter (its input embedding under a `device_map`)."""
+    emb = getattr(model, "get_input_embeddings", None)
+    if callable(emb) and emb() is not None:
+        return emb().weight.device
+    return next(model.parameters()).device
+
+
+def to_device(batch, model_or_device):
+    """A dict / list / tensor moved to the model's device (or a device given as such)."""
+    dev = model_or_device if isinstance(model_or_device, (torch.device, str)) else model_device(model_or_device)
+    if isinstance(batch, torch.Tensor):
+        return batch.to(dev)
+    if isinstance(batch, dict):
+        return {k: to_device(v, dev) for k, v in batch.items()}
+    if isinstance(batch, (list, tuple)):
+        return type(batch)(to_device(v, dev) for v in batch)
+    return batch
+
+
+def autocast_kwargs(device: torch.device | str, enabled: bool | None = None) -> dict:
+    """`torch.autocast` arguments: bf16 on by default on CUDA (when the GPU supports it), off on CPU.
+
+    `enabled=True` on CPU asks for CPU bf16 autocast explicitly (slower than fp32 on most CPUs)."""
+    dev = torch.device(device)
+    if enabled is None:
+        enabled = dev.type == "cuda" and torch.cuda.is_bf16_supported()
+    return dict(device_type=dev.type, dtype=torch.bfloat16, enabled=bool(enabled))
+
+
+def autocast(device: torch.device | str, enabled: bool | None = None):
+    """The autocast context of `autocast_kwargs` (a null context when it is off)."""
+    kw = autocast_kwargs(device, enabled)
+    return torch.autocast(**kw) if kw["enabled"] else contextlib.nullcontext()
+
+
+def allow_tf32() -> None:
+    """TF32 matmuls and convolutions on Ampere+ GPUs (a no-op on CPU): ~8x the fp32 matmul rate, 10-bit mantissa
+    products accumulated in fp32, which unlearning and evaluation tolerate."""
+    if torch.cuda.is_available():
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
