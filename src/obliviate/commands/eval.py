@@ -13,6 +13,7 @@ from pathlib import Path
 from obliviate import ObliviateError
 from obliviate.config import load_config
 from obliviate.data.benchmarks import BENCHMARKS, resolve_benchmark
+from obliviate.models.hub import add_model_arguments
 from obliviate.rundir import run_dir
 
 
@@ -34,6 +35,7 @@ def add_arguments(p):
     p.add_argument("--overwrite", action="store_true", help="replace an eval.json of another model in --out")
     p.add_argument("--allow-pickle", action="store_true", help="allow loading pickle checkpoints (trusted files only)")
     p.add_argument("--trust-remote-code", action="store_true")
+    add_model_arguments(p)
     p.add_argument("overrides", nargs="*", help="EvalConfig overrides, e.g. max_new_tokens=48 max_items=20")
 
 
@@ -57,7 +59,8 @@ def _reference(kind: str, model_spec, results_path, data, cfg, out: Path, args, 
     if not model_spec:
         return None
     ref_cfg = dataclasses.replace(cfg, embedder=None, nli=None, verbmem=None, knowmem=None, mcq=[])
-    model, tok = load_model(model_spec, allow_pickle=args.allow_pickle, trust_remote_code=args.trust_remote_code)
+    model, tok = load_model(model_spec, allow_pickle=args.allow_pickle, trust_remote_code=args.trust_remote_code,
+                            model_args=args.model_args)
     t = time.time()
     res = evaluate(model, tok, data, ref_cfg, benchmark=bench, out=out / kind, model_name=str(model_spec),
                    overwrite=args.overwrite)
@@ -87,7 +90,8 @@ def _run(args, cfg, out: Path, bench) -> None:
     from obliviate.evaluate.suite import summary_rows
     from obliviate.models.loading import load_model
 
-    model, tok = load_model(args.model, allow_pickle=args.allow_pickle, trust_remote_code=args.trust_remote_code)
+    model, tok = load_model(args.model, allow_pickle=args.allow_pickle, trust_remote_code=args.trust_remote_code,
+                          model_args=args.model_args)
     retain = _reference("retain", args.retain_model, args.retain_results, args.data, cfg, out, args, bench)
     before = _reference("before", args.before_model, args.before_results, args.data, cfg, out, args, bench)
     nli = load_nli(cfg.nli, allow_pickle=args.allow_pickle, trust_remote_code=args.trust_remote_code) \

@@ -3,6 +3,7 @@
 from obliviate.config import load_config
 from obliviate.data.loading import load_split
 from obliviate.models.finetune import FinetuneConfig, finetune, resolve_lr, save_finetuned
+from obliviate.models.hub import add_model_arguments
 from obliviate.models.loading import check_output_dir, load_model, model_size_name
 from obliviate.rundir import run_dir
 
@@ -17,6 +18,7 @@ def add_arguments(p):
     p.add_argument("--overwrite", action="store_true")
     p.add_argument("--allow-pickle", action="store_true", help="allow loading pickle checkpoints (trusted files only)")
     p.add_argument("--trust-remote-code", action="store_true")
+    add_model_arguments(p)
     p.add_argument("overrides", nargs="*", help="FinetuneConfig overrides, e.g. epochs=20 lr=3e-3 lora=true lora_r=16 "
                    "group_by_length=false")
 
@@ -26,7 +28,8 @@ def run(args):
     out = check_output_dir(args.out, args.model, overwrite=args.overwrite)
     with run_dir(out):
         records = load_split(args.data, cfg.split)
-        model, tok = load_model(args.model, allow_pickle=args.allow_pickle, trust_remote_code=args.trust_remote_code)
+        model, tok = load_model(args.model, allow_pickle=args.allow_pickle, trust_remote_code=args.trust_remote_code,
+                              model_args=args.model_args)
         size = model_size_name(model)
         cfg.lr = resolve_lr(cfg.lr, model)
         log = finetune(model, tok, records, cfg)

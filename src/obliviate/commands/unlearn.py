@@ -8,6 +8,7 @@ from pathlib import Path
 from obliviate.config import load_config
 from obliviate.data.benchmarks import BENCHMARKS, resolve_benchmark, training_records
 from obliviate.data.loading import load_refusals
+from obliviate.models.hub import add_model_arguments
 from obliviate.models.loading import check_output_dir, load_model
 from obliviate.rundir import run_dir, write_json
 from obliviate.unlearn import UnlearnConfig, unlearn
@@ -36,6 +37,7 @@ def add_arguments(p):
     p.add_argument("--overwrite", action="store_true")
     p.add_argument("--allow-pickle", action="store_true", help="allow loading pickle checkpoints (trusted files only)")
     p.add_argument("--trust-remote-code", action="store_true")
+    add_model_arguments(p)
     p.add_argument("overrides", nargs="*", help="UnlearnConfig overrides, e.g. lr=1e-3 npo_beta=0.2 smoothing=sam")
 
 
@@ -63,7 +65,7 @@ def _run(args, cfg, out: Path, bench):
     retain = training_records(bench, args.data, "retain_train", retain_split)[0] \
         if needs & {"retain", "retain_alternate"} else None
     refusals = load_refusals(args.data) if needs & {"alternate", "retain_alternate"} else None
-    load = dict(allow_pickle=args.allow_pickle, trust_remote_code=args.trust_remote_code)
+    load = dict(allow_pickle=args.allow_pickle, trust_remote_code=args.trust_remote_code, model_args=args.model_args)
     model, tok = load_model(args.model, **load)
     ref = load_model(args.ref_model, with_tokenizer=False, **load) if args.ref_model else None
     model, log = unlearn(model, tok, forget, retain, cfg, refusals=refusals, out_dir=out, resume=args.resume,
