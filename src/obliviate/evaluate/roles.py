@@ -78,13 +78,13 @@ def training_record(model, data, forget_records: list[dict]) -> dict | None:
     """{split, forget_items_seen} of a model whose obliviate.json names its training split, found in `data`.
 
     Lets a later evaluation refuse this model as a retain reference when it has seen the forget items."""
-    import json
+    from obliviate.models.loading import read_json
 
     path = getattr(model, "name_or_path", None) or getattr(getattr(model, "config", None), "_name_or_path", None)
     meta = Path(str(path)) / "obliviate.json" if path else None
     if meta is None or not meta.is_file():
         return None
-    split = json.loads(meta.read_text()).get("split")
+    split = read_json(meta).get("split")
     if not split or isinstance(data, dict) or data is None or not Path(data).is_dir():
         return {"split": split, "forget_items_seen": None} if split else None
     try:

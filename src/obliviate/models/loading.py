@@ -205,6 +205,8 @@ def _resolve(spec: str | Path, *, allow_pickle: bool, revision: str | None) -> t
         if not is_local_model_dir(path):
             raise ObliviateError(f"{path}: not a model directory (no config.json or adapter_config.json)")
         check_weights(path, allow_pickle=allow_pickle)
+        if (path / "obliviate.json").is_file():
+            read_json(path / "obliviate.json")  # read later by several stages: malformed is one line now
         return path, True
     if _looks_local(str(spec)):
         raise ObliviateError(f"{spec}: no such model directory")
@@ -240,9 +242,13 @@ def load_model(spec: str | Path, *, allow_pickle: bool = False, trust_remote_cod
         model, tok = _load_adapter(where, args, allow_pickle, trust_remote_code, merge_adapter, with_tokenizer)
     else:
         with no_library_bars() if local_only else contextlib.nullcontext(), one_line_errors(f"model {spec}"):
-            model = AutoModelForCausalLM.from_pretrained(
+            model, info = AutoModelForCausalLM.from_pretrained(
                 where, trust_remote_code=trust_remote_code, use_safetensors=None if allow_pickle else True,
-                local_files_only=local_only, **kw)
+                local_files_only=local_only, output_loading_info=True, **kw)
+        if info.get("missing_keys"):  # transformers would initialise them at random: plausible, wrong numbers
+            missing = sorted(info["missing_keys"])
+            raise ObliviateError(f"cannot load model {spec}: its weights lack {len(missing)} of the model's tensors "
+                                 f"(e.g. {missing[0]}); the checkpoint does not match config.json")
         place(model, kw)
         tok = load_tokenizer(where, trust_remote_code=trust_remote_code, revision=args.get("revision"),
                              local_files_only=local_only) if with_tokenizer else None
