@@ -6,7 +6,9 @@ Writes `<out>/eval.json` (layout: obliviate/evaluate/suite.py) and prints a shor
 finished work); `--retain-results` / `--before-results` reuse a saved eval.json instead.
 """
 
+import contextlib
 import dataclasses
+import os
 import time
 from pathlib import Path
 
@@ -80,7 +82,9 @@ def run(args):
                              f"({', '.join(bench.eval_roles())})")
     print(said)
     torch.manual_seed(cfg.seed)
-    with run_dir(_out_dir(args), args.model) as out:
+    # `accelerate launch`: every process evaluates its share of the items; the main one claims, locks and writes
+    main = int(os.environ.get("RANK", "0")) == 0
+    with run_dir(_out_dir(args), args.model) if main else contextlib.nullcontext(_out_dir(args)) as out:
         _run(args, cfg, out, bench)
 
 
@@ -99,7 +103,11 @@ def _run(args, cfg, out: Path, bench) -> None:
     t = time.time()
     results = evaluate(model, tok, args.data, cfg, benchmark=bench, retain_results=retain, before_results=before,
                        out=out, model_name=str(args.model), overwrite=args.overwrite, nli=nli)
-    _print_table(summary_rows(results), f"obliviate eval: {args.model} ({time.time() - t:.1f}s)")
+    if int(os.environ.get("RANK", "0")) != 0:
+        return
+    where = results.get("device", {})
+    _print_table(summary_rows(results), f"obliviate eval: {args.model} on {where.get('device')}"
+                 f"{' (bf16 autocast)' if where.get('autocast') else ''} ({time.time() - t:.1f}s)")
     print(f"wrote {out / 'eval.json'}")
 
 

@@ -31,9 +31,10 @@ from collections.abc import Sequence
 import torch
 
 from obliviate.data.format import IGNORE_INDEX, encode_qa, pad_batch, pad_token_id
+from obliviate.models.device import model_device, to_device
+from obliviate.evaluate.distributed import is_main_process, map_batches, split_map
 from obliviate.evaluate.metrics import exact_memorization, extraction_strength, min_k_pp_score, min_k_score
 from obliviate.models.logps import selective_logps, sequence_logps
-from obliviate.models.microbatch import in_batches
 
 
 def logp_moments(logits: torch.Tensor, *, chunk: int = 256) -> tuple[torch.Tensor, torch.Tensor]:
@@ -80,6 +81,7 @@ def score_row(logps: torch.Tensor, logits: torch.Tensor, targets: torch.Tensor, 
 @torch.inference_mode()
 def score_batch(model, batch: dict[str, torch.Tensor], *, k: float = 0.4, chunk: int = 256) -> list[dict]:
     """Scores of each sequence in a right-padded batch (input_ids, attention_mask, labels: (B,T))."""
+    batch = to_device(batch, model)
     out = sequence_logps(model, batch, answer_logits=True)
     labels = batch["labels"][:, 1:]
     ends = out.mask.sum(-1).long().cumsum(0).tolist()  # answer_logits rows of sequence i: ends[i-1]:ends[i]
@@ -114,7 +116,7 @@ def score_shared_prompts(model, prompts: list[list[int]], answers: list[list[lis
 
     Returns None when the model's cache cannot be shared (the caller then uses the full pass).
     """
-    dev = model.device if hasattr(model, "device") else None
+    dev = model_device(model)
     width = max(len(p) for p in prompts)
     pids = torch.tensor([[pad_id] * (width - len(p)) + p for p in prompts], device=dev)
     pmask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts], device=dev)
@@ -157,7 +159,8 @@ def score_shared_prompts(model, prompts: list[list[int]], answers: list[list[lis
 def forward_scores(model, tokenizer, pairs: Sequence[tuple[str, str]], *, batch_size: int = 16, k: float = 0.4,
                    max_length: int = 512, progress: bool = False, desc: str = "forward",
                    share_prompts: bool = True) -> list[dict]:
-    """Score rows of (question, answer) pairs, in input order; `share_prompts=False` forces the full pass."""
+    """Score rows of (question, answer) pairs, in input order; `share_prompts=False` forces the full pass.
+    Under `accelerate launch` whole batches are split across the processes (`distributed`): bit-identical rows."""
     from tqdm.auto import tqdm
 
     examples = [encode_qa(tokenizer, q, a, max_length=max_length) for q, a in pairs]
@@ -165,18 +168,19 @@ def forward_scores(model, tokenizer, pairs: Sequence[tuple[str, str]], *, batch_
     rows: list[dict | None] = [None] * len(examples)
     full = list(range(len(examples)))
     kwarg = _cache_kwarg(model) if share_prompts else None
-    bar = tqdm(total=len(examples), desc=desc, disable=not progress, leave=False)
+    bar = tqdm(total=len(examples), desc=desc, disable=not (progress and is_main_process()), leave=False)
     if kwarg is not None:
         full = _shared_pass(model, examples, rows, pad_id, batch_size=batch_size, k=k, cache_kwarg=kwarg, bar=bar)
     order = sorted(full, key=lambda i: len(examples[i]["input_ids"]))
 
-    def run(idx: list[int]) -> None:
-        batch = pad_batch([examples[i] for i in idx], pad_id, side="right")
-        for i, row in zip(idx, score_batch(model, batch, k=k)):
-            rows[i] = row
+    def run(idx: list[int]) -> list[dict]:
+        scored = score_batch(model, pad_batch([examples[i] for i in idx], pad_id, side="right"), k=k)
         bar.update(len(idx))
+        return scored
 
-    in_batches(run, order, batch_size)  # halves the batch on out-of-memory
+    for i, row in enumerate(map_batches(run, order, batch_size, len(examples))):  # halves a batch on OOM
+        if row is not None:
+            rows[i] = row
     bar.close()
     return rows  # type: ignore[return-value]
 
@@ -204,14 +208,27 @@ def _shared_pass(model, examples: list[dict], rows: list, pad_id: int, *, batch_
         n += len(pc[1])
     if cur:
         batches.append(cur)
-    for b in batches:
+
+    unshareable: list[bool] = []
+
+    def run(b: list) -> list[list[dict]] | None:
+        if unshareable:  # an earlier batch showed the cache cannot be shared: skip the rest
+            return None
         answers = [[examples[i]["input_ids"][len(prompt):] for i in idx] for prompt, idx in b]
         scored = score_shared_prompts(model, [list(prompt) for prompt, _ in b], answers, pad_id, k=k,
                                       cache_kwarg=cache_kwarg)
-        if scored is None:  # not a shareable cache: everything goes through the full pass
-            return list(range(len(examples)))
-        for (_, idx), group_rows in zip(b, scored):
-            for i, row in zip(idx, group_rows):
+        if scored is None:
+            unshareable.append(True)
+            return None
+        bar.update(sum(len(idx) for _, idx in b))
+        return scored
+
+    # whole batches split across processes; None = not a shareable cache (the same model on every process)
+    scored = split_map(lambda part: [run(b) for b in part], batches)
+    if any(s is None for s in scored):  # everything goes through the full pass
+        return list(range(len(examples)))
+    for b, group_rows in zip(batches, scored):
+        for (_, idx), rows_of_prompt in zip(b, group_rows):
+            for i, row in zip(idx, rows_of_prompt):
                 rows[i] = row
-            bar.update(len(idx))
     return full

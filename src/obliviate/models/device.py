@@ -16,10 +16,12 @@ import torch
 
 
 def default_device() -> torch.device:
-    """accelerate's device for this process (`PartialState().device`): cuda:<local rank>, mps, or cpu."""
+    """accelerate's device for this process (`PartialState().device`): cuda:<local rank> when CUDA is present,
+    else cpu (`accelerate launch` of several CPU processes then joins them over gloo). Allows TF32 on CUDA."""
     from accelerate import PartialState
 
-    return PartialState().device
+    allow_tf32()
+    return PartialState(cpu=not torch.cuda.is_available()).device
 
 
 def model_device(model) -> torch.device:
