@@ -54,6 +54,16 @@ def autocast_kwargs(device: torch.device | str, enabled: bool | None = None) -> 
     return dict(device_type=dev.type, dtype=torch.bfloat16, enabled=bool(enabled))
 
 
+def default_mixed_precision() -> str | None:
+    """accelerate's `mixed_precision` for obliviate's Accelerators: what `accelerate launch --mixed_precision` set
+    (None: let accelerate read it), else bf16 on a CUDA GPU that supports it, else "no"."""
+    import os
+
+    if os.environ.get("ACCELERATE_MIXED_PRECISION"):
+        return None
+    return "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "no"
+
+
 def autocast(device: torch.device | str, enabled: bool | None = None):
     """The autocast context of `autocast_kwargs` (a null context when it is off)."""
     kw = autocast_kwargs(device, enabled)
@@ -64,5 +74,4 @@ def allow_tf32() -> None:
     """TF32 matmuls and convolutions on Ampere+ GPUs (a no-op on CPU): ~8x the fp32 matmul rate, 10-bit mantissa
     products accumulated in fp32, which unlearning and evaluation tolerate."""
     if torch.cuda.is_available():
-        torch.backends.cuda.matmul.allow_tf32 = True
-        torch.backends.cudnn.allow_tf32 = True
+        torch.set_float32_matmul_precision("high")  # TF32 matmuls (cuDNN convolutions allow TF32 by default)

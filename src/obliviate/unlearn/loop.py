@@ -24,6 +24,7 @@ import torch
 from obliviate import ObliviateError
 from obliviate.config import write_run_info
 from obliviate.data.format import records_hash
+from obliviate.models.device import autocast_kwargs
 from obliviate.models.finetune import adamw
 from obliviate.models.loading import model_fingerprint, model_size_name, save_model, weights_hash
 from obliviate.rundir import claim, remove_ours, seed_everything, write_json
@@ -289,7 +290,7 @@ def _start(cfg: UnlearnConfig, hp, model, ref, data: UnlearnData, acc) -> _Run:
     r = _Run(cfg=cfg, model=model, ref=ref, data=data, acc=acc, objective=OBJECTIVES[cfg.objective],
              regularizer=REGULARIZERS[cfg.regularizer] if cfg.regularizer else None, smoother=smoother,
              batches=batches, per_epoch=per_epoch, total=total, opt=opt, sched=sched, lam=cfg.lam,
-             amp=dict(device_type=acc.device.type, dtype=torch.bfloat16, enabled=cfg.mixed_precision == "bf16"))
+             amp=autocast_kwargs(acc.device, None if cfg.mixed_precision is None else cfg.mixed_precision == "bf16"))
     r.params = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
     r.tracker = smoother.tracker(r.params, cfg, total) if smoother.tracker else None
     model.train()  # the trial step of micro_batch=auto is a training pass
