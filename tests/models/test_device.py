@@ -125,3 +125,25 @@ def test_embedder_goes_to_the_process_device(monkeypatch):
     monkeypatch.setattr(devmod, "default_device", lambda: torch.device("cuda", 0))
     embeddings.load_embedder("some/path")
     assert asked["device"] == "cuda:0"
+
+
+def test_a_launch_accelerate_did_not_honour_is_one_line(monkeypatch):
+    """accelerate 1.16 sets up FSDP only over GPUs: the FSDP config on CPU processes became DDP (MULTI_CPU)
+    silently, and a multi-process launch without use_cpu on a CPU host became N independent runs."""
+    from types import SimpleNamespace
+
+    from accelerate.utils import DistributedType
+
+    from obliviate import ObliviateError
+
+    fake = lambda n, kind: SimpleNamespace(num_processes=n, distributed_type=kind)  # noqa: E731
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("ACCELERATE_USE_FSDP", "true")
+    with pytest.raises(ObliviateError, match="the FSDP accelerate config was launched, but accelerate set up "
+                                             "MULTI_CPU"):
+        devmod.check_launch(fake(2, DistributedType.MULTI_CPU))
+    devmod.check_launch(fake(2, DistributedType.FSDP))
+    with pytest.raises(ObliviateError, match="started 2 processes but accelerate joined 1"):
+        devmod.check_launch(fake(1, DistributedType.NO))
+    monkeypatch.delenv("ACCELERATE_USE_FSDP")
+    devmod.check_launch(fake(2, DistributedType.MULTI_CPU))  # cpu_ddp.yaml

@@ -64,6 +64,27 @@ def default_mixed_precision() -> str | None:
     return "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "no"
 
 
+def check_launch(acc) -> None:
+    """The launcher's setting is the setting used: an `accelerate launch` of N processes that accelerate did not
+    join (N independent runs), or an FSDP config that became plain DDP, is one line instead of a silent change.
+
+    accelerate 1.16 turns on FSDP only over GPUs/accelerators (`AcceleratorState`: MULTI_GPU, MULTI_XPU, ...,
+    not MULTI_CPU), so the FSDP config on CPU processes is refused here; use configs/accelerate/cpu_ddp.yaml."""
+    import os
+
+    from obliviate import ObliviateError
+
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world > 1 and acc.num_processes != world:
+        raise ObliviateError(f"accelerate launch started {world} processes but accelerate joined "
+                             f"{acc.num_processes} ({acc.distributed_type}): with no GPU, launch with "
+                             "configs/accelerate/cpu_ddp.yaml (use_cpu: true)")
+    if os.environ.get("ACCELERATE_USE_FSDP", "").lower() == "true" and acc.distributed_type.value != "FSDP":
+        raise ObliviateError(f"the FSDP accelerate config was launched, but accelerate set up "
+                             f"{acc.distributed_type.value} (accelerate runs FSDP on GPUs only, not on CPU "
+                             "processes); use configs/accelerate/cpu_ddp.yaml on CPU")
+
+
 def autocast(device: torch.device | str, enabled: bool | None = None):
     """The autocast context of `autocast_kwargs` (a null context when it is off)."""
     kw = autocast_kwargs(device, enabled)

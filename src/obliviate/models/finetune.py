@@ -33,7 +33,7 @@ import torch
 from obliviate import ObliviateError
 from obliviate.config import check_positive, write_run_info
 from obliviate.data.format import IGNORE_INDEX, Collator, QADataset, pad_token_id
-from obliviate.models.device import default_mixed_precision
+from obliviate.models.device import check_launch, default_mixed_precision
 from obliviate.models.init import training_defaults
 from obliviate.models.loading import model_size_name, save_model
 from obliviate.models.logps import sequence_logps
@@ -159,6 +159,7 @@ def train_steps(model, tokenizer, records: list[dict], cfg: FinetuneConfig) -> I
     sched = (get_linear_schedule_with_warmup(opt, warmup, total) if cfg.schedule == "linear"
              else get_constant_schedule_with_warmup(opt, warmup))
     acc = Accelerator(cpu=not torch.cuda.is_available(), mixed_precision=default_mixed_precision())
+    check_launch(acc)
     model, opt, loader, sched = acc.prepare(model, opt, loader, sched)
     model.train()
     micro = choose_micro_batch(cfg.batch_size, cfg.micro_batch, cfg.grad_accum, model=model, device=acc.device,

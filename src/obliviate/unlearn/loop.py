@@ -24,7 +24,7 @@ import torch
 from obliviate import ObliviateError
 from obliviate.config import write_run_info
 from obliviate.data.format import records_hash
-from obliviate.models.device import autocast_kwargs
+from obliviate.models.device import autocast_kwargs, check_launch
 from obliviate.models.finetune import adamw
 from obliviate.models.loading import model_fingerprint, model_size_name, save_model, weights_hash
 from obliviate.rundir import claim, remove_ours, seed_everything, write_json
@@ -226,6 +226,7 @@ def unlearn(model, tokenizer, forget_records: list[dict], retain_records: list[d
     # multi-process: only the main process claims and writes `out`; the schedule steps once per optimiser step
     _check_mixed_precision(cfg)
     acc = Accelerator(cpu=not torch.cuda.is_available(), step_scheduler_with_optimizer=False)
+    check_launch(acc)
     _check_run_dir(out if acc.is_main_process else None, cfg, inputs, resume=resume, overwrite=overwrite)
     size = model_size_name(model)
     hp = cfg.hyperparams(size)
