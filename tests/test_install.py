@@ -115,3 +115,15 @@ def test_missing_torchattacks_drops_autoattack_by_default_but_not_when_asked(mon
     assert resolve_attacks(["fgsm"]) == (("fgsm",), {})
     with pytest.raises(ObliviateError, match="eval_attacks includes aa"):
         resolve_attacks(["fgsm", "aa"])
+
+
+def test_gpu_check_without_cuda_fails_in_one_line(tmp_path):
+    import os
+    import subprocess
+
+    env = {**os.environ, "PYTHON": sys.executable, "CUDA_VISIBLE_DEVICES": ""}
+    r = subprocess.run(["bash", str(ROOT / "benchmarks" / "gpu_check.sh"), str(tmp_path / "out")], env=env,
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 1 and r.stdout == ""
+    assert r.stderr.strip().splitlines() == [r.stderr.strip()] and "no CUDA device visible" in r.stderr
+    assert not (tmp_path / "out").exists()
