@@ -35,7 +35,7 @@ def test_bad_model_args_are_one_line(text, message):
         hub.parse_model_args(text)
 
 
-@pytest.mark.parametrize("verb", ["eval", "unlearn", "finetune", "continual", "realworld", "attack relearn",
+@pytest.mark.parametrize("verb", ["eval", "unlearn", "finetune", "continual", "realworld", "bench", "attack relearn",
                                   "attack jailbreak", "attack mia"])
 def test_every_language_model_verb_takes_model_args(verb):
     words = verb.split()

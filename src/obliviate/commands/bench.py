@@ -7,6 +7,7 @@ import argparse
 from pathlib import Path
 
 from obliviate import ObliviateError
+from obliviate.models.hub import add_model_arguments, parse_model_args
 
 
 def add_arguments(p):
@@ -24,6 +25,7 @@ def add_arguments(p):
     p.add_argument("--demo", action="store_true", help="also time `obliviate demo --preset tiny --seeds 1` per stage")
     p.add_argument("--no-fixed-cost", action="store_true", help="skip the 1-step `obliviate unlearn` subprocess")
     p.add_argument("--out", default=None, help="directory for bench.json and bench.md (default: runs/bench/<model>)")
+    add_model_arguments(p)
 
 
 def run(args):
@@ -34,7 +36,8 @@ def run(args):
     from obliviate.pipeline.bench import BenchConfig, markdown, run_bench
 
     cfg = BenchConfig(model=args.model, data=args.data, eval=args.eval, demo=args.demo,
-                      fixed_cost=not args.no_fixed_cost)
+                      fixed_cost=not args.no_fixed_cost, model_args=args.model_args)
+    parse_model_args(cfg.model_args)  # a bad key is an error before anything runs
     if args.recipes is not None:
         cfg.recipes = [] if args.recipes == "none" else [r.strip() for r in args.recipes.split(",") if r.strip()]
         from obliviate.unlearn.recipe import parse_recipe
