@@ -39,7 +39,7 @@ step demo_tiny "$PY" -m obliviate demo --preset tiny --seeds 1 --out "$OUT/demo"
 step eval_cuda "$PY" -m obliviate eval --model "$OUT/demo/models/target" --data "$OUT/demo/world" \
     --out "$OUT/eval_target" max_items=20 max_new_tokens=32
 grep -q " on cuda" "$OUT/eval_cuda.log" || { echo "eval_cuda: the model was not on cuda (see $OUT/eval_cuda.log)" | tee -a "$SUMMARY" >&2; exit 1; }
-echo "eval_cuda: $(grep -o 'obliviate eval: .* on cuda[^ ]*\( (bf16 autocast)\)\?' "$OUT/eval_cuda.log" | head -1)" >> "$SUMMARY"
+echo "eval_cuda: $(grep -o "obliviate eval: .* on cuda[^)]*)" "$OUT/eval_cuda.log" | head -1)" >> "$SUMMARY"
 if [ "$GPUS" -ge 2 ]; then
     step ddp_2gpu "$PY" -m accelerate.commands.launch --config_file src/obliviate/configs/accelerate/ddp.yaml \
         --num_processes 2 -m obliviate unlearn --model "$OUT/demo/models/target" --data "$OUT/demo/world" \

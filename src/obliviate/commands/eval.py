@@ -106,8 +106,8 @@ def _run(args, cfg, out: Path, bench) -> None:
     if int(os.environ.get("RANK", "0")) != 0:
         return
     where = results.get("device", {})
-    _print_table(summary_rows(results), f"obliviate eval: {args.model} on {where.get('device')}"
-                 f"{' (bf16 autocast)' if where.get('autocast') else ''} ({time.time() - t:.1f}s)")
+    on = f"{where.get('device')} ({where.get('dtype')}{', bf16 autocast' if where.get('autocast') else ''})"
+    _print_table(summary_rows(results), f"obliviate eval: {args.model} on {on} ({time.time() - t:.1f}s)")
     print(f"wrote {out / 'eval.json'}")
 
 

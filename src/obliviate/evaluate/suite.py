@@ -114,7 +114,8 @@ def evaluate(model, tokenizer, data, cfg: EvalConfig | None = None, *, benchmark
                       fingerprint + ("-bf16" if amp else ""), write=is_main_process())
     roles = resolve_roles(bench, data, cfg)
     results = _new_results(model, model_name, fingerprint, data, bench, cfg, roles)
-    results["device"] = {"device": str(dev), "autocast": "bf16" if amp else None}
+    results["device"] = {"device": str(dev), "dtype": str(next(model.parameters()).dtype).replace("torch.", ""),
+                         "autocast": "bf16" if amp else None}
     ref_auc = cfg.privleak_reference_auc if cfg.privleak_reference_auc is not None else bench.privleak_reference_auc
 
     def save():
