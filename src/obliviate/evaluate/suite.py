@@ -15,6 +15,7 @@ RWKU: forget_level1..3, neighbor_level1..2). Raw-text roles (MUSE privleak, RWKU
 eval.json layout (key names are stable; the report card reads them)::
 
     model, fingerprint, data, config, seed, versions
+    device: {device, dtype, autocast} where the model ran (bf16 autocast on CUDA by default, cached apart)
     complete: false until every stage has run (a killed eval's file is refused as a reference)
     training: {split, forget_items_seen} of a model whose obliviate.json names its training split (else null)
     splits:
