@@ -13,7 +13,8 @@ from obliviate.models.hub import add_model_arguments
 
 
 def add_arguments(p):
-    p.add_argument("--model", required=True, help="the model before the first task: directory, hub id, smollm2-135m-instruct")
+    p.add_argument("--model", required=True,
+                   help="the model before the first task: directory, PEFT adapter dir, hub id, smollm2-135m-instruct")
     p.add_argument("--data", required=True, help="world directory (or TOFU-schema directory / hub id) holding 'full'")
     p.add_argument("--forget", default=None, help="split whose size is one task (default forget10); "
                    "records with task_id are grouped by it")

@@ -9,7 +9,8 @@ from obliviate.rundir import run_dir
 
 
 def add_arguments(p):
-    p.add_argument("--model", required=True, help="model directory, hub id, or smollm2-135m-instruct")
+    p.add_argument("--model", required=True,
+                   help="model directory, PEFT adapter directory, hub id, or smollm2-135m-instruct")
     p.add_argument("--data", required=True, help="world directory, local JSON/JSONL file, or hub id (locuslab/TOFU)")
     p.add_argument("--split", default=None, help="split(s) to train on, '+'-joined (default: full)")
     p.add_argument("--out", required=True)

@@ -16,7 +16,8 @@ from obliviate.unlearn.loop import recipe_needs
 
 
 def add_arguments(p):
-    p.add_argument("--model", required=True, help="model directory, hub id, or smollm2-135m-instruct")
+    p.add_argument("--model", required=True,
+                   help="model directory, PEFT adapter directory, hub id, or smollm2-135m-instruct")
     p.add_argument("--data", default=None, help="world directory, local JSON/JSONL file, hub id (locuslab/TOFU), or a "
                    "local mirror of a benchmark's hub repository (default with --benchmark: its hub ids)")
     p.add_argument("--benchmark", default=None, choices=list(BENCHMARKS),
