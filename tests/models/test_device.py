@@ -147,3 +147,15 @@ def test_a_launch_accelerate_did_not_honour_is_one_line(monkeypatch):
         devmod.check_launch(fake(1, DistributedType.NO))
     monkeypatch.delenv("ACCELERATE_USE_FSDP")
     devmod.check_launch(fake(2, DistributedType.MULTI_CPU))  # cpu_ddp.yaml
+
+
+def test_unlearning_batches_follow_the_training_device():
+    """The loop moves each collated batch (views and the cached reference log-probs) to accelerate's device."""
+    from obliviate.unlearn.batch import BatchIndices, UnlearnData, collate
+
+    ex = lambda n: {"input_ids": [1] * n + [7, 2], "labels": [-100] * n + [7, 2]}  # noqa: E731
+    data = UnlearnData(forget=[ex(3), ex(1)], retain=[ex(2)], pad_id=0, ref_logps={"forget": torch.zeros(2)})
+    batch = collate(data, BatchIndices([0, 1], [0, 0])).to("meta")
+    tensors = [*batch.forget.values(), *batch.retain.values(), *batch.ref_logps.values()]
+    assert tensors and {t.device.type for t in tensors} == {"meta"}
+    assert batch.alternate is None

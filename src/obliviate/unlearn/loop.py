@@ -317,7 +317,7 @@ def _gradients(r: _Run, step: int) -> dict[str, float]:
     """Accumulate the effective batch's gradient of step `step` into `.grad`, micro-batch by micro-batch; the
     batch's loss values (all processes)."""
     acc = r.acc
-    batch = collate(r.data, r.batches[step])
+    batch = collate(r.data, r.batches[step]).to(acc.device)
     micro = micro_batches(batch, r.micro_batch, rank=acc.process_index, world=acc.num_processes,
                           keep_width=r.keep_width)
     parts = r.smoother.grad(r.step_closure(batch, micro, seed=r.cfg.seed * 1_000_003 + step))
