@@ -9,7 +9,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from obliviate.models import device as devmod
+
+@pytest.fixture
+def devmod():
+    """The device module as imported now (another test may have re-imported the package's modules)."""
+    import importlib
+
+    return importlib.import_module("obliviate.models.device")
 
 SRC = Path(__file__).resolve().parents[2] / "src" / "obliviate"
 HARD_CODED = re.compile(r"""device\s*=\s*["'](cpu|cuda)|torch\.device\(\s*["'](cpu|cuda)|\.to\(\s*["'](cpu|cuda)"""
@@ -24,7 +30,7 @@ def test_no_tensor_or_model_is_put_on_a_hard_coded_device():
     assert not hits, hits
 
 
-def test_autocast_and_mixed_precision_follow_the_device(monkeypatch):
+def test_autocast_and_mixed_precision_follow_the_device(monkeypatch, devmod):
     assert devmod.autocast_kwargs("cpu") == dict(device_type="cpu", dtype=torch.bfloat16, enabled=False)
     assert devmod.autocast_kwargs("cpu", True)["enabled"]  # asked for explicitly
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
@@ -38,7 +44,7 @@ def test_autocast_and_mixed_precision_follow_the_device(monkeypatch):
     assert devmod.default_mixed_precision() is None  # the launcher decided
 
 
-def test_tf32_is_allowed_when_cuda_is_present(monkeypatch):
+def test_tf32_is_allowed_when_cuda_is_present(monkeypatch, devmod):
     was = torch.get_float32_matmul_precision()
     try:
         torch.set_float32_matmul_precision("highest")
@@ -51,7 +57,7 @@ def test_tf32_is_allowed_when_cuda_is_present(monkeypatch):
         torch.set_float32_matmul_precision(was)
 
 
-def test_load_model_places_the_model_on_the_process_device(base_dir, monkeypatch):
+def test_load_model_places_the_model_on_the_process_device(base_dir, monkeypatch, devmod):
     from obliviate.models.loading import load_model
 
     monkeypatch.setattr(devmod, "default_device", lambda: torch.device("meta"))
@@ -66,14 +72,15 @@ class _Seen(Exception):
 
 
 @pytest.fixture
-def spy(base_dir, monkeypatch):
+def spy(base_dir, monkeypatch, devmod):
     """The micro model reporting device "meta"; its forward / generate record the inputs' device, then stop."""
     from obliviate.models.loading import load_model
 
     model, tok = load_model(base_dir)
     seen = []
     for name, mod in list(sys.modules.items()):
-        if name.startswith("obliviate") and getattr(mod, "model_device", None) is devmod.model_device:
+        fn = getattr(mod, "model_device", None)
+        if name.startswith("obliviate") and getattr(fn, "__module__", None) == "obliviate.models.device":
             monkeypatch.setattr(mod, "model_device", lambda m: torch.device("meta"))
 
     def record(*args, **kw):
@@ -110,7 +117,7 @@ def test_evaluation_and_attack_inputs_follow_the_model_device(spy):
         assert seen and set(seen) == {"meta"}, (call, seen)
 
 
-def test_embedder_goes_to_the_process_device(monkeypatch):
+def test_embedder_goes_to_the_process_device(monkeypatch, devmod):
     import sentence_transformers
 
     from obliviate.evaluate import embeddings
@@ -127,7 +134,7 @@ def test_embedder_goes_to_the_process_device(monkeypatch):
     assert asked["device"] == "cuda:0"
 
 
-def test_a_launch_accelerate_did_not_honour_is_one_line(monkeypatch):
+def test_a_launch_accelerate_did_not_honour_is_one_line(monkeypatch, devmod):
     """accelerate 1.16 sets up FSDP only over GPUs: the FSDP config on CPU processes became DDP (MULTI_CPU)
     silently, and a multi-process launch without use_cpu on a CPU host became N independent runs."""
     from types import SimpleNamespace
