@@ -24,17 +24,21 @@ def default_device() -> torch.device:
     return PartialState(cpu=not torch.cuda.is_available()).device
 
 
-def model_device(model) -> torch.device:
-    """The device of a model's first parameter (its input embedding under a `device_map`)."""
+def model_device(model) -> torch.device | None:
+    """The device of a model's input embedding (its first parameter); None for a plain forward function (a
+    smoother's wrapper: its inputs were placed by the training loop)."""
     emb = getattr(model, "get_input_embeddings", None)
     if callable(emb) and emb() is not None:
         return emb().weight.device
-    return next(model.parameters()).device
+    params = getattr(model, "parameters", None)
+    return next(params()).device if callable(params) else None
 
 
 def to_device(batch, model_or_device):
     """A dict / list / tensor moved to the model's device (or a device given as such)."""
     dev = model_or_device if isinstance(model_or_device, (torch.device, str)) else model_device(model_or_device)
+    if dev is None:
+        return batch
     if isinstance(batch, torch.Tensor):
         return batch.to(dev)
     if isinstance(batch, dict):
