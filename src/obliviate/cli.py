@@ -35,6 +35,7 @@ VERBS = {
     "realworld": ("realworld", "real-world unlearning of a pretrained model's own knowledge (countryinfo probes)"),
     "ls": ("ls", "list the registries: objectives, regularisers, smoothers, metrics"),
     "bench": ("bench", "print speed and memory figures"),
+    "config": ("config", "list the example configs shipped with the package, or copy one out (ls | cp NAME [DEST])"),
 }
 
 

@@ -53,7 +53,8 @@ def test_hub_id_fails_offline_with_one_line_error(monkeypatch):
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)  # read at import time
-    with pytest.raises(ObliviateError, match="cannot load model .*hub id"):
+    with pytest.raises(ObliviateError, match="some-org/not-a-real-model-xyz: not a local directory, and not in the "
+                       "Hugging Face cache .*models--some-org--not-a-real-model-xyz.* offline"):
         load_model("some-org/not-a-real-model-xyz")
 
 

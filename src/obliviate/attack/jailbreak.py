@@ -45,6 +45,7 @@ from obliviate.config import MAX_BATCH, MAX_SEED, MAX_STEPS, MAX_TOKENS, check_r
 from obliviate.data.format import IGNORE_INDEX, encode_prompt, encode_qa
 from obliviate.evaluate import EvalConfig, evaluate
 from obliviate.evaluate.suite import resolve_splits, split_means
+from obliviate.models.device import model_device
 from obliviate.models.logps import gather_token_logps
 from obliviate.rundir import write_json
 
@@ -89,7 +90,7 @@ def match_loss(hidden: torch.Tensor, ref_hidden: torch.Tensor) -> torch.Tensor:
     Args:
         hidden: (B,T,D) the attacked model's states; ref_hidden: (T,D). Returns (B,).
     """
-    return (hidden.float() - ref_hidden.float()).norm(dim=-1).mean(-1)
+    return (hidden.float() - ref_hidden.float().to(hidden.device)).norm(dim=-1).mean(-1)
 
 
 def attacked_question(tokenizer, question: str, adv_ids, position: str) -> str:
@@ -148,16 +149,17 @@ def _run(model, t: _Target, adv_ids: torch.Tensor | None = None, adv_embeds: tor
     from transformers import DynamicCache
 
     B = adv_ids.shape[0] if adv_ids is not None else adv_embeds.shape[0]
-    rest, a = torch.tensor(t.tail + t.answer), len(t.answer)
+    dev = model_device(model)  # the candidates are sampled on the CPU generator; the passes run on the model's device
+    rest, a = torch.tensor(t.tail + t.answer, device=dev), len(t.answer)
     cache = None if t.cache is None else DynamicCache(
         [(k.expand(B, -1, -1, -1), v.expand(B, -1, -1, -1)) for k, v in t.cache], config=model.config)
     kw = dict(cache=cache, use_cache=cache is not None, logits_to_keep=a + 1, output_hidden_states=layer is not None)
     if adv_ids is not None:
-        out = model(input_ids=torch.cat([adv_ids, rest.expand(B, -1)], 1), **kw)
+        out = model(input_ids=torch.cat([adv_ids.to(dev), rest.expand(B, -1)], 1), **kw)
     else:
         rest_embeds = model.get_input_embeddings()(rest).expand(B, -1, -1)
         out = model(inputs_embeds=torch.cat([adv_embeds, rest_embeds], 1), **kw)
-    labels = torch.tensor([IGNORE_INDEX] + t.answer).expand(B, -1)
+    labels = torch.tensor([IGNORE_INDEX] + t.answer, device=dev).expand(B, -1)
     token_logps, _ = gather_token_logps(out.logits, labels)
     hidden = out.hidden_states[layer][:, -(a + 1):-1] if layer is not None else None
     return -token_logps.sum(-1) / a, hidden
@@ -174,12 +176,13 @@ def _objective(model, t: _Target, cfg: JailbreakConfig, **adv) -> tuple[torch.Te
 def _gradient(model, targets: list[_Target], adv_ids: torch.Tensor, cfg: JailbreakConfig) -> torch.Tensor:
     """∂L/∂(one-hot string) (n,V), averaged over the attacked items."""
     weight = model.get_input_embeddings().weight
-    one_hot = torch.nn.functional.one_hot(adv_ids, weight.shape[0]).to(weight.dtype).requires_grad_(True)
+    one_hot = torch.nn.functional.one_hot(adv_ids.to(weight.device), weight.shape[0]).to(weight.dtype)
+    one_hot.requires_grad_(True)
     grad = torch.zeros_like(one_hot)
     for t in targets:
         loss, _ = _objective(model, t, cfg, adv_embeds=(one_hot @ weight).unsqueeze(0))
         grad += torch.autograd.grad(loss.sum() / len(targets), one_hot)[0]
-    return grad
+    return grad.to(adv_ids.device)  # beside the candidates and the allowed-token mask
 
 
 @torch.no_grad()
@@ -189,8 +192,8 @@ def _score(model, targets: list[_Target], cands: torch.Tensor, cfg: JailbreakCon
     for t in targets:
         for s in range(0, cands.shape[0], cfg.batch_size):
             lo, nl = _objective(model, t, cfg, adv_ids=cands[s:s + cfg.batch_size])
-            loss[s:s + cfg.batch_size] += lo.float() / len(targets)
-            nll[s:s + cfg.batch_size] += nl.float() / len(targets)
+            loss[s:s + cfg.batch_size] += lo.float().to(loss.device) / len(targets)
+            nll[s:s + cfg.batch_size] += nl.float().to(nll.device) / len(targets)
     return loss, nll
 
 
@@ -216,11 +219,12 @@ def _prepare(model, tokenizer, records: list[dict], cfg: JailbreakConfig, allowe
         ex = encode_qa(tokenizer, r["question"], r["answer"], max_length=10**9)
         answer = [i for i, lab in zip(ex["input_ids"], ex["labels"]) if lab != IGNORE_INDEX]
         if head and tuple(head) not in caches:
-            out = model(input_ids=torch.tensor([head]), use_cache=True)
+            out = model(input_ids=torch.tensor([head], device=model_device(model)), use_cache=True)
             caches[tuple(head)] = [(k, v) for k, v, *_ in out.cache]
         ref = None
         if original is not None:
-            states = original(input_ids=torch.tensor([ex["input_ids"]]), output_hidden_states=True).hidden_states
+            states = original(input_ids=torch.tensor([ex["input_ids"]], device=model_device(original)),
+                              output_hidden_states=True).hidden_states
             ref = states[cfg.match_layer][0, -(len(answer) + 1):-1]
         targets.append(_Target(r["question"], head, tail, answer, caches.get(tuple(head)), ref))
     return adv, targets

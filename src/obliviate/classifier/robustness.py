@@ -114,6 +114,26 @@ def autoattack_accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, e
 
 # the adversarial attacks a classifier's robustness is measured under (not the language-model ATTACKS registry)
 ROBUSTNESS_ATTACKS = ("fgsm", "pgd20", "pgd100", "cw100", "aa")
+AA_MISSING = ("not computed: torchattacks is not installed (AutoAttack; `pip install --no-deps torchattacks`, "
+              "or the obliviate[classifier] extra)")
+
+
+def resolve_attacks(requested: list[str] | None) -> tuple[tuple[str, ...], dict[str, str]]:
+    """(attacks to run, {attack: why not computed}), decided before any training.
+
+    The default set drops AutoAttack when torchattacks is not installed (an optional extra), with the reason;
+    an explicit `eval_attacks` naming `aa` is a setting the user gave, so it is an error instead."""
+    import importlib.util
+
+    from obliviate import ObliviateError
+
+    attacks = tuple(requested or ROBUSTNESS_ATTACKS)
+    if "aa" not in attacks or importlib.util.find_spec("torchattacks") is not None:
+        return attacks, {}
+    if requested:
+        raise ObliviateError(f"eval_attacks includes aa (AutoAttack) but torchattacks is not installed: "
+                             f"pip install --no-deps torchattacks, or drop aa")
+    return tuple(a for a in attacks if a != "aa"), {"aa": AA_MISSING}
 
 
 def evaluate_robustness(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, eps: float, num_classes: int,

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import math
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -30,7 +31,7 @@ from obliviate.classifier.models import Generator, load_target, new_classifier, 
 from obliviate.rundir import atomic_file, write_json
 from obliviate.classifier.oracle import HardLabelOracle
 from obliviate.classifier.robustness import (ROBUSTNESS_ATTACKS, accuracy, evaluate_robustness, pgd, predict,
-                                             robust_accuracy, train_classifier)
+                                             resolve_attacks, robust_accuracy, train_classifier)
 from obliviate.config import MAX_BATCH, MAX_EPOCHS, MAX_SEED, MAX_STEPS, check_ranges
 from obliviate.stats import check_finite_weights
 
@@ -343,6 +344,9 @@ def steal(cfg: StealConfig, out_dir: str | Path | None = None, *, allow_pickle: 
     from obliviate.config import write_run_info
 
     t0 = time.time()
+    attacks, not_computed = resolve_attacks(cfg.eval_attacks)  # before any training
+    for name, why in not_computed.items():
+        print(f"obliviate steal: {name}: {why}", file=sys.stderr)
     out = Path(out_dir) if out_dir is not None else None
     if cfg.target and (Path(cfg.target) / "model.json").exists():   # evaluate on the target's own test split
         meta = read_json_object(Path(cfg.target) / "model.json", what="--target").get("meta", {})
@@ -353,7 +357,6 @@ def steal(cfg: StealConfig, out_dir: str | Path | None = None, *, allow_pickle: 
     train, val, test = split(data, [0.6, 0.2, 0.2], seed=cfg.split_seed)
     target, spec = load_or_train_target(cfg, train, out, allow_pickle=allow_pickle)
     target_dir = Path(cfg.target) if cfg.target else (out / "target" if out is not None else None)
-    attacks = tuple(cfg.eval_attacks or ROBUSTNESS_ATTACKS)
     t_target = time.time()
     target_metrics = _target_metrics(cfg, target, test, attacks, target_dir)
     t_attack = time.time()
@@ -372,6 +375,7 @@ def steal(cfg: StealConfig, out_dir: str | Path | None = None, *, allow_pickle: 
               "queries": oracle.queries, "oracle_calls": oracle.calls, "best_epoch": res["best_epoch"],
               "bank_size": 0 if res["bank"] is None else len(res["bank"]), "history": res["history"],
               "target_val": target_val, "n_test": len(test), "aa_n": min(cfg.aa_n, len(test)),
+              "not_computed": not_computed,
               "wall_time_s": {"target": round(t_target - t0, 2), "target_eval": round(t_attack - t_target, 2),
                               "attack": round(t_eval - t_attack, 2), "clone_eval": round(time.time() - t_eval, 2),
                               "total": round(time.time() - t0, 2)}}

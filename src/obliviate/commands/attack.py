@@ -18,6 +18,7 @@ from pathlib import Path
 
 from obliviate import ObliviateError
 from obliviate.config import load_config
+from obliviate.models.hub import add_model_arguments
 from obliviate.rundir import run_dir, write_bytes
 
 REFERENCE_HELP = {"original": "the model before unlearning (e.g. enhanced GCG: match its hidden states)",
@@ -44,11 +45,25 @@ def add_arguments(p):
         a.add_argument("--out", default=None, help=f"default: <model>/{name}")
         a.add_argument("--config", help="YAML with the attack's config fields")
         a.add_argument("--allow-pickle", action="store_true")
+        add_model_arguments(a)
         for field, help_ in attack.flags.items():
             a.add_argument(f"--{field.replace('_', '-')}", dest=f"cfg_{field}", default=None, help=_literal(help_))
         for ref in attack.references:
             a.add_argument(f"--{ref.replace('_', '-')}", default=None, help=REFERENCE_HELP.get(ref, ""))
         a.add_argument("overrides", nargs="*", help=f"{attack.config.__name__} overrides, e.g. batch_size=4")
+
+
+def _preload(args, refs: dict):
+    """With --model-args, the attacked model and the reference models are loaded here, as (model, tokenizer)
+    pairs the attacks take as given; without, the attacks load them by path."""
+    if not args.model_args:
+        return args.model
+    from obliviate.models.loading import load_model
+
+    for ref in ("original", "retain_model"):
+        if refs.get(ref):
+            refs[ref] = load_model(refs[ref], allow_pickle=args.allow_pickle, model_args=args.model_args)
+    return load_model(args.model, allow_pickle=args.allow_pickle, model_args=args.model_args)
 
 
 def run(args):
@@ -69,8 +84,9 @@ def run(args):
     print(said)
     cfg = load_config(attack.config, args.config, args.overrides, forget=args.forget, **flags)
     refs = {ref: getattr(args, ref) for ref in attack.references}
+    model = _preload(args, refs)
     with run_dir(Path(args.out or Path(args.model) / args.attack), args.model) as out:
-        result = attack.run(args.model, args.data, cfg, out, allow_pickle=args.allow_pickle, **refs)
+        result = attack.run(model, args.data, cfg, out, allow_pickle=args.allow_pickle, **refs)
         groups = {str(args.model): [result]}
         print(f"{attack.title} on {args.model}" + (f": {attack.summary(result)}" if attack.summary else ""))
         print(table_md(*attack.table(groups)))

@@ -7,6 +7,7 @@ import argparse
 from pathlib import Path
 
 from obliviate import ObliviateError
+from obliviate.models.hub import add_model_arguments, parse_model_args
 from obliviate.rundir import run_dir
 
 
@@ -26,12 +27,13 @@ def add_arguments(p):
     p.add_argument("--no-fixed-cost", action="store_true", help="skip the 1-step `obliviate unlearn` subprocess")
     p.add_argument("--out", default=None, help="run directory for bench.json and bench.md (default: "
                    "runs/bench/<model>; a non-empty directory obliviate did not write is refused)")
+    add_model_arguments(p)
 
 
 # the standalone scripts of a repository checkout's benchmarks/ (tests/test_bench.py keeps this list exact): a name
 # on the command line is only ever matched against it, never turned into a path
 SCRIPTS = ("before_after", "classifier_attacks", "compare_runs", "demo_trends", "eval_speed", "logps_lever",
-           "run_profile", "unlearn_speed")
+           "ou_side_by_side", "run_profile", "unlearn_speed")
 
 
 def run(args):
@@ -45,7 +47,8 @@ def run(args):
     from obliviate.pipeline.bench import BenchConfig, markdown, run_bench
 
     cfg = BenchConfig(model=args.model, data=args.data, eval=args.eval, demo=args.demo,
-                      fixed_cost=not args.no_fixed_cost)
+                      fixed_cost=not args.no_fixed_cost, model_args=args.model_args)
+    parse_model_args(cfg.model_args)  # a bad key is an error before anything runs
     if args.recipes is not None:
         cfg.recipes = [] if args.recipes == "none" else [r.strip() for r in args.recipes.split(",") if r.strip()]
         from obliviate.unlearn.recipe import parse_recipe

@@ -9,9 +9,12 @@ fields applied to every task. Started again with the same settings, a killed run
 
 from pathlib import Path
 
+from obliviate.models.hub import add_model_arguments
+
 
 def add_arguments(p):
-    p.add_argument("--model", required=True, help="the model before the first task: directory, hub id, smollm2-135m-instruct")
+    p.add_argument("--model", required=True,
+                   help="the model before the first task: directory, PEFT adapter dir, hub id, smollm2-135m-instruct")
     p.add_argument("--data", required=True, help="world directory (or TOFU-schema directory / hub id) holding 'full'")
     p.add_argument("--forget", default=None, help="split whose size is one task (default forget10); "
                    "records with task_id are grouped by it")
@@ -32,6 +35,7 @@ def add_arguments(p):
     p.add_argument("--overwrite", action="store_true", help="discard a previous continual run in --out")
     p.add_argument("--allow-pickle", action="store_true", help="allow loading pickle checkpoints (trusted files only)")
     p.add_argument("--trust-remote-code", action="store_true")
+    add_model_arguments(p)
     p.add_argument("overrides", nargs="*", help="UnlearnConfig overrides, e.g. lr=1e-3 max_steps=20")
 
 
@@ -54,7 +58,8 @@ def run(args):
     ccfg = ContinualConfig(**{k: v for k, v in given.items() if v is not None}, keep_models=args.keep_models)
     with run_dir(args.out, args.model) as out:  # claimed and locked: a second run on this --out is refused
         check_output_dir(out, args.model)
-        load = dict(allow_pickle=args.allow_pickle, trust_remote_code=args.trust_remote_code)
+        load = dict(allow_pickle=args.allow_pickle, trust_remote_code=args.trust_remote_code,
+                    model_args=args.model_args)
         model, tok = load_model(args.model, **load)
         info = continual(model, tok, args.data, ccfg, ucfg, out=out, eval_cfg=ecfg, model_name=str(args.model),
                          load_model=lambda path: load_model(path, **load), overwrite=args.overwrite)

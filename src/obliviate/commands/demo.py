@@ -31,12 +31,25 @@ def run(args):
     from obliviate.report.card import collect, headline
 
     cfg = resolve_config(args)
+    _say_what_is_not_installed()
     t = time.perf_counter()
     report = run_demo(cfg)
     print(f"demo finished in {time.perf_counter() - t:.0f} s; report card: {report} (and {report.with_suffix('.md')})")
     headers, rows = headline(collect(report.parent))
     keep = [headers.index(h) for h in SUMMARY_COLUMNS if h in headers]
     print(table_md([headers[i] for i in keep], [[r[i] for i in keep] for r in rows]))
+
+
+def _say_what_is_not_installed() -> None:
+    """Before any training: a metric whose optional model is not installed is "not computed", said now."""
+    import sys
+
+    from obliviate.evaluate.config import EvalConfig
+    from obliviate.evaluate.embeddings import embedder_missing
+
+    why = embedder_missing(EvalConfig().embedder)
+    if why:
+        print(f"obliviate demo: note: Cosine Similarity will be not computed: {why}", file=sys.stderr)
 
 
 # the columns of the report card's headline printed at the end of a demo

@@ -6,18 +6,22 @@ Writes `<out>/eval.json` (layout: obliviate/evaluate/suite.py) and prints a shor
 finished work); `--retain-results` / `--before-results` reuse a saved eval.json instead.
 """
 
+import contextlib
 import dataclasses
+import os
 import time
 from pathlib import Path
 
 from obliviate import ObliviateError
 from obliviate.config import load_config
 from obliviate.data.benchmarks import BENCHMARKS, resolve_benchmark
+from obliviate.models.hub import add_model_arguments
 from obliviate.rundir import run_dir
 
 
 def add_arguments(p):
-    p.add_argument("--model", required=True, help="model directory, hub id, or smollm2-135m-instruct")
+    p.add_argument("--model", required=True,
+                   help="model directory, PEFT adapter directory, hub id, or smollm2-135m-instruct")
     p.add_argument("--data", default=None, help="world directory, local JSON/JSONL file, hub id (locuslab/TOFU), or a "
                    "local mirror of a benchmark's hub repository (default with --benchmark: its hub ids)")
     p.add_argument("--benchmark", default=None, choices=list(BENCHMARKS),
@@ -34,6 +38,7 @@ def add_arguments(p):
     p.add_argument("--overwrite", action="store_true", help="replace an eval.json of another model in --out")
     p.add_argument("--allow-pickle", action="store_true", help="allow loading pickle checkpoints (trusted files only)")
     p.add_argument("--trust-remote-code", action="store_true")
+    add_model_arguments(p)
     p.add_argument("overrides", nargs="*", help="EvalConfig overrides, e.g. max_new_tokens=48 max_items=20")
 
 
@@ -57,7 +62,8 @@ def _reference(kind: str, model_spec, results_path, data, cfg, out: Path, args, 
     if not model_spec:
         return None
     ref_cfg = dataclasses.replace(cfg, embedder=None, nli=None, verbmem=None, knowmem=None, mcq=[])
-    model, tok = load_model(model_spec, allow_pickle=args.allow_pickle, trust_remote_code=args.trust_remote_code)
+    model, tok = load_model(model_spec, allow_pickle=args.allow_pickle, trust_remote_code=args.trust_remote_code,
+                            model_args=args.model_args)
     t = time.time()
     res = evaluate(model, tok, data, ref_cfg, benchmark=bench, out=out / kind, model_name=str(model_spec),
                    overwrite=args.overwrite)
@@ -77,7 +83,9 @@ def run(args):
                              f"({', '.join(bench.eval_roles())})")
     print(said)
     torch.manual_seed(cfg.seed)
-    with run_dir(_out_dir(args), args.model) as out:
+    # `accelerate launch`: every process evaluates its share of the items; the main one claims, locks and writes
+    main = int(os.environ.get("RANK", "0")) == 0
+    with run_dir(_out_dir(args), args.model) if main else contextlib.nullcontext(_out_dir(args)) as out:
         _run(args, cfg, out, bench)
 
 
@@ -87,7 +95,8 @@ def _run(args, cfg, out: Path, bench) -> None:
     from obliviate.evaluate.suite import summary_rows
     from obliviate.models.loading import load_model
 
-    model, tok = load_model(args.model, allow_pickle=args.allow_pickle, trust_remote_code=args.trust_remote_code)
+    model, tok = load_model(args.model, allow_pickle=args.allow_pickle, trust_remote_code=args.trust_remote_code,
+                          model_args=args.model_args)
     retain = _reference("retain", args.retain_model, args.retain_results, args.data, cfg, out, args, bench)
     before = _reference("before", args.before_model, args.before_results, args.data, cfg, out, args, bench)
     nli = load_nli(cfg.nli, allow_pickle=args.allow_pickle, trust_remote_code=args.trust_remote_code) \
@@ -95,7 +104,11 @@ def _run(args, cfg, out: Path, bench) -> None:
     t = time.time()
     results = evaluate(model, tok, args.data, cfg, benchmark=bench, retain_results=retain, before_results=before,
                        out=out, model_name=str(args.model), overwrite=args.overwrite, nli=nli)
-    _print_table(summary_rows(results), f"obliviate eval: {args.model} ({time.time() - t:.1f}s)")
+    if int(os.environ.get("RANK", "0")) != 0:
+        return
+    where = results.get("device", {})
+    on = f"{where.get('device')} ({where.get('dtype')}{', bf16 autocast' if where.get('autocast') else ''})"
+    _print_table(summary_rows(results), f"obliviate eval: {args.model} on {on} ({time.time() - t:.1f}s)")
     print(f"wrote {out / 'eval.json'}")
 
 

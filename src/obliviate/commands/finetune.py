@@ -3,12 +3,14 @@
 from obliviate.config import load_config
 from obliviate.data.loading import load_split
 from obliviate.models.finetune import FinetuneConfig, finetune, resolve_lr, save_finetuned
+from obliviate.models.hub import add_model_arguments
 from obliviate.models.loading import check_output_dir, load_model, model_size_name
 from obliviate.rundir import run_dir
 
 
 def add_arguments(p):
-    p.add_argument("--model", required=True, help="model directory, hub id, or smollm2-135m-instruct")
+    p.add_argument("--model", required=True,
+                   help="model directory, PEFT adapter directory, hub id, or smollm2-135m-instruct")
     p.add_argument("--data", required=True, help="world directory, local JSON/JSONL file, or hub id (locuslab/TOFU)")
     p.add_argument("--split", default=None, help="split(s) to train on, '+'-joined (default: full)")
     p.add_argument("--out", required=True)
@@ -17,6 +19,7 @@ def add_arguments(p):
     p.add_argument("--overwrite", action="store_true")
     p.add_argument("--allow-pickle", action="store_true", help="allow loading pickle checkpoints (trusted files only)")
     p.add_argument("--trust-remote-code", action="store_true")
+    add_model_arguments(p)
     p.add_argument("overrides", nargs="*", help="FinetuneConfig overrides, e.g. epochs=20 lr=3e-3 lora=true lora_r=16 "
                    "group_by_length=false")
 
@@ -26,7 +29,8 @@ def run(args):
     with run_dir(args.out, args.model) as out:
         check_output_dir(out, args.model, overwrite=args.overwrite)
         records = load_split(args.data, cfg.split)
-        model, tok = load_model(args.model, allow_pickle=args.allow_pickle, trust_remote_code=args.trust_remote_code)
+        model, tok = load_model(args.model, allow_pickle=args.allow_pickle, trust_remote_code=args.trust_remote_code,
+                              model_args=args.model_args)
         size = model_size_name(model)
         cfg.lr = resolve_lr(cfg.lr, model)
         log = finetune(model, tok, records, cfg)

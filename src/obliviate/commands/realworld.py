@@ -10,6 +10,7 @@ again and writes RUN/realworld.json. `key=value` overrides are UnlearnConfig fie
 
 
 from obliviate import ObliviateError
+from obliviate.models.hub import add_model_arguments
 
 
 def add_arguments(p):
@@ -33,6 +34,7 @@ def add_arguments(p):
     p.add_argument("--overwrite", action="store_true", help="replace a previous run in --out")
     p.add_argument("--allow-pickle", action="store_true", help="allow loading pickle checkpoints (trusted files only)")
     p.add_argument("--trust-remote-code", action="store_true")
+    add_model_arguments(p)
     p.add_argument("overrides", nargs="*", help="UnlearnConfig overrides, e.g. lr=5e-4 epochs=3 alpha=0.5")
 
 
@@ -76,7 +78,8 @@ def run(args):
     with run_dir(args.out, args.model) as out:  # claimed and locked: a user's directory or a live run is refused
         if (out / "realworld.json").is_file() and not args.overwrite:
             raise ObliviateError(f"{out}: already holds a realworld run; choose another --out or pass --overwrite")
-        model, tok = load_model(args.model, allow_pickle=args.allow_pickle, trust_remote_code=args.trust_remote_code)
+        model, tok = load_model(args.model, allow_pickle=args.allow_pickle, trust_remote_code=args.trust_remote_code,
+                              model_args=args.model_args)
         info = realworld(model, tok, rcfg, ucfg, out=out, user_sets=user, model_name=str(args.model),
                          eval_cfg=EvalConfig(max_new_tokens=rcfg.max_new_tokens, nli=args.nli))
     if "probes" in info:

@@ -8,6 +8,7 @@ from obliviate.config import load_config
 from obliviate.data.benchmarks import BENCHMARKS, resolve_benchmark, training_records
 from obliviate.data.loading import load_refusals
 from obliviate.evaluate.probes import probe_for
+from obliviate.models.hub import add_model_arguments
 from obliviate.models.loading import check_output_dir, load_model
 from obliviate.rundir import run_dir, write_json
 from obliviate.unlearn import UnlearnConfig, unlearn
@@ -17,7 +18,8 @@ from obliviate.reader import read_json_object
 
 
 def add_arguments(p):
-    p.add_argument("--model", required=True, help="model directory, hub id, or smollm2-135m-instruct")
+    p.add_argument("--model", required=True,
+                   help="model directory, PEFT adapter directory, hub id, or smollm2-135m-instruct")
     p.add_argument("--data", default=None, help="world directory, local JSON/JSONL file, hub id (locuslab/TOFU), or a "
                    "local mirror of a benchmark's hub repository (default with --benchmark: its hub ids)")
     p.add_argument("--benchmark", default=None, choices=list(BENCHMARKS),
@@ -40,6 +42,7 @@ def add_arguments(p):
     p.add_argument("--overwrite", action="store_true")
     p.add_argument("--allow-pickle", action="store_true", help="allow loading pickle checkpoints (trusted files only)")
     p.add_argument("--trust-remote-code", action="store_true")
+    add_model_arguments(p)
     p.add_argument("overrides", nargs="*", help="UnlearnConfig overrides, e.g. lr=1e-3 npo_beta=0.2 smoothing=sam; "
                    "evaluation during training: eval_every=epoch stop='forget_prob <= 0.30' "
                    "guard='retain_prob >= 0.9 * start' keep=best select='min forget_prob' (docs/unlearning.md)")
@@ -81,7 +84,8 @@ def _run(args, cfg, out: Path, bench):
     # the probe's sample and the rules' metric names, checked before the model is loaded
     probe, reference = probe_for(cfg, args.data, benchmark=bench, forget=forget_split,
                                  reference_eval=args.reference_eval)
-    load = dict(allow_pickle=args.allow_pickle, trust_remote_code=args.trust_remote_code)
+    load = dict(allow_pickle=args.allow_pickle, trust_remote_code=args.trust_remote_code,
+                model_args=args.model_args)
     model, tok = load_model(args.model, **load)
     if probe is not None:
         probe.tokenizer = tok

@@ -15,7 +15,7 @@ from typing import Any
 
 from obliviate import ObliviateError
 from obliviate.reader import read_json
-from obliviate.stagecache import cached, digest
+from obliviate.stagecache import cached, digest, read_whole
 
 CACHE_VERSION = 2  # 2: generations carry refusal_rate
 
@@ -23,8 +23,9 @@ CACHE_VERSION = 2  # 2: generations carry refusal_rate
 class EvalCache:
     """JSON files under `<root>/<fingerprint>/`, one per (split, stage, key); root None = no cache."""
 
-    def __init__(self, root: Path | None, fingerprint: str):
+    def __init__(self, root: Path | None, fingerprint: str, *, write: bool = True):
         self.dir = root / fingerprint if root is not None else None
+        self.write = write  # False on the other processes of `accelerate launch`: they read, the main one writes
 
     def _path(self, split: str, stage: str, key: Any) -> Path | None:
         if self.dir is None:
@@ -32,7 +33,11 @@ class EvalCache:
         return self.dir / f"{split.replace('/', '__')}.{stage}.{digest([CACHE_VERSION, key])[:16]}.json"
 
     def get_or_compute(self, split: str, stage: str, key: Any, compute):
-        return cached(self._path(split, stage, key), compute)
+        path = self._path(split, stage, key)
+        if not self.write and path is not None:
+            value = read_whole(path)
+            return value if value is not None else compute()
+        return cached(path, compute)
 
 
 def load_results(path: str | Path) -> dict:

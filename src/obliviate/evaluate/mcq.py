@@ -19,7 +19,9 @@ import torch
 from obliviate import ObliviateError
 from obliviate.data.format import pad_batch, pad_token_id, with_bos
 from obliviate.data.schemas import MCQRecord, check_records
+from obliviate.evaluate.distributed import split_map
 from obliviate.evaluate.metrics import mcq_accuracy
+from obliviate.models.device import to_device
 
 LETTERS = string.ascii_uppercase
 
@@ -42,29 +44,36 @@ def letter_token_ids(tokenizer, n: int) -> list[int]:
     return ids
 
 
-@torch.inference_mode()
 def mcq_eval(model, tokenizer, records: Sequence[dict], *, batch_size: int = 16) -> dict:
     """Per-item letter log-likelihoods, prediction and correctness; `accuracy` and `chance` over the split.
 
-    Records are checked against `MCQRecord` first (an int index in range, not a bool; a list of string choices)."""
+    Records are checked against `MCQRecord` first (an int index in range, not a bool; a list of string choices).
+    Under `accelerate launch` whole batches are split across the processes (`distributed.split_map`)."""
     check_records(list(records), MCQRecord, "MCQ items")
-    items = []
-    pad_id = pad_token_id(tokenizer)
-    for start in range(0, len(records), batch_size):
-        chunk = records[start:start + batch_size]
-        prompts = []
-        for r in chunk:
-            ids = with_bos(tokenizer, tokenizer(mcq_prompt(r["question"], r["choices"]),
-                                                add_special_tokens=False)["input_ids"])
-            prompts.append({"input_ids": ids})
-        batch = pad_batch(prompts, pad_id, side="left")
-        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits[:, -1]
-        logps = torch.log_softmax(logits.float(), dim=-1)
-        for r, row in zip(chunk, logps):
-            letters = letter_token_ids(tokenizer, len(r["choices"]))
-            scores = [float(row[t]) for t in letters]
-            pred = max(range(len(scores)), key=scores.__getitem__)
-            items.append({"question": r["question"], "answer": r["answer"], "letter_logps": scores,
-                          "prediction": pred, "correct": pred == r["answer"]})
+    chunks = [list(range(s, min(s + batch_size, len(records)))) for s in range(0, len(records), batch_size)]
+    items = [it for part in split_map(lambda cs: [_mcq_items(model, tokenizer, [records[i] for i in c])
+                                                  for c in cs], chunks) for it in part]
     return {"items": items, "accuracy": mcq_accuracy([i["prediction"] for i in items], [i["answer"] for i in items]),
             "chance": float(sum(1 / len(r["choices"]) for r in records) / len(records))}
+
+
+@torch.inference_mode()
+def _mcq_items(model, tokenizer, chunk: Sequence[dict]) -> list[dict]:
+    """One batch of MCQ items (under `accelerate launch`, whole batches are split across the processes)."""
+    items = []
+    pad_id = pad_token_id(tokenizer)
+    prompts = []
+    for r in chunk:
+        ids = with_bos(tokenizer, tokenizer(mcq_prompt(r["question"], r["choices"]),
+                                            add_special_tokens=False)["input_ids"])
+        prompts.append({"input_ids": ids})
+    batch = to_device(pad_batch(prompts, pad_id, side="left"), model)
+    logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits[:, -1]
+    logps = torch.log_softmax(logits.float(), dim=-1)
+    for r, row in zip(chunk, logps):
+        letters = letter_token_ids(tokenizer, len(r["choices"]))
+        scores = [float(row[t]) for t in letters]
+        pred = max(range(len(scores)), key=scores.__getitem__)
+        items.append({"question": r["question"], "answer": r["answer"], "letter_logps": scores,
+                      "prediction": pred, "correct": pred == r["answer"]})
+    return items

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import torch
 
 from obliviate import ObliviateError
+from obliviate.models.device import to_device
 
 NO_NLI_REASON = "no NLI model (--nli MODEL, e.g. sileod/deberta-v3-base-tasksource-nli; none installs offline)"
 
@@ -30,13 +31,15 @@ class NLIModel:
 
 
 def load_nli(spec: str, *, allow_pickle: bool = False, trust_remote_code: bool = False) -> NLIModel:
-    """`AutoModelForSequenceClassification` + tokenizer from a hub id or local directory, eval mode, CPU.
+    """`AutoModelForSequenceClassification` + tokenizer from a hub id or local directory, eval mode, on this
+    process's device (CUDA when present).
 
     The same rule as every model: safetensors only unless `allow_pickle` (the `--allow-pickle` flag)."""
     from pathlib import Path
 
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
+    from obliviate.models.device import default_device
     from obliviate.models.loading import check_weights
 
     if Path(spec).is_dir():
@@ -51,7 +54,7 @@ def load_nli(spec: str, *, allow_pickle: bool = False, trust_remote_code: bool =
     ent = [i for i, name in id2label.items() if name.lower().startswith("entail")]
     if len(ent) != 1:
         raise ObliviateError(f"NLI model {spec}: config.id2label {id2label} has no single 'entailment' label")
-    model.eval()
+    model.to(default_device()).eval()
     return NLIModel(model, tok, id2label, ent[0], str(spec))
 
 
@@ -67,7 +70,7 @@ def nli_labels(nli: NLIModel, premises: Sequence[str], hypotheses: Sequence[str]
                             padding=True, truncation=True, max_length=max_length, return_tensors="pt")
         if "token_type_ids" in enc and "token_type_ids" not in _forward_args(nli.model):
             enc.pop("token_type_ids")
-        pred = nli.model(**enc).logits.argmax(-1).tolist()
+        pred = nli.model(**to_device(dict(enc), nli.model)).logits.argmax(-1).tolist()
         out.extend(nli.id2label[i] for i in pred)
     return out
 

@@ -31,9 +31,10 @@ from collections.abc import Sequence
 import torch
 
 from obliviate.data.format import IGNORE_INDEX, encode_prompt, encode_qa, encode_qas, pad_batch, pad_token_id
+from obliviate.evaluate.distributed import is_main_process, map_batches, split_map
 from obliviate.evaluate.metrics import exact_memorization, extraction_strength, min_k_pp_score, min_k_score
+from obliviate.models.device import model_device, to_device
 from obliviate.models.logps import selective_logps, sequence_logps
-from obliviate.models.microbatch import in_batches
 from obliviate.parity import convention
 
 
@@ -106,6 +107,7 @@ def encode_scored(tokenizer, question: str, answer: str, *, max_length: int = 51
 def score_batch(model, batch: dict[str, torch.Tensor], *, k: float = 0.4, chunk: int = 256,
                 parity: str = "paper") -> list[dict]:
     """Scores of each sequence in a right-padded batch (input_ids, attention_mask, labels: (B,T))."""
+    batch = to_device(batch, model)
     out = sequence_logps(model, batch, answer_logits=True)
     labels = batch["labels"][:, 1:]
     ends = out.mask.sum(-1).long().cumsum(0).tolist()  # answer_logits rows of sequence i: ends[i-1]:ends[i]
@@ -141,7 +143,7 @@ def score_shared_prompts(model, prompts: list[list[int]], answers: list[list[lis
 
     Returns None when the model's cache cannot be shared (the caller then uses the full pass).
     """
-    dev = model.device if hasattr(model, "device") else None
+    dev = model_device(model)
     width = max(len(p) for p in prompts)
     pids = torch.tensor([[pad_id] * (width - len(p)) + p for p in prompts], device=dev)
     pmask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts], device=dev)
@@ -185,7 +187,8 @@ def forward_scores(model, tokenizer, pairs: Sequence[tuple[str, str]], *, batch_
                    max_length: int = 512, progress: bool = False, desc: str = "forward",
                    share_prompts: bool = True, parity: str = "paper") -> list[dict]:
     """Score rows of (question, answer) pairs, in input order; `share_prompts=False` forces the full pass;
-    `parity` picks the conventions (`obliviate.parity`: `answer_tokens`, `scored_positions`, `extraction_strength`)."""
+    `parity` picks the conventions (`obliviate.parity`: `answer_tokens`, `scored_positions`, `extraction_strength`).
+    Under `accelerate launch` whole batches are split across the processes (`distributed`): bit-identical rows."""
     from tqdm.auto import tqdm
 
     if convention("answer_tokens", parity) == "template-tail" and getattr(tokenizer, "chat_template", None):
@@ -198,21 +201,23 @@ def forward_scores(model, tokenizer, pairs: Sequence[tuple[str, str]], *, batch_
     rows: list[dict | None] = [None] * len(examples)
     full = list(range(len(examples)))
     kwarg = _cache_kwarg(model) if share_prompts else None
-    bar = tqdm(total=len(examples), desc=desc, disable=not progress, leave=False)
+    bar = tqdm(total=len(examples), desc=desc, disable=not (progress and is_main_process()), leave=False)
     if kwarg is not None:
         full = _shared_pass(model, examples, rows, pad_id, batch_size=batch_size, k=k, cache_kwarg=kwarg, bar=bar,
                             parity=parity)
     order = sorted(full, key=lambda i: len(examples[i]["input_ids"]))
 
-    def run(idx: list[int]) -> None:
+    def run(idx: list[int]) -> list[dict]:
         batch = pad_batch([examples[i] for i in idx], pad_id, side="right")
         if mask_pad_ids:  # open-unlearning: attention_mask = input_ids != pad id (src/data/collators.py:48-49)
             batch["attention_mask"] = batch["input_ids"].ne(pad_id).long()
-        for i, row in zip(idx, score_batch(model, batch, k=k, parity=parity)):
-            rows[i] = row
+        scored = score_batch(model, batch, k=k, parity=parity)
         bar.update(len(idx))
+        return scored
 
-    in_batches(run, order, batch_size)  # halves the batch on out-of-memory
+    for i, row in enumerate(map_batches(run, order, batch_size, len(examples))):  # halves a batch on OOM
+        if row is not None:
+            rows[i] = row
     bar.close()
     return rows  # type: ignore[return-value]
 
@@ -240,14 +245,27 @@ def _shared_pass(model, examples: list[dict], rows: list, pad_id: int, *, batch_
         n += len(pc[1])
     if cur:
         batches.append(cur)
-    for b in batches:
+
+    unshareable: list[bool] = []
+
+    def run(b: list) -> list[list[dict]] | None:
+        if unshareable:  # an earlier batch showed the cache cannot be shared: skip the rest
+            return None
         answers = [[examples[i]["input_ids"][len(prompt):] for i in idx] for prompt, idx in b]
         scored = score_shared_prompts(model, [list(prompt) for prompt, _ in b], answers, pad_id, k=k,
                                       cache_kwarg=cache_kwarg, parity=parity)
-        if scored is None:  # not a shareable cache: everything goes through the full pass
-            return list(range(len(examples)))
-        for (_, idx), group_rows in zip(b, scored):
-            for i, row in zip(idx, group_rows):
+        if scored is None:
+            unshareable.append(True)
+            return None
+        bar.update(sum(len(idx) for _, idx in b))
+        return scored
+
+    # whole batches split across processes; None = not a shareable cache (the same model on every process)
+    scored = split_map(lambda part: [run(b) for b in part], batches)
+    if any(s is None for s in scored):  # everything goes through the full pass
+        return list(range(len(examples)))
+    for b, group_rows in zip(batches, scored):
+        for (_, idx), rows_of_prompt in zip(b, group_rows):
+            for i, row in zip(idx, rows_of_prompt):
                 rows[i] = row
-            bar.update(len(idx))
     return full

@@ -141,6 +141,11 @@ def cosine_stage(results: dict, before_results: dict | None, cfg: EvalConfig, em
     if cfg.embedder is None and embedder is None:
         results["stage_not_computed"]["cosine_similarity"] = "embedder=None in the config"
         return
+    from obliviate.evaluate.embeddings import embedder_missing
+
+    if embedder is None and embedder_missing(cfg.embedder):
+        results["stage_not_computed"]["cosine_similarity"] = embedder_missing(cfg.embedder)
+        return
     reasons = []
     for role in gen_roles(results):
         items = results["splits"][role]["items"]

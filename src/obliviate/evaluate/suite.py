@@ -15,6 +15,7 @@ RWKU: forget_level1..3, neighbor_level1..2). Raw-text roles (MUSE privleak, RWKU
 eval.json layout (key names are stable; the report card reads them)::
 
     model, fingerprint, data, config, seed, versions
+    device: {device, dtype, autocast} where the model ran (bf16 autocast on CUDA by default, cached apart)
     complete: false until every stage has run (a killed eval's file is refused as a reference)
     training: {split, forget_items_seen} of a model whose obliviate.json names its training split (else null)
     splits:
@@ -93,6 +94,8 @@ def evaluate(model, tokenizer, data, cfg: EvalConfig | None = None, *, benchmark
     cache_dir: where the stage cache lives (default `<out>/cache`); entries are keyed by the model's weight
     fingerprint, so evaluations of the same model in different `out`s can share one directory.
     """
+    from obliviate.evaluate.distributed import is_main_process
+    from obliviate.models.device import autocast, autocast_kwargs, model_device
     from obliviate.models.loading import model_fingerprint
 
     cfg = cfg or EvalConfig()
@@ -107,25 +110,31 @@ def evaluate(model, tokenizer, data, cfg: EvalConfig | None = None, *, benchmark
         if old.get("fingerprint") != fingerprint:
             raise ObliviateError(f"{out}/eval.json holds results of another model (fingerprint "
                                  f"{old.get('fingerprint')}); choose another --out or pass --overwrite")
+    dev = model_device(model)
+    amp = autocast_kwargs(dev)["enabled"]  # bf16 autocast on CUDA: its scores are cached apart from fp32 ones
     cache = EvalCache(Path(cache_dir) if cache_dir is not None else out / "cache" if out is not None else None,
-                       fingerprint)
+                      fingerprint + ("-bf16" if amp else ""), write=is_main_process())
     roles = resolve_roles(bench, data, cfg)
     results = _new_results(model, model_name, fingerprint, data, bench, cfg, roles)
+    results["device"] = {"device": str(dev), "dtype": str(next(model.parameters()).dtype).replace("torch.", ""),
+                         "autocast": "bf16" if amp else None}
     ref_auc = cfg.privleak_reference_auc if cfg.privleak_reference_auc is not None else bench.privleak_reference_auc
 
     def save():
         results["aggregates"], results["not_computed"] = aggregate(results, retain_results,
                                                                    privleak_reference_auc=ref_auc)
-        if out is not None:
+        if out is not None and is_main_process():  # `accelerate launch`: every process holds the same results
             write_json(out / "eval.json", results, indent=1)
 
-    _qa_stages(model, tokenizer, bench, roles, cfg, cache, results, progress, save)
+    with autocast(dev):
+        _qa_stages(model, tokenizer, bench, roles, cfg, cache, results, progress, save)
     if results["splits"]:
         stages.cosine_stage(results, before_results, cfg, embedder)
         save()
         stages.nli_stage(results, cfg, nli, progress)
         save()
-    stages.extra_stages(model, tokenizer, roles, cfg, cache, results, progress, save)
+    with autocast(dev):
+        stages.extra_stages(model, tokenizer, roles, cfg, cache, results, progress, save)
     results["complete"] = True  # until here eval.json says it is partial: never a reference
     save()
     return results

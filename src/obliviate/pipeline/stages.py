@@ -44,7 +44,9 @@ def eval_into(cfg: DemoConfig, ecfg, model_dir: Path, d: Path, retain_res=None, 
     from obliviate.evaluate import evaluate
     from obliviate.models.loading import load_model
 
-    if ecfg.embedder and ecfg.embedder not in _EMBEDDERS:
+    from obliviate.evaluate.embeddings import embedder_missing
+
+    if ecfg.embedder and ecfg.embedder not in _EMBEDDERS and not embedder_missing(ecfg.embedder):
         from obliviate.evaluate.embeddings import load_embedder
 
         _EMBEDDERS[ecfg.embedder] = load_embedder(ecfg.embedder)

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 import random
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 import numpy as np
 import torch
@@ -27,6 +27,7 @@ from obliviate import ObliviateError
 from obliviate.config import MAX_STEPS
 from obliviate.data.format import IGNORE_INDEX, encode_qas, encode_text_chunks, pad_batch, pad_token_id
 from obliviate.data.roles import disjoint_retain
+from obliviate.models.device import to_device
 from obliviate.models.logps import sequence_logps
 
 VIEWS = ("forget", "retain", "alternate", "retain_alternate")
@@ -54,6 +55,10 @@ class UnlearnBatch:
     alternate: dict[str, torch.Tensor] | None = None
     retain_alternate: dict[str, torch.Tensor] | None = None
     ref_logps: dict[str, torch.Tensor] = field(default_factory=dict)
+
+    def to(self, device) -> UnlearnBatch:
+        """Every tensor of the batch on `device` (the model's: inputs follow the model; a no-op on its device)."""
+        return UnlearnBatch(**{f.name: to_device(getattr(self, f.name), device) for f in fields(self)})
 
     def __len__(self) -> int:
         return len(self.forget["input_ids"])
@@ -161,7 +166,7 @@ def example_logps(model, examples: list[dict], pad_id: int, *, batch_size: int =
     sums = torch.zeros(len(examples))
     for k in range(0, len(order), batch_size):
         idx = order[k:k + batch_size]
-        sums[idx] = sequence_logps(model, pad_batch([examples[i] for i in idx], pad_id)).sum().float()
+        sums[idx] = sequence_logps(model, pad_batch([examples[i] for i in idx], pad_id)).sum().float().to(sums.device)
     return sums
 
 

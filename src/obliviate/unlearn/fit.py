@@ -54,6 +54,7 @@ def trial_step(r, m: int) -> None:
     retain items); the weights, the RNG and `.grad` are left as they were."""
     data = r.data
     batch = collate(data, BatchIndices(_longest(data.forget, m), _longest(data.retain, m) if data.retain else None))
+    batch = batch.to(r.acc.device)
     devices = [r.acc.device] if r.acc.device.type == "cuda" else []
     with torch.random.fork_rng(devices=devices):
         try:

@@ -24,6 +24,7 @@ import torch
 from obliviate import ObliviateError
 from obliviate.config import write_run_info
 from obliviate.data.format import records_hash, tokenizer_hash
+from obliviate.models.device import autocast_kwargs, check_launch
 from obliviate.models.finetune import adamw
 from obliviate.models.loading import model_fingerprint, model_size_name, save_model, weights_hash
 from obliviate.rundir import seed_everything, write_json
@@ -199,6 +200,7 @@ def unlearn(model, tokenizer, forget_records: list[dict], retain_records: list[d
     # multi-process: only the main process claims and writes `out`; the schedule steps once per optimiser step
     _check_mixed_precision(cfg)
     acc = Accelerator(cpu=not torch.cuda.is_available(), step_scheduler_with_optimizer=False)
+    check_launch(acc)
     check_run_dir(out if acc.is_main_process else None, cfg, inputs, resume=resume, overwrite=overwrite)
     size = model_size_name(model)
     hp = cfg.hyperparams(size)
@@ -288,7 +290,7 @@ def _start(cfg: UnlearnConfig, hp, model, ref, data: UnlearnData, acc) -> _Run:
     r = _Run(cfg=cfg, model=model, ref=ref, data=data, acc=acc, objective=OBJECTIVES[cfg.objective],
              regularizer=REGULARIZERS[cfg.regularizer] if cfg.regularizer else None, smoother=smoother,
              batches=batches, per_epoch=per_epoch, total=total, opt=opt, sched=sched, lam=cfg.lam,
-             amp=dict(device_type=acc.device.type, dtype=torch.bfloat16, enabled=cfg.mixed_precision == "bf16"))
+             amp=autocast_kwargs(acc.device, None if cfg.mixed_precision is None else cfg.mixed_precision == "bf16"))
     r.params = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
     r.tracker = smoother.tracker(r.params, cfg, total) if smoother.tracker else None
     model.train()  # the trial step of micro_batch=auto is a training pass
@@ -316,7 +318,7 @@ def _gradients(r: _Run, step: int) -> dict[str, float]:
     """Accumulate the effective batch's gradient of step `step` into `.grad`, micro-batch by micro-batch; the
     batch's loss values (all processes)."""
     acc = r.acc
-    batch = collate(r.data, r.batches[step])
+    batch = collate(r.data, r.batches[step]).to(acc.device)
     micro = micro_batches(batch, r.micro_batch, rank=acc.process_index, world=acc.num_processes,
                           keep_width=r.keep_width)
     parts = r.smoother.grad(r.step_closure(batch, micro, seed=r.cfg.seed * 1_000_003 + step))
