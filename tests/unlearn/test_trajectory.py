@@ -72,7 +72,8 @@ def test_guard_failure_stops_and_keeps_the_last_point_that_passed(target, splits
     assert (t["ended"], t["stopped_at"], t["kept_step"]) == ("guard", 3, 2)
     assert same_weights(model, probe.seen[2]) and not same_weights(model, probe.seen[3])
     assert [r["guard"] for r in lines(tmp_path / "g" / "trajectory.jsonl")] == [True, True, True, False]
-    assert "guard failed" in t["kept_by"]
+    assert t["message"] == ("guard 'retain_prob >= 0.9 * start' failed at step 3; kept step 2 (guard failed: the "
+                            "last point that passed (retain_prob >= 0.9 * start))")
 
 
 def test_keep_best_keeps_the_admissible_point_the_selection_prefers(target, splits):

@@ -222,11 +222,13 @@ class Trajectory:
         elif self.ended == "stop":
             message = f"stop rule '{self.stop}' fired at step {last_step} of {self.total}"
         elif self.ended == "guard":
-            message = f"guard '{self.guard}' failed at step {last_step}; kept step {kept_step}"
+            message = f"guard '{self.guard}' failed at step {last_step}"
         else:
             message = f"ran to the cap ({self.total} steps)"
-        if self.cfg.keep == "best":
-            message += f"; kept step {kept_step} ({by})" if kept else "; no point was admissible: kept the last step"
+        if self.cfg.keep == "best" and not kept:
+            message += "; no point was admissible: kept the last step"
+        elif self.cfg.keep == "best" or kept_step != last_step:
+            message += f"; kept step {kept_step} ({by})"
         point = next((r for r in self.records if r["step"] == kept_step), None)
         return {"eval_every": self.cfg.eval_every, "every_steps": self.every, "points": len(self.records),
                 "stop": self.cfg.stop, "guard": self.cfg.guard, "keep": self.cfg.keep, "select": self.cfg.select,
