@@ -5,6 +5,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -136,3 +137,41 @@ def test_record_written_lists_new_entries(tmp_path):
     (out / "a").write_text("")
     record_written(out)
     assert json.loads((out / MARKER).read_text())["written"] == ["a"]
+
+
+# every file the package writes goes through rundir's atomic writers; these raw writes are deliberate
+RAW_WRITES_ALLOWED = {
+    ("unlearn/loop.py", "open"): "log.jsonl is appended one row per step (a log: a rerun never trusts it)",
+    ("commands/config.py", "open"): "`config cp` creates the user's DEST exclusively ('xb'), never overwriting",
+}
+
+
+def _raw_writes(root: Path) -> list[tuple[str, int, str]]:
+    """(module, line, call) of every Path.write_text / write_bytes method call and open(..., w/a/x) outside rundir."""
+    import ast
+
+    found = []
+    for f in sorted(root.rglob("*.py")):
+        rel = str(f.relative_to(root))
+        if rel == "rundir.py":
+            continue
+        for node in ast.walk(ast.parse(f.read_text())):
+            if not isinstance(node, ast.Call):
+                continue
+            if isinstance(node.func, ast.Attribute) and node.func.attr in ("write_text", "write_bytes"):
+                found.append((rel, node.lineno, node.func.attr))
+            elif isinstance(node.func, ast.Name) and node.func.id == "open" and len(node.args) > 1 \
+                    and isinstance(node.args[1], ast.Constant) and set(str(node.args[1].value)) & set("wax+"):
+                found.append((rel, node.lineno, "open"))
+    return found
+
+
+def test_the_package_writes_files_only_through_rundir():
+    root = Path(__file__).resolve().parents[1] / "src" / "obliviate"
+    raw = [(m, line, call) for m, line, call in _raw_writes(root) if (m, call) not in RAW_WRITES_ALLOWED]
+    assert not raw, f"write through obliviate.rundir (write_text / write_bytes / write_json / atomic_file): {raw}"
+
+
+def test_the_raw_write_guard_catches_one(tmp_path):
+    (tmp_path / "m.py").write_text("from pathlib import Path\nPath('x').write_text('y')\nopen('z', 'wb')\n")
+    assert _raw_writes(tmp_path) == [("m.py", 2, "write_text"), ("m.py", 3, "open")]

@@ -47,7 +47,7 @@ from obliviate.evaluate import EvalConfig, evaluate
 from obliviate.evaluate.suite import resolve_splits, split_means
 from obliviate.models.device import model_device
 from obliviate.models.logps import gather_token_logps
-from obliviate.rundir import write_json
+from obliviate.rundir import write_json, write_text
 
 POSITIONS = ("prefix", "suffix")
 FILLERS = ("x", " x", "!", " !", "a", " a")  # the initial string repeats the first that tokenizes stably
@@ -312,7 +312,7 @@ def jailbreak(model, tokenizer, data: str | Path, cfg: JailbreakConfig, *, origi
         folder = Path(out) if out is not None else Path(tmp)
         folder.mkdir(parents=True, exist_ok=True)
         path = folder / f"attacked_{split}.json"
-        path.write_text(json.dumps([{**r, "question": attacked_question(tokenizer, r["question"], ids, cfg.position)}
+        write_text(path, json.dumps([{**r, "question": attacked_question(tokenizer, r["question"], ids, cfg.position)}
                                     for r in records], indent=1) + "\n")
         with_string = evaluate(model, tokenizer, path, ecfg, progress=False)["splits"]["forget"]["items"]
     seen = set(attacked)

@@ -19,6 +19,7 @@ from obliviate.html import (figure_png, image_html, paragraph, render_page, sect
                                    table_md)
 from obliviate.stats import mean_ci  # noqa: E402
 from obliviate.reader import read_json_object
+from obliviate.rundir import write_bytes, write_text
 
 STEAL_COLS = ("clean", "fgsm", "pgd20", "pgd100", "cw100", "aa")
 INVERT_COLS = ("acc1", "acc5", "knn", "fd")
@@ -78,19 +79,19 @@ def learning_curves(result: dict):
 def write_steal_report(out: Path, result: dict, *, bank: torch.Tensor | None) -> None:
     out = Path(out)
     curves = figure_png(learning_curves(result))
-    (out / "learning_curves.png").write_bytes(curves)
+    write_bytes(out / "learning_curves.png", curves)
     if bank is not None:
         grid = figure_png(image_grid(bank[-64:], ncol=16, title="memory bank (last 64 synthetic images)"))
-        (out / "memory_bank.png").write_bytes(grid)
+        write_bytes(out / "memory_bank.png", grid)
     html = _steal_html(out, result)
-    (out / "report.html").write_text(render_page("obliviate steal", [html], subtitle=str(out)))
+    write_text(out / "report.html", render_page("obliviate steal", [html], subtitle=str(out)))
     rows, cols = _steal_rows(result)
     md = [f"# obliviate steal — {result['mode']} on {result['dataset']} (seed {result['seed']})", "",
           table_md(["model"] + list(cols), rows), "",
           f"Agreement with target: {result['agreement']:.3f}; queries: {result['queries']}; "
           f"best epoch (validation): {result['best_epoch']}; wall time: {result['wall_time_s']['total']} s.", "",
           "![learning curves](learning_curves.png)", "", "![memory bank](memory_bank.png)", ""]
-    (out / "report.md").write_text("\n".join(md))
+    write_text(out / "report.md", "\n".join(md))
 
 
 def _steal_html(out: Path, result: dict) -> str:
@@ -124,15 +125,15 @@ def reconstruction_grid(recs: dict[str, torch.Tensor], classes: torch.Tensor, pr
 
 def write_invert_report(out: Path, result: dict, *, recs: dict, classes: torch.Tensor, private) -> None:
     out = Path(out)
-    (out / "reconstructions.png").write_bytes(figure_png(reconstruction_grid(recs, classes, private)))
+    write_bytes(out / "reconstructions.png", figure_png(reconstruction_grid(recs, classes, private)))
     html = _invert_html(out, result)
-    (out / "report.html").write_text(render_page("obliviate invert", [html], subtitle=str(out)))
+    write_text(out / "report.html", render_page("obliviate invert", [html], subtitle=str(out)))
     md = [f"# obliviate invert — {result['dataset']} (seed {result['seed']})", "",
           table_md(["method"] + list(INVERT_COLS) + ["wall s"], _invert_rows(result)), "",
           f"Target test accuracy {result['target_test_acc']:.3f}; evaluation classifier {result['eval_test_acc']:.3f}; "
           f"top-n pseudo-label purity {result['pseudo_label_purity']:.3f}. FD is a Fréchet distance in the "
           "evaluation classifier's feature space, not FID.", "", "![reconstructions](reconstructions.png)", ""]
-    (out / "report.md").write_text("\n".join(md))
+    write_text(out / "report.md", "\n".join(md))
 
 
 def _invert_rows(result: dict) -> list[list]:
@@ -193,10 +194,10 @@ def write_summary(out: str | Path, kind: str, runs: list[tuple[int, Path, dict]]
                 + [pm([r["wall_time_s"][m] for _, _, r in runs], 1)] for m in methods]
     summary = {"kind": kind, "seeds": [s for s, _, _ in runs], "headers": head, "rows": rows,
                "runs": [str(p) for _, p, _ in runs]}
-    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    write_text(out / "summary.json", json.dumps(summary, indent=2) + "\n")
     title = f"obliviate {kind}: mean ± 95 % CI (t-interval) over seeds {summary['seeds']}"
     parts = [section("Summary", table_html(head, rows))] + [report_section(p) for _, p, _ in runs]
-    (out / "report.html").write_text(render_page(title, parts, subtitle=str(out)))
-    (out / "report.md").write_text(f"# {title}\n\n{table_md(head, rows)}\n\nPer-seed reports: "
+    write_text(out / "report.html", render_page(title, parts, subtitle=str(out)))
+    write_text(out / "report.md", f"# {title}\n\n{table_md(head, rows)}\n\nPer-seed reports: "
                                    + ", ".join(f"[{p.name}]({p.name}/report.md)" for _, p, _ in runs) + "\n")
     return summary

@@ -23,6 +23,7 @@ from obliviate.report.runs import across_seeds, collect, fmt_ci, get
 from obliviate.report.scenarios import continual_section
 from obliviate.report.trajectory import TRAJECTORY_NOTE, kept_by, trajectory_section
 from obliviate.report.tune import tune_section
+from obliviate.rundir import write_bytes, write_text
 
 ROLE_LABELS = {"forget": "forget", "retain": "retain", "world_facts": "world"}
 
@@ -172,13 +173,13 @@ def write_report(run: str | Path, out: str | Path | None = None) -> Path:
         return _write_sections(run, out, scenarios, notes)
     card = _contents(run, out, notes)
     html_sections = _html_sections(card) + _classifier_sections(run) + [h for h, _ in scenarios]
-    (out / "report.html").write_text(H.render_page("obliviate report card", html_sections,
+    write_text(out / "report.html", H.render_page("obliviate report card", html_sections,
                                                    subtitle=f"run directory: {run}"))
-    (out / "report.md").write_text("\n".join(_markdown(card, [m for _, m in scenarios])))
+    write_text(out / "report.md", "\n".join(_markdown(card, [m for _, m in scenarios])))
     attacks = {a["name"]: {"headers": a["headers"], "rows": a["rows"]} for a in card["attacks"]}
     results = {"headers": card["headers"], "rows": card["rows"], "not_computed": card["reasons"], "attacks": attacks,
                "ignored": card["notes"]}
-    (out / "results.json").write_text(json.dumps(results, indent=1) + "\n")
+    write_text(out / "results.json", json.dumps(results, indent=1) + "\n")
     return out / "report.html"
 
 
@@ -214,7 +215,7 @@ def _contents(run: Path, out: Path, notes: list[str]) -> dict:
     if traj is not None:
         pngs["trajectory"] = traj["png"]
     for k, png in pngs.items():
-        (out / f"{k}.png").write_bytes(png)
+        write_bytes(out / f"{k}.png", png)
     _, claim_headers, claim_rows = write_claims(run, data, out)
     rvr = demo.get("retain_vs_itself", {}).get("forget_quality")
     shown = headers + [h for a in attacks for h in a["headers"]]
@@ -320,8 +321,8 @@ def _notes_md(notes: list[str]) -> list[str]:
 
 
 def _write_sections(run: Path, out: Path, sections: list[tuple[str, str]], notes: list[str]) -> Path:
-    (out / "report.html").write_text(H.render_page("obliviate report card", [h for h, _ in sections]
+    write_text(out / "report.html", H.render_page("obliviate report card", [h for h, _ in sections]
                                                    + _notes_html(notes), subtitle=f"run directory: {run}"))
-    (out / "report.md").write_text("\n".join(["# obliviate report card", ""] + [m for _, m in sections]
+    write_text(out / "report.md", "\n".join(["# obliviate report card", ""] + [m for _, m in sections]
                                              + _notes_md(notes)))
     return out / "report.html"

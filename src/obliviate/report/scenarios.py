@@ -13,6 +13,7 @@ from pathlib import Path
 
 from obliviate import html as H
 from obliviate.stagecache import STAGE_FILE, read_whole
+from obliviate.rundir import write_bytes
 
 
 def continual_table(info: dict) -> tuple[list[str], list[list]]:
@@ -91,7 +92,7 @@ def continual_section(run: str | Path, out: str | Path | None = None,
     if not infos:
         return None
     png = H.figure_png(plot_continual(infos))
-    (Path(out or run) / "continual.png").write_bytes(png)
+    write_bytes(Path(out or run) / "continual.png", png)
     html, md = [], ["## Continual unlearning", "", "![continual](continual.png)", ""]
     for info in infos:
         headers, rows = continual_table(info)

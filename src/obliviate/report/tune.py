@@ -11,6 +11,7 @@ import json
 from pathlib import Path
 
 from obliviate import html as H
+from obliviate.rundir import write_bytes
 
 
 def pareto_front(points: list[tuple[float, float]], maximize: tuple[bool, bool]) -> list[int]:
@@ -107,7 +108,7 @@ def tune_section(run: str | Path) -> tuple[str, str] | None:
     fig = plot_front(s)
     png = H.figure_png(fig) if fig is not None else None
     if png:
-        (Path(run) / "front.png").write_bytes(png)
+        write_bytes(Path(run) / "front.png", png)
     front_note = "" if png else "not drawn: the objective does not name a forgetting and a utility metric " \
                                 "(write 'min|max <metric> subject to <utility rule>' or a pareto objective)"
     imp = importance_rows(s)

@@ -27,7 +27,7 @@ from obliviate.data.format import records_hash, tokenizer_hash
 from obliviate.models.device import autocast_kwargs, check_launch
 from obliviate.models.finetune import adamw
 from obliviate.models.loading import model_fingerprint, model_size_name, save_model, weights_hash
-from obliviate.rundir import seed_everything, write_json
+from obliviate.rundir import seed_everything, write_json, write_text
 from obliviate.stats import check_finite_weights
 from obliviate.unlearn.batch import (BatchIndices, UnlearnBatch, UnlearnData, answer_lengths, build_data,
                                      cache_ref_logps, collate, example_logps, micro_batches, plan, steps_per_epoch)
@@ -309,7 +309,7 @@ def _resume(r: _Run, resume: bool, run_info: dict, traj: Trajectory | None) -> t
             traj.restore(json.loads((last / "trainer.json").read_text()).get("trajectory"), last)
     if r.out is not None and r.acc.is_main_process:
         write_run_info(r.out, r.cfg, seed=r.cfg.seed, extra=run_info)
-        (r.out / "log.jsonl").write_text("".join(json.dumps(row) + "\n" for row in log))
+        write_text(r.out / "log.jsonl", "".join(json.dumps(row) + "\n" for row in log))
     r.lam = _resumed_lam(r.cfg, log, r.per_epoch)
     return start, log
 
