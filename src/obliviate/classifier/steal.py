@@ -84,7 +84,7 @@ class StealConfig:
         "n_c": f"[1, {MAX_STEPS}]", "lr_g": "(0, 10]", "lr_z": "(0, 10]", "lr_c": "(0, 10]", "lr_c_min": "[0, 10]",
         "ls_eps": "[0, 1)", "lam_div": "[0, 1e6]", "hee_eta": "(0, 1]", "hee_steps": "[1, 10000]",
         "hee_noise": "[0, 1]", "base_steps": "[1, 10000]", "val_every": f"[1, {MAX_EPOCHS}]", "val_n": "[1, 1e7]",
-        "aa_n": "[1, 1e7]",
+        "aa_n": "[0, 1e7]",  # 0: no AutoAttack
     }
 
     def __post_init__(self):

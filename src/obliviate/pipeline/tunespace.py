@@ -25,6 +25,7 @@ import yaml
 
 from obliviate import ObliviateError
 from obliviate.config import from_dict
+from obliviate.reader import read_yaml
 from obliviate.unlearn import UnlearnConfig
 from obliviate.unlearn.config import CHOICES
 
@@ -133,12 +134,7 @@ def parse_space(items: list[str]) -> dict[str, Param]:
 
 
 def _space_file(path: Path) -> dict[str, Param]:
-    try:
-        loaded = yaml.safe_load(path.read_text())
-    except FileNotFoundError:
-        raise ObliviateError(f"{path}: search space file not found") from None
-    except yaml.YAMLError as e:
-        raise ObliviateError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
+    loaded = read_yaml(path, what="search space")  # a missing or malformed file: one line naming it
     if not isinstance(loaded, dict) or not loaded:
         raise ObliviateError(f"{path}: a search space is a mapping of field: range")
     return {str(k): make_param(str(k), v, source=str(path)) for k, v in loaded.items()}

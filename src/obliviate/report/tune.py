@@ -7,10 +7,10 @@ front of forgetting against utility, the parameter importances and every trial.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from obliviate import html as H
+from obliviate.reader import read_json_object
 from obliviate.rundir import write_bytes
 
 
@@ -96,7 +96,7 @@ def tune_section(run: str | Path) -> tuple[str, str] | None:
     path = Path(run) / "tune.json"
     if not path.is_file():
         return None
-    s = json.loads(path.read_text())
+    s = read_json_object(path, what="tune results")
     c = s["counts"]
     intro = (f"Study {s['study']!r} in {s['storage']}: recipe {s['recipe']}, objective {s['objective']!r}; "
              f"{len(s['trials'])} trials ({c['complete']} completed, {c['pruned']} pruned, {c['fail']} failed); "

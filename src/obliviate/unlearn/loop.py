@@ -22,6 +22,7 @@ from typing import Any
 import torch
 
 from obliviate import ObliviateError
+from obliviate.reader import read_json_object
 from obliviate.config import write_run_info
 from obliviate.data.format import records_hash, tokenizer_hash
 from obliviate.models.device import autocast_kwargs, check_launch
@@ -306,7 +307,7 @@ def _resume(r: _Run, resume: bool, run_info: dict, traj: Trajectory | None) -> t
     if last is not None:
         start, log = load_checkpoint(last, r.params, r.opt, r.sched, r.tracker)
         if traj is not None:
-            traj.restore(json.loads((last / "trainer.json").read_text()).get("trajectory"), last)
+            traj.restore(read_json_object(last / "trainer.json").get("trajectory"), last)
     if r.out is not None and r.acc.is_main_process:
         write_run_info(r.out, r.cfg, seed=r.cfg.seed, extra=run_info)
         write_text(r.out / "log.jsonl", "".join(json.dumps(row) + "\n" for row in log))
@@ -400,6 +401,6 @@ def _finish(model, tokenizer, data, cfg, before, unchanged_weights, log, out, *,
         save_model(model, tokenizer, out, extra={"size": size, "recipe": cfg.recipe, "seed": cfg.seed})
         write_json(out / "summary.json", summary)
         if "trajectory" in summary:  # run.json records the kept step, the rule and its metrics
-            info = json.loads((out / "run.json").read_text())
+            info = read_json_object(out / "run.json")
             write_json(out / "run.json", {**info, "trajectory": summary["trajectory"]})
     return model, log

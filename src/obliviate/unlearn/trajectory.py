@@ -18,7 +18,6 @@ rules and the selection exactly.
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +27,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from obliviate import ObliviateError
+from obliviate.reader import read_json_object
 from obliviate.rundir import atomic_dir, write_json, write_json_lines
 from obliviate.unlearn.config import UnlearnConfig
 from obliviate.unlearn.rules import Rule, Selection, parse_rule, parse_select
@@ -199,7 +199,7 @@ class Trajectory:
         if self.out is None:
             weights = self.memory
         else:
-            info = json.loads((kept_dir(self.out) / "kept.json").read_text())
+            info = read_json_object(kept_dir(self.out) / "kept.json")
             if info["step"] != self.kept["step"]:
                 raise ObliviateError(f"{kept_dir(self.out)}: holds step {info['step']}, the run kept step "
                                      f"{self.kept['step']}; resume the run to rewrite it")
