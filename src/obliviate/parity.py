@@ -86,6 +86,25 @@ CONVENTIONS = {
         "eval", "0.4", "0.4", "0.4", NOT_A_MODE,
         "TOFU's k; OU's Min-K class defaults to 0.2 but its TOFU config sets 0.4 (`min_k=` overrides)",
         "configs/eval/tofu_metrics/mia_min_k.yaml:6; src/evals/metrics/mia/min_k.py:11"),
+    # WMDP / MMLU multiple choice: open-unlearning scores WMDP with lm-evaluation-harness's own tasks (HFLM(model),
+    # simple_evaluate(tasks=[wmdp_<split>, mmlu]): src/evals/lm_eval.py:27,105; configs/experiment/eval/wmdp/
+    # default.yaml:12-14); lm-eval paths below are in the lm_eval 0.4.13 package
+    "mcq_description": Convention(
+        "eval", "none", "lm-eval", "none", NOT_A_MODE,
+        "the bare prompt `{question}\\nA. …\\nAnswer:` (SPEC §3); lm-eval puts its task description first, "
+        "`The following are multiple choice questions (with answers) about biology.\\n\\n` (WMDP: biology / "
+        "chemistry / cybersecurity; MMLU: the subject)",
+        "lm_eval/tasks/wmdp/wmdp_bio.yaml:4 (and _chem, _cyber); lm_eval/tasks/mmlu/default/mmlu_*.yaml:2"),
+    "mcq_bos": Convention(
+        "eval", "always", "tokenizer-default", "always", NOT_A_MODE,
+        "one BOS before every prompt (`with_bos`, the one BOS rule); lm-eval's HFLM encodes with the tokenizer's "
+        "default special tokens, so GPT-2-style tokenizers (SmolLM2) get none and Llama's get one",
+        "lm_eval/models/huggingface.py:1040-1058 (tok_encode); lm_eval/models/utils.py:982-987"),
+    "mcq_metric": Convention(
+        "eval", "acc", "acc", "acc", NOT_A_MODE,
+        "argmax of log p(\" A\"), … (letters after `Answer:`, target delimiter \" \"), unnormalised: lm-eval's WMDP / "
+        "MMLU tasks report `acc` only; `acc_norm` divides by each choice's length, the same for every letter",
+        "lm_eval/tasks/wmdp/_default_template_yaml:7-13; lm_eval/tasks/mmlu/default/_default_template_yaml:7-13"),
     # ------------------------------------------------------------------------------------------- unlearning
     "nll_reduction": Convention(
         "unlearn", "sequence-mean", "token-mean", "token-mean", NOT_A_MODE,

@@ -7,6 +7,13 @@ Prompt (lm-evaluation-harness's WMDP/MMLU format, no chat template):
 ``{question}\\nA. {c0}\\nB. {c1}\\nC. {c2}\\nD. {c3}\\nAnswer:``; the prediction is the argmax over
 letters of log p(" A" | prompt), ... — one forward pass per item, batched with left padding so the
 next-token logits sit at the last position. Chance is 1/len(choices) (25 % for WMDP/MMLU).
+
+Two conventions (`obliviate.parity`, `mcq_description` / `mcq_bos`) differ from lm-evaluation-harness's task, which
+open-unlearning runs for WMDP: lm-eval puts the task's description ("The following are multiple choice questions
+(with answers) about biology.\n\n") before the prompt and lets the tokenizer decide on BOS (GPT-2-style
+tokenizers such as SmolLM2's add none); `paper` uses the bare prompt and always one BOS. Under
+``parity=open-unlearning`` both follow lm-eval, and the letter log-likelihoods equal lm-eval's (tests/evaluate/
+test_harness.py).
 """
 
 from __future__ import annotations
@@ -22,6 +29,15 @@ from obliviate.data.schemas import MCQRecord, check_records
 from obliviate.evaluate.metrics import mcq_accuracy
 
 LETTERS = string.ascii_uppercase
+# lm-eval's `description` subject of each WMDP task (lm_eval/tasks/wmdp/wmdp_{bio,chem,cyber}.yaml:4); MMLU's is the
+# record's `subject` with spaces (lm_eval/tasks/mmlu/default/mmlu_<subject>.yaml:2)
+WMDP_SUBJECTS = {"wmdp_bio": "biology", "wmdp_chem": "chemistry", "wmdp_cyber": "cybersecurity"}
+
+
+def lm_eval_description(role: str, record: dict) -> str:
+    """lm-eval's task description for an item of `role` ("" when its subject is not known)."""
+    subject = WMDP_SUBJECTS.get(role) or str(record.get("subject") or "").replace("_", " ")
+    return f"The following are multiple choice questions (with answers) about {subject}.\n\n" if subject else ""
 
 
 def mcq_prompt(question: str, choices: Sequence[str]) -> str:
@@ -43,10 +59,13 @@ def letter_token_ids(tokenizer, n: int) -> list[int]:
 
 
 @torch.inference_mode()
-def mcq_eval(model, tokenizer, records: Sequence[dict], *, batch_size: int = 16) -> dict:
+def mcq_eval(model, tokenizer, records: Sequence[dict], *, batch_size: int = 16, role: str = "",
+             description: str = "none", bos: str = "always") -> dict:
     """Per-item letter log-likelihoods, prediction and correctness; `accuracy` and `chance` over the split.
 
-    Records are checked against `MCQRecord` first (an int index in range, not a bool; a list of string choices)."""
+    description: "none" | "lm-eval" (`lm_eval_description(role, record)` before each prompt); bos: "always" (one
+    BOS, `with_bos`) | "tokenizer-default" (what `tokenizer(text)` adds, as lm-eval's HFLM). Records are checked
+    against `MCQRecord` first (an int index in range, not a bool; a list of string choices)."""
     check_records(list(records), MCQRecord, "MCQ items")
     items = []
     pad_id = pad_token_id(tokenizer)
@@ -54,8 +73,10 @@ def mcq_eval(model, tokenizer, records: Sequence[dict], *, batch_size: int = 16)
         chunk = records[start:start + batch_size]
         prompts = []
         for r in chunk:
-            ids = with_bos(tokenizer, tokenizer(mcq_prompt(r["question"], r["choices"]),
-                                                add_special_tokens=False)["input_ids"])
+            text = (lm_eval_description(role, r) if description == "lm-eval" else "") + \
+                mcq_prompt(r["question"], r["choices"])
+            ids = tokenizer(text)["input_ids"] if bos == "tokenizer-default" else \
+                with_bos(tokenizer, tokenizer(text, add_special_tokens=False)["input_ids"])
             prompts.append({"input_ids": ids})
         batch = pad_batch(prompts, pad_id, side="left")
         logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits[:, -1]

@@ -206,8 +206,11 @@ def extra_stages(model, tok, roles: Roles, cfg: EvalConfig, cache: EvalCache, re
                 results["stage_not_computed"][f"{role}_icl"] = (f"no few-shot split for {role}: "
                                                                 f"{roles.missing.get(roles.knowmem_icl[role], '')}")
         elif loaded.format == "mcq":
+            conv = {"description": convention("mcq_description", cfg.parity), "bos": convention("mcq_bos", cfg.parity)}
+            key = recs if cfg.parity == "paper" else [recs, role, conv]  # paper: the key of caches before the switch
             results.setdefault("mcq", {})[role] = cache.get_or_compute(
-                loaded.source, "mcq", recs, lambda: mcq_eval(model, tok, recs, batch_size=cfg.batch_size))
+                loaded.source, "mcq", key, lambda: mcq_eval(model, tok, recs, batch_size=cfg.batch_size, role=role,
+                                                            **conv))
         elif loaded.format == "text":
             items = cache.get_or_compute(loaded.source, f"text-{role}", [records_hash(recs), cfg.min_k, cfg.max_length],
                                          lambda: text_stage(model, tok, role, recs, cfg, progress))

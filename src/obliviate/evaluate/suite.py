@@ -48,6 +48,7 @@ eval.json layout (key names are stable; the report card reads them)::
     benchmark, mia_roles: [members, non-members]
     text: {role: {source, n, items: [{index, text, n_tokens, nll_mean, mia}], means}}
     muse: {role: {items, verbmem | knowmem}};  mcq: {role: {items, accuracy, chance}}
+    harness: lm-eval's results with --harness lm-eval (layout: evaluate/harness.py)
     not_computed: {metric: reason}            (also "split:<role>" for a missing split)
     missing, stage_not_computed               (the raw inputs of not_computed, kept for `aggregate`)
 
@@ -72,6 +73,7 @@ from obliviate.evaluate import stages
 from obliviate.evaluate.aggregate import MIA_KEYS, aggregate, reference_problem, split_means  # noqa: F401
 from obliviate.evaluate.cache import EvalCache, as_results, load_results
 from obliviate.evaluate.config import EvalConfig
+from obliviate.evaluate.harness import harness_eval, harness_tasks
 from obliviate.evaluate.metrics import METRICS
 from obliviate.evaluate.roles import resolve_roles, resolve_splits, training_record  # noqa: F401
 from obliviate.evaluate.summary import summary_rows  # noqa: F401
@@ -110,6 +112,7 @@ def evaluate(model, tokenizer, data, cfg: EvalConfig | None = None, *, benchmark
     cache = EvalCache(Path(cache_dir) if cache_dir is not None else out / "cache" if out is not None else None,
                        fingerprint)
     roles = resolve_roles(bench, data, cfg)
+    harness = harness_tasks(cfg) if cfg.harness else None  # every local file checked before the long stages
     results = _new_results(model, model_name, fingerprint, data, bench, cfg, roles)
     ref_auc = cfg.privleak_reference_auc if cfg.privleak_reference_auc is not None else bench.privleak_reference_auc
 
@@ -126,6 +129,8 @@ def evaluate(model, tokenizer, data, cfg: EvalConfig | None = None, *, benchmark
         stages.nli_stage(results, cfg, nli, progress)
         save()
     stages.extra_stages(model, tokenizer, roles, cfg, cache, results, progress, save)
+    if cfg.harness:  # lm-eval's own tasks on the same model (evaluate/harness.py), not cached: re-run on resume
+        results["harness"] = harness_eval(model, tokenizer, cfg, harness)
     results["complete"] = True  # until here eval.json says it is partial: never a reference
     save()
     return results
