@@ -107,6 +107,20 @@ def _items(samples: list[dict]) -> list[dict]:
              "loglikelihoods": [float(r[0]) for r in s["filtered_resps"]], "acc": s.get("acc")} for s in samples]
 
 
+def _build(spec: dict):
+    """lm-eval's Task (or Group of Tasks) of one spec; built here because lm-eval's loader passes an inline group's
+    own keys down to its tasks as overrides."""
+    from lm_eval.api.group import Group
+    from lm_eval.api.task import ConfigurableTask
+
+    if "group" not in spec:
+        return ConfigurableTask(config=spec)
+    group = Group.from_config({k: v for k, v in spec.items() if k != "task"})
+    for leaf in spec["task"]:
+        group.add(ConfigurableTask(config=leaf))
+    return group
+
+
 def harness_tasks(cfg) -> tuple:
     """(lm-eval's TaskManager, the task specs of `cfg.tasks` on local data): checks every local file up front."""
     _, TaskManager = _lm_eval()
@@ -123,7 +137,7 @@ def harness_eval(model, tokenizer, cfg, tasks: tuple | None = None) -> dict:
 
     manager, specs = tasks or harness_tasks(cfg)
     lm = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=cfg.batch_size, max_length=cfg.max_length)
-    res = lm_eval.simple_evaluate(model=lm, tasks=specs, limit=cfg.max_items, log_samples=True, task_manager=manager,
+    res = lm_eval.simple_evaluate(model=lm, tasks=[_build(s) for s in specs], limit=cfg.max_items, log_samples=True, task_manager=manager,
                                   random_seed=cfg.seed, numpy_random_seed=cfg.seed, torch_random_seed=cfg.seed,
                                   fewshot_random_seed=cfg.seed)
     groups = set(res.get("groups", {}))
