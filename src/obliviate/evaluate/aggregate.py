@@ -83,7 +83,8 @@ def aggregate(results: dict, retain_results: dict | None = None, *,
             ref_auc, agg["privleak_reference"] = privleak_reference_auc, "given constant (privleak_reference_auc)"
         if ref_auc is not None:
             agg["privleak_reference_auc"] = ref_auc
-            agg["privleak"] = M.privleak(agg["mia"]["min_k"], ref_auc)
+            agg["privleak"] = M.privleak(agg["mia"]["min_k"], ref_auc, orientation=convention(
+                "privleak_auc", results.get("parity", "paper")))
             nc.pop("privleak", None)
         elif "privleak" not in nc:
             nc["privleak"] = "no retain-model results and no privleak_reference_auc"

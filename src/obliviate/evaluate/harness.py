@@ -46,8 +46,8 @@ def _split_file(folder: Path, split: str) -> Path | None:
 def _task_spec(name: str, cfg: dict, root: Path) -> dict:
     """The task `name` with its dataset pointed at the local files (every split the task reads)."""
     folder = root / cfg["dataset_path"] / (cfg.get("dataset_name") or "")
-    fewshot = cfg.get("fewshot_split") if (cfg.get("num_fewshot") or 0) > 0 else None
-    splits = [s for s in (cfg.get("test_split"), cfg.get("validation_split"), cfg.get("training_split"), fewshot) if s]
+    # lm-eval reads the few-shot split when it builds the task, even at 0 shots (MMLU: dev)
+    splits = [cfg.get(k) for k in ("test_split", "validation_split", "training_split", "fewshot_split") if cfg.get(k)]
     files = {}
     for split in dict.fromkeys(splits):
         path = _split_file(folder, split)
