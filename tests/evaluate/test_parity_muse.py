@@ -97,7 +97,8 @@ def test_muse_eval_under_open_unlearning(target, tmp_path):
     cfg = EvalConfig(embedder=None, max_new_tokens=8, parity="open-unlearning")
     r = evaluate(model, tok, str(FIX / "muse-news"), cfg, benchmark="muse-news", progress=False)
     gts = [r["gt"] for r in read_records(FIX / "muse-news/verbmem/forget.json")]  # JSON Lines, as published
-    assert [it["gt"] for it in r["muse"]["verbmem"]["items"]] == [verbmem_reference(tok, g, 0, "full-text") for g in gts]
+    want = [verbmem_reference(tok, g, 0, "full-text") for g in gts]
+    assert [it["gt"] for it in r["muse"]["verbmem"]["items"]] == want
     agg = r["aggregates"]
     auc, ref = agg["mia"]["min_k"], agg["privleak_reference_auc"]
     assert agg["privleak"] == pytest.approx(((1 - auc) - (1 - ref)) / ((1 - ref) + 1e-10) * 100)

@@ -98,13 +98,21 @@ def task_specs(names: list[str], root: str | Path, index) -> list[dict]:
 
 
 def _metrics(row: dict) -> dict:
-    """lm-eval's `acc,none` / `acc_stderr,none` keys as `acc` / `acc_stderr` (filter `none` only)."""
-    return {k.removesuffix(",none"): v for k, v in row.items() if k.endswith(",none") and isinstance(v, (int, float))}
+    """lm-eval's numeric results, `acc,none` as `acc` (a named filter stays: `exact_match,strict-match`)."""
+    return {k.removesuffix(",none"): v for k, v in row.items()
+            if "," in k and isinstance(v, (int, float)) and not isinstance(v, bool)}
+
+
+def _response(resp):
+    """One filtered response: a log-likelihood (multiple choice / loglikelihood tasks) or the generated text."""
+    first = resp[0] if isinstance(resp, (list, tuple)) and resp else resp
+    return float(first) if isinstance(first, (int, float)) else str(first)
 
 
 def _items(samples: list[dict]) -> list[dict]:
-    return [{"doc_id": s["doc_id"], "target": s["target"],
-             "loglikelihoods": [float(r[0]) for r in s["filtered_resps"]], "acc": s.get("acc")} for s in samples]
+    """Per document: its id, target, each choice's log-likelihood (or the generation) and its `acc` when scored."""
+    return [{"doc_id": s["doc_id"], "target": s["target"] if isinstance(s["target"], int) else str(s["target"]),
+             "loglikelihoods": [_response(r) for r in s["filtered_resps"]], "acc": s.get("acc")} for s in samples]
 
 
 def _build(spec: dict):
@@ -137,23 +145,23 @@ def harness_eval(model, tokenizer, cfg, tasks: tuple | None = None) -> dict:
 
     manager, specs = tasks or harness_tasks(cfg)
     lm = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=cfg.batch_size, max_length=cfg.max_length)
-    res = lm_eval.simple_evaluate(model=lm, tasks=[_build(s) for s in specs], limit=cfg.max_items, log_samples=True, task_manager=manager,
-                                  random_seed=cfg.seed, numpy_random_seed=cfg.seed, torch_random_seed=cfg.seed,
-                                  fewshot_random_seed=cfg.seed)
+    res = lm_eval.simple_evaluate(model=lm, tasks=[_build(s) for s in specs], task_manager=manager,
+                                  limit=cfg.max_items, log_samples=True, random_seed=cfg.seed,
+                                  numpy_random_seed=cfg.seed, torch_random_seed=cfg.seed, fewshot_random_seed=cfg.seed)
     groups = set(res.get("groups", {}))
-    tasks = {}
+    leaves = {}
     for name, row in res["results"].items():
         if name in groups:
             continue
         conf = res["configs"].get(name, {})
-        tasks[name] = {"metrics": _metrics(row), "n": res["n-samples"][name]["effective"],
-                       "version": res["versions"].get(name), "description": conf.get("description", ""),
-                       "doc_to_text": conf.get("doc_to_text"), "num_fewshot": conf.get("num_fewshot", 0),
-                       "items": _items(res["samples"].get(name, []))}
+        leaves[name] = {"metrics": _metrics(row), "n": res["n-samples"][name]["effective"],
+                        "version": res["versions"].get(name), "description": str(conf.get("description") or ""),
+                        "doc_to_text": str(conf.get("doc_to_text")), "num_fewshot": conf.get("num_fewshot") or 0,
+                        "items": _items(res["samples"].get(name, []))}
     return {"harness": cfg.harness, "version": lm_eval.__version__, "data": str(cfg.harness_data),
-            "limit": cfg.max_items, "tasks": tasks,
+            "limit": cfg.max_items, "tasks": leaves,
             "groups": {g: {"metrics": _metrics(res["results"][g]),
-                           "n": sum(tasks[t]["n"] for t in _group_tasks(res, g) if t in tasks)}
+                           "n": sum(leaves[t]["n"] for t in _group_tasks(res, g) if t in leaves)}
                        for g in groups if g in res["results"]}}
 
 
