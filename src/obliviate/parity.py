@@ -122,8 +122,9 @@ CONVENTIONS = {
         "eval", "member-high", "muse", "member-high", NOT_A_MODE,
         "PrivLeak = (AUC − AUC_retrain)/AUC_retrain ×100 on `mia_auc` (Min-K 40 %, 1 = forget memorised, so "
         "under-unlearning is positive); MUSE ranks −Min-K with forget as label 0 (AUC = 1 − ours: a memorised forget "
-        "set gives −100, as its tables), and OU converts to it (1 − AUC both sides, +1e-10). The constants "
-        "0.4772 / 0.5393 are MUSE's AUC, in its orientation. Min-K count: MUSE ⌊0.4·n⌋, OU and ours max(1, ⌊0.4·n⌋)",
+        "set gives −100, as its tables), and OU converts to it (1 − AUC both sides, +1e-10). A given constant "
+        "(`privleak_reference_auc`, MUSE's 0.4772 / 0.5393) is read in MUSE's orientation in every mode. Min-K count: "
+        "MUSE ⌊0.4·n⌋, OU and ours max(1, ⌊0.4·n⌋)",
         "MUSE metrics/privleak.py:43-46,58-61, eval.py:18,78; OU src/evals/metrics/privacy.py:50-52, "
         "configs/eval/muse_metrics/mia_min_k.yaml:18"),
     # WMDP / MMLU multiple choice: open-unlearning scores WMDP with lm-evaluation-harness's own tasks (HFLM(model),

@@ -57,6 +57,23 @@ def test_aggregate_reads_the_mode_from_the_results():
     assert agg["privleak"] == pytest.approx(-700 / 9)
 
 
+def test_published_constant_is_read_in_muses_orientation():
+    """MUSE eval.py:78 with AUC_RETRAIN 0.4772: PrivLeak = (AUC_muse − 0.4772)/0.4772·100. Forget [1, 2, 3] vs
+    holdout [2.5, 4, 5]: AUC_muse = 1/9, so (1/9 − 0.4772)/0.4772·100 = −76.72 under `muse`; under `paper` the same
+    constant is 1 − 0.4772 = 0.5228 in our orientation: (8/9 − 0.5228)/0.5228·100 = +70.02. A model exactly at
+    MUSE's retrain AUC scores 0 in both."""
+    mia = lambda v: {"mia": dict.fromkeys(("loss", "zlib", "min_k", "min_k_pp"), v)}  # noqa: E731
+    text = {"privleak_forget": {"items": [mia(1.0), mia(2.0), mia(3.0)]},
+            "privleak_holdout": {"items": [mia(2.5), mia(4.0), mia(5.0)]}}
+    res = {"benchmark": "muse-news", "splits": {}, "text": text, "mia_roles": ["privleak_forget", "privleak_holdout"]}
+    paper, _ = aggregate(res, privleak_reference_auc=0.4772)
+    muse, _ = aggregate({**res, "parity": "open-unlearning"}, privleak_reference_auc=0.4772)
+    assert muse["privleak"] == pytest.approx((1 / 9 - 0.4772) / 0.4772 * 100, rel=1e-8)
+    assert paper["privleak"] == pytest.approx((8 / 9 - 0.5228) / 0.5228 * 100)
+    assert paper["privleak_reference_auc"] == 0.4772
+    assert M.privleak(0.5228, 1 - 0.4772) == pytest.approx(0.0)
+
+
 def test_knowmem_stops_by_hand():
     """MUSE knowmem.py:49 cuts at each stop in turn."""
     assert cut_at("Paris\nQuestion: Who?", MUSE_STOPS) == "Paris"
@@ -101,5 +118,6 @@ def test_muse_eval_under_open_unlearning(target, tmp_path):
     assert [it["gt"] for it in r["muse"]["verbmem"]["items"]] == want
     agg = r["aggregates"]
     auc, ref = agg["mia"]["min_k"], agg["privleak_reference_auc"]
-    assert agg["privleak"] == pytest.approx(((1 - auc) - (1 - ref)) / ((1 - ref) + 1e-10) * 100)
+    assert agg["privleak_reference"].startswith("given constant") and ref == 0.4772
+    assert agg["privleak"] == pytest.approx(((1 - auc) - ref) / ref * 100)  # MUSE eval.py:78, AUC_RETRAIN as is
     assert r["conventions"]["privleak_auc"] == "muse"

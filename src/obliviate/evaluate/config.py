@@ -32,7 +32,7 @@ class EvalConfig:
     embedder: str | None = "all-MiniLM-L6-v2"  # sentence-transformers id/path; None: skip Cosine Similarity
     nli: str | None = None  # NLI model id/path; None: Entailment Score not computed (reason recorded)
     rouge_floor: float = 0.1  # seed A: ROUGE-L recall below this counts as not entailed
-    privleak_reference_auc: float | None = None  # AUC_retrain when no retain results (MUSE: 0.4772 News, 0.5393 Books)
+    privleak_reference_auc: float | None = None  # AUC_retrain when no retain results, MUSE's orientation (0.4772 News)
     max_items: int | None = None  # evaluate the first N items of each split (quick looks)
     verbmem: str | None = None  # MUSE VerbMem split (prompt, gt)
     knowmem: str | None = None  # MUSE KnowMem split (question, answer)
