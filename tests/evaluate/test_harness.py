@@ -19,8 +19,11 @@ from obliviate.parity import convention
 
 pytest.importorskip("lm_eval")
 
+WMDP_TASKS = ("wmdp_bio", "wmdp_chem", "wmdp_cyber")
 FIXTURE = Path(__file__).parents[1] / "fixtures" / "wmdp"
 WMDP = ("wmdp-bio", "wmdp-chem", "wmdp-cyber")
+MATH = {"question": "What is 7 times 8?", "subject": "elementary_mathematics", "choices": ["54", "56", "64", "48"],
+        "answer": 1}
 
 
 @pytest.fixture(scope="module")
@@ -30,6 +33,10 @@ def hub(tmp_path_factory):
     for config in WMDP:
         (root / "cais" / "wmdp" / config).mkdir(parents=True)
         shutil.copy(FIXTURE / config / "test.jsonl", root / "cais" / "wmdp" / config / "test.jsonl")
+    math = root / "cais" / "mmlu" / "elementary_mathematics"  # MMLU: one folder per subject, test + dev
+    math.mkdir(parents=True)
+    for split in ("test", "dev"):
+        (math / f"{split}.jsonl").write_text(json.dumps(MATH) + "\n")
     return root
 
 
@@ -87,6 +94,18 @@ def test_missing_package_names_the_extra(monkeypatch):
         harness.harness_tasks(EvalConfig(harness="lm-eval", tasks=["wmdp_bio"], embedder=None))
 
 
+def test_results_keep_metrics_and_responses_by_hand():
+    """`acc,none` → `acc`; a named filter stays; flags are not metrics; a generation response is kept as text."""
+    from obliviate.evaluate.harness import _items, _metrics
+
+    row = {"acc,none": 0.5, "acc_stderr,none": 0.1, "exact_match,strict-match": 0.25, "alias": "x", "flag,none": True}
+    assert _metrics(row) == {"acc": 0.5, "acc_stderr": 0.1, "exact_match,strict-match": 0.25}
+    samples = [{"doc_id": 0, "target": 2, "filtered_resps": [(-1.5, False), (-0.5, True)], "acc": 0.0},
+               {"doc_id": 1, "target": "42", "filtered_resps": ["The answer is 42"]}]
+    assert _items(samples) == [{"doc_id": 0, "target": 2, "loglikelihoods": [-1.5, -0.5], "acc": 0.0},
+                               {"doc_id": 1, "target": "42", "loglikelihoods": ["The answer is 42"], "acc": None}]
+
+
 def test_config_pairs_harness_and_tasks():
     assert EvalConfig(harness="lm-eval", tasks="wmdp_bio,mmlu").tasks == ["wmdp_bio", "mmlu"]
     with pytest.raises(ObliviateError, match="go together"):
@@ -102,9 +121,13 @@ def test_lm_eval_matches_mcq_under_open_unlearning(target, hub, manager):
     from obliviate.evaluate.harness import harness_eval, task_specs
 
     model, tok = target
-    cfg = EvalConfig(harness="lm-eval", tasks=["wmdp"], harness_data=str(hub), embedder=None, batch_size=4)
+    cfg = EvalConfig(harness="lm-eval", tasks=["wmdp", "mmlu_elementary_mathematics"], harness_data=str(hub),
+                     embedder=None, batch_size=4)
     res = harness_eval(model, tok, cfg, (manager, task_specs(cfg.tasks, hub, manager.task_index)))
-    assert res["version"].startswith("0.4") and set(res["tasks"]) == {"wmdp_bio", "wmdp_chem", "wmdp_cyber"}
+    assert res["version"].startswith("0.4") and set(res["tasks"]) == {*WMDP_TASKS, "mmlu_elementary_mathematics"}
+    mine = mcq_eval(model, tok, [MATH], role="mmlu", description="lm-eval", bos="tokenizer-default")["items"][0]
+    assert mine["letter_logps"] == pytest.approx(res["tasks"]["mmlu_elementary_mathematics"]["items"][0]
+                                                 ["loglikelihoods"], abs=2e-5)  # MMLU: the subject's description
     for config in WMDP:
         task = config.replace("-", "_")
         ours = mcq_eval(model, tok, _records(config), role=task, description="lm-eval", bos="tokenizer-default")
@@ -116,9 +139,9 @@ def test_lm_eval_matches_mcq_under_open_unlearning(target, hub, manager):
             assert float(mine["correct"]) == their["acc"]
             assert max(abs(a - b) for a, b in zip(bare["letter_logps"], their["loglikelihoods"])) > 1e-3
         assert theirs["metrics"]["acc"] == pytest.approx(ours["accuracy"])
-    accs = [res["tasks"][t]["metrics"]["acc"] * res["tasks"][t]["n"] for t in res["tasks"]]
+    accs = [res["tasks"][t]["metrics"]["acc"] * res["tasks"][t]["n"] for t in WMDP_TASKS]
     assert res["groups"]["wmdp"]["metrics"]["acc"] == pytest.approx(sum(accs) / 6)
-    assert res["groups"]["wmdp"]["n"] == 6
+    assert res["groups"]["wmdp"]["n"] == 6 and set(res["groups"]) == {"wmdp"}
 
 
 def test_cli_writes_harness_section(target_dir, hub, tmp_path):
