@@ -86,6 +86,66 @@ CONVENTIONS = {
         "eval", "0.4", "0.4", "0.4", NOT_A_MODE,
         "TOFU's k; OU's Min-K class defaults to 0.2 but its TOFU config sets 0.4 (`min_k=` overrides)",
         "configs/eval/tofu_metrics/mia_min_k.yaml:6; src/evals/metrics/mia/min_k.py:11"),
+    # MUSE (VerbMem, KnowMem, PrivLeak). MUSE's code: swj0419/muse_bench `eval.py` (aggregation) and its
+    # `metrics/{verbmem,knowmem,privleak}.py`, read in forks that keep them (verbmem: zzwjames/FailureLLMUnlearning
+    # at 1882021, which changed only the sampling; knowmem, privleak, logger: Wenwen555/contrastive-npo at fbfeab7 /
+    # eebd9ac); OU: configs/eval/muse_metrics/*.yaml at d3d7cf9
+    "muse_bos": Convention(
+        "eval", "always", "tokenizer-default", "always", NOT_A_MODE,
+        "VerbMem / KnowMem prompts start with one BOS (`with_bos`); MUSE and OU tokenize with the tokenizer's "
+        "default special tokens (a BOS on Llama, none on SmolLM2)",
+        "MUSE metrics/verbmem.py:15-19, knowmem.py:31-34; OU src/data/utils.py:166-169"),
+    "verbmem_reference": Convention(
+        "eval", "first-tokens", "full-text", "first-tokens", NOT_A_MODE,
+        "ROUGE-L F1 against the first 128 tokens of `gt` (MUSE; its slice counts the BOS on Llama); OU compares "
+        "with the whole decoded `gt` (its labels, up to 2048 tokens), stripped: a 128-token continuation scored "
+        "against a longer text has a lower F1",
+        "MUSE metrics/verbmem.py:22, eval.py:65 (mean_rougeL ×100); OU src/evals/metrics/utils.py:271-281, "
+        "configs/data/datasets/MUSE_forget_verbmem.yaml:10"),
+    "knowmem_stop": Convention(
+        "eval", "blank-line", "muse-stops", "blank-line", NOT_A_MODE,
+        "the answer ends at the first blank line (SPEC §3); MUSE and OU also cut at `\\nQuestion` and `Question:` "
+        "(a model that starts the next few-shot question without a blank line)",
+        "MUSE metrics/knowmem.py:49; OU configs/eval/muse_metrics/forget_knowmem_ROUGE.yaml:23"),
+    "knowmem_prompt": Convention(
+        "eval", "raw-qa", "chat-few-shot", "raw-qa", NOT_A_MODE,
+        "not switched by parity (documented): MUSE's raw `Question: q\\nAnswer: a\\n\\n` shots, as ours, but its "
+        "query ends `Answer: ` with a space, ours `Answer:`; OU puts each shot in the chat template as a user / "
+        "assistant turn",
+        "MUSE metrics/knowmem.py:24-28; OU src/data/qa.py:38-50 (preprocess_chat_instance with the shots)"),
+    "muse_rouge": Convention(
+        "eval", "rougeL-f1-stemmed", "rougeL-f1-stemmed", "rougeL-f1-stemmed", NOT_A_MODE,
+        "ROUGE-L F-measure ×100 in all three (MUSE's `mean_rougeL` is the F-measure), with rouge_score's Porter "
+        "stemmer as OU and TOFU; MUSE's scorer has `use_stemmer=False` (stemming can only raise the score)",
+        "MUSE metrics/logger.py:9-12, eval.py:19,21; OU src/evals/metrics/utils.py:255"),
+    "privleak_auc": Convention(
+        "eval", "member-high", "muse", "member-high", NOT_A_MODE,
+        "PrivLeak = (AUC − AUC_retrain)/AUC_retrain ×100 on `mia_auc` (Min-K 40 %, 1 = forget memorised, so "
+        "under-unlearning is positive); MUSE ranks −Min-K with forget as label 0 (AUC = 1 − ours: a memorised forget "
+        "set gives −100, as its tables), and OU converts to it (1 − AUC both sides, +1e-10). A given constant "
+        "(`privleak_reference_auc`, MUSE's 0.4772 / 0.5393) is read in MUSE's orientation in every mode. Min-K count: "
+        "MUSE ⌊0.4·n⌋, OU and ours max(1, ⌊0.4·n⌋)",
+        "MUSE metrics/privleak.py:43-46,58-61, eval.py:18,78; OU src/evals/metrics/privacy.py:50-52, "
+        "configs/eval/muse_metrics/mia_min_k.yaml:18"),
+    # WMDP / MMLU multiple choice: open-unlearning scores WMDP with lm-evaluation-harness's own tasks (HFLM(model),
+    # simple_evaluate(tasks=[wmdp_<split>, mmlu]): src/evals/lm_eval.py:27,105; configs/experiment/eval/wmdp/
+    # default.yaml:12-14); lm-eval paths below are in the lm_eval 0.4.13 package
+    "mcq_description": Convention(
+        "eval", "none", "lm-eval", "none", NOT_A_MODE,
+        "the bare prompt `{question}\\nA. …\\nAnswer:` (SPEC §3); lm-eval puts its task description first, "
+        "`The following are multiple choice questions (with answers) about biology.\\n\\n` (WMDP: biology / "
+        "chemistry / cybersecurity; MMLU: the subject)",
+        "lm_eval/tasks/wmdp/wmdp_bio.yaml:4 (and _chem, _cyber); lm_eval/tasks/mmlu/default/mmlu_*.yaml:2"),
+    "mcq_bos": Convention(
+        "eval", "always", "tokenizer-default", "always", NOT_A_MODE,
+        "one BOS before every prompt (`with_bos`, the one BOS rule); lm-eval's HFLM encodes with the tokenizer's "
+        "default special tokens, so GPT-2-style tokenizers (SmolLM2) get none and Llama's get one",
+        "lm_eval/models/huggingface.py:1040-1058 (tok_encode); lm_eval/models/utils.py:982-987"),
+    "mcq_metric": Convention(
+        "eval", "acc", "acc", "acc", NOT_A_MODE,
+        "argmax of log p(\" A\"), … (letters after `Answer:`, target delimiter \" \"), unnormalised: lm-eval's WMDP / "
+        "MMLU tasks report `acc` only; `acc_norm` divides by each choice's length, the same for every letter",
+        "lm_eval/tasks/wmdp/_default_template_yaml:7-13; lm_eval/tasks/mmlu/default/_default_template_yaml:7-13"),
     # ------------------------------------------------------------------------------------------- unlearning
     "nll_reduction": Convention(
         "unlearn", "sequence-mean", "token-mean", "token-mean", NOT_A_MODE,

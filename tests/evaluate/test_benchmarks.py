@@ -42,7 +42,8 @@ def test_muse_verbmem_knowmem_privleak_with_published_reference(target_dir, tmp_
     nonmembers = [it["mia"]["min_k"] for it in r["text"]["privleak_holdout"]["items"]]
     auc = M.mia_auc(members, nonmembers)
     assert agg["mia"]["min_k"] == pytest.approx(auc)
-    assert agg["privleak"] == pytest.approx((auc - 0.4772) / 0.4772 * 100)
+    # MUSE's 0.4772 is an AUC in its orientation (1 − ours): a retrained model scores 1 − 0.4772 here
+    assert agg["privleak"] == pytest.approx((auc - (1 - 0.4772)) / (1 - 0.4772) * 100)
     assert r["splits"] == {}  # no TOFU-style QA roles: knowmem goes through its ICL prompt
 
 

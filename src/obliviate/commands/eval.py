@@ -1,5 +1,6 @@
 """obliviate eval --model runs/unlearned --data data/demo --forget forget10 [--retain-model runs/retain]
-[--before-model runs/target] [--nli MODEL] [--out DIR] [key=value ...]
+[--before-model runs/target] [--nli MODEL] [--harness lm-eval --tasks wmdp_bio,mmlu [--harness-data DIR]]
+[--out DIR] [key=value ...]
 
 Writes `<out>/eval.json` (layout: obliviate/evaluate/suite.py) and prints a short table. `--retain-model`
 / `--before-model` are evaluated first into `<out>/retain/` and `<out>/before/` (cached: re-runs skip
@@ -34,6 +35,11 @@ def add_arguments(p):
     p.add_argument("--before-model", default=None, help="model before unlearning: Cosine Similarity reference")
     p.add_argument("--before-results", default=None, help="saved eval.json of the model before unlearning (instead)")
     p.add_argument("--nli", default=None, help="NLI model id/path for the Entailment Score")
+    p.add_argument("--harness", default=None, choices=["lm-eval"], help="also run lm-evaluation-harness's own task "
+                   "definitions on the model (pip install 'obliviate[harness]'); results in eval.json `harness`")
+    p.add_argument("--tasks", default=None, help="lm-eval tasks / groups, comma-separated, e.g. wmdp_bio,mmlu")
+    p.add_argument("--harness-data", default=None, help="local copies of the tasks' hub datasets, "
+                   "DIR/<owner>/<name>/<config>/<split>.jsonl (default data/hub), e.g. data/hub/cais/wmdp/wmdp-bio")
     p.add_argument("--config", help="YAML file with EvalConfig fields")
     p.add_argument("--overwrite", action="store_true", help="replace an eval.json of another model in --out")
     p.add_argument("--allow-pickle", action="store_true", help="allow loading pickle checkpoints (trusted files only)")
@@ -61,7 +67,8 @@ def _reference(kind: str, model_spec, results_path, data, cfg, out: Path, args, 
         return load_results(results_path)
     if not model_spec:
         return None
-    ref_cfg = dataclasses.replace(cfg, embedder=None, nli=None, verbmem=None, knowmem=None, mcq=[])
+    ref_cfg = dataclasses.replace(cfg, embedder=None, nli=None, verbmem=None, knowmem=None, mcq=[], harness=None,
+                                  tasks=[])
     model, tok = load_model(model_spec, allow_pickle=args.allow_pickle, trust_remote_code=args.trust_remote_code,
                             model_args=args.model_args)
     t = time.time()
@@ -76,7 +83,8 @@ def run(args):
 
     from obliviate.evaluate import EvalConfig
 
-    cfg = load_config(EvalConfig, args.config, args.overrides, forget=args.forget, nli=args.nli)
+    cfg = load_config(EvalConfig, args.config, args.overrides, forget=args.forget, nli=args.nli, harness=args.harness,
+                      tasks=args.tasks, harness_data=args.harness_data)
     bench, said = resolve_benchmark(args.benchmark, args.data)
     if args.forget and "forget" not in bench.split_roles:
         raise ObliviateError(f"--forget picks a TOFU forget level; benchmark {bench.name} evaluates its own roles "

@@ -83,7 +83,10 @@ def aggregate(results: dict, retain_results: dict | None = None, *,
             ref_auc, agg["privleak_reference"] = privleak_reference_auc, "given constant (privleak_reference_auc)"
         if ref_auc is not None:
             agg["privleak_reference_auc"] = ref_auc
-            agg["privleak"] = M.privleak(agg["mia"]["min_k"], ref_auc)
+            # a given constant is an AUC in MUSE's orientation (its published 0.4772 / 0.5393): 1 − it in ours
+            ours = 1 - ref_auc if "constant" in agg["privleak_reference"] else ref_auc
+            agg["privleak"] = M.privleak(agg["mia"]["min_k"], ours, orientation=convention(
+                "privleak_auc", results.get("parity", "paper")))
             nc.pop("privleak", None)
         elif "privleak" not in nc:
             nc["privleak"] = "no retain-model results and no privleak_reference_auc"

@@ -13,6 +13,7 @@ from typing import ClassVar
 
 from obliviate import ObliviateError
 from obliviate.config import MAX_BATCH, MAX_SEED, MAX_TOKENS, check_ranges
+from obliviate.evaluate.harness import HARNESSES
 from obliviate.parity import check_mode
 
 
@@ -31,12 +32,15 @@ class EvalConfig:
     embedder: str | None = "all-MiniLM-L6-v2"  # sentence-transformers id/path; None: skip Cosine Similarity
     nli: str | None = None  # NLI model id/path; None: Entailment Score not computed (reason recorded)
     rouge_floor: float = 0.1  # seed A: ROUGE-L recall below this counts as not entailed
-    privleak_reference_auc: float | None = None  # AUC_retrain when no retain results (MUSE: 0.4772 News, 0.5393 Books)
+    privleak_reference_auc: float | None = None  # AUC_retrain when no retain results, MUSE's orientation (0.4772 News)
     max_items: int | None = None  # evaluate the first N items of each split (quick looks)
     verbmem: str | None = None  # MUSE VerbMem split (prompt, gt)
     knowmem: str | None = None  # MUSE KnowMem split (question, answer)
     knowmem_icl: str | None = None  # few-shot examples for KnowMem (question, answer)
     mcq: list[str] = field(default_factory=list)  # question/choices/answer splits (WMDP / MMLU)
+    harness: str | None = None  # "lm-eval": also run lm-evaluation-harness's own tasks (evaluate/harness.py)
+    tasks: list[str] = field(default_factory=list)  # lm-eval task / group names, e.g. [wmdp_bio, mmlu]
+    harness_data: str = "data/hub"  # local hub-layout copies: <dir>/<dataset_path>/<dataset_name>/<split>.jsonl
     seed: int = 0
     parity: str = "paper"  # paper | open-unlearning | closer-look: which conventions (obliviate.parity.CONVENTIONS)
 
@@ -50,6 +54,12 @@ class EvalConfig:
     def __post_init__(self):
         check_ranges(self)
         check_mode(self.parity)
+        if isinstance(self.tasks, str):  # --tasks wmdp_bio,mmlu
+            self.tasks = [t for t in self.tasks.split(",") if t]
+        if self.harness is not None and self.harness not in HARNESSES:
+            raise ObliviateError(f"harness: {self.harness!r} is not one of {', '.join(HARNESSES)}")
+        if bool(self.harness) != bool(self.tasks):
+            raise ObliviateError("harness and tasks go together: --harness lm-eval --tasks wmdp_bio,mmlu")
         if not re.fullmatch(r"[A-Za-z0-9_.\-]+", self.forget or ""):
             raise ObliviateError(f"forget: {self.forget!r} is not a split name")
 

@@ -7,6 +7,13 @@ Prompt (lm-evaluation-harness's WMDP/MMLU format, no chat template):
 ``{question}\\nA. {c0}\\nB. {c1}\\nC. {c2}\\nD. {c3}\\nAnswer:``; the prediction is the argmax over
 letters of log p(" A" | prompt), ... — one forward pass per item, batched with left padding so the
 next-token logits sit at the last position. Chance is 1/len(choices) (25 % for WMDP/MMLU).
+
+Two conventions (`obliviate.parity`, `mcq_description` / `mcq_bos`) differ from lm-evaluation-harness's task, which
+open-unlearning runs for WMDP: lm-eval puts the task's description ("The following are multiple choice questions
+(with answers) about biology.\n\n") before the prompt and lets the tokenizer decide on BOS (GPT-2-style
+tokenizers such as SmolLM2's add none); `paper` uses the bare prompt and always one BOS. Under
+``parity=open-unlearning`` both follow lm-eval, and the letter log-likelihoods equal lm-eval's (tests/evaluate/
+test_harness.py).
 """
 
 from __future__ import annotations
@@ -24,6 +31,15 @@ from obliviate.evaluate.metrics import mcq_accuracy
 from obliviate.models.device import to_device
 
 LETTERS = string.ascii_uppercase
+# lm-eval's `description` subject of each WMDP task (lm_eval/tasks/wmdp/wmdp_{bio,chem,cyber}.yaml:4); MMLU's is the
+# record's `subject` with spaces (lm_eval/tasks/mmlu/default/mmlu_<subject>.yaml:2)
+WMDP_SUBJECTS = {"wmdp_bio": "biology", "wmdp_chem": "chemistry", "wmdp_cyber": "cybersecurity"}
+
+
+def lm_eval_description(role: str, record: dict) -> str:
+    """lm-eval's task description for an item of `role` ("" when its subject is not known)."""
+    subject = WMDP_SUBJECTS.get(role) or str(record.get("subject") or "").replace("_", " ")
+    return f"The following are multiple choice questions (with answers) about {subject}.\n\n" if subject else ""
 
 
 def mcq_prompt(question: str, choices: Sequence[str]) -> str:
@@ -44,28 +60,35 @@ def letter_token_ids(tokenizer, n: int) -> list[int]:
     return ids
 
 
-def mcq_eval(model, tokenizer, records: Sequence[dict], *, batch_size: int = 16) -> dict:
+def mcq_eval(model, tokenizer, records: Sequence[dict], *, batch_size: int = 16, role: str = "",
+             description: str = "none", bos: str = "always") -> dict:
     """Per-item letter log-likelihoods, prediction and correctness; `accuracy` and `chance` over the split.
 
-    Records are checked against `MCQRecord` first (an int index in range, not a bool; a list of string choices).
-    Under `accelerate launch` whole batches are split across the processes (`distributed.split_map`)."""
+    description: "none" | "lm-eval" (`lm_eval_description(role, record)` before each prompt); bos: "always" (one
+    BOS, `with_bos`) | "tokenizer-default" (what `tokenizer(text)` adds, as lm-eval's HFLM). Records are checked
+    against `MCQRecord` first (an int index in range, not a bool; a list of string choices). Under `accelerate
+    launch` whole batches are split across the processes (`distributed.split_map`)."""
     check_records(list(records), MCQRecord, "MCQ items")
     chunks = [list(range(s, min(s + batch_size, len(records)))) for s in range(0, len(records), batch_size)]
-    items = [it for part in split_map(lambda cs: [_mcq_items(model, tokenizer, [records[i] for i in c])
+    items = [it for part in split_map(lambda cs: [_mcq_items(model, tokenizer, [records[i] for i in c], role=role,
+                                                             description=description, bos=bos)
                                                   for c in cs], chunks) for it in part]
     return {"items": items, "accuracy": mcq_accuracy([i["prediction"] for i in items], [i["answer"] for i in items]),
             "chance": float(sum(1 / len(r["choices"]) for r in records) / len(records))}
 
 
 @torch.inference_mode()
-def _mcq_items(model, tokenizer, chunk: Sequence[dict]) -> list[dict]:
+def _mcq_items(model, tokenizer, chunk: Sequence[dict], *, role: str = "", description: str = "none",
+               bos: str = "always") -> list[dict]:
     """One batch of MCQ items (under `accelerate launch`, whole batches are split across the processes)."""
     items = []
     pad_id = pad_token_id(tokenizer)
     prompts = []
     for r in chunk:
-        ids = with_bos(tokenizer, tokenizer(mcq_prompt(r["question"], r["choices"]),
-                                            add_special_tokens=False)["input_ids"])
+        text = (lm_eval_description(role, r) if description == "lm-eval" else "") + \
+            mcq_prompt(r["question"], r["choices"])
+        ids = tokenizer(text)["input_ids"] if bos == "tokenizer-default" else \
+            with_bos(tokenizer, tokenizer(text, add_special_tokens=False)["input_ids"])
         prompts.append({"input_ids": ids})
     batch = to_device(pad_batch(prompts, pad_id, side="left"), model)
     logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits[:, -1]

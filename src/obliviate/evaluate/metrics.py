@@ -179,11 +179,18 @@ def mia_auc(member_scores: Sequence[float], nonmember_scores: Sequence[float]) -
     return float(roc_auc_score(labels, list(member_scores) + list(nonmember_scores)))
 
 
-def privleak(auc_unlearned: float, auc_retrain: float) -> float:
+def privleak(auc_unlearned: float, auc_retrain: float, *, orientation: str = "member-high") -> float:
     """MUSE PrivLeak (Shi et al., arXiv:2407.06460), Min-K% AUC based; 0 = like retraining.
 
     .. math:: \\mathrm{PrivLeak} = (AUC_{unlearned} - AUC_{retrain}) / AUC_{retrain} \\times 100
+
+    orientation (convention `privleak_auc`): "member-high" takes both AUCs as `mia_auc` gives them (1 = forget
+    memorised: under-unlearning is positive); "muse" takes 1 − AUC on both sides, MUSE's orientation (its code ranks
+    −Min-K with forget as label 0, so a memorised forget set gives AUC → 0 and PrivLeak → −100), with
+    open-unlearning's 1e-10 (src/evals/metrics/privacy.py:50-52).
     """
+    if orientation == "muse":
+        return ((1 - auc_unlearned) - (1 - auc_retrain)) / ((1 - auc_retrain) + 1e-10) * 100.0
     return (auc_unlearned - auc_retrain) / auc_retrain * 100.0
 
 

@@ -196,23 +196,30 @@ def extra_stages(model, tok, roles: Roles, cfg: EvalConfig, cache: EvalCache, re
     from obliviate.evaluate.mcq import mcq_eval
     from obliviate.evaluate.muse import knowmem_eval, verbmem_eval
 
+    bos = convention("muse_bos", cfg.parity)
+    par = [] if cfg.parity == "paper" else [cfg.parity]  # paper: the keys of caches written before the switch
     for role, loaded in roles.found.items():
         recs = loaded.records
         if loaded.format == "prompt":
+            ref = convention("verbmem_reference", cfg.parity)
             results.setdefault("muse", {})[role] = cache.get_or_compute(
-                loaded.source, "verbmem", recs, lambda: verbmem_eval(model, tok, recs, batch_size=cfg.gen_batch_size,
-                                                                     progress=progress))
+                loaded.source, "verbmem", [recs, *par] if par else recs, lambda: verbmem_eval(
+                    model, tok, recs, batch_size=cfg.gen_batch_size, progress=progress, bos=bos, reference=ref))
         elif role in roles.knowmem_icl:
             icl = roles.found[roles.knowmem_icl[role]].records if roles.knowmem_icl[role] in roles.found else []
+            stop = convention("knowmem_stop", cfg.parity)
             results.setdefault("muse", {})[role] = cache.get_or_compute(
-                loaded.source, "knowmem", [recs, icl], lambda: knowmem_eval(
-                    model, tok, recs, icl, batch_size=cfg.gen_batch_size, progress=progress))
+                loaded.source, "knowmem", [recs, icl, *par], lambda: knowmem_eval(
+                    model, tok, recs, icl, batch_size=cfg.gen_batch_size, progress=progress, bos=bos, stop=stop))
             if not icl:
                 results["stage_not_computed"][f"{role}_icl"] = (f"no few-shot split for {role}: "
                                                                 f"{roles.missing.get(roles.knowmem_icl[role], '')}")
         elif loaded.format == "mcq":
+            conv = {"description": convention("mcq_description", cfg.parity), "bos": convention("mcq_bos", cfg.parity)}
+            key = recs if cfg.parity == "paper" else [recs, role, conv]  # paper: the key of caches before the switch
             results.setdefault("mcq", {})[role] = cache.get_or_compute(
-                loaded.source, "mcq", recs, lambda: mcq_eval(model, tok, recs, batch_size=cfg.batch_size))
+                loaded.source, "mcq", key, lambda: mcq_eval(model, tok, recs, batch_size=cfg.batch_size, role=role,
+                                                            **conv))
         elif loaded.format == "text":
             items = cache.get_or_compute(loaded.source, f"text-{role}", [records_hash(recs), cfg.min_k, cfg.max_length],
                                          lambda: text_stage(model, tok, role, recs, cfg, progress))

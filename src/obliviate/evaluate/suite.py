@@ -49,6 +49,7 @@ eval.json layout (key names are stable; the report card reads them)::
     benchmark, mia_roles: [members, non-members]
     text: {role: {source, n, items: [{index, text, n_tokens, nll_mean, mia}], means}}
     muse: {role: {items, verbmem | knowmem}};  mcq: {role: {items, accuracy, chance}}
+    harness: lm-eval's results with --harness lm-eval (layout: evaluate/harness.py)
     not_computed: {metric: reason}            (also "split:<role>" for a missing split)
     missing, stage_not_computed               (the raw inputs of not_computed, kept for `aggregate`)
 
@@ -73,6 +74,7 @@ from obliviate.evaluate import stages
 from obliviate.evaluate.aggregate import MIA_KEYS, aggregate, reference_problem, split_means  # noqa: F401
 from obliviate.evaluate.cache import EvalCache, as_results, load_results
 from obliviate.evaluate.config import EvalConfig
+from obliviate.evaluate.harness import harness_eval, harness_tasks
 from obliviate.evaluate.metrics import METRICS
 from obliviate.evaluate.roles import resolve_roles, resolve_splits, training_record  # noqa: F401
 from obliviate.evaluate.summary import summary_rows  # noqa: F401
@@ -115,6 +117,7 @@ def evaluate(model, tokenizer, data, cfg: EvalConfig | None = None, *, benchmark
     cache = EvalCache(Path(cache_dir) if cache_dir is not None else out / "cache" if out is not None else None,
                       fingerprint + ("-bf16" if amp else ""), write=is_main_process())
     roles = resolve_roles(bench, data, cfg)
+    harness = harness_tasks(cfg) if cfg.harness else None  # every local file checked before the long stages
     results = _new_results(model, model_name, fingerprint, data, bench, cfg, roles)
     results["device"] = {"device": str(dev), "dtype": str(next(model.parameters()).dtype).replace("torch.", ""),
                          "autocast": "bf16" if amp else None}
@@ -135,6 +138,8 @@ def evaluate(model, tokenizer, data, cfg: EvalConfig | None = None, *, benchmark
         save()
     with autocast(dev):
         stages.extra_stages(model, tokenizer, roles, cfg, cache, results, progress, save)
+    if cfg.harness:  # lm-eval's own tasks on the same model (evaluate/harness.py), not cached: re-run on resume
+        results["harness"] = harness_eval(model, tokenizer, cfg, harness)
     results["complete"] = True  # until here eval.json says it is partial: never a reference
     save()
     return results

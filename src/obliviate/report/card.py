@@ -19,6 +19,7 @@ from obliviate import html as H
 from obliviate.report.attacks import attack_sections
 from obliviate.report.claims import CLAIMS_NOTE, write_claims
 from obliviate.report.glossary import glossary_rows
+from obliviate.report.harness import HARNESS_NOTE, harness_table
 from obliviate.report.runs import across_seeds, collect, fmt_ci, get
 from obliviate.report.scenarios import continual_section
 from obliviate.report.trajectory import TRAJECTORY_NOTE, kept_by, trajectory_section
@@ -221,7 +222,7 @@ def _contents(run: Path, out: Path, notes: list[str]) -> dict:
     shown = headers + [h for a in attacks for h in a["headers"]]
     return {
         "headers": headers, "rows": rows, "reasons": reasons, "pngs": pngs, "attacks": attacks,
-        "notes": notes, "claims": (claim_headers, claim_rows), "traj": traj, "fe": _examples(data, "forget"), "fr": _examples(data, "retain"),
+        "notes": notes, "claims": (claim_headers, claim_rows), "traj": traj, "harness": harness_table(data), "fe": _examples(data, "forget"), "fr": _examples(data, "retain"),
         "glossary": (["term", "name", "better", "meaning", "source"], glossary_rows(shown)),
         "timing_rows": [[k, v["seconds"], "reused" if v["reused"] else "ran"] for k, v in demo["timings"].items()],
         "cfg_text": json.dumps(demo["config"], indent=1), "ver_text": json.dumps(demo["versions"], indent=1),
@@ -261,6 +262,8 @@ def _html_sections(c: dict) -> list[str]:
         *([H.section("How far each recipe went (evaluation during training)", H.paragraph(TRAJECTORY_NOTE, note=True),
                      H.table_html(c["traj"]["headers"], c["traj"]["rows"], left_cols=3),
                      H.image_html(c["traj"]["png"], "forgetting and utility against step"))] if c["traj"] else []),
+        *([H.section("lm-eval tasks", H.paragraph(HARNESS_NOTE, note=True),
+                     H.table_html(*c["harness"], left_cols=2))] if c["harness"] else []),
         H.section("Attacks", *[H.section(a["title"], H.paragraph(a["caption"], note=True),
                                          H.table_html(a["headers"], a["rows"], left_cols=2),
                                          H.image_html(a["png"], a["title"]), level=3) for a in c["attacks"]]
@@ -284,7 +287,9 @@ def _markdown(c: dict, scenarios: list[str]) -> list[str]:
         f"### {a['title']}", "", H.table_md(a["headers"], a["rows"]), "", f"![{a['name']}]({a['name']}.png)", "")]
     return ["# obliviate report card", "", c["intro"], ""] + headline_md + [
         "## Do the papers' findings hold here?", "", CLAIMS_NOTE, "", H.table_md(*c["claims"]), "",
-        "## Not computed", "", nc_md, "", "## Attacks", ""] + attacks + [
+        "## Not computed", "", nc_md, "",
+        *(["## lm-eval tasks", "", HARNESS_NOTE, "", H.table_md(*c["harness"]), ""] if c["harness"] else []),
+        "## Attacks", ""] + attacks + [
         "![forgetting vs utility](scatter.png)", "![truth ratios](hist.png)", "",
         *(["## How far each recipe went (evaluation during training)", "", TRAJECTORY_NOTE, "",
            H.table_md(c["traj"]["headers"], c["traj"]["rows"]), "", "![trajectories](trajectory.png)", ""]
