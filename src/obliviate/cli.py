@@ -25,7 +25,7 @@ VERBS = {
     "unlearn": ("unlearn", "unlearn a forget split with a composed recipe, e.g. npo+gd+sam"),
     "tune": ("tune", "find a recipe's operating point with Optuna: search space, objective, pruning on the probe"),
     "eval": ("eval", "evaluate a model with the full metric suite"),
-    "attack": ("attack", "attack an unlearned model: relearn | jailbreak (GCG) | mia (membership inference)"),
+    "attack": ("attack", "attack an unlearned model to test that forgetting holds (`obliviate attack --help`)"),
     "demo": ("demo", "the offline demo: world, models, unlearning, evaluation, attacks, report card"),
     "reproduce": ("reproduce", "the papers' protocol on a pretrained model (SmolLM2-135M): do their claims hold?"),
     "report": ("report", "rebuild a report card from a saved run directory"),
