@@ -34,3 +34,30 @@ def unlearn_target_dir(base_dir, world_dir, tmp_path_factory):
     finetune(model, tok, load_split(world_dir, "full+world_facts"), FinetuneConfig(epochs=30, lr=3e-3, batch_size=16),
              progress=False)
     return save_model(model, tok, tmp_path_factory.mktemp("unlearn_models") / "target", extra={"size": "micro"})
+
+
+@pytest.fixture
+def one_and_two_processes(tmp_path):
+    """run(args, port) -> (one, two): `python -m obliviate *args --out tmp/two` under `accelerate launch` with two
+    CPU processes (DDP over gloo, configs/accelerate/cpu_ddp.yaml), then `--out tmp/one` in one process; both
+    must exit 0 (stderr's tail in the message). The multi-process training and evaluation tests share it."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    ddp = Path(__file__).resolve().parents[1] / "src/obliviate/configs/accelerate/cpu_ddp.yaml"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "TQDM_DISABLE": "1"}
+
+    def run(args: list[str], port: int):
+        launcher = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(ddp),
+                    "--main_process_port", str(port)]
+        out = []
+        for name, prefix in (("two", launcher), ("one", [sys.executable])):
+            r = subprocess.run([*prefix, "-m", "obliviate", *args, "--out", str(tmp_path / name)], env=env,
+                               capture_output=True, text=True, timeout=900)
+            assert r.returncode == 0, r.stderr[-3000:]
+            out.append(r)
+        return out[1], out[0]
+
+    return run

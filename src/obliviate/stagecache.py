@@ -70,6 +70,12 @@ def read_whole(path: Path) -> Any | None:
         return None
 
 
+def stage_done(path: str | Path) -> bool:
+    """`path` is a stage directory marked complete: its stage.json (written last, `Stages`) is whole."""
+    info = read_whole(Path(path) / STAGE_FILE)
+    return isinstance(info, dict) and "key" in info
+
+
 def first_difference(old: Any, new: Any) -> str | None:
     """The first top-level field in which two keys differ ("key" when they are not both dicts), or None."""
     old, new = _canonical(old), _canonical(new)

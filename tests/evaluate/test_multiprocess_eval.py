@@ -4,14 +4,8 @@ as one process; only the main process writes and reports."""
 
 import json
 import math
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
-
-ROOT = Path(__file__).resolve().parents[2]
 
 
 def _close(a, b, path="") -> list[str]:
@@ -32,19 +26,11 @@ def _close(a, b, path="") -> list[str]:
 
 
 @pytest.mark.slow
-def test_two_process_eval_equals_one_process(unlearn_target_dir, world_dir, tmp_path):
+def test_two_process_eval_equals_one_process(unlearn_target_dir, world_dir, tmp_path, one_and_two_processes):
     args = ["eval", "--model", str(unlearn_target_dir), "--data", str(world_dir), "max_items=7",
             "max_new_tokens=6", "embedder=null"]
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "TQDM_DISABLE": "1"}
-    launcher = [sys.executable, "-m", "accelerate.commands.launch", "--config_file",
-                str(ROOT / "src/obliviate/configs/accelerate/cpu_ddp.yaml"), "--main_process_port", "29531"]
-    two = subprocess.run([*launcher, "-m", "obliviate", *args, "--out", str(tmp_path / "two")], env=env,
-                         capture_output=True, text=True, timeout=900)
-    assert two.returncode == 0, two.stderr[-3000:]
+    _, two = one_and_two_processes(args, port=29531)
     assert two.stdout.count("wrote ") == 1  # the main process reports, the other stays quiet
-    one = subprocess.run([sys.executable, "-m", "obliviate", *args, "--out", str(tmp_path / "one")], env=env,
-                         capture_output=True, text=True, timeout=900)
-    assert one.returncode == 0, one.stderr[-3000:]
     res = {k: json.loads((tmp_path / k / "eval.json").read_text()) for k in ("one", "two")}
     items = sum(len(s["items"]) for s in res["one"]["splits"].values())
     assert items >= 7 * 3  # several roles, odd item counts: one process gets one more item than the other

@@ -2,30 +2,17 @@
 same global batch, and only the main process writes the run directory."""
 
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-
 
 @pytest.mark.slow
-def test_two_processes_follow_the_single_process_loss_curve(unlearn_target_dir, world_dir, tmp_path):
+def test_two_processes_follow_the_single_process_loss_curve(unlearn_target_dir, world_dir, tmp_path,
+                                                            one_and_two_processes):
     args = ["unlearn", "--model", str(unlearn_target_dir), "--data", str(world_dir), "--recipe", "npo+gd",
             "max_steps=4", "lr=3e-3", "warmup_epochs=0", "batch_size=4"]
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "TQDM_DISABLE": "1"}
-    launcher = [sys.executable, "-m", "accelerate.commands.launch", "--config_file",
-                str(ROOT / "src/obliviate/configs/accelerate/cpu_ddp.yaml"), "--main_process_port", "29517"]
-    two = subprocess.run([*launcher, "-m", "obliviate", *args, "--out", str(tmp_path / "two")], env=env,
-                         capture_output=True, text=True, timeout=900)
-    assert two.returncode == 0, two.stderr[-2000:]
+    _, two = one_and_two_processes(args, port=29517)
     assert two.stdout.count("unlearned npo+gd") == 1  # the main process reports, the other stays quiet
-    one = subprocess.run([sys.executable, "-m", "obliviate", *args, "--out", str(tmp_path / "one")], env=env,
-                         capture_output=True, text=True, timeout=900)
-    assert one.returncode == 0, one.stderr[-2000:]
     rows = {k: [json.loads(line) for line in (tmp_path / k / "log.jsonl").read_text().splitlines()]
             for k in ("one", "two")}
     assert len(rows["one"]) == len(rows["two"]) == 4

@@ -86,13 +86,18 @@ def score_row(logps: torch.Tensor, logits: torch.Tensor, targets: torch.Tensor, 
             "exact_memorization": exact_memorization(preds, targets)}
 
 
+def template_tail(tokenizer, parity: str) -> bool:
+    """Convention `answer_tokens` is open-unlearning's ``template-tail`` and the tokenizer has a chat template."""
+    return convention("answer_tokens", parity) == "template-tail" and bool(getattr(tokenizer, "chat_template", None))
+
+
 def encode_scored(tokenizer, question: str, answer: str, *, max_length: int = 512,
                   parity: str = "paper") -> dict[str, list[int]]:
     """The scored (question, answer) sequence under convention `answer_tokens`: `encode_qa` (answer + EOS), or,
     with ``template-tail`` and a chat template, open-unlearning's: the whole two-turn chat through the template,
     EOS appended unless it is already last, labels on everything after the prompt — the template's end-of-turn
     tokens included (src/data/utils.py:61-70,113-124 at d3d7cf9). Its tokens are cut at `max_length`."""
-    if convention("answer_tokens", parity) != "template-tail" or not getattr(tokenizer, "chat_template", None):
+    if not template_tail(tokenizer, parity):
         return encode_qa(tokenizer, question, answer, max_length=max_length)
     prompt = encode_prompt(tokenizer, question)
     chat = [{"role": "user", "content": question}, {"role": "assistant", "content": answer}]
@@ -191,7 +196,7 @@ def forward_scores(model, tokenizer, pairs: Sequence[tuple[str, str]], *, batch_
     Under `accelerate launch` whole batches are split across the processes (`distributed`): bit-identical rows."""
     from tqdm.auto import tqdm
 
-    if convention("answer_tokens", parity) == "template-tail" and getattr(tokenizer, "chat_template", None):
+    if template_tail(tokenizer, parity):
         examples = [encode_scored(tokenizer, q, a, max_length=max_length, parity=parity) for q, a in pairs]
     else:  # our convention: the question left-truncated to fit, the answer kept; one warning counts the cut rows
         examples = encode_qas(tokenizer, pairs, max_length=max_length, what=f"{desc} rows")

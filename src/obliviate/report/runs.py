@@ -26,7 +26,7 @@ from pathlib import Path
 from obliviate import ObliviateError
 from obliviate.attack.registry import ATTACKS
 from obliviate.reader import read_json_lines, read_json_object
-from obliviate.stagecache import STAGE_FILE, read_whole
+from obliviate.stagecache import stage_done
 from obliviate.stats import P_VALUE_COLUMNS, across_seeds, fmt_ci, fmt_median_range, mean_ci  # noqa: F401
 
 __all__ = ["P_VALUE_COLUMNS", "across_seeds", "collect", "fmt_ci", "fmt_median_range", "get", "load_json",
@@ -46,12 +46,6 @@ def get(res: dict, where: tuple) -> float | None:
 
 def load_json(path: Path) -> dict | None:
     return read_json_object(path) if path.is_file() else None
-
-
-def stage_done(path: Path) -> bool:
-    """`path` is a stage directory the pipeline marked complete: its stage.json (written last) is whole."""
-    info = read_whole(Path(path) / STAGE_FILE)
-    return isinstance(info, dict) and "key" in info
 
 
 def load_json_lines(path: Path) -> list[dict] | None:

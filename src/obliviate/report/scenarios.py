@@ -12,7 +12,7 @@ import re
 from pathlib import Path
 
 from obliviate import html as H
-from obliviate.stagecache import STAGE_FILE, read_whole
+from obliviate.stagecache import read_whole, stage_done
 from obliviate.rundir import write_bytes
 
 
@@ -75,7 +75,7 @@ def find_continual(run: str | Path, notes: list[str] | None = None) -> list[dict
         why = ("not whole JSON" if not isinstance(info, dict) else
                "an unfinished run (fewer rows than tasks)" if len(info.get("rows", [])) < len(info.get("plan", [])) + 1
                else "not a finished pipeline stage" if staged and not (re.fullmatch(r"seed\d+", f.parent.name) and
-                                                                         read_whole(f.parent / STAGE_FILE))
+                                                                         stage_done(f.parent))
                else "")
         if why:
             (notes if notes is not None else []).append(f"ignored {f.relative_to(run)}: {why}")
