@@ -220,6 +220,12 @@ def atomic_into(out: str | Path) -> Iterator[Path]:
                 shutil.rmtree(tmp)
 
 
+def is_main_rank() -> bool:
+    """False in the non-main processes of `accelerate launch` / torchrun (they set RANK): only the main process
+    claims, locks and writes a run directory. Read from the environment, so no process group is needed."""
+    return int(os.environ.get("RANK", "0")) == 0
+
+
 def seed_everything(seed: int) -> None:
     """Seed Python's `random`, NumPy and torch."""
     import numpy as np

@@ -9,7 +9,6 @@ finished work); `--retain-results` / `--before-results` reuse a saved eval.json 
 
 import contextlib
 import dataclasses
-import os
 import time
 from pathlib import Path
 
@@ -17,7 +16,7 @@ from obliviate import ObliviateError
 from obliviate.config import load_config
 from obliviate.data.benchmarks import BENCHMARKS, resolve_benchmark
 from obliviate.models.hub import add_model_arguments
-from obliviate.rundir import run_dir
+from obliviate.rundir import is_main_rank, run_dir
 
 
 def add_arguments(p):
@@ -92,8 +91,7 @@ def run(args):
     print(said)
     torch.manual_seed(cfg.seed)
     # `accelerate launch`: every process evaluates its share of the items; the main one claims, locks and writes
-    main = int(os.environ.get("RANK", "0")) == 0
-    with run_dir(_out_dir(args), args.model) if main else contextlib.nullcontext(_out_dir(args)) as out:
+    with run_dir(_out_dir(args), args.model) if is_main_rank() else contextlib.nullcontext(_out_dir(args)) as out:
         _run(args, cfg, out, bench)
 
 
@@ -112,7 +110,7 @@ def _run(args, cfg, out: Path, bench) -> None:
     t = time.time()
     results = evaluate(model, tok, args.data, cfg, benchmark=bench, retain_results=retain, before_results=before,
                        out=out, model_name=str(args.model), overwrite=args.overwrite, nli=nli)
-    if int(os.environ.get("RANK", "0")) != 0:
+    if not is_main_rank():
         return
     where = results.get("device", {})
     on = f"{where.get('device')} ({where.get('dtype')}{', bf16 autocast' if where.get('autocast') else ''})"

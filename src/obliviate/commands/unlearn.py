@@ -1,7 +1,6 @@
 """obliviate unlearn --model models/target --data data/demo --forget forget10 --retain retain90 --recipe npo+gd --out runs/npo_gd [key=value ...]"""
 
 import contextlib
-import os
 from pathlib import Path
 
 from obliviate.config import load_config
@@ -10,7 +9,7 @@ from obliviate.data.loading import load_refusals
 from obliviate.evaluate.probes import probe_for
 from obliviate.models.hub import add_model_arguments
 from obliviate.models.loading import check_output_dir, load_model
-from obliviate.rundir import run_dir, write_json
+from obliviate.rundir import is_main_rank, run_dir, write_json
 from obliviate.unlearn import UnlearnConfig, unlearn
 from obliviate.unlearn.checkpoint import checkpoints_root
 from obliviate.unlearn.loop import recipe_needs
@@ -52,18 +51,14 @@ def run(args):
     cfg = load_config(UnlearnConfig, args.config, args.overrides, recipe=args.recipe, seed=args.seed, lora=args.lora,
                       reference="original" if args.ref_model else None, max_memory=args.max_memory)
     bench, said = resolve_benchmark(args.benchmark, args.data)
-    if _is_main_process():
+    if is_main_rank():
         print(said)
     # `accelerate launch` (torchrun sets RANK): the main process claims, locks and writes the run directory
     out = Path(args.out)
-    with run_dir(out, args.model, args.ref_model) if _is_main_process() else contextlib.nullcontext():
+    with run_dir(out, args.model, args.ref_model) if is_main_rank() else contextlib.nullcontext():
         check_output_dir(out, args.model, args.ref_model, overwrite=args.overwrite)
         checkpoints_root(out)  # a planted `checkpoints` symlink is refused before any training
         _run(args, cfg, out, bench)
-
-
-def _is_main_process() -> bool:
-    return int(os.environ.get("RANK", "0")) == 0
 
 
 def unlearn_records(args, cfg, bench) -> tuple[str | None, str | None, list, list | None, list | None]:
@@ -92,7 +87,7 @@ def _run(args, cfg, out: Path, bench):
     ref = load_model(args.ref_model, with_tokenizer=False, **load) if args.ref_model else None
     model, log = unlearn(model, tok, forget, retain, cfg, refusals=refusals, out_dir=out, resume=args.resume,
                          overwrite=args.overwrite, ref_model=ref, probe=probe, reference=reference)
-    if not _is_main_process():  # `accelerate launch`: the main process reports
+    if not is_main_rank():  # `accelerate launch`: the main process reports
         return
     meta = out / "obliviate.json"
     info = read_json_object(meta) if meta.is_file() else {}
