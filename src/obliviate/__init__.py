@@ -17,3 +17,92 @@ __version__ = "0.1.0"
 
 class ObliviateError(Exception):
     """A user-facing error: the CLI prints its message on one line and exits non-zero."""
+
+
+# The Python API (obliviate/api.py), loaded on first use (PEP 562) so that `import obliviate` stays cheap and never
+# imports torch. `unlearn`, `evaluate` and `attack` name both an API function and a subpackage: the package
+# attribute is always the function (a `_Verb`), which hands every other attribute to the subpackage, so
+# `obliviate.unlearn(...)`, `from obliviate import unlearn` and `obliviate.unlearn.loop.unlearn` all work.
+API = ("load_model", "load_benchmark", "unlearn", "evaluate", "attack",
+       "BenchmarkData", "UnlearnResult", "EvalResult", "AttackResult")
+SUBPACKAGE_VERBS = ("unlearn", "evaluate", "attack")
+__all__ = ["ObliviateError", *API]
+
+
+def _api():
+    import importlib
+
+    return importlib.import_module("obliviate.api")  # by name: the base package imports no layer (pyproject)
+
+
+def _subpackage(name: str):
+    import importlib
+
+    return importlib.import_module(f"obliviate.{name}")
+
+
+class _Verb:
+    """`obliviate.<name>`: calls the API function `obliviate.api.<name>`; any other attribute is the subpackage's
+    (`obliviate.unlearn.loop`, `obliviate.evaluate.METRICS`), set and deleted there too (monkeypatch)."""
+
+    __slots__ = ("_name",)
+
+    def __init__(self, name: str):
+        object.__setattr__(self, "_name", name)
+
+    def __call__(self, *args, **kwargs):
+        return getattr(_api(), self._name)(*args, **kwargs)
+
+    @property
+    def __wrapped__(self):  # inspect.signature / help follow it to the function
+        return getattr(_api(), self._name)
+
+    @property
+    def __doc__(self):
+        return getattr(_api(), self._name).__doc__
+
+    def __getattr__(self, attr):
+        return getattr(_subpackage(self._name), attr)
+
+    def __setattr__(self, attr, value):
+        setattr(_subpackage(self._name), attr, value)
+
+    def __delattr__(self, attr):
+        delattr(_subpackage(self._name), attr)
+
+    def __dir__(self):
+        return sorted(set(dir(_subpackage(self._name))) | {"__call__", "__doc__", "__wrapped__"})
+
+    def __repr__(self):
+        return f"<obliviate.{self._name}: the function obliviate.api.{self._name}, and the subpackage's attributes>"
+
+
+_VERBS = {name: _Verb(name) for name in SUBPACKAGE_VERBS}
+
+
+class _Package(type(logging)):
+    """The package module: the import system's binding of a subpackage to its parent (`obliviate.unlearn =
+    <module>`, done when the subpackage is first imported) is left out for the three verbs, so the attribute
+    stays the verb; the subpackage itself is in sys.modules as usual."""
+
+    def __setattr__(self, name, value):
+        if name in _VERBS and isinstance(value, type(logging)):
+            return
+        super().__setattr__(name, value)
+
+
+def __getattr__(name: str):
+    if name in _VERBS:
+        return _VERBS[name]
+    if name in API:
+        return getattr(_api(), name)
+    raise AttributeError(f"module 'obliviate' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(API))
+
+
+import sys as _sys  # noqa: E402
+
+_sys.modules[__name__].__class__ = _Package
