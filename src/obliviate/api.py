@@ -25,6 +25,7 @@ the API function, which hands any other attribute to the subpackage (`obliviate/
 from __future__ import annotations
 
 import contextlib
+import copy
 import dataclasses
 import math
 import tempfile
@@ -171,7 +172,8 @@ def unlearn(model, tokenizer, data, *, out: str | Path | None = None, ref_model=
 
     `config`: `UnlearnConfig` fields, e.g. `recipe="npo+gd+sam"`, `max_steps=4`, `lr=1e-3`, `eval_every="epoch"`,
     `stop="forget_prob <= 0.3"`; the retain set and refusals are read when the recipe needs them. `ref_model`: the
-    reference model (continual unlearning: `reference="original"`); `reference_eval`: a retain model's eval.json
+    reference model, a model, a (model, tokenizer) pair or a directory (continual unlearning:
+    `reference="original"`, set when it is given); `reference_eval`: a retain model's eval.json
     or `EvalResult` for the rules' `retain:` values. `out`: the run directory (model, run.json, log.jsonl, ...).
 
     >>> run = unlearn(model, tok, load_benchmark("data/tiny"), recipe="npo+gd", max_steps=4)   # doctest: +SKIP
@@ -192,6 +194,8 @@ def unlearn(model, tokenizer, data, *, out: str | Path | None = None, ref_model=
     probe, reference = probe_for(cfg, data.data, benchmark=data.benchmark, forget=forget_split,
                                  reference_eval=_raw(reference_eval), tokenizer=tokenizer)
     ref = ref_model[0] if isinstance(ref_model, tuple) else ref_model
+    if isinstance(ref, (str, Path)):
+        ref = load_model(ref)[0]
     with _frame(out):
         model, log = unlearn_loop(model, tokenizer, forget, retain, cfg, refusals=refusals, out_dir=out,
                                   resume=resume, overwrite=overwrite, ref_model=ref, progress=progress,
@@ -298,6 +302,14 @@ class AttackResult:
         return head + "\n" + table_md(*self.table)
 
 
+def _pair(model, tokenizer):
+    """A reference model as the attacks take it: a directory / hub id or a (model, tokenizer) pair; a bare model
+    is paired with the attacked model's tokenizer."""
+    if model is None or isinstance(model, (str, Path, tuple)):
+        return model
+    return model, tokenizer
+
+
 def _attack_config(a, name: str, data: BenchmarkData, config: dict):
     fields = {f.name for f in dataclasses.fields(a.config)}
     if "benchmark" in fields:  # the attack says what it applies to
@@ -318,7 +330,7 @@ def attack(name: str, model, tokenizer, data, *, out: str | Path | None = None, 
     steps=[5, 10]`). `original` / `retain_model`: (model, tokenizer) pairs or directories, for the attacks that
     read them (`ATTACKS[name].references`); `retain_results` / `start_results`: `EvalResult`s or eval.json paths
     (`start_results`: the model's own evaluation, reused where the attack can). `out`: its directory (default: a
-    new temporary one, `result.out`).
+    new temporary one, `result.out`). An attack that trains (relearn) trains a copy: `model` is left unchanged.
 
     >>> r = attack("relearn", run.model, tok, load_benchmark("data/tiny"), k=4, steps=[5])   # doctest: +SKIP
     >>> print(r.summary())                                                                  # doctest: +SKIP
@@ -328,12 +340,15 @@ def attack(name: str, model, tokenizer, data, *, out: str | Path | None = None, 
     a = get_attack(name)
     data = _as_data(data)
     cfg = _attack_config(a, name, data, config)
-    refs = {"original": original, "retain_model": retain_model, "retain_results": _raw(retain_results)}
+    refs = {"original": _pair(original, tokenizer), "retain_model": _pair(retain_model, tokenizer),
+            "retain_results": _raw(retain_results)}
     readable = set(a.references) | ({"retain_results"} if a.reuses_eval else set())
     unread = [k for k, v in refs.items() if v is not None and k not in readable]
     if unread:
         raise ObliviateError(f"attack {name}: does not read {unread[0]} (it reads: "
                              f"{', '.join(sorted(readable)) or 'no reference'})")
+    if a.trains:  # the attack fine-tunes what it is given: the caller's model stays as it was
+        model = copy.deepcopy(model)
     out = Path(out) if out is not None else Path(tempfile.mkdtemp(prefix=f"obliviate-{name}-"))
     with _frame(out):
         result = a.run((model, tokenizer), data.data or data.benchmark.hub_id, cfg, out,

@@ -180,6 +180,7 @@ class Attack:
     every_model: bool = False  # a pipeline runs it on every unlearned model (not only on `attack_recipes`)
     pipeline_models: tuple[str, ...] = ()  # the model references a pipeline passes: original (its target model),
     # retain_model (its retain model), as the attack's control rows
+    trains: bool = False  # it changes the weights of the model it is given (obliviate.attack() attacks a copy)
 
 
 ATTACKS = {
@@ -190,7 +191,7 @@ ATTACKS = {
         flags={"k": "forget items the attacker trains on (default 8)",
                "steps": "comma-separated step counts to evaluate at (default 10,20,40)",
                "lr": "default: the unlearning lr preset of the model size", "seed": "default 0"},
-        references=("retain_results",), code=("attack/relearn", "evaluate")),
+        references=("retain_results",), code=("attack/relearn", "evaluate"), trains=True),
     "jailbreak": Attack(
         "Jailbreak (GCG adversarial string)", JailbreakConfig, run_jailbreak, "jailbreak.json",
         tables.jailbreak_table, tables.jailbreak_plot,
