@@ -2,6 +2,8 @@
 
 import logging
 import os
+import sys
+import types
 
 # Must be set before torch is imported: OpenMP's default busy-wait makes CPU training
 # on 2 cores ~7x slower and erratic.
@@ -80,13 +82,13 @@ class _Verb:
 _VERBS = {name: _Verb(name) for name in SUBPACKAGE_VERBS}
 
 
-class _Package(type(logging)):
+class _Package(types.ModuleType):
     """The package module: the import system's binding of a subpackage to its parent (`obliviate.unlearn =
     <module>`, done when the subpackage is first imported) is left out for the three verbs, so the attribute
     stays the verb; the subpackage itself is in sys.modules as usual."""
 
     def __setattr__(self, name, value):
-        if name in _VERBS and isinstance(value, type(logging)):
+        if name in _VERBS and isinstance(value, types.ModuleType):
             return
         super().__setattr__(name, value)
 
@@ -103,6 +105,4 @@ def __dir__():
     return sorted(set(globals()) | set(API))
 
 
-import sys as _sys  # noqa: E402
-
-_sys.modules[__name__].__class__ = _Package
+sys.modules[__name__].__class__ = _Package
