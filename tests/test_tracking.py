@@ -54,6 +54,7 @@ def test_unlearn_logs_losses_lr_weights_and_probe_metrics_to_tensorboard(unlearn
         assert got[f"train/{key}"] == pytest.approx({r["step"]: r[key] for r in log}, rel=1e-6), key
     assert got["train/lam"] == {1: 0.5, 2: 0.5, 3: 0.5, 4: 0.5} and set(got["train/alpha"].values()) == {1.0}
     assert log[0]["loss"] == pytest.approx(log[0]["forget"] + 0.5 * log[0]["retain"])
+    assert "train/step" not in got  # the step is the x axis
     metrics = {m for r in traj for m, v in r["metrics"].items() if v is not None}
     assert "forget_prob" in metrics
     for m in metrics:  # the probe's metrics at steps 0, 2, 4

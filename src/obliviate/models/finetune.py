@@ -193,7 +193,7 @@ def train_steps(model, tokenizer, records: list[dict], cfg: FinetuneConfig, *, o
                 step += 1
                 row = {"step": step, "loss": float(loss), "lr": sched.get_last_lr()[0], "grad_norm": grad_norm,
                        "epoch": step / len(loader)}
-                log_values(acc, row, step=step, prefix="train")
+                log_values(acc, {k: v for k, v in row.items() if k != "step"}, step=step, prefix="train")
                 yield {**row, "total_steps": total, **split}
                 if step >= total:
                     break

@@ -115,7 +115,7 @@ def log_step(acc, row: dict | None, point: dict | None) -> None:
     """A training step's log row as `train/*` at its step, and an evaluation point's probe metrics (a trajectory
     record, `unlearn.trajectory`) as `probe/*` at the point's step."""
     if row is not None:
-        log_values(acc, row, step=row["step"], prefix="train")
+        log_values(acc, {k: v for k, v in row.items() if k != "step"}, step=row["step"], prefix="train")
     if point is not None:
         log_values(acc, point["metrics"], step=point["step"], prefix="probe")
 
