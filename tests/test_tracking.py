@@ -74,6 +74,78 @@ def test_dual_ascent_lambda_is_logged_as_each_step_used_it(target, splits, tmp_p
     assert not (tmp_path / "run" / "trackers").exists()  # tracker_dir given: nothing in the run directory
 
 
+class Scripted:
+    """A probe returning `forget_prob` from a list, one value per call (step 0 first); `stop_at`: the step at which
+    its on_probe raises (a run killed there, resumable)."""
+
+    names = ("forget_prob",)
+
+    def __init__(self, values):
+        self.values, self.calls = values, 0
+
+    def __call__(self, model):
+        self.calls += 1
+        return {"forget_prob": self.values[self.calls - 1]}
+
+
+def test_a_resumed_run_continues_its_curves_and_a_killed_one_closes_its_tracker(target, splits, tmp_path,
+                                                                              unlearn_target_dir, monkeypatch):
+    from obliviate.models import tracking
+    from obliviate.models.loading import load_model
+    from obliviate.unlearn import UnlearnConfig, unlearn, loop
+
+    closed = []
+    monkeypatch.setattr(loop, "stop_trackers", lambda acc: (closed.append([t.name for t in acc.trackers]),
+                                                            tracking.stop_trackers(acc)))
+
+    (model, tok), (forget, retain) = target, splits
+    cfg = UnlearnConfig(recipe="npo+gd", max_steps=4, batch_size=4, lr=1e-3, eval_every=1, log_with="tensorboard")
+    values = [0.9, 0.8, 0.7, 0.6, 0.5]
+
+    def kill_at_2(record):
+        if record["step"] == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        unlearn(model, tok, forget, retain, cfg, out_dir=tmp_path / "r", probe=Scripted(values), on_probe=kill_at_2,
+                progress=False)
+    assert closed == [["tensorboard"]]  # the kill closed the tracker
+    first = scalars(tmp_path / "r" / "trackers" / "r")  # everything up to the kill is on disk
+    assert sorted(first["train/loss"]) == [1, 2]
+    assert first["probe/forget_prob"] == pytest.approx({0: 0.9, 1: 0.8, 2: 0.7})
+    model, tok = load_model(unlearn_target_dir)  # the model the run started from (its fingerprint is checked)
+    probe = Scripted(values)
+    probe.calls = 3  # the resumed run probes steps 3 and 4
+    unlearn(model, tok, forget, retain, cfg, out_dir=tmp_path / "r", probe=probe, resume=True, progress=False)
+    assert len(closed) == 2
+    got = scalars(tmp_path / "r" / "trackers" / "r")
+    log = lines(tmp_path / "r" / "log.jsonl")
+    assert got["train/loss"] == pytest.approx({r["step"]: r["loss"] for r in log}, rel=1e-6) and len(log) == 4
+    assert got["probe/forget_prob"] == pytest.approx(dict(enumerate(values)))
+
+
+def test_only_the_main_process_logs_under_accelerate_launch(unlearn_target_dir, world_dir, tmp_path):
+    """Two CPU processes (DDP over gloo): one TensorBoard run, its losses those of log.jsonl (the reduced ones)."""
+    import os
+    from pathlib import Path
+
+    ddp = Path(__file__).resolve().parents[1] / "src/obliviate/configs/accelerate/cpu_ddp.yaml"
+    out = tmp_path / "two"
+    done = subprocess.run([sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(ddp),
+                           "--main_process_port", "29533", "-m", "obliviate", "unlearn", "--model",
+                           str(unlearn_target_dir), "--data", str(world_dir), "--recipe", "npo+gd", "--out", str(out),
+                           "max_steps=2", "batch_size=4", "lr=3e-3", "log_with=tensorboard"],
+                          env={**os.environ, "OMP_NUM_THREADS": "1", "TQDM_DISABLE": "1"}, capture_output=True,
+                          text=True, timeout=900)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert [p.name for p in (out / "trackers").iterdir()] == ["two"]
+    events = sorted((out / "trackers" / "two").glob("events.out.tfevents.*"))
+    assert len(events) == 1  # one writer: the main process
+    got, log = scalars(out / "trackers" / "two"), lines(out / "log.jsonl")
+    for key in ("loss", "forget", "retain"):
+        assert got[f"train/{key}"] == pytest.approx({r["step"]: r[key] for r in log}, rel=1e-6), key
+
+
 def test_finetune_logs_its_loss_and_lr(base_dir, world_dir, tmp_path):
     out = tmp_path / "ft"
     assert main(["finetune", "--model", str(base_dir), "--data", str(world_dir), "--out", str(out), "max_steps=3",

@@ -95,7 +95,7 @@ def start_trackers(acc, config, out: str | Path | None) -> None:
     where = acc.logging_dir if acc.project_configuration.project_dir is not None else None
     init = {"wandb": {"name": name, **({"dir": str(where)} if where else {})}, "trackio": {"name": name},
             "mlflow": {"run_name": name}}
-    if where is not None:
+    if where is not None and acc.is_main_process:  # only the main process writes (and its run dir is claimed)
         Path(where).mkdir(parents=True, exist_ok=True)
     acc.init_trackers(name if kind == "tensorboard" else PROJECT, config=_hparams(config),
                       init_kwargs={kind: init[kind]} if kind in init else None)
