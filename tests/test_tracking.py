@@ -62,13 +62,18 @@ def test_unlearn_logs_losses_lr_weights_and_probe_metrics_to_tensorboard(unlearn
 
 
 def test_dual_ascent_lambda_is_logged_as_each_step_used_it(target, splits, tmp_path):
+    """With a tracker_dir of its own, the run is named after its run directory's path (runs may share the dir)."""
+    from obliviate.models.tracking import run_name
     from obliviate.unlearn import UnlearnConfig, unlearn
 
     (model, tok), (forget, retain) = target, splits
     cfg = UnlearnConfig(recipe="ga+gd", max_steps=3, batch_size=4, lr=1e-3, retain_constraint=0.0, dual_step=0.5,
                         log_with="tensorboard", tracker_dir=str(tmp_path / "tb"))
     _, log = unlearn(model, tok, forget, retain, cfg, out_dir=tmp_path / "run", progress=False)
-    got = scalars(tmp_path / "tb" / "run")
+    (logdir,) = {f.parent for f in (tmp_path / "tb").rglob("events.out.tfevents.*") if f.parent.name == "run"}
+    assert logdir.relative_to(tmp_path / "tb").as_posix() == run_name(tmp_path / "run", nested=False)
+    assert run_name(tmp_path / "run", nested=False).endswith(tmp_path.relative_to("/").as_posix() + "/run")
+    got = scalars(logdir)
     assert got["train/lam"] == pytest.approx({r["step"]: r["lam"] for r in log})
     assert len(set(got["train/lam"].values())) == 3  # λ moves every step: the logged one is the step's own
     assert not (tmp_path / "run" / "trackers").exists()  # tracker_dir given: nothing in the run directory
@@ -210,6 +215,17 @@ def test_demo_checks_the_tracker_of_its_unlearn_overrides_before_any_stage(monke
         DemoConfig(unlearn_overrides="npo+gd:log_with=mlflow")
     with pytest.raises(ObliviateError, match="log_with 'tb' is unknown"):
         DemoConfig(continual=["npo+gd:log_with=tb"])
+
+
+def test_run_names_come_from_the_run_directory(tmp_path, monkeypatch):
+    from obliviate.models.tracking import run_name
+
+    monkeypatch.chdir(tmp_path)
+    stage = tmp_path / "runs" / "demo" / "runs" / "npo_gd" / "seed0" / "model.partial"  # a pipeline stage at work
+    assert run_name(stage, nested=True) == "model"
+    assert run_name(stage, nested=False) == "runs/demo/runs/npo_gd/seed0/model"
+    assert run_name("runs/x", nested=False) == "runs/x" and run_name(None, nested=False) == "run"
+    assert run_name("/elsewhere/r", nested=False) == "elsewhere/r"
 
 
 def test_tensorboard_without_a_directory_is_refused(target, splits):

@@ -12,8 +12,8 @@ argument, nothing is logged and no tracker package is imported. `check_tracker` 
 naming the pip extra.
 
 Where and under which name: `tracker_dir`, else `<run dir>/trackers`; the run is named after the run directory
-(TensorBoard: `<tracker_dir>/<run name>/events.*`; wandb / trackio: project `obliviate`, run `<run name>`; MLflow:
-experiment `obliviate`, run `<run name>`, tracking URI from MLFLOW_TRACKING_URI).
+(`run_name`; TensorBoard: `<tracker_dir>/<run name>/events.*`; wandb / trackio: project `obliviate`, run
+`<run name>`; MLflow: experiment `obliviate`, run `<run name>`, tracking URI from MLFLOW_TRACKING_URI).
 """
 
 from __future__ import annotations
@@ -60,12 +60,21 @@ def check_tracker(log_with: str | None) -> None:
                              f"pip install 'obliviate[{t.extra}]'")
 
 
-def run_name(out: str | Path | None) -> str:
-    """The tracked run's name: the run directory's (a pipeline stage's `.partial` work directory: the stage's)."""
+def run_name(out: str | Path | None, *, nested: bool) -> str:
+    """The tracked run's name, from its run directory (a pipeline stage's `<dir>.partial` work directory: `<dir>`).
+    `nested` (the tracker writes inside the run directory): the directory's name; else its path (relative to the
+    current directory when below it), so that runs sharing a `tracker_dir` or a wandb project do not collide (a
+    pipeline's `runs/npo_gd/seed0/model` and `runs/ga_gd/seed0/model`)."""
     if out is None:
         return "run"
-    name = Path(out).name
-    return name[:-len(".partial")] if name.endswith(".partial") else name
+    p = Path(out)
+    p = p.with_name(p.name.removesuffix(".partial")).resolve()
+    if nested:
+        return p.name
+    try:
+        return p.relative_to(Path.cwd().resolve()).as_posix()
+    except ValueError:
+        return p.as_posix().lstrip("/")
 
 
 def tracker_kwargs(log_with: str | None, tracker_dir: str | None, out: str | Path | None) -> dict:
@@ -91,7 +100,8 @@ def start_trackers(acc, config, out: str | Path | None) -> None:
     Accelerator has no tracker)."""
     if not acc.log_with:
         return
-    name, kind = run_name(out), str(acc.log_with[0])
+    kind = str(acc.log_with[0])
+    name = run_name(out, nested=kind == "tensorboard" and config.tracker_dir is None)
     where = acc.logging_dir if acc.project_configuration.project_dir is not None else None
     init = {"wandb": {"name": name, **({"dir": str(where)} if where else {})}, "trackio": {"name": name},
             "mlflow": {"run_name": name}}
