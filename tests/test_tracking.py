@@ -217,6 +217,17 @@ def test_demo_checks_the_tracker_of_its_unlearn_overrides_before_any_stage(monke
         DemoConfig(continual=["npo+gd:log_with=tb"])
 
 
+def test_tracking_fields_are_not_part_of_a_cached_results_key():
+    from obliviate.models.tracking import result_fields
+    from obliviate.unlearn import UnlearnConfig
+    from obliviate.unlearn.checkpoint import RESUMABLE
+
+    plain = result_fields(UnlearnConfig(recipe="npo+gd"))
+    assert result_fields(UnlearnConfig(recipe="npo+gd", log_with="tensorboard", tracker_dir="tb")) == plain
+    assert result_fields(UnlearnConfig(recipe="npo+gd", lr=1e-4)) != plain and "lr" in plain
+    assert {"log_with", "tracker_dir"} <= set(RESUMABLE)
+
+
 def test_run_names_come_from_the_run_directory(tmp_path, monkeypatch):
     from obliviate.models.tracking import run_name
 

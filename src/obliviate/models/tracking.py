@@ -19,12 +19,21 @@ Where and under which name: `tracker_dir`, else `<run dir>/trackers`; the run is
 from __future__ import annotations
 
 import importlib.util
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from obliviate import ObliviateError
 
 PROJECT = "obliviate"  # the wandb / trackio project and the MLflow experiment
+
+
+TRACKING_FIELDS = ("log_with", "tracker_dir")  # config fields that record a run without changing its numbers
+
+
+def result_fields(config) -> dict:
+    """A config's fields without the tracking ones: what a cached result's key holds (a stage is not re-run, and
+    `--resume` not refused, because a tracker was switched on)."""
+    return {k: v for k, v in asdict(config).items() if k not in TRACKING_FIELDS}
 
 
 @dataclass(frozen=True)
