@@ -21,7 +21,8 @@ def add_arguments(p):
     p.add_argument("--trust-remote-code", action="store_true")
     add_model_arguments(p)
     p.add_argument("overrides", nargs="*", help="FinetuneConfig overrides, e.g. epochs=20 lr=3e-3 lora=true lora_r=16 "
-                   "group_by_length=false")
+                   "group_by_length=false; log_with=tensorboard|wandb|trackio|mlflow tracker_dir=DIR (default: "
+                   "OUT/trackers)")
 
 
 def run(args):
@@ -33,7 +34,7 @@ def run(args):
                               model_args=args.model_args)
         size = model_size_name(model)
         cfg.lr = resolve_lr(cfg.lr, model)
-        log = finetune(model, tok, records, cfg)
+        log = finetune(model, tok, records, cfg, out_dir=out)
         save_finetuned(model, tok, out, cfg, log,
                        extra={"size": size, "finetuned_from": str(args.model), "split": cfg.split})
     print(f"trained {len(log)} steps on {len(records)} items ({cfg.split}); final loss {log[-1]['loss']:.4f}; "

@@ -44,7 +44,8 @@ def add_arguments(p):
     add_model_arguments(p)
     p.add_argument("overrides", nargs="*", help="UnlearnConfig overrides, e.g. lr=1e-3 npo_beta=0.2 smoothing=sam; "
                    "evaluation during training: eval_every=epoch stop='forget_prob <= 0.30' "
-                   "guard='retain_prob >= 0.9 * start' keep=best select='min forget_prob' (docs/unlearning.md)")
+                   "guard='retain_prob >= 0.9 * start' keep=best select='min forget_prob' (docs/unlearning.md); tracking: "
+                   "log_with=tensorboard|wandb|trackio|mlflow tracker_dir=DIR (default: OUT/trackers)")
 
 
 def run(args):

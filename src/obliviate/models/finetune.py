@@ -39,6 +39,7 @@ from obliviate.models.init import training_defaults
 from obliviate.models.loading import model_size_name, save_model
 from obliviate.models.logps import sequence_logps
 from obliviate.models.microbatch import check_micro_batch, choose_micro_batch, resolve_micro_batch
+from obliviate.models.tracking import check_tracker, log_values, start_trackers, stop_trackers, tracker_kwargs
 from obliviate.rundir import seed_everything, write_json_lines
 from obliviate.stats import check_finite_weights
 
@@ -63,6 +64,8 @@ class FinetuneConfig:
     lora_r: int = 16
     lora_alpha: int = 32
     seed: int = 0
+    log_with: str | None = None  # tensorboard | wandb | trackio | mlflow: loss, lr, grad norm per step (models.tracking)
+    tracker_dir: str | None = None  # where local trackers write (None: <out>/trackers)
 
     # the declared range of every numeric field (config.check_ranges)
     RANGES: ClassVar[dict[str, str]] = {
@@ -79,6 +82,7 @@ class FinetuneConfig:
         if self.schedule not in ("linear", "constant"):
             raise ObliviateError(f"schedule {self.schedule!r}: choose linear or constant")
         resolve_micro_batch(self.batch_size, self.micro_batch, self.grad_accum)
+        check_tracker(self.log_with)
 
 
 GROUP_BATCHES = 4  # batches per length-sorted mega-batch (transformers' default, 50, is the whole of a small split)
@@ -144,8 +148,9 @@ def _trial(model, data: QADataset, pad_id: int, m: int) -> None:
             model.zero_grad(set_to_none=True)
 
 
-def train_steps(model, tokenizer, records: list[dict], cfg: FinetuneConfig) -> Iterator[dict]:
-    """Train with the answer-only NLL; yield `{step, loss, lr, grad_norm, epoch}` after each optimiser step."""
+def train_steps(model, tokenizer, records: list[dict], cfg: FinetuneConfig, *, out_dir=None) -> Iterator[dict]:
+    """Train with the answer-only NLL; yield `{step, loss, lr, grad_norm, epoch}` after each optimiser step (and
+    log it to `cfg.log_with`'s tracker, in `cfg.tracker_dir` or `<out_dir>/trackers`)."""
     from accelerate import Accelerator
     from transformers import get_constant_schedule_with_warmup, get_linear_schedule_with_warmup
 
@@ -163,7 +168,8 @@ def train_steps(model, tokenizer, records: list[dict], cfg: FinetuneConfig) -> I
     warmup = round(cfg.warmup_ratio * total)
     sched = (get_linear_schedule_with_warmup(opt, warmup, total) if cfg.schedule == "linear"
              else get_constant_schedule_with_warmup(opt, warmup))
-    acc = Accelerator(cpu=not torch.cuda.is_available(), mixed_precision=default_mixed_precision())
+    acc = Accelerator(cpu=not torch.cuda.is_available(), mixed_precision=default_mixed_precision(),
+                      **tracker_kwargs(cfg.log_with, cfg.tracker_dir, out_dir))
     check_launch(acc)
     model, opt, loader, sched = acc.prepare(model, opt, loader, sched)
     model.train()
@@ -171,28 +177,36 @@ def train_steps(model, tokenizer, records: list[dict], cfg: FinetuneConfig) -> I
                                trial=lambda m: _trial(model, data, pad_token_id(tokenizer), m),
                                max_memory=cfg.max_memory)
     split = {"micro_batch": micro, "grad_accum": math.ceil(cfg.batch_size / micro)}
-    step = 0
-    while step < total:
-        for batch in loader:
-            loss = accumulate_nll(model, batch, micro, acc.backward)
-            if not torch.isfinite(loss):
-                raise ObliviateError(f"non-finite loss {loss.item()} at step {step}; lower the lr")
-            grad_norm = float(acc.clip_grad_norm_(model.parameters(), cfg.grad_clip or math.inf))
-            opt.step()
-            check_finite_weights(model.named_parameters(), what=f"finetune step {step + 1}")
-            sched.step()
-            opt.zero_grad()
-            step += 1
-            yield {"step": step, "loss": float(loss), "lr": sched.get_last_lr()[0], "grad_norm": grad_norm,
-                   "epoch": step / len(loader), "total_steps": total, **split}
-            if step >= total:
-                break
+    start_trackers(acc, cfg, out_dir)
+    try:
+        step = 0
+        while step < total:
+            for batch in loader:
+                loss = accumulate_nll(model, batch, micro, acc.backward)
+                if not torch.isfinite(loss):
+                    raise ObliviateError(f"non-finite loss {loss.item()} at step {step}; lower the lr")
+                grad_norm = float(acc.clip_grad_norm_(model.parameters(), cfg.grad_clip or math.inf))
+                opt.step()
+                check_finite_weights(model.named_parameters(), what=f"finetune step {step + 1}")
+                sched.step()
+                opt.zero_grad()
+                step += 1
+                row = {"step": step, "loss": float(loss), "lr": sched.get_last_lr()[0], "grad_norm": grad_norm,
+                       "epoch": step / len(loader)}
+                log_values(acc, {k: v for k, v in row.items() if k != "step"}, step=step, prefix="train")
+                yield {**row, "total_steps": total, **split}
+                if step >= total:
+                    break
+    finally:  # also when the caller stops early (the relearning curve) or a step fails
+        stop_trackers(acc)
     model.eval()
 
 
-def finetune(model, tokenizer, records: list[dict], cfg: FinetuneConfig, *, progress: bool = True) -> list[dict]:
+def finetune(model, tokenizer, records: list[dict], cfg: FinetuneConfig, *, progress: bool = True,
+             out_dir=None) -> list[dict]:
     """Run `train_steps` to the end with a progress bar; return the per-step log. The model is trained in place
-    (with `cfg.lora`, the adapter is merged into its weights at the end)."""
+    (with `cfg.lora`, the adapter is merged into its weights at the end). `out_dir`: the run directory, where
+    `cfg.log_with`'s tracker writes by default and which names the tracked run."""
     from tqdm.auto import tqdm
 
     log, bar = [], None
@@ -201,7 +215,7 @@ def finetune(model, tokenizer, records: list[dict], cfg: FinetuneConfig, *, prog
         from obliviate.models.lora import add_lora
 
         trained = add_lora(model, r=cfg.lora_r, alpha=cfg.lora_alpha)
-    for row in train_steps(trained, tokenizer, records, cfg):
+    for row in train_steps(trained, tokenizer, records, cfg, out_dir=out_dir):
         if bar is None:
             bar = tqdm(total=row["total_steps"], desc="finetune", disable=not progress, leave=False)
         bar.update(1)

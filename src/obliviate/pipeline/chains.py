@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
+from obliviate.models.tracking import result_fields
 from obliviate.pipeline.config import DemoConfig
 from obliviate.pipeline.stages import eval_into, stage_keys
 from obliviate.stagecache import Stages, code_hash
@@ -29,7 +30,7 @@ def chain_job(cfg: DemoConfig, recipe: str, seed: int, progress: bool = False) -
     world = out / "world"
     run_dir = out / "runs" / recipe.replace("+", "_") / f"seed{seed}"
     ucfg = from_dict(UnlearnConfig, {"recipe": recipe, "seed": seed, **cfg.unlearn_values(recipe)})
-    ukey = {**keys["trained"], "unlearn": dataclasses.asdict(ucfg), "code_unlearn": keys["unlearn_code"]}
+    ukey = {**keys["trained"], "unlearn": result_fields(ucfg), "code_unlearn": keys["unlearn_code"]}
 
     retain_res, target_res = load_results(out / "eval" / "retain"), load_results(out / "eval" / "target")
     # eval_every / stop / guard / select in the recipe's overrides: probe the world, the retain model the reference
@@ -117,7 +118,7 @@ def continual_job(cfg: DemoConfig, spec: str, seed: int, progress: bool = False)
     recipe, overrides, name = cfg.continual_spec(spec)
     ucfg = from_dict(UnlearnConfig, {"recipe": recipe, "seed": seed, **overrides})
     ccfg = ContinualConfig(forget=cfg.continual_forget, tasks=cfg.continual_tasks)
-    key = {**keys["eval"], "unlearn": dataclasses.asdict(ucfg), "continual": dataclasses.asdict(ccfg),
+    key = {**keys["eval"], "unlearn": result_fields(ucfg), "continual": dataclasses.asdict(ccfg),
            "code_unlearn": keys["unlearn_code"], "code_scenario": code_hash("scenarios")}
 
     def fn(d: Path):

@@ -116,6 +116,16 @@ class DemoConfig:
         self.overrides_for("")  # validate the syntax early
         for spec in self.continual:
             self.continual_spec(spec)
+        self._check_trackers()
+
+    def _check_trackers(self) -> None:
+        """A `log_with` of the unlearn overrides / continual entries names a tracker that is installed: checked
+        before the first stage, not when a recipe's run starts (models.tracking)."""
+        from obliviate.models.tracking import check_tracker
+
+        runs = [self.overrides_for(r) for r in self.recipes] + [self.continual_spec(s)[1] for s in self.continual]
+        for values in runs:
+            check_tracker(values.get("log_with"))
 
     def overrides_for(self, recipe: str) -> dict[str, str]:
         """UnlearnConfig overrides of `recipe`: the "*" entries, then the recipe's own (which win)."""

@@ -20,12 +20,14 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from obliviate import ObliviateError
+from obliviate.models.tracking import TRACKING_FIELDS
 from obliviate.reader import read_json_object
 from obliviate.rundir import atomic_dir, claim, remove_entry, remove_ours, write_json
 
-RUN_FILES = ("log.jsonl", "checkpoints", "summary.json", "trajectory.jsonl")
-# config keys a resumed run may change: they do not change the numbers (the loss is the same whatever the split)
-RESUMABLE = ("checkpoint_every", "keep_checkpoints", "micro_batch", "grad_accum", "max_memory")
+RUN_FILES = ("log.jsonl", "checkpoints", "summary.json", "trajectory.jsonl", "trackers")
+# config keys a resumed run may change: they do not change the numbers (the loss is the same whatever the split;
+# a tracker only records them: models.tracking.TRACKING_FIELDS)
+RESUMABLE = ("checkpoint_every", "keep_checkpoints", "micro_batch", "grad_accum", "max_memory", *TRACKING_FIELDS)
 
 
 def checkpoints_root(out: str | Path) -> Path:

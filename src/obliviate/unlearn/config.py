@@ -13,6 +13,7 @@ from obliviate import ObliviateError
 from obliviate.config import MAX_BATCH, MAX_EPOCHS, MAX_SEED, MAX_STEPS, MAX_TOKENS, check_ranges
 from obliviate.models.init import TRAINING_DEFAULTS, training_defaults
 from obliviate.models.microbatch import check_micro_batch, resolve_micro_batch
+from obliviate.models.tracking import check_tracker
 from obliviate.parity import check_mode
 from obliviate.unlearn.objectives import OBJECTIVES
 from obliviate.unlearn.recipe import parse_recipe, recipe_name
@@ -130,6 +131,10 @@ class UnlearnConfig:
     probe_rouge: bool = False  # add ROUGE-L recall from a short greedy answer per probe item (slower)
     probe_metrics: str = "default"  # what the probe scores besides the rules' metrics: default (Prob / NLL of each
     # split, MIA AUC, forget gap: answers only, no perturbed answers), all, or names joined by '+'
+    # experiment tracking through accelerate (models.tracking; docs/unlearning.md "Tracking"): the loss parts, lr,
+    # α / λ per step and the probe's metrics at each evaluation point. None: nothing logged, nothing imported
+    log_with: str | None = None  # tensorboard | wandb | trackio | mlflow
+    tracker_dir: str | None = None  # where local trackers write (None: <run dir>/trackers)
 
     # the declared range of every numeric field (config.check_ranges; None is always allowed for an Optional one)
     RANGES: ClassVar[dict[str, str]] = {
@@ -178,6 +183,7 @@ class UnlearnConfig:
                 raise ObliviateError(f"{name} {getattr(self, name)!r}: choose one of {', '.join(allowed)}")
         self._check_dual()
         self._check_trajectory()
+        check_tracker(self.log_with)
         self.micro_batch = check_micro_batch(self.micro_batch)
         if self.batch_size is not None:  # else checked once the size's default batch is known (unlearn.fit)
             resolve_micro_batch(self.batch_size, self.micro_batch, self.grad_accum)

@@ -28,6 +28,7 @@ from obliviate.data.format import records_hash, tokenizer_hash
 from obliviate.models.device import autocast_kwargs, check_launch
 from obliviate.models.finetune import adamw
 from obliviate.models.loading import model_fingerprint, model_size_name, save_model, weights_hash
+from obliviate.models.tracking import log_step, start_trackers, stop_trackers, tracker_kwargs
 from obliviate.rundir import seed_everything, write_json, write_text
 from obliviate.stats import check_finite_weights
 from obliviate.unlearn.batch import (BatchIndices, UnlearnBatch, UnlearnData, answer_lengths, build_data,
@@ -160,6 +161,10 @@ class _Run:
     def weigh(self, forget, retain):
         return self.cfg.alpha * forget + self.lam * retain  # SPEC §1: L = α·L_f + λ·L_r
 
+    def loss_weights(self, row: dict) -> dict:
+        """α and the λ step `row` used (its row's under dual ascent, else the fixed one), for a tracker."""
+        return {"alpha": self.cfg.alpha, **({"lam": row.get("lam", self.lam)} if self.regularizer else {})}
+
     def step_closure(self, batch: UnlearnBatch, micro: list[UnlearnBatch], seed: int) -> Step:
         """The smoother's view of one effective batch `batch`, processed as the micro-batches `micro`."""
         world = self.acc.num_processes  # DDP averages the processes' gradients: each adds its shard's share
@@ -200,7 +205,8 @@ def unlearn(model, tokenizer, forget_records: list[dict], retain_records: list[d
               "refusals_hash": records_hash(refusals), "tokenizer_hash": tokenizer_hash(tokenizer)}
     # multi-process: only the main process claims and writes `out`; the schedule steps once per optimiser step
     _check_mixed_precision(cfg)
-    acc = Accelerator(cpu=not torch.cuda.is_available(), step_scheduler_with_optimizer=False)
+    acc = Accelerator(cpu=not torch.cuda.is_available(), step_scheduler_with_optimizer=False,
+                      **tracker_kwargs(cfg.log_with, cfg.tracker_dir, out))  # log_with unset: no tracker
     check_launch(acc)
     check_run_dir(out if acc.is_main_process else None, cfg, inputs, resume=resume, overwrite=overwrite)
     size = model_size_name(model)
@@ -221,8 +227,12 @@ def unlearn(model, tokenizer, forget_records: list[dict], retain_records: list[d
                                                                       acc.num_processes)}
     traj = Trajectory.build(cfg, probe, on_probe, reference, out if acc.is_main_process else None,
                             per_epoch=r.per_epoch, total=r.total)
-    start, log = _resume(r, resume, {"inputs": inputs, **split}, traj)
-    last_step = _steps(r, start, log, traj, progress)
+    start_trackers(acc, cfg, out)
+    try:
+        start, log = _resume(r, resume, {"inputs": inputs, **split}, traj)
+        last_step = _steps(r, start, log, traj, progress)
+    finally:  # also when on_probe ends the run (optuna.TrialPruned) or a step fails
+        stop_trackers(acc)
     if traj is not None:  # the kept point's weights (keep=best, a failed guard) and the account of the rules
         kept = traj.load_kept(r.params, last_step)
         split["trajectory"] = traj.summary(last_step)
@@ -243,7 +253,9 @@ def _steps(r: _Run, start: int, log: list[dict], traj: Trajectory | None, progre
 
     out = r.out if r.acc.is_main_process else None
     if traj is not None and start == 0:
-        traj.notify(traj.at(0, r.model, r.params, None))
+        point = traj.at(0, r.model, r.params, None)
+        log_step(r.acc, None, point)
+        traj.notify(point)
     end = r.total if traj is None or traj.ended is None else start  # a resumed run that had already ended
     bar = tqdm(range(start, end), desc=f"unlearn {r.cfg.recipe}", disable=not progress, leave=False)
     for step in bar:
@@ -251,6 +263,7 @@ def _steps(r: _Run, start: int, log: list[dict], traj: Trajectory | None, progre
         log.append(row)
         bar.set_postfix(forget=f"{row['forget']:.3f}")
         point = traj.at(step + 1, r.model, r.params, row) if traj is not None else None
+        log_step(r.acc, {**row, **r.loss_weights(row)}, point)
         if out is not None:
             _record(r, out, step, row, log, traj, point)
         if point is not None:
