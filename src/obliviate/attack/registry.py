@@ -180,6 +180,8 @@ class Attack:
     every_model: bool = False  # a pipeline runs it on every unlearned model (not only on `attack_recipes`)
     pipeline_models: tuple[str, ...] = ()  # the model references a pipeline passes: original (its target model),
     # retain_model (its retain model), as the attack's control rows
+    role: str = "forget"  # the split its table's columns score unless a header names one ("retain Prob"): the
+    # report card reads their ↑ / ↓ on it (`report.glossary.arrowed`)
 
 
 ATTACKS = {
