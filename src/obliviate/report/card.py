@@ -108,8 +108,12 @@ def _scatter(data: dict):
             pts = [(x, y) for x, y in pts if x is not None and y is not None]
             if pts:
                 ax.scatter(*zip(*pts), color=f"C{i}", label=recipe, alpha=0.85)
-        if logx:
+        if logx:  # tick labels as plain numbers: the card draws text literally (no mathtext "$10^{-2}$")
+            from matplotlib.ticker import FuncFormatter, NullFormatter
+
             ax.set_xscale("log")
+            ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+            ax.xaxis.set_minor_formatter(NullFormatter())
         ax.set_xlabel(xlabel)
         ax.set_ylabel("Model Utility")
         ax.grid(alpha=0.3)
@@ -234,8 +238,7 @@ def _contents(run: Path, out: Path, notes: list[str]) -> dict:
         "timing_rows": [[k, v["seconds"], "reused" if v["reused"] else "ran"] for k, v in demo["timings"].items()],
         "cfg_text": json.dumps(demo["config"], indent=1), "ver_text": json.dumps(demo["versions"], indent=1),
         "nc_rows": labelled(reasons),
-        "intro": (f"{smoke + ' ' if smoke else ''}World preset '{demo['config']['preset']}', "
-                  f"{_model_label(demo['config'])}, forget split "
+        "intro": (f"World preset '{demo['config']['preset']}', {_model_label(demo['config'])}, forget split "
                   f"{demo['config']['forget']}, {demo['config']['seeds']} seed(s) per recipe. Wall time "
                   f"{demo['wall_seconds']:.0f} s. Sanity: the retain model against itself has Forget Quality "
                   f"{H.fmt(rvr)} (must be 1; shown in the retain row as a check, not a result). {P_VALUE_NOTE} "
@@ -288,16 +291,22 @@ def _claims_html(c: dict) -> list[str]:
     return [H.paragraph(CLAIMS_NOTE, note=True), H.table_html(*c["claims"], left_cols=3)]
 
 
+def _callout(text: str) -> str:
+    """A paragraph the reader cannot miss (the smoke-test note)."""
+    return f'<p style="background:#fff8c5;border:1px solid #d4a72c;padding:.5rem .7rem">{H.esc(text)}</p>'
+
+
 def _examples_html(c: dict, key: str) -> list[str]:
     short = smoke_short(c["smoke"])
-    return ([H.paragraph(short, note=True)] if short else []) + [H.table_html(*c[key], left_cols=99)]
+    return ([_callout(short)] if short else []) + [H.table_html(*c[key], left_cols=99)]
 
 
 def _html_sections(c: dict) -> list[str]:
     nc = c["nc_rows"]
     return [
         H.section("Headline: every recipe, mean ± 95 % CI over seeds (Forget Quality: median [min–max])",
-                  H.paragraph(c["intro"]), *[x for t in c["tables"] for x in _table_html(t)],
+                  *([_callout(c["smoke"])] if c["smoke"] else []), H.paragraph(c["intro"]),
+                  *[x for t in c["tables"] for x in _table_html(t)],
                   H.paragraph(HEADLINE_NOTE, note=True)),
         H.section("Do the papers' findings hold here?", *_claims_html(c)),
         H.section("Not computed", H.table_html(["metric", "models", "reason"], nc, left_cols=3) if nc else
@@ -329,7 +338,7 @@ def _markdown(c: dict, scenarios: list[str]) -> list[str]:
         f"### {a['title']}", "", *_table_md(a["shown"]), f"![{a['name']}]({a['name']}.png)", "")]
     claims = [c["one_seed"]] if c["one_seed"] else [CLAIMS_NOTE, "", H.table_md(*c["claims"])]
     short = [smoke_short(c["smoke"]), ""] if c["smoke"] else []
-    return ["# obliviate report card", "", c["intro"], ""] + [x for t in c["tables"] for x in _table_md(t)] + [
+    return ["# obliviate report card", "", *([f"**{c['smoke']}**", ""] if c["smoke"] else []), c["intro"], ""] + [x for t in c["tables"] for x in _table_md(t)] + [
         "## Do the papers' findings hold here?", "", *claims, "",
         "## Not computed", "", nc_md, "",
         *(["## lm-eval tasks", "", HARNESS_NOTE, "", H.table_md(*c["harness"]), ""] if c["harness"] else []),

@@ -92,8 +92,11 @@ def smoke_note(run: Path, cfg: dict) -> str | None:
 
 
 def smoke_short(note: str | None) -> str | None:
-    """The smoke note's first sentence, repeated beside the sample answers."""
-    return note.split(". ")[0] + "." if note else None
+    """The smoke note's first sentence, beside the sample answers: gibberish is expected there."""
+    if not note:
+        return None
+    return (note.split(". ")[0] + ": gibberish answers are expected here. They show that generation runs, not what "
+            "forgetting looks like on a real model.")
 
 
 def labelled(reasons: dict[str, dict[str, list[str]]]) -> list[list[str]]:
