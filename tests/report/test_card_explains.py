@@ -89,6 +89,8 @@ def test_arrows_read_the_split_and_the_table_role():
     assert arrowed("Min-K% gap to retain") == "Min-K% gap to retain → 0"
     assert arrowed("KnowMem forget") == "KnowMem forget ↓"  # "forget" is part of the metric's name here
     assert arrowed("model") == "model" and arrowed("step") == "step"
+    assert metrics_named("FE (no ES)") == ["forget_efficacy_no_es"]  # not FE, not ES: the longer name wins
+    assert metrics_named("AUC Min-K%++") == ["mia_auc", "mia_min_k_pp"]
 
 
 def test_an_all_dash_column_is_hidden_with_its_reason(run):

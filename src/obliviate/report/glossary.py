@@ -33,8 +33,9 @@ PLAIN_COLUMNS = ("model", "recipe", "seeds", "seed", "step", "items", "search s"
 ROLE_WORDS = {"forget": "forget", "retain": "retain", "world": "world_facts", "neighbour": "retain",
               "neighbours": "retain", "general": "retain"}
 ROLE_NAMES = {"forget": "forget", "retain": "retain", "world_facts": "world"}
-ARROW_NOTE = ("↑ higher is better, ↓ lower is better, → x closest to x is best — for an unlearned model, which "
-              "should lose the forget split and keep the rest (so one metric can be ↓ on forget and ↑ on retain).")
+ARROW_NOTE = ("↑ higher is better, ↓ lower is better, → x closest to x is best (→ retain: closest to the retain "
+              "model's value) — for an unlearned model, which should lose the forget split and keep the rest (so one "
+              "metric can be ↓ on forget and ↑ on retain).")
 
 
 def _terms() -> dict[str, str]:
@@ -48,13 +49,18 @@ def _terms() -> dict[str, str]:
 
 
 def metrics_named(header: str) -> list[str]:
-    """METRICS keys whose label or abbreviation appears in `header` as a word, in order of appearance."""
+    """METRICS keys whose label or abbreviation appears in `header` as a word, in order of appearance; a name
+    inside a longer one ("FE" and "ES" in "FE (no ES)") does not count."""
     found = []
     for term_, key in _terms().items():
         m = re.search(rf"(?<![\w-]){re.escape(term_)}(?![\w-]|%)", header)
         if m:
-            found.append((m.start(), key))
-    return list(dict.fromkeys(k for _, k in sorted(found)))
+            found.append((m.start(), -len(term_), key))
+    kept: list[tuple[int, int, str]] = []
+    for start, neg_len, key in sorted(found):
+        if not any(s <= start and start - neg_len <= e for s, e, _ in kept):
+            kept.append((start, start - neg_len, key))
+    return list(dict.fromkeys(k for _, _, k in kept))
 
 
 def unexplained(headers: list[str]) -> list[str]:
