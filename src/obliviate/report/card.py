@@ -4,7 +4,9 @@
 
 What it reads: `report.runs.collect` (nothing is recomputed). Layers below it: `runs` (reading run directories),
 `attacks` (the Attacks section from `attack.registry.ATTACKS`), `claims`, `scenarios` (continual / realworld
-sections) and `glossary` (every metric abbreviation shown, from `evaluate.metrics.METRICS`).
+sections), `glossary` (the ↑ / ↓ of every metric column and the glossary, from `evaluate.metrics.METRICS`) and
+`explain` (all-"—" columns hidden with a footnote, the one-seed claims note, the smoke-test note of a tiny model).
+`results.json` keeps every column, without arrows.
 Numbers over seeds are mean ± the 95 % confidence half-width of the t distribution.
 """
 
