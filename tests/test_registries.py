@@ -72,7 +72,7 @@ def test_metric_is_one_record(words_metric, unlearn_target_dir, world_dir, tmp_p
         sum(it["answer_words"] for it in items) / len(items))
     assert split_means("forget", items)["answer_words"] == res["splits"]["forget"]["means"]["answer_words"]
     assert ("forget Words", ("forget", "answer_words"), None) in columns()  # a report-card column
-    assert ["Words", "answer_words", "target value", "words in the greedy answer (throwaway)", "this test"] in \
+    assert ["Words", "answer_words", "→ target", "words in the greedy answer (throwaway)", "this test"] in \
         glossary_rows(["forget Words"])
 
 
@@ -243,7 +243,7 @@ def test_report_card_picks_up_the_metric_and_the_attack(words_metric, count_atta
     assert "Counting attack (throwaway)" in html and (run / "count.png").is_file()
     assert "words in the greedy answer (throwaway)" in html  # the glossary row of the new metric
     md = (run / "report.md").read_text()
-    assert "## Glossary" in md and "| TR | truth_ratio | ↓ |" in md
+    assert "## Glossary" in md and "| TR | truth_ratio | ↑ forget, retain |" in md
     assert "| Forget Quality / FQ | forget_quality | ↑ |" in md
 
 

@@ -181,6 +181,8 @@ class Attack:
     pipeline_models: tuple[str, ...] = ()  # the model references a pipeline passes: original (its target model),
     # retain_model (its retain model), as the attack's control rows
     trains: bool = False  # it changes the weights of the model it is given (obliviate.attack() attacks a copy)
+    role: str = "forget"  # the split its table's columns score unless a header names one ("retain Prob"): the
+    # report card reads their ↑ / ↓ on it (`report.glossary.arrowed`)
 
 
 ATTACKS = {

@@ -266,7 +266,9 @@ class Metric:
     name tables also use (FQ, MU, FE, …). `card`: report-card columns, ((role or "agg", higher is better on it,
     sub-key), ...). `description`: one line for the glossary; `paper`: where it is defined. `from_item`: for a
     metric no scoring stage writes, its per-item value from an eval.json item row (None: inputs missing); the
-    suite adds it to every QA item after each stage.
+    suite adds it to every QA item after each stage. `best`: for a metric without a better direction
+    (`higher_is_better` None), the value closest to which is best ("0.5", "0 %", "retain": the retain model's), as
+    the report card's headers and glossary read it ("→ 0.5").
     """
 
     fn: Callable
@@ -280,6 +282,7 @@ class Metric:
     description: str = ""
     paper: str = ""
     from_item: Callable[[dict], float | None] | None = None
+    best: str = ""
 
 
 _GEN, _FWD, _PERT = "generation", "forward pass", "forward pass, perturbed answers"
@@ -320,14 +323,16 @@ METRICS = {
                                  description="Exact Memorization: fraction of answer tokens predicted exactly",
                                  paper=f"Tirumala et al. 2022 via {OU}"),
     "mia_loss": Metric(loss_score, None, "item", _FWD, abbrev="LOSS", description="MIA score: the answer's mean NLL",
-                       paper="Yeom et al. 2018"),
+                       paper="Yeom et al. 2018", best="retain"),
     "mia_zlib": Metric(zlib_score, None, "item", _FWD, abbrev="zlib",
-                       description="MIA score: NLL over the zlib-compressed length", paper="Carlini et al. 2021"),
+                       description="MIA score: NLL over the zlib-compressed length", paper="Carlini et al. 2021",
+                       best="retain"),
     "mia_min_k": Metric(min_k_score, None, "item", _FWD, abbrev="Min-K%",
-                        description="MIA score: mean of the lowest k % token log-probs", paper="Shi et al. 2024"),
+                        description="MIA score: mean of the lowest k % token log-probs", paper="Shi et al. 2024",
+                        best="retain"),
     "mia_min_k_pp": Metric(min_k_pp_score, None, "item", "forward pass (logits)", abbrev="Min-K%++",
                            description="MIA score: Min-K% of log-probs standardised under the model's own "
-                                       "distribution", paper="Zhang et al. 2024"),
+                                       "distribution", paper="Zhang et al. 2024", best="retain"),
     "truth_ratio_retain": Metric(truth_ratio_retain, True, "corpus", "truth ratios",
                                  description="mean max(0, 1 − TR)", paper=TOFU),
     "truth_ratio_forget": Metric(truth_ratio_forget, True, "corpus", "truth ratios (forget split)",
@@ -337,7 +342,8 @@ METRICS = {
     # corpus metrics, in the order of the summary and the report card
     "forget_quality": Metric(forget_quality, True, "corpus", "forget truth ratios of this and the retain model",
                              "forget_quality", "Forget Quality", (("agg", True),), abbrev="FQ",
-                             description="KS-test p-value: forget-set truth ratios vs the retain model's", paper=TOFU),
+                             description="KS-test p-value, forget-set truth ratios vs the retain model's: higher = "
+                                         "closer to the retain model", paper=TOFU),
     "model_utility": Metric(harmonic_mean, True, "corpus", "retain, world-facts (and real-authors) splits",
                             "model_utility", "Model Utility", (("agg", True),), abbrev="MU",
                             description="harmonic mean of Prob, ROUGE, TR on the retain-type splits", paper=TOFU),
@@ -357,11 +363,11 @@ METRICS = {
     "mia_auc": Metric(mia_auc, None, "corpus", "members and non-members (forget/holdout, privleak, mia splits)",
                       "mia", "MIA AUC (Min-K)", (("agg", None, "min_k"),), abbrev="AUC",
                       description="ROC-AUC of an MIA score, members vs non-members (0.5 = cannot tell)",
-                      paper=MUSE),
+                      paper=MUSE, best="0.5"),
     "privleak": Metric(privleak, None, "corpus", "Min-K% AUC of this model and of the retain model (or MUSE's "
                        "published AUC)", "privleak", "PrivLeak", (("agg", None),),
-                       description="(AUC − AUC of the retain model) / AUC of the retain model × 100 (0 = like "
-                                   "retraining)", paper=MUSE),
+                       description="a percentage: (AUC − the retain model's AUC) / the retain model's AUC × 100; 0 = "
+                                   "like retraining", paper=MUSE, best="0 %"),
     "verbmem": Metric(rouge_l_f1, False, "corpus", "MUSE verbmem prompt/gt", "verbmem", "VerbMem",
                       description="ROUGE-L F1 ×100 of continuations of forget text", paper=MUSE),
     "knowmem": Metric(rouge_l_f1, False, "corpus", "MUSE knowmem forget QA (+ICL shots)", "knowmem", "KnowMem forget",
@@ -381,7 +387,7 @@ METRICS = {
                              label="recovery", description="forget metric after the attack ÷ the target's before "
                              "unlearning (1 = all back; the retain model's value = nothing was there to recover)",
                              paper="Zhang et al., Catastrophic Failure of LLM Unlearning via Quantization "
-                                   "(arXiv:2410.16454)"),
+                                   "(arXiv:2410.16454)", best="retain"),
 }
 
 

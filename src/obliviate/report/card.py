@@ -4,7 +4,9 @@
 
 What it reads: `report.runs.collect` (nothing is recomputed). Layers below it: `runs` (reading run directories),
 `attacks` (the Attacks section from `attack.registry.ATTACKS`), `claims`, `scenarios` (continual / realworld
-sections) and `glossary` (every metric abbreviation shown, from `evaluate.metrics.METRICS`).
+sections), `glossary` (the ↑ / ↓ of every metric column and the glossary, from `evaluate.metrics.METRICS`) and
+`explain` (all-"—" columns hidden with a footnote, the one-seed claims note, the smoke-test note of a tiny model).
+`results.json` keeps every column, without arrows.
 Numbers over seeds are mean ± the 95 % confidence half-width of the t distribution.
 """
 
@@ -16,9 +18,11 @@ from pathlib import Path
 
 from obliviate import ObliviateError
 from obliviate import html as H
+from obliviate.attack.registry import ATTACKS
 from obliviate.report.attacks import attack_sections
 from obliviate.report.claims import CLAIMS_NOTE, write_claims
-from obliviate.report.glossary import glossary_rows
+from obliviate.report.explain import hidden_note, hide_empty, labelled, one_seed_note, smoke_note, smoke_short
+from obliviate.report.glossary import ARROW_NOTE, arrowed, glossary_rows
 from obliviate.report.harness import HARNESS_NOTE, harness_table
 from obliviate.report.runs import across_seeds, collect, fmt_ci, get
 from obliviate.report.scenarios import continual_section
@@ -106,8 +110,12 @@ def _scatter(data: dict):
             pts = [(x, y) for x, y in pts if x is not None and y is not None]
             if pts:
                 ax.scatter(*zip(*pts), color=f"C{i}", label=recipe, alpha=0.85)
-        if logx:
+        if logx:  # tick labels as plain numbers: the card draws text literally (no mathtext "$10^{-2}$")
+            from matplotlib.ticker import FuncFormatter, NullFormatter
+
             ax.set_xscale("log")
+            ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+            ax.xaxis.set_minor_formatter(NullFormatter())
         ax.set_xlabel(xlabel)
         ax.set_ylabel("Model Utility")
         ax.grid(alpha=0.3)
@@ -217,22 +225,44 @@ def _contents(run: Path, out: Path, notes: list[str]) -> dict:
         pngs["trajectory"] = traj["png"]
     for k, png in pngs.items():
         write_bytes(out / f"{k}.png", png)
-    _, claim_headers, claim_rows = write_claims(run, data, out)
+    claim_results, claim_headers, claim_rows = write_claims(run, data, out)
     rvr = demo.get("retain_vs_itself", {}).get("forget_quality")
-    shown = headers + [h for a in attacks for h in a["headers"]]
+    shown = [(h, "") for h in headers] + [(h, ATTACKS[a["name"]].role) for a in attacks for h in a["headers"]]
+    smoke = smoke_note(run, demo["config"])
     return {
-        "headers": headers, "rows": rows, "reasons": reasons, "pngs": pngs, "attacks": attacks,
-        "notes": notes, "claims": (claim_headers, claim_rows), "traj": traj, "harness": harness_table(data), "fe": _examples(data, "forget"), "fr": _examples(data, "retain"),
-        "glossary": (["term", "name", "better", "meaning", "source"], glossary_rows(shown)),
+        "headers": headers, "rows": rows, "reasons": reasons, "pngs": pngs, "attacks": shown_attacks(attacks),
+        "tables": shown_tables(split_table(headers, rows), reasons), "smoke": smoke,
+        "notes": notes, "claims": (claim_headers, claim_rows), "one_seed": one_seed_note(data, len(claim_results)),
+        "traj": traj and {**traj, "headers": [arrowed(h) for h in traj["headers"]]},
+        "harness": harness_table(data), "fe": _examples(data, "forget"), "fr": _examples(data, "retain"),
+        "glossary": (["term", "eval.json key", "better", "meaning", "source"],
+                     glossary_rows(shown + [(h, "") for h in (traj or {}).get("headers", [])])),
         "timing_rows": [[k, v["seconds"], "reused" if v["reused"] else "ran"] for k, v in demo["timings"].items()],
         "cfg_text": json.dumps(demo["config"], indent=1), "ver_text": json.dumps(demo["versions"], indent=1),
-        "nc_rows": [[metric, ", ".join(models), reason] for metric, by in sorted(reasons.items())
-                    for reason, models in by.items()],
+        "nc_rows": labelled(reasons),
         "intro": (f"World preset '{demo['config']['preset']}', {_model_label(demo['config'])}, forget split "
                   f"{demo['config']['forget']}, {demo['config']['seeds']} seed(s) per recipe. Wall time "
                   f"{demo['wall_seconds']:.0f} s. Sanity: the retain model against itself has Forget Quality "
                   f"{H.fmt(rvr)} (must be 1; shown in the retain row as a check, not a result). {P_VALUE_NOTE} "
                   f"{parity_note(data)}")}
+
+
+def shown_tables(tables: list[tuple[list[str], list[list]]], reasons: dict) -> list[dict]:
+    """{headers (with ↑ / ↓), rows, note} of each table as the card shows it: all-"—" columns hidden, named in
+    `note`; `role` = the split un-prefixed columns score (`report.glossary.arrowed`)."""
+    out = []
+    for headers, rows, *role in tables:
+        headers, rows, hidden = hide_empty(headers, rows, reasons)
+        out.append({"headers": [arrowed(h, *role) for h in headers], "rows": rows,
+                    "note": hidden_note([(arrowed(h, *role), why) for h, why in hidden])})
+    return out
+
+
+def shown_attacks(attacks: list[dict]) -> list[dict]:
+    """The attack sections, each with its table as the card shows it under "shown" (`shown_tables`; an attack's
+    empty column has no eval.json reason: the attack's own caption and result say why)."""
+    return [{**a, "shown": shown_tables([(a["headers"], a["rows"], ATTACKS[a["name"]].role)], {})[0]}
+            for a in attacks]
 
 
 def parity_note(data: dict) -> str:
@@ -247,15 +277,40 @@ HEADLINE_NOTE = ("Forget Quality: higher = closer to the retain model (p-value; 
                  "0.5 = members look like non-members. Every abbreviation: the glossary at the end.")
 
 
+def _table_html(t: dict, left_cols: int = 1) -> list[str]:
+    """A shown table (`shown_tables`) and its hidden-columns footnote."""
+    return [H.table_html(t["headers"], t["rows"], left_cols=left_cols)] + ([H.paragraph(t["note"], note=True)]
+                                                                         if t["note"] else [])
+
+
+def _table_md(t: dict) -> list[str]:
+    return [H.table_md(t["headers"], t["rows"]), ""] + ([t["note"], ""] if t["note"] else [])
+
+
+def _claims_html(c: dict) -> list[str]:
+    if c["one_seed"]:
+        return [H.paragraph(c["one_seed"])]
+    return [H.paragraph(CLAIMS_NOTE, note=True), H.table_html(*c["claims"], left_cols=3)]
+
+
+def _callout(text: str) -> str:
+    """A paragraph the reader cannot miss (the smoke-test note)."""
+    return f'<p style="background:#fff8c5;border:1px solid #d4a72c;padding:.5rem .7rem">{H.esc(text)}</p>'
+
+
+def _examples_html(c: dict, key: str) -> list[str]:
+    short = smoke_short(c["smoke"])
+    return ([_callout(short)] if short else []) + [H.table_html(*c[key], left_cols=99)]
+
+
 def _html_sections(c: dict) -> list[str]:
     nc = c["nc_rows"]
     return [
         H.section("Headline: every recipe, mean ± 95 % CI over seeds (Forget Quality: median [min–max])",
-                  H.paragraph(c["intro"]),
-                  *[H.table_html(h, r, left_cols=1) for h, r in split_table(c["headers"], c["rows"])],
+                  *([_callout(c["smoke"])] if c["smoke"] else []), H.paragraph(c["intro"]),
+                  *[x for t in c["tables"] for x in _table_html(t)],
                   H.paragraph(HEADLINE_NOTE, note=True)),
-        H.section("Do the papers' findings hold here?", H.paragraph(CLAIMS_NOTE, note=True),
-                  H.table_html(*c["claims"], left_cols=3)),
+        H.section("Do the papers' findings hold here?", *_claims_html(c)),
         H.section("Not computed", H.table_html(["metric", "models", "reason"], nc, left_cols=3) if nc else
                   H.paragraph("every metric was computed")),
         H.section("Forgetting vs utility", H.image_html(c["pngs"]["scatter"], "one point per recipe and seed")),
@@ -265,28 +320,28 @@ def _html_sections(c: dict) -> list[str]:
         *([H.section("lm-eval tasks", H.paragraph(HARNESS_NOTE, note=True),
                      H.table_html(*c["harness"], left_cols=2))] if c["harness"] else []),
         H.section("Attacks", *[H.section(a["title"], H.paragraph(a["caption"], note=True),
-                                         H.table_html(a["headers"], a["rows"], left_cols=2),
+                                         *_table_html(a["shown"], left_cols=2),
                                          H.image_html(a["png"], a["title"]), level=3) for a in c["attacks"]]
                   or [H.paragraph("no attack results in this run directory")]),
         H.section("Per-item truth ratios", H.image_html(c["pngs"]["hist"], "forget-set truth ratio histograms")),
-        H.section("What forgetting looks like: forget questions", H.table_html(*c["fe"], left_cols=99)),
-        H.section("... and retain questions (should stay answered)", H.table_html(*c["fr"], left_cols=99)),
+        H.section("What forgetting looks like: forget questions", *_examples_html(c, "fe")),
+        H.section("... and retain questions (should stay answered)", *_examples_html(c, "fr")),
         H.section("Run", H.table_html(["stage", "seconds", ""], c["timing_rows"]), *_notes_html(c["notes"]),
                   H.pre(c["cfg_text"]),
                   H.pre(c["ver_text"])),
-        H.section("Glossary: every metric the card shows (↑ / ↓: higher / lower is better for a model that keeps "
-                  "the knowledge; on the forget split unlearning pushes it the other way)",
+        H.section("Glossary: every metric the card shows", H.paragraph(ARROW_NOTE, note=True),
                   H.table_html(*c["glossary"], left_cols=5)),
     ]
 
 
 def _markdown(c: dict, scenarios: list[str]) -> list[str]:
     nc_md = H.table_md(["metric", "models", "reason"], c["nc_rows"]) if c["nc_rows"] else "every metric computed"
-    headline_md = [H.table_md(h, r) + "\n" for h, r in split_table(c["headers"], c["rows"])]
     attacks = [line for a in c["attacks"] for line in (
-        f"### {a['title']}", "", H.table_md(a["headers"], a["rows"]), "", f"![{a['name']}]({a['name']}.png)", "")]
-    return ["# obliviate report card", "", c["intro"], ""] + headline_md + [
-        "## Do the papers' findings hold here?", "", CLAIMS_NOTE, "", H.table_md(*c["claims"]), "",
+        f"### {a['title']}", "", *_table_md(a["shown"]), f"![{a['name']}]({a['name']}.png)", "")]
+    claims = [c["one_seed"]] if c["one_seed"] else [CLAIMS_NOTE, "", H.table_md(*c["claims"])]
+    short = [smoke_short(c["smoke"]), ""] if c["smoke"] else []
+    return ["# obliviate report card", "", *([f"**{c['smoke']}**", ""] if c["smoke"] else []), c["intro"], ""] + [x for t in c["tables"] for x in _table_md(t)] + [
+        "## Do the papers' findings hold here?", "", *claims, "",
         "## Not computed", "", nc_md, "",
         *(["## lm-eval tasks", "", HARNESS_NOTE, "", H.table_md(*c["harness"]), ""] if c["harness"] else []),
         "## Attacks", ""] + attacks + [
@@ -294,10 +349,10 @@ def _markdown(c: dict, scenarios: list[str]) -> list[str]:
         *(["## How far each recipe went (evaluation during training)", "", TRAJECTORY_NOTE, "",
            H.table_md(c["traj"]["headers"], c["traj"]["rows"]), "", "![trajectories](trajectory.png)", ""]
           if c["traj"] else []),
-        "## Forget questions", "", H.table_md(*c["fe"]), "", "## Retain questions", "", H.table_md(*c["fr"]), "",
-        *scenarios,
+        "## Forget questions", "", *short, H.table_md(*c["fe"]), "", "## Retain questions", "", *short,
+        H.table_md(*c["fr"]), "", *scenarios,
         "## Run", "", H.table_md(["stage", "seconds", ""], c["timing_rows"]), "", *_notes_md(c["notes"]), "```json", c["cfg_text"], "```", "",
-        "## Glossary", "", H.table_md(*c["glossary"]), ""]
+        "## Glossary", "", ARROW_NOTE, "", H.table_md(*c["glossary"]), ""]
 
 
 def _classifier_sections(run: Path) -> list[str]:

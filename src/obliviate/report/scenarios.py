@@ -12,6 +12,7 @@ import re
 from pathlib import Path
 
 from obliviate import html as H
+from obliviate.report.glossary import arrowed
 from obliviate.stagecache import read_whole, stage_done
 from obliviate.rundir import write_bytes
 
@@ -96,6 +97,7 @@ def continual_section(run: str | Path, out: str | Path | None = None,
     html, md = [], ["## Continual unlearning", "", "![continual](continual.png)", ""]
     for info in infos:
         headers, rows = continual_table(info)
+        headers = [arrowed(h) for h in headers]
         title = (f"{info['recipe']} (reference {info['reference']}): {len(info['plan'])} tasks of "
                  f"{info['plan'][0]['n']} items, base retain {info['base_retain_n']} items — {info['path']}")
         html += [H.paragraph(title), H.table_html(headers, rows)]
