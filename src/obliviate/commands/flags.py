@@ -16,6 +16,8 @@ from typing import Any
 from obliviate import ObliviateError
 
 _UNSET = object()
+# config field -> its flag where the names differ (for the conflict message)
+FLAG_OF = {"finetune_lora": "lora", "base_model": "model", "model_args": "model-args"}
 
 
 class _Renamed(argparse.Action):
@@ -68,7 +70,8 @@ def checked(overrides: list[str] | None, **flags: Any) -> dict[str, Any]:
         if value is None or key not in given or not isinstance(value, (bool, int, float, str)):
             continue
         if _coerce(key, given[key], type(value)) != value:
-            flag = f"--{key.replace('_', '-')}" if not isinstance(value, bool) or value else f"--no-{key}"
+            name = FLAG_OF.get(key, key).replace("_", "-")
+            flag = f"--{name}" if not isinstance(value, bool) or value else f"--no-{name}"
             raise ObliviateError(f"{flag} and {key}={given[key]} conflict: give one of them")
     return flags
 

@@ -36,7 +36,7 @@ def chain_job(cfg: DemoConfig, recipe: str, seed: int, progress: bool = False) -
     probe, reference = probe_for(ucfg, world, forget=cfg.forget, reference_eval=retain_res)
 
     def do_unlearn(d: Path):
-        model, tok = load_model(out / "models" / "target")
+        model, tok = load_model(out / "models" / "target", model_args=cfg.model_args)
         if probe is not None:
             probe.tokenizer = tok
         torch.manual_seed(seed)
@@ -122,9 +122,10 @@ def continual_job(cfg: DemoConfig, spec: str, seed: int, progress: bool = False)
 
     def fn(d: Path):
         target = out / "models" / "target"
-        model, tok = load_model(target)
+        model, tok = load_model(target, model_args=cfg.model_args)
         continual(model, tok, out / "world", ccfg, ucfg, out=d, eval_cfg=keys["eval_config"], model_name=str(target),
-                  load_model=load_model, progress=progress, cache_dir=out / "continual" / "cache")
+                  load_model=lambda path: load_model(path, model_args=cfg.model_args), progress=progress,
+                  cache_dir=out / "continual" / "cache")
 
     st.run(out / "continual" / name / f"seed{seed}", key, fn)
     return st.timings
