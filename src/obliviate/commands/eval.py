@@ -146,7 +146,11 @@ def headline_numbers(results: dict) -> dict:
             value = number(value)
         if isinstance(value, (int, float, dict, type(None))):
             out[key] = value
-    return {**out, "not_computed": results.get("not_computed", {})}
+    not_computed = results.get("not_computed", {})
+    for key in not_computed:
+        if not key.startswith("split:"):
+            out.setdefault(key, None)  # null, with its reason under not_computed
+    return {**out, "not_computed": not_computed}
 
 
 def _print_table(rows, title):
