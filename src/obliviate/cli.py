@@ -18,6 +18,7 @@ import argparse
 import contextlib
 import dataclasses
 import importlib
+import io
 import json
 import os
 import sys
@@ -165,7 +166,7 @@ def config_yaml(config) -> str:
 
 @contextlib.contextmanager
 def _console(quiet: bool, as_json: bool):
-    """--json: the verb's prints (and its child processes') go to stderr; --quiet: to /dev/null, with every
+    """--json: the verb's prints (and its child processes') go to stderr; --quiet: nowhere, with every
     progress bar off. Yields the real stdout, for the JSON summary once the block has ended."""
     if not (quiet or as_json):
         yield sys.stdout
@@ -175,14 +176,14 @@ def _console(quiet: bool, as_json: bool):
     real = sys.stdout  # written to after the fd is restored
     real.flush()
     saved_fd, saved_env = os.dup(1), {k: os.environ.get(k) for k in ("TQDM_DISABLE", "HF_HUB_DISABLE_PROGRESS_BARS")}
-    sink = open(os.devnull, "w") if quiet else None
+    sink = os.open(os.devnull, os.O_WRONLY) if quiet else None  # an fd: prints of this process go to a StringIO
     init = tqdm.std.tqdm.__init__
     try:
-        os.dup2(sink.fileno() if quiet else 2, 1)
+        os.dup2(sink if quiet else 2, 1)
         if quiet:
             os.environ.update(TQDM_DISABLE="1", HF_HUB_DISABLE_PROGRESS_BARS="1")  # child processes too
             tqdm.std.tqdm.__init__ = lambda self, *a, **kw: init(self, *a, **{**kw, "disable": True})
-        with contextlib.redirect_stdout(sink or sys.stderr):
+        with contextlib.redirect_stdout(io.StringIO() if quiet else sys.stderr):
             yield real
     finally:
         sys.stdout.flush()
@@ -190,9 +191,12 @@ def _console(quiet: bool, as_json: bool):
         os.close(saved_fd)
         tqdm.std.tqdm.__init__ = init
         for k, v in saved_env.items():
-            os.environ.pop(k, None) if v is None else os.environ.__setitem__(k, v)
-        if sink:
-            sink.close()
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+        if sink is not None:
+            os.close(sink)
 
 
 if __name__ == "__main__":
