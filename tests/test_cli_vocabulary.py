@@ -190,6 +190,13 @@ def test_model_args_reach_tune_and_the_demo_pipeline(tiny, tmp_path, monkeypatch
     with pytest.raises(Loaded):
         train_job(cfg, "target", "full")
     assert seen[-1] == "dtype=bfloat16"
+    from obliviate.pipeline.chains import _loader
+
+    with pytest.raises(Loaded):  # the attacks' models too
+        _loader(cfg)(tmp_path / "d" / "models" / "target")
+    assert seen[-1] == "dtype=bfloat16" and len(seen) == 3
+    cfg.model_args = ""
+    assert _loader(cfg)("p") == "p"  # without --model-args the attacks load by path, as before
 
 
 def test_bad_model_args_on_demo_is_one_line_before_any_work(tmp_path, capsys):

@@ -97,12 +97,23 @@ def attack_stages(cfg: DemoConfig, st: Stages, run_dir: Path, recipe: str, seed:
         acfg = attack_config(cfg, name, attack.config, ucfg, seed)
 
         def do_attack(d: Path, attack=attack, acfg=acfg):
-            attack.run(run_dir / "model", world, acfg, d, start_results=load_results(run_dir / "eval"),
+            load = _loader(cfg)
+            attack.run(load(run_dir / "model"), world, acfg, d, start_results=load_results(run_dir / "eval"),
                        retain_results=retain_res, progress=progress,
-                       **{ref: models[ref] for ref in attack.pipeline_models})
+                       **{ref: load(models[ref]) for ref in attack.pipeline_models})
 
         st.run(run_dir / name, {**eval_key, name: dataclasses.asdict(acfg), "code_attack": attack_code(attack)},
                do_attack)
+
+
+def _loader(cfg: DemoConfig):
+    """With --model-args, the attacks get (model, tokenizer) pairs loaded with them (as `obliviate attack` does);
+    without, paths they load themselves."""
+    if not cfg.model_args:
+        return lambda path: path
+    from obliviate.models.loading import load_model
+
+    return lambda path: load_model(path, model_args=cfg.model_args)
 
 
 def continual_job(cfg: DemoConfig, spec: str, seed: int, progress: bool = False) -> dict:
