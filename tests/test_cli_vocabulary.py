@@ -252,3 +252,10 @@ def test_results_json_attack_cells_are_numbers():
     assert cell("attacked (n=8)") == ("attacked (n=8)", None)
     t = table_json(["model", "seeds", "AUC"], [["ga", 2, "0.612 ± 0.05"], ["retain", 1, "—"]])
     assert t["rows"] == [["ga", 2, 0.612], ["retain", 1, None]] and t["spread"][0][2] == 0.05
+
+
+def test_json_summary_has_no_nan():
+    from obliviate.cli import finite
+
+    assert finite({"a": [1.0, float("nan"), (float("-inf"), "x")], "b": {"c": float("inf"), "d": 2}}) == \
+        {"a": [1.0, None, [None, "x"]], "b": {"c": None, "d": 2}}

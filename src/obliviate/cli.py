@@ -112,7 +112,6 @@ def say(verb: str, kind: str, message: object) -> None:
 
     if QUIET and kind not in ("warning", "error", "interrupted"):
         return
-
     tqdm.write(f"obliviate {verb}: {kind}: {' '.join(str(message).strip().splitlines())}", file=sys.stderr)
 
 
@@ -140,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
             result = _module(args.verb).run(args)
         if args.json:
             summary = result if isinstance(result, dict) else {}
-            stdout.write(json.dumps({"verb": args.verb, **summary}, default=str) + "\n")
+            stdout.write(json.dumps(finite({"verb": args.verb, **summary}), default=str, allow_nan=False) + "\n")
             stdout.flush()
     except ObliviateError as e:
         say(args.verb, "error", e)
@@ -151,6 +150,17 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         warnings.showwarning, QUIET = shown, False
     return 0 if isinstance(result, dict) else int(result or 0)
+
+
+def finite(value):
+    """`value` with every NaN / ±inf float (anywhere inside dicts, lists, tuples) as None: JSON has no NaN."""
+    if isinstance(value, float):
+        return value if value == value and abs(value) != float("inf") else None
+    if isinstance(value, dict):
+        return {k: finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [finite(v) for v in value]
+    return value
 
 
 def config_yaml(config) -> str:
