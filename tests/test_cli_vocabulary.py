@@ -259,3 +259,41 @@ def test_json_summary_has_no_nan():
 
     assert finite({"a": [1.0, float("nan"), (float("-inf"), "x")], "b": {"c": float("inf"), "d": 2}}) == \
         {"a": [1.0, None, [None, "x"]], "b": {"c": None, "d": 2}}
+
+
+def _help_flags(verb: str, attack: str | None = None) -> set[str]:
+    """The option strings `VERB --help` shows (deprecated spellings are hidden; global flags left out)."""
+    import argparse
+
+    from obliviate.cli import GLOBAL_FLAGS, build_parser
+
+    def sub(p, name):
+        return next(a for a in p._actions if isinstance(a, argparse._SubParsersAction)).choices[name]
+
+    p = sub(build_parser(verb), verb)
+    p = sub(p, attack) if attack else p
+    return {s for a in p._actions if a.help != argparse.SUPPRESS for s in a.option_strings
+            if s.startswith("--") and s not in GLOBAL_FLAGS and s != "--help"}
+
+
+def test_docs_cli_table_lists_every_flag_help_shows():
+    """docs/cli.md's "Every verb's flags" table and `--help` agree, flag for flag."""
+    import re
+    from pathlib import Path
+
+    from obliviate.cli import VERBS
+
+    text = (Path(__file__).parents[1] / "docs" / "cli.md").read_text()
+    table = text.split("## Every verb's flags", 1)[1].split("\n## ", 1)[0]
+    rows = {}
+    for line in table.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) >= 2 and cells[0] not in ("verb", "---"):
+            rows[cells[0]] = set(re.findall(r"--[a-z][a-z0-9-]*", cells[1]))
+    from obliviate.attack.registry import ATTACKS
+
+    expected = {f"attack {a}": _help_flags("attack", a) for a in ATTACKS}
+    expected.update({v: _help_flags(v) for v in VERBS if v != "attack"})
+    assert set(rows) == set(expected)
+    for verb, flags in expected.items():
+        assert rows[verb] == flags, (verb, rows[verb] ^ flags)
