@@ -112,7 +112,7 @@ def test_jailbreak_reports_seen_and_unseen_items_with_and_without_string(attack_
 
 def test_cli_jailbreak_and_mia(attack_target_dir, base_dir, world_dir, tmp_path, capsys):
     out = tmp_path / "jb"
-    assert main(["attack", "jailbreak", "--model", str(base_dir), "--data", str(world_dir), "--original",
+    assert main(["attack", "jailbreak", "--model", str(base_dir), "--data", str(world_dir), "--original-model",
                  str(attack_target_dir), "--k", "4", "--tokens", "3", "--steps", "2", "--search-width", "8",
                  "--topk", "8", "--out", str(out), "max_new_tokens=4"]) == 0
     printed = capsys.readouterr().out

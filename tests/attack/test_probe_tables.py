@@ -128,7 +128,7 @@ def test_cli_smoke_quantize_and_reformat(attack_target_dir, world_dir, tmp_path,
     from obliviate.cli import main
 
     target = str(attack_target_dir)
-    assert main(["attack", "quantize", "--model", target, "--data", str(world_dir), "--original", target,
+    assert main(["attack", "quantize", "--model", target, "--data", str(world_dir), "--original-model", target,
                  "--bits", "4", "--group-size", "32", "--out", str(tmp_path / "q"), "max_new_tokens=4"]) == 0
     out = capsys.readouterr().out
     assert "| target (control) | 4-bit |" in out and "group sizes {'4': [32]}" in out

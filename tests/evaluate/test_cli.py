@@ -10,7 +10,7 @@ def test_eval_cli_end_to_end(target_dir, retain_dir, world_dir, make_nli_dir, tm
     nli = make_nli_dir(tmp_path / "nli")
     out = tmp_path / "eval"
     argv = ["eval", "--model", str(target_dir), "--data", str(world_dir), "--forget", "forget10", "--out", str(out),
-            "--retain-model", str(retain_dir), "--before-model", str(target_dir), "--nli", str(nli),
+            "--retain-model", str(retain_dir), "--original-model", str(target_dir), "--nli", str(nli),
             "max_new_tokens=24"]
     assert main(argv) == 0
     printed = capsys.readouterr().out

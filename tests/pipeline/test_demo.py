@@ -36,9 +36,13 @@ def test_report_has_every_section_and_finite_numbers(demo_run):
     col = results["headers"].index
     for row in results["rows"]:
         for key in ("Forget Quality", "Model Utility", "forget Prob", "retain Prob", "MIA AUC (Min-K)"):
-            value = float(row[col(key)].split(" ")[0])  # "m ± h", "median [min–max]" or "v (note)"
-            assert math.isfinite(value), (row[0], key)
-    assert results["rows"][1][col("Forget Quality")] == "1.000 (vs itself: sanity check)"  # retain vs itself
+            value = row[col(key)]  # numbers as numbers (issue 26 §4), not "m ± h" strings
+            assert isinstance(value, float) and math.isfinite(value), (row[0], key)
+    assert results["rows"][1][col("Forget Quality")] == 1.0  # retain vs itself, said in notes
+    assert "sanity check" in results["notes"]["retain (ideal)"]
+    for name, cells in results["null_reasons"].items():  # every null cell has its reason
+        row = next(r for r in results["rows"] if r[0] == name)
+        assert {h for h, v in zip(results["headers"], row) if v is None} == set(cells), name
     assert "entailment_score" in results["not_computed"]  # no NLI model offline: said, not faked
     assert set(results["attacks"]) == {"relearn", "jailbreak", "mia"}
     assert [r[0] for r in results["attacks"]["mia"]["rows"]] == DEMO_RECIPES + ["retain (never saw the forget items)"]

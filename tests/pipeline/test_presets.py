@@ -52,11 +52,12 @@ def test_realworld_preset_is_below_the_users_overrides():
     from obliviate.commands.realworld import unlearn_config
 
     rw = yaml.safe_load((PKG / "pipeline" / "presets" / "realworld.yaml").read_text())
-    assert rw == {"lr": 1e-3, "epochs": 5, "batch_size": 4}
+    assert rw == {"lr": 1e-3, "epochs": 5, "batch_size": 4, "lora": True}
     cfg = unlearn_config(parse(["realworld", "--out", "x"]))
     assert (cfg.lr, cfg.epochs, cfg.batch_size, cfg.recipe, cfg.lora) == (1e-3, 5, 4, "me+gd", True)
-    cfg = unlearn_config(parse(["realworld", "--out", "x", "--full-finetune", "lr=5e-4", "epochs=2"]))
+    cfg = unlearn_config(parse(["realworld", "--out", "x", "--no-lora", "lr=5e-4", "epochs=2"]))
     assert (cfg.lr, cfg.epochs, cfg.batch_size, cfg.lora) == (5e-4, 2, 4, False)
+    assert unlearn_config(parse(["realworld", "--out", "x", "lora=false"])).lora is False  # an override is used
 
 
 def test_demo_command_line_resolves_through_the_preset(tmp_path):

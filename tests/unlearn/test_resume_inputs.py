@@ -1,4 +1,4 @@
-"""Issue 28, defect 5: `--resume` with another `--ref-model` continued silently; it now checks the reference
+"""Issue 28, defect 5: `--resume` with another `--original-model` continued silently; it now checks the reference
 model and every input the numbers depend on (model, forget, retain, reference, refusals, tokenizer)."""
 
 import json
@@ -13,14 +13,14 @@ def _cmd(model, world, out, *extra):
 
 def test_resume_refuses_another_reference_model(unlearn_target_dir, base_dir, world_dir, tmp_path, capsys):
     out = tmp_path / "r"
-    assert main(_cmd(unlearn_target_dir, world_dir, out, "--ref-model", str(unlearn_target_dir))) == 0
+    assert main(_cmd(unlearn_target_dir, world_dir, out, "--original-model", str(unlearn_target_dir))) == 0
     assert json.loads((out / "run.json").read_text())["inputs"]["ref_model_fingerprint"]
     (out / "model.safetensors").unlink()  # as if killed before the end
     capsys.readouterr()
-    assert main(_cmd(unlearn_target_dir, world_dir, out, "--ref-model", str(base_dir), "--resume")) == 2
+    assert main(_cmd(unlearn_target_dir, world_dir, out, "--original-model", str(base_dir), "--resume")) == 2
     err = capsys.readouterr().err
-    assert "cannot resume, the reference model (--ref-model) differs" in err and len(err.strip().splitlines()) == 1
-    assert main(_cmd(unlearn_target_dir, world_dir, out, "--ref-model", str(unlearn_target_dir), "--resume")) == 0
+    assert "cannot resume, the reference model (--original-model) differs" in err and len(err.strip().splitlines()) == 1
+    assert main(_cmd(unlearn_target_dir, world_dir, out, "--original-model", str(unlearn_target_dir), "--resume")) == 0
 
 
 def test_resume_refuses_other_refusals(unlearn_target_dir, world_dir, tmp_path, capsys):

@@ -238,7 +238,7 @@ def search(model, tokenizer, records: list[dict], cfg: JailbreakConfig, *, origi
     if cfg.match_layer is not None:
         n_layers = model.config.num_hidden_layers
         if original is None:
-            raise ObliviateError("match_layer needs the original model (--original)")
+            raise ObliviateError("match_layer needs the original model (--original-model)")
         if cfg.match_layer > n_layers:
             raise ObliviateError(f"match_layer {cfg.match_layer} > the model's {n_layers} layers")
     elif original is not None:

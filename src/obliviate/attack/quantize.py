@@ -203,7 +203,7 @@ def quantize_attack(models: dict[str, tuple], data, cfg: QuantizeConfig, *, star
     add_recovery(rows)
     result = {"config": dataclasses.asdict(cfg), "benchmark": bench, "library": f"torchao {torchao().__version__}",
               "quantized": {str(b): v for b, v in info.items()}, "rows": rows,
-              "not_computed": {} if "target" in models else {"recovery": "no target model given (--original)"},
+              "not_computed": {} if "target" in models else {"recovery": "no target model given (--original-model)"},
               "versions": versions()}
     if out is not None:
         write_json(Path(out) / "quantize.json", result, indent=1)

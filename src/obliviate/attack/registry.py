@@ -160,7 +160,7 @@ class Attack:
 
     `flags`: {config field: help} offered as `--field` by `obliviate attack <name>` (any field is also a
     `key=value` override); `references`: the `run` keywords it reads (original, retain_model, retain_results),
-    offered as `--original` / `--retain-model` / `--retain-results`."""
+    offered as `--original-model` / `--retain-model` / `--retain-results`."""
 
     title: str
     config: type
@@ -205,7 +205,7 @@ ATTACKS = {
                "search_width": "candidate swaps scored per step (default 128)",
                "topk": "tokens per position from the gradient (default 64)",
                "time_limit": "stop the search after S seconds",
-               "match_layer": "layer whose hidden states are matched to --original's (default with --original: "
+               "match_layer": "layer whose hidden states are matched to --original-model's (default with --original-model: "
                               "the middle)", "seed": "default 0"},
         references=("original",), code=("attack/jailbreak", "evaluate")),
     "mia": Attack(

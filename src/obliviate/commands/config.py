@@ -69,8 +69,9 @@ def run(args):
             raise ObliviateError("`config ls` takes no NAME")
         for key, f in shipped_configs().items():
             print(f"{key:<32} {_summary(f)}")
-        return 0
+        return {"configs": {key: str(f) for key, f in shipped_configs().items()}}
     if not args.name:
         raise ObliviateError("`config cp` needs a NAME (see `obliviate config ls`)")
-    print(f"copied {args.name} to {copy_config(args.name, args.dest)}")
-    return 0
+    target = copy_config(args.name, args.dest)
+    print(f"copied {args.name} to {target}")
+    return {"outputs": {"config": str(target)}}

@@ -9,6 +9,7 @@ fields applied to every task. Started again with the same settings, a killed run
 
 from pathlib import Path
 
+from obliviate.commands.flags import add_lora, checked
 from obliviate.models.hub import add_model_arguments
 
 
@@ -30,7 +31,7 @@ def add_arguments(p):
     p.add_argument("--max-new-tokens", type=int, default=None, help="generation length of the evaluation")
     p.add_argument("--nli", default=None, help="NLI model id/path for the Entailment Score (else FE/MU without ES)")
     p.add_argument("--seed", type=int, default=None)
-    p.add_argument("--lora", action="store_true", default=None, help="train a LoRA adapter per task (merged after it)")
+    add_lora(p, "train a LoRA adapter per task (merged after it)")
     p.add_argument("--keep-models", action="store_true", help="keep every task's model (default: only the latest)")
     p.add_argument("--overwrite", action="store_true", help="discard a previous continual run in --out")
     p.add_argument("--allow-pickle", action="store_true", help="allow loading pickle checkpoints (trusted files only)")
@@ -39,23 +40,32 @@ def add_arguments(p):
     p.add_argument("overrides", nargs="*", help="UnlearnConfig overrides, e.g. lr=1e-3 max_steps=20")
 
 
-def run(args):
+def resolve_config(args) -> dict:
+    """{"unlearn": UnlearnConfig (every task), "eval": EvalConfig, "continual": ContinualConfig} of a `continual`
+    command line: defaults < --config / --eval-config YAML < key=value (UnlearnConfig) < flags."""
     from obliviate.config import load_config
     from obliviate.evaluate import EvalConfig
-    from obliviate.models.loading import check_output_dir, load_model
-    from obliviate.html import figure_png, table_md
     from obliviate.scenarios import check_eval_config
-    from obliviate.report.scenarios import continual_table, plot_continual
-    from obliviate.rundir import run_dir, write_bytes
-    from obliviate.scenarios.continual import ContinualConfig, continual
+    from obliviate.scenarios.continual import ContinualConfig
     from obliviate.unlearn import UnlearnConfig
 
-    ucfg = load_config(UnlearnConfig, args.config, args.overrides, recipe=args.recipe, seed=args.seed,
-                       lora=args.lora, reference=args.reference)
+    ucfg = load_config(UnlearnConfig, args.config, args.overrides, recipe=args.recipe, **checked(
+        args.overrides, seed=args.seed, lora=args.lora, reference=args.reference))
     ecfg = load_config(EvalConfig, args.eval_config, None, max_new_tokens=args.max_new_tokens, nli=args.nli)
     check_eval_config(ecfg)
     given = dict(forget=args.forget, tasks=args.tasks, full=args.full, retain=args.retain)
     ccfg = ContinualConfig(**{k: v for k, v in given.items() if v is not None}, keep_models=args.keep_models)
+    return {"unlearn": ucfg, "eval": ecfg, "continual": ccfg}
+
+
+def run(args):
+    from obliviate.models.loading import check_output_dir, load_model
+    from obliviate.html import figure_png, table_md
+    from obliviate.report.scenarios import continual_table, plot_continual
+    from obliviate.rundir import run_dir, write_bytes
+    from obliviate.scenarios.continual import continual
+
+    ucfg, ecfg, ccfg = resolve_config(args).values()
     with run_dir(args.out, args.model) as out:  # claimed and locked: a second run on this --out is refused
         check_output_dir(out, args.model)
         load = dict(allow_pickle=args.allow_pickle, trust_remote_code=args.trust_remote_code,
@@ -69,3 +79,5 @@ def run(args):
           f"{info['plan'][0]['n']} items, base retain {info['base_retain_n']} items")
     print(table_md(headers, rows))
     print(f"wrote {Path(out) / 'continual.json'} and continual.png")
+    return {"out": str(out), "recipe": info["recipe"], "reference": info["reference"], "tasks": len(info["plan"]),
+            "outputs": {"continual": str(Path(out) / "continual.json"), "plot": str(Path(out) / "continual.png")}}

@@ -1,8 +1,10 @@
-"""obliviate demo [--preset demo] [--seeds 3] [--out runs/demo] [key=value ...]
+"""obliviate demo [--preset demo] [--seeds 3] [--out runs/demo] [--model-args dtype=bfloat16,...] [key=value ...]
 
 Settings: DemoConfig's defaults < the `demo` command preset (obliviate/pipeline/presets/demo.yaml) < --config
 YAML < key=value < flags.
 """
+
+from obliviate.models.hub import add_model_arguments
 
 
 def add_arguments(p):
@@ -11,6 +13,7 @@ def add_arguments(p):
     p.add_argument("--out", default=None, help="run directory (default runs/demo); finished stages are reused")
     p.add_argument("--recipes", default=None, help="comma-separated recipes (default: the six of the seeds)")
     p.add_argument("--config", help="YAML with DemoConfig fields")
+    add_model_arguments(p)
     p.add_argument("overrides", nargs="*", help="DemoConfig overrides, e.g. relearn_steps=5,10 "
                    "unlearn_overrides='npo+gd:lr=2e-3' attacks=relearn,jailbreak,mia")
 
@@ -19,8 +22,10 @@ def resolve_config(args):
     """The DemoConfig of a `demo` command line."""
     from obliviate.pipeline import DemoConfig, resolve
 
-    return resolve(DemoConfig, ["demo"], args.config, args.overrides, preset=args.preset, seeds=args.seeds,
-                   out=args.out, recipes=args.recipes)
+    from obliviate.commands.flags import checked
+
+    return resolve(DemoConfig, ["demo"], args.config, args.overrides, recipes=args.recipes, **checked(
+        args.overrides, preset=args.preset, seeds=args.seeds, out=args.out, model_args=args.model_args))
 
 
 def run(args):
@@ -38,6 +43,22 @@ def run(args):
     headers, rows = headline(collect(report.parent))
     keep = [headers.index(h) for h in SUMMARY_COLUMNS if h in headers]
     print(table_md([headers[i] for i in keep], [[r[i] for i in keep] for r in rows]))
+    return run_summary(report)
+
+
+def run_summary(report) -> dict:
+    """The --json summary of a demo / reproduce run: the report card's headline table (results.json: numbers,
+    null for not computed) and the paths of the outputs."""
+    from obliviate.reader import read_json_object
+
+    out = report.parent
+    results = read_json_object(out / "results.json")
+    outputs = {"report": str(report), "markdown": str(report.with_suffix(".md")), "results": str(out / "results.json"),
+               "demo": str(out / "demo.json")}
+    if (out / "claims.json").is_file():
+        outputs["claims"] = str(out / "claims.json")
+    return {"out": str(out), "headline": {"headers": results["headers"], "rows": results["rows"]},
+            "not_computed": results.get("not_computed", {}), "outputs": outputs}
 
 
 def _say_what_is_not_installed() -> None:

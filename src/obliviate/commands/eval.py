@@ -1,10 +1,11 @@
 """obliviate eval --model runs/unlearned --data data/demo --forget forget10 [--retain-model runs/retain]
-[--before-model runs/target] [--nli MODEL] [--harness lm-eval --tasks wmdp_bio,mmlu [--harness-data DIR]]
+[--original-model runs/target] [--nli MODEL] [--harness lm-eval --tasks wmdp_bio,mmlu [--harness-data DIR]]
 [--out DIR] [key=value ...]
 
 Writes `<out>/eval.json` (layout: obliviate/evaluate/suite.py) and prints a short table. `--retain-model`
-/ `--before-model` are evaluated first into `<out>/retain/` and `<out>/before/` (cached: re-runs skip
-finished work); `--retain-results` / `--before-results` reuse a saved eval.json instead.
+/ `--original-model` are evaluated first into `<out>/retain/` and `<out>/before/` (cached: re-runs skip
+finished work); `--retain-results` / `--original-results` reuse a saved eval.json instead (`--before-model` and
+`--before-results` are deprecated spellings).
 """
 
 import contextlib
@@ -13,6 +14,7 @@ import time
 from pathlib import Path
 
 from obliviate import ObliviateError
+from obliviate.commands.flags import add_original_model, checked, renamed
 from obliviate.config import load_config
 from obliviate.data.benchmarks import BENCHMARKS, resolve_benchmark
 from obliviate.models.hub import add_model_arguments
@@ -31,8 +33,10 @@ def add_arguments(p):
     p.add_argument("--out", default=None, help="output directory (default: <model>/eval)")
     p.add_argument("--retain-model", default=None, help="retain model: Forget Quality and PrivLeak reference")
     p.add_argument("--retain-results", default=None, help="saved eval.json of the retain model (instead)")
-    p.add_argument("--before-model", default=None, help="model before unlearning: Cosine Similarity reference")
-    p.add_argument("--before-results", default=None, help="saved eval.json of the model before unlearning (instead)")
+    add_original_model(p, "the Cosine Similarity reference", dest="before_model", old=("--before-model",))
+    p.add_argument("--original-results", dest="before_results", default=None,
+                   help="saved eval.json of the model before unlearning (instead)")
+    renamed(p, "--before-results", "--original-results", "before_results")
     p.add_argument("--nli", default=None, help="NLI model id/path for the Entailment Score")
     p.add_argument("--harness", default=None, choices=["lm-eval"], help="also run lm-evaluation-harness's own task "
                    "definitions on the model (pip install 'obliviate[harness]'); results in eval.json `harness`")
@@ -61,7 +65,8 @@ def _reference(kind: str, model_spec, results_path, data, cfg, out: Path, args, 
     from obliviate.models.loading import load_model
 
     if results_path and model_spec:
-        raise ObliviateError(f"pass --{kind}-model or --{kind}-results, not both")
+        flag = {"before": "original"}.get(kind, kind)
+        raise ObliviateError(f"pass --{flag}-model or --{flag}-results, not both")
     if results_path:
         return load_results(results_path)
     if not model_spec:
@@ -77,13 +82,18 @@ def _reference(kind: str, model_spec, results_path, data, cfg, out: Path, args, 
     return res
 
 
+def resolve_config(args):
+    """The EvalConfig of an `eval` command line: defaults < --config YAML < key=value < flags."""
+    from obliviate.evaluate import EvalConfig
+
+    return load_config(EvalConfig, args.config, args.overrides, tasks=args.tasks, **checked(
+        args.overrides, forget=args.forget, nli=args.nli, harness=args.harness, harness_data=args.harness_data))
+
+
 def run(args):
     import torch
 
-    from obliviate.evaluate import EvalConfig
-
-    cfg = load_config(EvalConfig, args.config, args.overrides, forget=args.forget, nli=args.nli, harness=args.harness,
-                      tasks=args.tasks, harness_data=args.harness_data)
+    cfg = resolve_config(args)
     bench, said = resolve_benchmark(args.benchmark, args.data)
     if args.forget and "forget" not in bench.split_roles:
         raise ObliviateError(f"--forget picks a TOFU forget level; benchmark {bench.name} evaluates its own roles "
@@ -92,10 +102,10 @@ def run(args):
     torch.manual_seed(cfg.seed)
     # `accelerate launch`: every process evaluates its share of the items; the main one claims, locks and writes
     with run_dir(_out_dir(args), args.model) if is_main_rank() else contextlib.nullcontext(_out_dir(args)) as out:
-        _run(args, cfg, out, bench)
+        return _run(args, cfg, out, bench)
 
 
-def _run(args, cfg, out: Path, bench) -> None:
+def _run(args, cfg, out: Path, bench) -> dict | None:
     from obliviate.evaluate import evaluate
     from obliviate.evaluate.nli import load_nli
     from obliviate.evaluate.suite import summary_rows
@@ -116,6 +126,31 @@ def _run(args, cfg, out: Path, bench) -> None:
     on = f"{where.get('device')} ({where.get('dtype')}{', bf16 autocast' if where.get('autocast') else ''})"
     _print_table(summary_rows(results), f"obliviate eval: {args.model} on {on} ({time.time() - t:.1f}s)")
     print(f"wrote {out / 'eval.json'}")
+    return {"out": str(out), "model": str(args.model), "benchmark": bench.name, "device": where,
+            "metrics": headline_numbers(results), "outputs": {"eval": str(out / "eval.json")}}
+
+
+def headline_numbers(results: dict) -> dict:
+    """eval.json's aggregates that are numbers (forget_quality, model_utility, mia.min_k, ...; one level of
+    nesting), a non-finite one as None; the reasons of the not computed ones under "not_computed"."""
+    import math
+
+    def number(v):
+        return (v if math.isfinite(v) else None) if isinstance(v, (int, float)) and not isinstance(v, bool) else v
+
+    out = {}
+    for key, value in (results.get("aggregates") or {}).items():
+        if isinstance(value, dict):
+            value = {k: number(v) for k, v in value.items() if isinstance(number(v), (int, float, type(None)))}
+        else:
+            value = number(value)
+        if isinstance(value, (int, float, dict, type(None))):
+            out[key] = value
+    not_computed = results.get("not_computed", {})
+    for key in not_computed:
+        if not key.startswith("split:"):
+            out.setdefault(key, None)  # null, with its reason under not_computed
+    return {**out, "not_computed": not_computed}
 
 
 def _print_table(rows, title):

@@ -1,5 +1,6 @@
 """obliviate finetune --model models/base --data data/demo --split full+world_facts --out models/target [key=value ...]"""
 
+from obliviate.commands.flags import checked
 from obliviate.config import load_config
 from obliviate.data.loading import load_split
 from obliviate.models.finetune import FinetuneConfig, finetune, resolve_lr, save_finetuned
@@ -25,8 +26,14 @@ def add_arguments(p):
                    "OUT/trackers)")
 
 
+def resolve_config(args) -> FinetuneConfig:
+    """The FinetuneConfig of a `finetune` command line: defaults < --config YAML < key=value < flags."""
+    return load_config(FinetuneConfig, args.config, args.overrides, **checked(args.overrides, split=args.split,
+                                                                              seed=args.seed))
+
+
 def run(args):
-    cfg = load_config(FinetuneConfig, args.config, args.overrides, split=args.split, seed=args.seed)
+    cfg = resolve_config(args)
     with run_dir(args.out, args.model) as out:
         check_output_dir(out, args.model, overwrite=args.overwrite)
         records = load_split(args.data, cfg.split)
@@ -39,3 +46,5 @@ def run(args):
                        extra={"size": size, "finetuned_from": str(args.model), "split": cfg.split})
     print(f"trained {len(log)} steps on {len(records)} items ({cfg.split}); final loss {log[-1]['loss']:.4f}; "
           f"saved to {out}")
+    return {"out": str(out), "steps": len(log), "items": len(records), "split": cfg.split,
+            "final_loss": log[-1]["loss"], "outputs": {"model": str(out), "run": str(out / "run.json")}}

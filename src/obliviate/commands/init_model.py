@@ -15,4 +15,7 @@ def run(args):
     with run_dir(args.out, args.data):
         model, tok = init_model(args.size, args.data, args.out, seed=args.seed)
     n = sum(p.numel() for p in model.parameters())
+    summary = {"out": str(args.out), "size": args.size, "parameters": n, "vocab": len(tok),
+               "outputs": {"model": str(args.out)}}
     print(f"wrote {args.size} Llama base model ({n:,} parameters, vocab {len(tok)}) to {args.out}")
+    return summary

@@ -28,11 +28,14 @@ def run(args):
 
     groups = {"objectives": OBJECTIVES, "regularizers": REGULARIZERS, "smoothers": SMOOTHERS, "metrics": METRICS,
               "benchmarks": BENCHMARKS, "attacks": ATTACKS}
+    listed = {}
     for name, reg in groups.items():
         if args.what not in (name, "all"):
             continue
+        listed[name] = list(reg)
         print(f"{name}:")
         for key, value in reg.items():
             print(f"  {key:<26} {_line(value)}")
     if args.what == "all":
         print("recipes compose with '+': objective[+regularizer][+smoother], e.g. npo+gd+sam, me+gd, idk+ap")
+    return listed

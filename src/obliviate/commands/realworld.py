@@ -3,13 +3,14 @@
 
 Builds a probe set of facts the model really knows (countryinfo; layout and rule in
 obliviate/scenarios/realworld.py) or reads the paper's real-world files (--forget-file, --neighbour-file,
---neighbour-eval-file), evaluates, unlearns (LoRA by default; --full-finetune for all weights), evaluates
+--neighbour-eval-file), evaluates, unlearns (LoRA by default; --no-lora for all weights), evaluates
 again and writes RUN/realworld.json. `key=value` overrides are UnlearnConfig fields. Unlearning settings: the
 `realworld` command preset (obliviate/pipeline/presets/realworld.yaml) < --config YAML < key=value < flags.
 """
 
 
 from obliviate import ObliviateError
+from obliviate.commands.flags import add_lora, checked
 from obliviate.models.hub import add_model_arguments
 
 
@@ -27,7 +28,8 @@ def add_arguments(p):
     p.add_argument("--forget-file", help="the paper's real-world forget file (name, question, answer[, golden_answer, ...])")
     p.add_argument("--neighbour-file", help="neighbour file for training (same schema)")
     p.add_argument("--neighbour-eval-file", help="neighbour file only evaluated (with perturbed_answer)")
-    p.add_argument("--full-finetune", action="store_true", help="train all weights instead of a LoRA adapter")
+    add_lora(p, "train a LoRA adapter (the default here) or, with --no-lora, every weight",
+             old_negation="--full-finetune")
     p.add_argument("--nli", default=None, help="NLI model id/path for the Entailment Score")
     p.add_argument("--seed", type=int, default=None)
     p.add_argument("--config", help="YAML file with UnlearnConfig fields")
@@ -40,15 +42,26 @@ def add_arguments(p):
 
 def unlearn_config(args):
     """The UnlearnConfig of a `realworld` command line: the realworld preset < YAML < overrides < flags."""
-    from obliviate.config import parse_overrides
     from obliviate.pipeline import resolve
     from obliviate.unlearn import UnlearnConfig
 
-    given = parse_overrides(args.overrides)
-    if args.full_finetune and str(given.get("lora", "")).lower() in ("true", "1", "yes", "on"):
-        raise ObliviateError("--full-finetune and lora=true conflict")
-    return resolve(UnlearnConfig, ["realworld"], args.config, args.overrides, recipe=args.recipe, seed=args.seed,
-                   lora=not args.full_finetune)
+    return resolve(UnlearnConfig, ["realworld"], args.config, args.overrides, recipe=args.recipe,
+                   **checked(args.overrides, seed=args.seed, lora=args.lora))
+
+
+def realworld_config(args):
+    """The RealworldConfig (the probe set) of the flags."""
+    from obliviate.scenarios.realworld import RealworldConfig
+
+    return RealworldConfig(**{k: v for k, v in dict(
+        countries=args.countries, forget_subjects=args.forget_subjects, neighbour_subjects=args.neighbour_subjects,
+        eval_subjects=args.eval_subjects, general_subjects=args.general_subjects, keep_rouge=args.keep_rouge,
+        seed=args.seed).items() if v is not None})
+
+
+def resolve_config(args) -> dict:
+    """{"unlearn": UnlearnConfig, "realworld": RealworldConfig} of a `realworld` command line."""
+    return {"unlearn": unlearn_config(args), "realworld": realworld_config(args)}
 
 
 def run(args):
@@ -57,13 +70,9 @@ def run(args):
     from obliviate.models.loading import load_model
     from obliviate.report.scenarios import realworld_table
     from obliviate.rundir import run_dir
-    from obliviate.scenarios.realworld import RealworldConfig, load_user_sets, realworld
+    from obliviate.scenarios.realworld import load_user_sets, realworld
 
-    ucfg = unlearn_config(args)
-    rcfg = RealworldConfig(**{k: v for k, v in dict(
-        countries=args.countries, forget_subjects=args.forget_subjects, neighbour_subjects=args.neighbour_subjects,
-        eval_subjects=args.eval_subjects, general_subjects=args.general_subjects, keep_rouge=args.keep_rouge,
-        seed=args.seed).items() if v is not None})
+    ucfg, rcfg = unlearn_config(args), realworld_config(args)
     files = [args.forget_file, args.neighbour_file]
     if any(files) and not all(files):
         raise ObliviateError("user files: give both --forget-file and --neighbour-file")
@@ -89,3 +98,5 @@ def run(args):
     print(", ".join(f"{k}: {v['items']} items / {len(v['subjects'])} subjects" for k, v in info["sets"].items()))
     print(table_md(*realworld_table(info)))
     print(f"{info['seconds']:.0f} s; wrote {out / 'realworld.json'}")
+    return {"out": str(out), "recipe": ucfg.recipe, "lora": ucfg.lora, "seconds": info["seconds"],
+            "sets": {k: v["items"] for k, v in info["sets"].items()}, "outputs": {"realworld": str(out / "realworld.json")}}

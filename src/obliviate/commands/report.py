@@ -20,3 +20,9 @@ def run(args):
         with run_dir(args.run_dir, what="RUN_DIR", collection=True):
             path = write_report(args.run_dir)
     print(f"wrote {path} and {path.with_suffix('.md')}")
+    return {"out": str(path.parent), "outputs": {"html": str(path), "markdown": str(path.with_suffix(".md")),
+                                                 **_results(path.parent)}}
+
+
+def _results(out) -> dict:
+    return {"results": str(out / "results.json")} if (out / "results.json").is_file() else {}

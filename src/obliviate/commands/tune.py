@@ -6,7 +6,9 @@ out/trials/, pruned by the in-training probe; out/ receives study.db (a rerun co
 best.yaml (for `obliviate unlearn --config`), front.png and report.html / report.md.
 """
 
+from obliviate.commands.flags import add_original_model, checked
 from obliviate.data.benchmarks import BENCHMARKS
+from obliviate.models.hub import add_model_arguments
 from obliviate.pipeline.tune import PRUNERS
 
 
@@ -38,34 +40,46 @@ def add_arguments(p):
                    help="keep the weights of the best (front) trials only (default) or of all trials")
     p.add_argument("--reference-eval", default=None, help="eval.json of a retain / holdout model: the values of "
                    "retain:<metric> in the objective and rules")
-    p.add_argument("--ref-model", default=None, help="reference model (as for unlearn)")
+    add_original_model(p, "the reference of npo/dpo/kl/rmu/undial (as for unlearn)", dest="ref_model",
+                       old=("--ref-model",))
     p.add_argument("--allow-pickle", action="store_true", help="allow loading pickle checkpoints (trusted files only)")
     p.add_argument("--trust-remote-code", action="store_true")
+    add_model_arguments(p)
     p.add_argument("overrides", nargs="*", help="UnlearnConfig values every trial shares (e.g. eval_every=epoch "
                    "batch_size=4) and TuneConfig values (e.g. pruner_startup_trials=3)")
 
 
-def run(args):
-    from obliviate import ObliviateError
+def resolve_config(args) -> dict:
+    """{"tune": TuneConfig, "unlearn": the UnlearnConfig every trial shares} of a `tune` command line: defaults
+    < --config YAML (UnlearnConfig fields) < key=value (each to the config that has the key) < flags."""
     from obliviate.config import load_config
-
-    try:
-        import optuna  # noqa: F401
-    except ImportError:
-        raise ObliviateError("tune needs Optuna: pip install 'obliviate[tune]' (or pip install optuna)") from None
-    from obliviate.pipeline.tune import TuneConfig, run_tune
-    from obliviate.report.card import write_report
-    from obliviate.rundir import run_dir
+    from obliviate.pipeline.tune import TuneConfig
     from obliviate.unlearn import UnlearnConfig
 
     tune_keys = {f for f in TuneConfig.__dataclass_fields__}
     own = [o for o in args.overrides if o.partition("=")[0].strip() in tune_keys]
-    tcfg = load_config(TuneConfig, None, own, objective=args.objective, space=args.space, n_trials=args.n_trials,
-                       timeout=args.timeout, n_jobs=args.n_jobs, pruner=args.pruner, storage=args.storage,
-                       study_name=args.study_name, seed=args.seed, keep_models=args.keep_models)
+    tcfg = load_config(TuneConfig, None, own, space=args.space, **checked(
+        own, objective=args.objective, n_trials=args.n_trials, timeout=args.timeout, n_jobs=args.n_jobs,
+        pruner=args.pruner, storage=args.storage, study_name=args.study_name, seed=args.seed,
+        keep_models=args.keep_models))
     rest = [o for o in args.overrides if o not in own]
-    ucfg = load_config(UnlearnConfig, args.config, rest, recipe=args.recipe, seed=args.seed,
-                       reference="original" if args.ref_model else None)
+    ucfg = load_config(UnlearnConfig, args.config, rest, recipe=args.recipe, **checked(
+        rest, seed=args.seed, reference="original" if args.ref_model else None))
+    return {"tune": tcfg, "unlearn": ucfg}
+
+
+def run(args):
+    from obliviate import ObliviateError
+
+    import importlib.util
+
+    if importlib.util.find_spec("optuna") is None:
+        raise ObliviateError("tune needs Optuna: pip install 'obliviate[tune]' (or pip install optuna)")
+    from obliviate.pipeline.tune import run_tune
+    from obliviate.report.card import write_report
+    from obliviate.rundir import run_dir
+
+    tcfg, ucfg = resolve_config(args).values()
     with run_dir(args.out, args.model) as out:
         inputs, ucfg, space, objective = tune_inputs(tcfg, ucfg, args)
         s = run_tune(tcfg, ucfg, space, objective, inputs, out)
@@ -78,6 +92,10 @@ def run(args):
     print(f"best trial {best['number']}: {best['params']} -> {best['values']}; {out / 'best.yaml'}" if best else
           "no completed trial satisfies the objective yet: no best.yaml")
     print(f"report card: {report}")
+    return {"out": str(out), "recipe": ucfg.recipe, "trials_this_run": s["trials_this_run"],
+            "trials": len(s["trials"]), "counts": c, "best": best,
+            "outputs": {"tune": str(out / "tune.json"), "report": str(report),
+                        **({"best": str(out / "best.yaml")} if best else {})}}
 
 
 def tune_inputs(tcfg, ucfg, args):
@@ -116,7 +134,7 @@ def tune_inputs(tcfg, ucfg, args):
     if reference is None and objective.reads_reference():
         raise ObliviateError(f"objective {objective.text!r} reads retain:<metric> values: give --reference-eval "
                              "(the retain model's eval.json)")
-    load = dict(allow_pickle=args.allow_pickle, trust_remote_code=args.trust_remote_code)
+    load = dict(allow_pickle=args.allow_pickle, trust_remote_code=args.trust_remote_code, model_args=args.model_args)
     model, tok = load_model(args.model, **load)
     probe.tokenizer = tok
     space = space or default_space(ucfg, model_size_name(model))

@@ -3,6 +3,7 @@
 import contextlib
 from pathlib import Path
 
+from obliviate.commands.flags import add_lora, add_original_model, checked
 from obliviate.config import load_config
 from obliviate.data.benchmarks import BENCHMARKS, resolve_benchmark, training_records
 from obliviate.data.loading import load_refusals
@@ -31,10 +32,10 @@ def add_arguments(p):
     p.add_argument("--out", required=True, help="run directory: model, run.json, log.jsonl, summary.json, checkpoints/")
     p.add_argument("--config", help="YAML file with UnlearnConfig fields")
     p.add_argument("--seed", type=int, default=None)
-    p.add_argument("--lora", action="store_true", default=None, help="train a LoRA adapter (peft), merged at the end")
+    add_lora(p, "train a LoRA adapter (peft), merged at the end")
     p.add_argument("--max-memory", type=float, default=None, metavar="GIB",
                    help="peak memory the run may use on CPU, for micro_batch=auto (default: 1/8 of what is available)")
-    p.add_argument("--ref-model", default=None, help="reference model for npo/dpo/kl/rmu/undial (continual: the original)")
+    add_original_model(p, "the reference of npo/dpo/kl/rmu/undial", dest="ref_model", old=("--ref-model",))
     p.add_argument("--reference-eval", default=None, metavar="EVAL_JSON",
                    help="a retain or holdout model's eval.json: the retain:<metric> values of stop/guard/select rules")
     p.add_argument("--resume", action="store_true", help="continue an interrupted run from its last checkpoint")
@@ -48,9 +49,15 @@ def add_arguments(p):
                    "log_with=tensorboard|wandb|trackio|mlflow tracker_dir=DIR (default: OUT/trackers)")
 
 
+def resolve_config(args) -> UnlearnConfig:
+    """The UnlearnConfig of an `unlearn` command line: defaults < --config YAML < key=value < flags."""
+    return load_config(UnlearnConfig, args.config, args.overrides, recipe=args.recipe, **checked(
+        args.overrides, seed=args.seed, lora=args.lora,
+        reference="original" if args.ref_model else None, max_memory=args.max_memory))
+
+
 def run(args):
-    cfg = load_config(UnlearnConfig, args.config, args.overrides, recipe=args.recipe, seed=args.seed, lora=args.lora,
-                      reference="original" if args.ref_model else None, max_memory=args.max_memory)
+    cfg = resolve_config(args)
     bench, said = resolve_benchmark(args.benchmark, args.data)
     if is_main_rank():
         print(said)
@@ -59,7 +66,7 @@ def run(args):
     with run_dir(out, args.model, args.ref_model) if is_main_rank() else contextlib.nullcontext():
         check_output_dir(out, args.model, args.ref_model, overwrite=args.overwrite)
         checkpoints_root(out)  # a planted `checkpoints` symlink is refused before any training
-        _run(args, cfg, out, bench)
+        return _run(args, cfg, out, bench)
 
 
 def unlearn_records(args, cfg, bench) -> tuple[str | None, str | None, list, list | None, list | None]:
@@ -97,9 +104,15 @@ def _run(args, cfg, out: Path, bench):
                  "retain": (retain_split or "retain_train") if retain is not None else None})
     write_json(meta, info)
     s = log.summary
+    summary = {"out": str(out), "recipe": cfg.recipe, "steps": s["steps"], "seconds": s["seconds"],
+               "forget_prob_before": s["forget_prob_before"], "forget_prob_after": s["forget_prob_after"],
+               "outputs": {"model": str(out), "summary": str(out / "summary.json"), "log": str(out / "log.jsonl"),
+                           "run": str(out / "run.json")}}
     print(f"unlearned {cfg.recipe}: {s['steps']} steps in {s['seconds']:.1f}s; forget answer probability "
           f"{s['forget_prob_before']:.3f} -> {s['forget_prob_after']:.3f}; saved to {Path(out)}")
     if s.get("trajectory"):
         t = s["trajectory"]
         print(f"evaluation during training: {t['points']} points, probe {t['probe_seconds']:.1f}s vs training "
               f"{t['train_seconds']:.1f}s; trajectory in {Path(out) / 'trajectory.jsonl'}")
+        summary["outputs"]["trajectory"] = str(out / "trajectory.jsonl")
+    return summary

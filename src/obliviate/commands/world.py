@@ -17,4 +17,7 @@ def run(args):
     from obliviate.reader import read_json_object
 
     m = read_json_object(out / "world.json")
+    summary = {"out": str(out), "preset": args.preset, "seed": args.seed, "splits": m["splits"],
+               "outputs": {"world": str(out / "world.json")}}
     print(f"wrote {len(m['splits'])} splits to {out}: " + ", ".join(f"{k}={v}" for k, v in m["splits"].items()))
+    return summary

@@ -94,7 +94,7 @@ def rouge_reference(tok, question: str, answer: str, cfg: EvalConfig) -> str:
 
 def before_generations(before_results: dict | None, role: str, items: list[dict]) -> tuple[list[str] | None, str]:
     if before_results is None:
-        return None, "no 'before' generations (--before-model / --before-results)"
+        return None, "no 'before' generations (--original-model / --original-results)"
     split = before_results.get("splits", {}).get(role)
     if not split or any("generation" not in b for b in split.get("items", [])):
         return None, f"the 'before' results have no generations for split '{role}'"

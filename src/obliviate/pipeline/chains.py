@@ -37,7 +37,7 @@ def chain_job(cfg: DemoConfig, recipe: str, seed: int, progress: bool = False) -
     probe, reference = probe_for(ucfg, world, forget=cfg.forget, reference_eval=retain_res)
 
     def do_unlearn(d: Path):
-        model, tok = load_model(out / "models" / "target")
+        model, tok = load_model(out / "models" / "target", model_args=cfg.model_args)
         if probe is not None:
             probe.tokenizer = tok
         torch.manual_seed(seed)
@@ -98,12 +98,23 @@ def attack_stages(cfg: DemoConfig, st: Stages, run_dir: Path, recipe: str, seed:
         acfg = attack_config(cfg, name, attack.config, ucfg, seed)
 
         def do_attack(d: Path, attack=attack, acfg=acfg):
-            attack.run(run_dir / "model", world, acfg, d, start_results=load_results(run_dir / "eval"),
+            load = _loader(cfg)
+            attack.run(load(run_dir / "model"), world, acfg, d, start_results=load_results(run_dir / "eval"),
                        retain_results=retain_res, progress=progress,
-                       **{ref: models[ref] for ref in attack.pipeline_models})
+                       **{ref: load(models[ref]) for ref in attack.pipeline_models})
 
         st.run(run_dir / name, {**eval_key, name: dataclasses.asdict(acfg), "code_attack": attack_code(attack)},
                do_attack)
+
+
+def _loader(cfg: DemoConfig):
+    """With --model-args, the attacks get (model, tokenizer) pairs loaded with them (as `obliviate attack` does);
+    without, paths they load themselves."""
+    if not cfg.model_args:
+        return lambda path: path
+    from obliviate.models.loading import load_model
+
+    return lambda path: load_model(path, model_args=cfg.model_args)
 
 
 def continual_job(cfg: DemoConfig, spec: str, seed: int, progress: bool = False) -> dict:
@@ -123,9 +134,10 @@ def continual_job(cfg: DemoConfig, spec: str, seed: int, progress: bool = False)
 
     def fn(d: Path):
         target = out / "models" / "target"
-        model, tok = load_model(target)
+        model, tok = load_model(target, model_args=cfg.model_args)
         continual(model, tok, out / "world", ccfg, ucfg, out=d, eval_cfg=keys["eval_config"], model_name=str(target),
-                  load_model=load_model, progress=progress, cache_dir=out / "continual" / "cache")
+                  load_model=lambda path: load_model(path, model_args=cfg.model_args), progress=progress,
+                  cache_dir=out / "continual" / "cache")
 
     st.run(out / "continual" / name / f"seed{seed}", key, fn)
     return st.timings

@@ -85,6 +85,9 @@ class DemoConfig:
     continual_seeds: int = 1  # claims need ≥ 2 seeds for an interval
     # parallel worker processes (1 thread each) for independent stages; 1 = everything in this process
     jobs: int = 2
+    # `--model-args` (lm-eval style: dtype=bfloat16,revision=...,device_map=...,attn_implementation=...): how every
+    # model of the run is loaded (models.hub); empty = float32 on this process's device
+    model_args: str = ""
 
     # the declared range of every numeric field (config.check_ranges)
     RANGES: ClassVar[dict[str, str]] = {
@@ -101,6 +104,9 @@ class DemoConfig:
         from obliviate.unlearn.recipe import parse_recipe
 
         check_ranges(self)
+        from obliviate.models.hub import parse_model_args
+
+        parse_model_args(self.model_args)  # a bad key or value is one line before any work
         if self.protocol not in PROTOCOLS:
             raise ObliviateError(f"protocol {self.protocol!r}: choose one of {', '.join(PROTOCOLS)}")
         for r in self.recipes:

@@ -24,7 +24,7 @@ def stage_keys(cfg: DemoConfig) -> dict:
 
     base = {"preset": cfg.preset, "world_seed": cfg.world_seed, "code": code_hash("data")}
     model = {**base, ("base_model" if cfg.base_model else "size"): cfg.base_model or cfg.model_size,
-             "code": code_hash("data", "models")}
+             "code": code_hash("data", "models"), **({"model_args": cfg.model_args} if cfg.model_args else {})}
     ft = FinetuneConfig(epochs=cfg.finetune_epochs, lr=cfg.finetune_lr, batch_size=cfg.finetune_batch_size,
                         lora=cfg.finetune_lora, lora_r=cfg.finetune_lora_r, lora_alpha=2 * cfg.finetune_lora_r,
                         seed=cfg.world_seed)
@@ -50,7 +50,7 @@ def eval_into(cfg: DemoConfig, ecfg, model_dir: Path, d: Path, retain_res=None, 
         from obliviate.evaluate.embeddings import load_embedder
 
         _EMBEDDERS[ecfg.embedder] = load_embedder(ecfg.embedder)
-    model, tok = load_model(model_dir)
+    model, tok = load_model(model_dir, model_args=cfg.model_args)
     return evaluate(model, tok, Path(cfg.out) / "world", ecfg, retain_results=retain_res, before_results=before_res,
                     out=d, model_name=str(model_dir.relative_to(cfg.out)), progress=progress,
                     embedder=_EMBEDDERS.get(ecfg.embedder))
@@ -66,7 +66,7 @@ def train_job(cfg: DemoConfig, name: str, split: str, progress: bool = False) ->
     st = Stages(out)
 
     def fn(d: Path):
-        model, tok = load_model(cfg.base_dir())
+        model, tok = load_model(cfg.base_dir(), model_args=cfg.model_args)
         ft = dataclasses.replace(keys["finetune"], split=split)
         log = finetune(model, tok, load_split(out / "world", split), ft, progress=progress)
         extra = {"finetuned_from": cfg.base_model} if cfg.base_model else {"size": cfg.model_size}

@@ -24,6 +24,7 @@ from obliviate.report.claims import CLAIMS_NOTE, write_claims
 from obliviate.report.explain import hidden_note, hide_empty, labelled, one_seed_note, smoke_note, smoke_short
 from obliviate.report.glossary import ARROW_NOTE, arrowed, glossary_rows
 from obliviate.report.harness import HARNESS_NOTE, harness_table
+from obliviate.report.results import headline_json, table_json
 from obliviate.report.runs import across_seeds, collect, fmt_ci, get
 from obliviate.report.scenarios import continual_section
 from obliviate.report.trajectory import TRAJECTORY_NOTE, kept_by, trajectory_section
@@ -185,10 +186,10 @@ def write_report(run: str | Path, out: str | Path | None = None) -> Path:
     write_text(out / "report.html", H.render_page("obliviate report card", html_sections,
                                                    subtitle=f"run directory: {run}"))
     write_text(out / "report.md", "\n".join(_markdown(card, [m for _, m in scenarios])))
-    attacks = {a["name"]: {"headers": a["headers"], "rows": a["rows"]} for a in card["attacks"]}
-    results = {"headers": card["headers"], "rows": card["rows"], "not_computed": card["reasons"], "attacks": attacks,
+    attacks = {a["name"]: table_json(a["headers"], a["rows"]) for a in card["attacks"]}
+    results = {"headers": card["headers"], **card["numbers"], "not_computed": card["reasons"], "attacks": attacks,
                "ignored": card["notes"]}
-    write_text(out / "results.json", json.dumps(results, indent=1) + "\n")
+    write_text(out / "results.json", json.dumps(results, indent=1, allow_nan=False) + "\n")
     return out / "report.html"
 
 
@@ -230,7 +231,9 @@ def _contents(run: Path, out: Path, notes: list[str]) -> dict:
     shown = [(h, "") for h in headers] + [(h, ATTACKS[a["name"]].role) for a in attacks for h in a["headers"]]
     smoke = smoke_note(run, demo["config"])
     return {
-        "headers": headers, "rows": rows, "reasons": reasons, "pngs": pngs, "attacks": shown_attacks(attacks),
+        "headers": headers, "rows": rows, "reasons": reasons,
+        "numbers": headline_json(data, columns(), [r[0] for r in rows], get),  # results.json
+        "pngs": pngs, "attacks": shown_attacks(attacks),
         "tables": shown_tables(split_table(headers, rows), reasons), "smoke": smoke,
         "notes": notes, "claims": (claim_headers, claim_rows), "one_seed": one_seed_note(data, len(claim_results)),
         "traj": traj and {**traj, "headers": [arrowed(h) for h in traj["headers"]]},

@@ -129,7 +129,7 @@ def check_run_dir(out: Path | None, cfg, inputs: dict, *, resume: bool, overwrit
             raise ObliviateError(f"{out}/run.json: cannot resume, config key '{diff}' was {old[diff]!r}, "
                                  f"now {now[diff]!r}")
         what = {"model_fingerprint": "the model (--model)", "forget_hash": "the forget data (--forget)",
-                "retain_hash": "the retain data (--retain)", "ref_model_fingerprint": "the reference model (--ref-model)",
+                "retain_hash": "the retain data (--retain)", "ref_model_fingerprint": "the reference model (--original-model)",
                 "refusals_hash": "the refusals (refusals.json)", "tokenizer_hash": "the tokenizer"}
         diff = next((k for k in what if k in info.get("inputs", {}) and info["inputs"][k] != inputs[k]), None)
         if diff:

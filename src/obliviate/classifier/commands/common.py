@@ -18,7 +18,7 @@ def target_dataset(args) -> str | None:
 
 
 def run_seeds(args, config_cls, attack: Callable, base: dict, *, kind: str, heavy_key: str,
-              describe: Callable[[object, dict], str]) -> int:
+              describe: Callable[[object, dict], str]) -> dict:
     """Run `attack(cfg, run_dir)` for seeds seed, seed+1, …; print `describe(cfg, result)`; summarise."""
     from obliviate.config import load_config
     from obliviate.rundir import run_dir
@@ -31,7 +31,7 @@ def run_seeds(args, config_cls, attack: Callable, base: dict, *, kind: str, heav
                           describe=describe)
 
 
-def _run_seeds(args, config_cls, attack, base, first, out: Path, *, kind, heavy_key, describe) -> int:
+def _run_seeds(args, config_cls, attack, base, first, out: Path, *, kind, heavy_key, describe) -> dict:
     import torch
 
     from obliviate.config import load_config
@@ -49,7 +49,8 @@ def _run_seeds(args, config_cls, attack, base, first, out: Path, *, kind, heavy_
     if args.seeds > 1:
         write_summary(out, kind, runs)
     print(f"report: {out / 'report.html'}")
-    return 0
+    return {"out": str(out), "runs": [{"seed": seed, "dir": str(d), **res} for seed, d, res in runs],
+            "outputs": {"report": str(out / "report.html")}}
 
 
 DATASETS = ["digits", "fashion-mnist"]

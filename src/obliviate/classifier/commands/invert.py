@@ -22,18 +22,30 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="also run this baseline (repeatable; 'all' = every baseline)")
 
 
-def run(args: argparse.Namespace) -> int:
-    from obliviate.classifier.invert import InvertConfig, invert
-    from obliviate.classifier.commands.common import run_seeds, target_dataset
-
-    def describe(cfg, result) -> str:
-        return "\n".join(f"seed {cfg.seed} {m:12s} acc@1={v['acc1']:.3f} acc@5={v['acc5']:.3f} knn={v['knn']:.2f} "
-                         f"fd={v['fd']:.2f} ({result['wall_time_s'][m]:.0f} s)" for m, v in result["methods"].items())
+def _base(args) -> dict:
+    from obliviate.classifier.commands.common import target_dataset
 
     methods = None
     if args.baseline:
         chosen = list(BASELINES) if "all" in args.baseline else list(dict.fromkeys(args.baseline))
         methods = ["plg"] + chosen
-    base = dict(dataset=target_dataset(args), target=args.target, public=args.public, methods=methods,
-                seed=args.seed)
-    return run_seeds(args, InvertConfig, invert, base, kind="invert", heavy_key="reconstructions", describe=describe)
+    return dict(dataset=target_dataset(args), target=args.target, public=args.public, methods=methods, seed=args.seed)
+
+
+def resolve_config(args):
+    """The InvertConfig of the first seed: defaults < --config YAML < key=value < flags."""
+    from obliviate.classifier.invert import InvertConfig
+    from obliviate.config import load_config
+
+    return load_config(InvertConfig, args.config, args.overrides, **_base(args))
+
+
+def run(args: argparse.Namespace) -> dict:
+    from obliviate.classifier.invert import InvertConfig, invert
+    from obliviate.classifier.commands.common import run_seeds
+
+    def describe(cfg, result) -> str:
+        return "\n".join(f"seed {cfg.seed} {m:12s} acc@1={v['acc1']:.3f} acc@5={v['acc5']:.3f} knn={v['knn']:.2f} "
+                         f"fd={v['fd']:.2f} ({result['wall_time_s'][m]:.0f} s)" for m, v in result["methods"].items())
+
+    return run_seeds(args, InvertConfig, invert, _base(args), kind="invert", heavy_key="reconstructions", describe=describe)

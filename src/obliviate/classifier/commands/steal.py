@@ -18,9 +18,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--budget", type=int, metavar="QUERIES", help="hard-label query budget")
 
 
-def run(args: argparse.Namespace) -> int:
+def _base(args) -> dict:
+    from obliviate.classifier.commands.common import target_dataset
+
+    return dict(dataset=target_dataset(args), target=args.target, mode=args.mode, budget=args.budget, seed=args.seed)
+
+
+def resolve_config(args):
+    """The StealConfig of the first seed: defaults < --config YAML < key=value < flags."""
+    from obliviate.classifier.steal import StealConfig
+    from obliviate.config import load_config
+
+    return load_config(StealConfig, args.config, args.overrides, **_base(args))
+
+
+def run(args: argparse.Namespace) -> dict:
     from obliviate.classifier.steal import StealConfig, steal
-    from obliviate.classifier.commands.common import run_seeds, target_dataset
+    from obliviate.classifier.commands.common import run_seeds
 
     def describe(cfg, result) -> str:
         t, c = result["target"], result["clone"]
@@ -29,6 +43,4 @@ def run(args: argparse.Namespace) -> int:
                 + f"  agreement={result['agreement']:.3f} queries={result['queries']}"
                 f" ({result['wall_time_s']['total']:.0f} s)")
 
-    base = dict(dataset=target_dataset(args), target=args.target, mode=args.mode, budget=args.budget,
-                seed=args.seed)
-    return run_seeds(args, StealConfig, steal, base, kind="steal", heavy_key="clone_model", describe=describe)
+    return run_seeds(args, StealConfig, steal, _base(args), kind="steal", heavy_key="clone_model", describe=describe)
