@@ -293,11 +293,12 @@ def _start(cfg: UnlearnConfig, hp, model, ref, data: UnlearnData, acc) -> _Run:
              regularizer=REGULARIZERS[cfg.regularizer] if cfg.regularizer else None, smoother=smoother,
              batches=batches, per_epoch=per_epoch, total=total, opt=opt, sched=sched, lam=cfg.lam,
              amp=autocast_kwargs(acc.device, None if cfg.mixed_precision is None else cfg.mixed_precision == "bf16"))
-    r.compiled = torch.compile(model) if cfg.compile else None  # the training forwards only: probes stay eager
     r.params = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
     r.tracker = smoother.tracker(r.params, cfg, total) if smoother.tracker else None
     model.train()  # the trial step of micro_batch=auto is a training pass
     r.micro_batch = micro_batch_of(r, hp.batch_size)
+    # the training forwards only (set after the micro_batch=auto trial, which measures eager's saved tensors)
+    r.compiled = torch.compile(model) if cfg.compile else None
     return r
 
 
