@@ -114,6 +114,8 @@ class UnlearnConfig:
     lora_dropout: float = 0.0
     # memory and speed
     gradient_checkpointing: bool = False  # recompute activations in the backward: less memory, more compute
+    compile: bool = False  # torch.compile (inductor) of the training forward/backward; off: it does not pay on CPU
+    # for runs of the default length (docs/speed.md, round 2)
     mixed_precision: str | None = None  # "bf16": training forwards under bf16 autocast (weights, gradients and
     # AdamW stay fp32); None/"no": fp32, or what `accelerate launch --mixed_precision` set
     # run directory

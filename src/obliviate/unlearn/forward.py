@@ -104,7 +104,7 @@ class Views:
 
     def __init__(self, model, batch, *, ref: Ref | None = None, forward: Callable | None = None, step=None):
         self.model, self.batch, self.ref = model, batch, ref
-        self.forward = forward or model
+        self.forward = model if forward is None else forward
         self.step = batch if step is None else step
         self._cache: dict = {}
 

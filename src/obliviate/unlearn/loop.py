@@ -150,6 +150,7 @@ class _Run:
     tracker: Any = None
     micro_batch: int = 0  # items per forward and backward, per process
     lam: float = 1.0  # λ; moved by dual ascent when retain_constraint is set
+    compiled: Any = None  # torch.compile(model) for the training forwards (`compile=true`), else None (eager)
     out: Path | None = None
 
     @property
@@ -171,7 +172,7 @@ class _Run:
         cfg, amp, model, ref = self.cfg, self.amp, self.model, self.ref
 
         def views(k, forward=None):
-            return Views(model, micro[k], ref=ref, forward=forward, step=batch)
+            return Views(model, micro[k], ref=ref, forward=self.compiled if forward is None else forward, step=batch)
         return Step(forget=lambda k, forward=None: _autocast(amp, self.objective, views(k, forward), cfg),
                     retain=(lambda k: _autocast(amp, self.regularizer, views(k), cfg)) if self.regularizer else None,
                     weigh=self.weigh, params=self.params, model=model, cfg=cfg, micro_batches=len(micro),
@@ -309,6 +310,8 @@ def _start(cfg: UnlearnConfig, hp, model, ref, data: UnlearnData, acc) -> _Run:
     r.tracker = smoother.tracker(r.params, cfg, total) if smoother.tracker else None
     model.train()  # the trial step of micro_batch=auto is a training pass
     r.micro_batch = micro_batch_of(r, hp.batch_size)
+    # the training forwards only (set after the micro_batch=auto trial, which measures eager's saved tensors)
+    r.compiled = torch.compile(model) if cfg.compile else None
     return r
 
 
