@@ -68,7 +68,7 @@ def train_classifier(model: nn.Module, data: ImageData, *, epochs: int, lr: floa
     steps_per_epoch = (len(data) + batch_size - 1) // batch_size
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, epochs * steps_per_epoch)
     for _ in tqdm(range(epochs), desc=desc, leave=False):
-        perm = torch.randperm(len(data))
+        perm = torch.randperm(len(data), device=data.x.device)
         for i in range(0, len(data), batch_size):
             x, y = data.x[perm[i: i + batch_size]], data.y[perm[i: i + batch_size]]
             if adv_eps > 0:
@@ -131,7 +131,7 @@ def resolve_attacks(requested: list[str] | None) -> tuple[tuple[str, ...], dict[
     if "aa" not in attacks or importlib.util.find_spec("torchattacks") is not None:
         return attacks, {}
     if requested:
-        raise ObliviateError(f"eval_attacks includes aa (AutoAttack) but torchattacks is not installed: "
+        raise ObliviateError("eval_attacks includes aa (AutoAttack) but torchattacks is not installed: "
                              f"pip install --no-deps torchattacks, or drop aa")
     return tuple(a for a in attacks if a != "aa"), {"aa": AA_MISSING}
 

@@ -35,5 +35,5 @@ def run(args: argparse.Namespace) -> int:
         chosen = list(BASELINES) if "all" in args.baseline else list(dict.fromkeys(args.baseline))
         methods = ["plg"] + chosen
     base = dict(dataset=target_dataset(args), target=args.target, public=args.public, methods=methods,
-                seed=args.seed)
+                seed=args.seed, model_args=args.model_args)
     return run_seeds(args, InvertConfig, invert, base, kind="invert", heavy_key="reconstructions", describe=describe)

@@ -30,5 +30,5 @@ def run(args: argparse.Namespace) -> int:
                 f" ({result['wall_time_s']['total']:.0f} s)")
 
     base = dict(dataset=target_dataset(args), target=args.target, mode=args.mode, budget=args.budget,
-                seed=args.seed)
+                seed=args.seed, model_args=args.model_args)
     return run_seeds(args, StealConfig, steal, base, kind="steal", heavy_key="clone_model", describe=describe)
