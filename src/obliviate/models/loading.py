@@ -185,7 +185,7 @@ def load_tokenizer(spec: str | Path, *, trust_remote_code: bool = False, revisio
 
 def _resolve(spec: str | Path, *, allow_pickle: bool, revision: str | None) -> tuple[Path | str, bool]:
     """(what from_pretrained gets, local_files_only) for a local dir, the offline alias or a hub id."""
-    from obliviate.models.hub import resolve_hub_id
+    from obliviate.models.hub import hub_adapter_snapshot, resolve_hub_id
 
     path = Path(spec)
     if str(spec).lower() == SMOLLM2:
@@ -199,7 +199,10 @@ def _resolve(spec: str | Path, *, allow_pickle: bool, revision: str | None) -> t
         return path, True
     if _looks_local(str(spec)):
         raise ObliviateError(f"{spec}: no such model directory")
-    return str(spec), resolve_hub_id(str(spec), revision)
+    local_only = resolve_hub_id(str(spec), revision)
+    with one_line_errors(f"model {spec}"):
+        adapter = hub_adapter_snapshot(str(spec), revision, local_only)  # a hub PEFT adapter: load it as its folder
+    return (adapter, True) if adapter is not None else (str(spec), local_only)
 
 
 def _adapter_base(adapter: Path) -> str | Path:
