@@ -83,6 +83,8 @@ def one_line_warnings(verb: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from obliviate.rundir import close_progress_bars
+
     argv = list(sys.argv[1:] if argv is None else argv)
     args = parse(argv)
     if args.verb is None:
@@ -93,9 +95,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         code = _module(args.verb).run(args)
     except ObliviateError as e:
+        close_progress_bars()
         say(args.verb, "error", e)
         return 2
     except KeyboardInterrupt:
+        close_progress_bars()
         say(args.verb, "interrupted", "finished stages are kept")
         return 130
     finally:

@@ -25,7 +25,6 @@ import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from tqdm.auto import tqdm
 
 from obliviate import ObliviateError
 from obliviate.classifier.data import PUBLIC_SHIFTS, ImageData, load_dataset, random_augment, shift_public, split
@@ -35,7 +34,7 @@ from obliviate.classifier.robustness import accuracy, train_classifier
 from obliviate.config import MAX_BATCH, MAX_EPOCHS, MAX_SEED, MAX_STEPS, check_ranges
 from obliviate.models.device import device_map_of, resolve_device
 from obliviate.stats import check_finite_weights
-from obliviate.rundir import atomic_file, write_json
+from obliviate.rundir import atomic_file, progress_bar, write_json
 
 METHODS = ("plg", "gmi", "no-guidance", "ce", "random")
 
@@ -212,7 +211,7 @@ def train_gan(public_x: torch.Tensor, public_y: torch.Tensor | None, T: nn.Modul
 
     losses = []
     G.train()
-    for _ in tqdm(range(cfg.gan_iters), desc=desc, leave=False):
+    for _ in progress_bar(range(cfg.gan_iters), desc=desc):
         losses.append(gan_step(G, D, T, sample_real=sample_real, num_classes=num_classes, nz=cfg.nz,
                                batch_size=cfg.batch_size, n_dis=cfg.n_dis, alpha=alpha, inv_loss=INV_LOSSES[inv],
                                augment=random_augment, opt_g=opt_g, opt_d=opt_d, conditional=conditional))

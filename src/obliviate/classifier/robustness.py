@@ -10,9 +10,8 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from tqdm.auto import tqdm
-
 from obliviate.classifier.data import ImageData
+from obliviate.rundir import progress_bar
 from obliviate.stats import check_finite_weights
 
 
@@ -67,7 +66,7 @@ def train_classifier(model: nn.Module, data: ImageData, *, epochs: int, lr: floa
     opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, weight_decay=weight_decay)
     steps_per_epoch = (len(data) + batch_size - 1) // batch_size
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, epochs * steps_per_epoch)
-    for _ in tqdm(range(epochs), desc=desc, leave=False):
+    for _ in progress_bar(range(epochs), desc=desc):
         perm = torch.randperm(len(data), device=data.x.device)
         for i in range(0, len(data), batch_size):
             x, y = data.x[perm[i: i + batch_size]], data.y[perm[i: i + batch_size]]
@@ -132,7 +131,7 @@ def resolve_attacks(requested: list[str] | None) -> tuple[tuple[str, ...], dict[
         return attacks, {}
     if requested:
         raise ObliviateError("eval_attacks includes aa (AutoAttack) but torchattacks is not installed: "
-                             f"pip install --no-deps torchattacks, or drop aa")
+                             "pip install --no-deps torchattacks, or drop aa")
     return tuple(a for a in attacks if a != "aa"), {"aa": AA_MISSING}
 
 

@@ -21,14 +21,13 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from tqdm.auto import tqdm
 
 from obliviate import ObliviateError
 from obliviate.reader import read_json_object
 from obliviate.stagecache import read_whole
 from obliviate.classifier.data import ImageData, crop_flip, load_dataset, split, strong_augment
 from obliviate.classifier.models import Generator, load_target, new_classifier, save_classifier
-from obliviate.rundir import atomic_file, write_json
+from obliviate.rundir import atomic_file, progress_bar, write_json
 from obliviate.classifier.oracle import HardLabelOracle
 from obliviate.classifier.robustness import (ROBUSTNESS_ATTACKS, accuracy, evaluate_robustness, pgd, predict,
                                              resolve_attacks, robust_accuracy, train_classifier)
@@ -263,7 +262,7 @@ def run_dfhl_rs(cfg: StealConfig, oracle: HardLabelOracle, *, shape: tuple[int, 
     best = (-1.0, None, 0)
     eval_eps = cfg.eps
     pad = max(1, size // 8)
-    bar = tqdm(range(1, cfg.epochs + 1), desc=f"dfhl-rs[{cfg.mode}]", leave=False)
+    bar = progress_bar(range(1, cfg.epochs + 1), desc=f"dfhl-rs[{cfg.mode}]")
     for epoch in bar:
         if oracle.remaining is not None and oracle.remaining < cfg.batch_size:
             break
