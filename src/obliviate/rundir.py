@@ -228,10 +228,12 @@ def is_main_rank() -> bool:
 
 def progress_bar(iterable=None, *, desc: str, progress: bool = True, leave: bool = False, **kw):
     """obliviate's one progress bar (`tqdm.auto`): shown on the main process only (the other ranks of
-    `accelerate launch` draw none), off when `progress` is False, cleared when done unless `leave`."""
+    `accelerate launch` draw none), off when `progress` is False or tqdm's `TQDM_DISABLE` is set, cleared when
+    done unless `leave`."""
     from tqdm.auto import tqdm
 
-    return tqdm(iterable, desc=desc, disable=not (progress and is_main_rank()), leave=leave, **kw)
+    off = os.environ.get("TQDM_DISABLE", "").lower() in ("1", "true", "yes")
+    return tqdm(iterable, desc=desc, leave=leave, disable=off or not (progress and is_main_rank()), **kw)
 
 
 # (module, is-enabled, disable, enable) of each library's own progress bars

@@ -19,6 +19,9 @@ def test_bars_only_on_the_main_rank(monkeypatch):
     assert progress_bar(range(3), desc="x", progress=False).disable
     monkeypatch.setenv("RANK", "1")  # another process of `accelerate launch`
     assert progress_bar(range(3), desc="x").disable
+    monkeypatch.setenv("RANK", "0")
+    monkeypatch.setenv("TQDM_DISABLE", "1")  # tqdm's own switch still works
+    assert progress_bar(range(3), desc="x", file=io.StringIO()).disable
 
 
 def test_an_error_closes_the_open_bars(monkeypatch, capsys):

@@ -28,7 +28,8 @@ def run(args: argparse.Namespace) -> int:
 
     def describe(cfg, result) -> str:
         return "\n".join(f"seed {cfg.seed} {m:12s} acc@1={v['acc1']:.3f} acc@5={v['acc5']:.3f} knn={v['knn']:.2f} "
-                         f"fd={v['fd']:.2f} ({result['wall_time_s'][m]:.0f} s)" for m, v in result["methods"].items())
+                         f"fd={v['fd']:.2f} ({result['wall_time_s'][m]:.0f} s on {result['device']})"
+                         for m, v in result["methods"].items())
 
     methods = None
     if args.baseline:

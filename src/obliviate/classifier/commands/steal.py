@@ -27,7 +27,7 @@ def run(args: argparse.Namespace) -> int:
         return (f"seed {cfg.seed} [{cfg.mode}] target " + " ".join(f"{k}={v:.3f}" for k, v in t.items())
                 + "\n          clone  " + " ".join(f"{k}={v:.3f}" for k, v in c.items())
                 + f"  agreement={result['agreement']:.3f} queries={result['queries']}"
-                f" ({result['wall_time_s']['total']:.0f} s)")
+                f" ({result['wall_time_s']['total']:.0f} s on {result['device']})")
 
     base = dict(dataset=target_dataset(args), target=args.target, mode=args.mode, budget=args.budget,
                 seed=args.seed, model_args=args.model_args)
