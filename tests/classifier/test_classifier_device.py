@@ -91,3 +91,11 @@ def test_device_map_is_the_one_device_option(monkeypatch):
     assert resolve_device("cuda:0") == torch.device("cuda", 0)
     with pytest.raises(ObliviateError, match="only 1 CUDA device"):
         resolve_device("cuda:1")
+
+
+@pytest.mark.parametrize("verb", ["steal", "invert"])
+def test_the_verbs_take_the_language_model_verbs_device_flag(verb):
+    from obliviate.cli import parse
+
+    args = parse([verb, "--train-target", "digits", "--model-args", "device_map=cpu"])
+    assert args.model_args == "device_map=cpu"
