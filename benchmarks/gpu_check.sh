@@ -4,7 +4,8 @@
 # 1. `obliviate bench` on SmolLM2-135M-Instruct: training steps of three recipes + the scoring pass and generation
 # 2. the tiny demo (world, models, unlearning, evaluation, attacks, report card)
 # 3. `obliviate eval` of the demo's target, whose title must say the model is on cuda (bf16 autocast)
-# 4. when 2 GPUs are visible: a 2-process DDP `obliviate unlearn` (configs/accelerate/ddp.yaml), 4 steps
+# 4. a short `obliviate steal` (DFHL-RS on digits, the classifier module), whose summary must say cuda
+# 5. when 2 GPUs are visible: a 2-process DDP `obliviate unlearn` (configs/accelerate/ddp.yaml), 4 steps
 # Everything lands under OUT (one log per step, summary.txt); without CUDA it stops in one line.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -40,6 +41,9 @@ step eval_cuda "$PY" -m obliviate eval --model "$OUT/demo/models/target" --data 
     --out "$OUT/eval_target" max_items=20 max_new_tokens=32
 grep -q " on cuda" "$OUT/eval_cuda.log" || { echo "eval_cuda: the model was not on cuda (see $OUT/eval_cuda.log)" | tee -a "$SUMMARY" >&2; exit 1; }
 echo "eval_cuda: $(grep -o "obliviate eval: .* on cuda[^)]*)" "$OUT/eval_cuda.log" | head -1)" >> "$SUMMARY"
+step steal_cuda "$PY" -m obliviate steal --train-target digits --out "$OUT/steal" epochs=3 target_epochs=3 \
+    eval_attacks=fgsm,pgd20 aa_n=0
+grep -q " on cuda" "$OUT/steal_cuda.log" || { echo "steal_cuda: the classifiers were not on cuda (see $OUT/steal_cuda.log)" | tee -a "$SUMMARY" >&2; exit 1; }
 if [ "$GPUS" -ge 2 ]; then
     step ddp_2gpu "$PY" -m accelerate.commands.launch --config_file src/obliviate/configs/accelerate/ddp.yaml \
         --num_processes 2 -m obliviate unlearn --model "$OUT/demo/models/target" --data "$OUT/demo/world" \

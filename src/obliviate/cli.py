@@ -121,6 +121,8 @@ def one_line_warnings(verb: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from obliviate.rundir import close_progress_bars
+
     argv = list(sys.argv[1:] if argv is None else argv)
     args = parse(argv)
     if args.verb is None:
@@ -142,9 +144,11 @@ def main(argv: list[str] | None = None) -> int:
             stdout.write(json.dumps(finite({"verb": args.verb, **summary}), default=str, allow_nan=False) + "\n")
             stdout.flush()
     except ObliviateError as e:
+        close_progress_bars()
         say(args.verb, "error", e)
         return 2
     except KeyboardInterrupt:
+        close_progress_bars()
         say(args.verb, "interrupted", "finished stages are kept")
         return 130
     finally:

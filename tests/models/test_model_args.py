@@ -57,33 +57,18 @@ def test_bad_model_args_in_a_verb_is_one_line(base_dir, world_dir, tmp_path, cap
     assert len(err) == 1 and "dtype='fp8'" in err[0]
 
 
-def _adapter(base_dir, tmp_path, *, relative=False):
-    """A LoRA adapter made with peft on the micro model, with non-zero B so that it changes the outputs."""
-    from peft import LoraConfig, get_peft_model
-
-    model, tok = load_model(base_dir)
-    peft_model = get_peft_model(model, LoraConfig(r=2, lora_alpha=4, target_modules="all-linear",
-                                                  task_type="CAUSAL_LM"))
-    with torch.no_grad():
-        for name, p in peft_model.named_parameters():
-            if "lora_B" in name:
-                p.copy_(torch.randn(p.shape, generator=torch.Generator().manual_seed(0)) * 0.5)
+def _adapter(make_adapter, base_dir, tmp_path, *, relative=False):
+    """A LoRA adapter on the micro model (the `make_adapter` fixture); `relative`: its base copied beside it and
+    named relatively."""
     out = tmp_path / "adapter"
-    peft_model.save_pretrained(out)
-    cfg = json.loads((out / "adapter_config.json").read_text())
-    assert not (out / "config.json").exists() and (out / "adapter_model.safetensors").is_file()
-    if relative:  # the base beside the adapter, named relatively
+    ids, expected = make_adapter(out, base_name="base" if relative else None)
+    if relative:
         shutil.copytree(base_dir, out / "base")
-        cfg["base_model_name_or_path"] = "base"
-        (out / "adapter_config.json").write_text(json.dumps(cfg))
-    ids = torch.tensor([[1, 5, 9, 12]])
-    with torch.no_grad():
-        expected = peft_model(input_ids=ids).logits
     return out, ids, expected
 
 
-def test_peft_adapter_dir_loads_its_base_and_merges(base_dir, tmp_path):
-    adapter, ids, expected = _adapter(base_dir, tmp_path)
+def test_peft_adapter_dir_loads_its_base_and_merges(make_adapter, base_dir, tmp_path):
+    adapter, ids, expected = _adapter(make_adapter, base_dir, tmp_path)
     model, tok = load_model(adapter)
     assert type(model).__name__ == "LlamaForCausalLM"  # merged: a plain model
     with torch.no_grad():
@@ -94,8 +79,8 @@ def test_peft_adapter_dir_loads_its_base_and_merges(base_dir, tmp_path):
     assert type(kept).__name__ == "PeftModelForCausalLM"
 
 
-def test_peft_adapter_with_a_relative_base_and_in_eval(base_dir, world_dir, tmp_path):
-    adapter, _, _ = _adapter(base_dir, tmp_path, relative=True)
+def test_peft_adapter_with_a_relative_base_and_in_eval(make_adapter, base_dir, world_dir, tmp_path):
+    adapter, _, _ = _adapter(make_adapter, base_dir, tmp_path, relative=True)
     assert load_model(adapter)[0] is not None
     assert main(["eval", "--model", str(adapter), "--data", str(world_dir), "--out", str(tmp_path / "ev"),
                  "max_items=2", "max_new_tokens=4", "embedder=null"]) == 0

@@ -72,7 +72,7 @@ def incontext_attack(models: dict[str, tuple], data, cfg: InContextConfig, *, st
 
     start_results: the attacked model's own eval results on the same forget split, reused for its "without".
     """
-    from tqdm.auto import tqdm
+    from obliviate.rundir import progress_bar
 
     check_benchmark(data, cfg.benchmark, "incontext", QA_BENCHMARKS)
     ecfg = EvalConfig(forget=cfg.forget, retain=None, world_facts=None, real_authors=None, embedder=None,
@@ -83,7 +83,7 @@ def incontext_attack(models: dict[str, tuple], data, cfg: InContextConfig, *, st
     shots = [records[i] for i in shown]
     rest = [i for i in range(len(records)) if i not in set(shown)]
     metrics, items = {}, {}
-    bar = tqdm(total=2 * len(models), desc="incontext", disable=not progress, leave=False)
+    bar = progress_bar(total=2 * len(models), desc="incontext", progress=progress)
     for name, (model, tok) in models.items():
         plain = [records[i] for i in rest]
         prompted = [{**r, "question": incontext_question(tok, shots, r["question"])} for r in plain]

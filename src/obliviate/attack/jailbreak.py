@@ -233,7 +233,7 @@ def _prepare(model, tokenizer, records: list[dict], cfg: JailbreakConfig, allowe
 def search(model, tokenizer, records: list[dict], cfg: JailbreakConfig, *, original=None,
            progress: bool = True) -> dict:
     """GCG over `records` (the attacked items); returns the best string's ids, the loss curve and timings."""
-    from tqdm.auto import tqdm
+    from obliviate.rundir import progress_bar
 
     if cfg.match_layer is not None:
         n_layers = model.config.num_hidden_layers
@@ -262,7 +262,7 @@ def search(model, tokenizer, records: list[dict], cfg: JailbreakConfig, *, origi
     best_ids, best_loss = adv, float(loss[0])
     curve = [{"step": 0, "loss": best_loss, "nll": float(nll[0]), "best_loss": best_loss}]
     t0, stopped, invalid = time.perf_counter(), "steps", 0
-    bar = tqdm(range(1, cfg.steps + 1), desc="jailbreak", disable=not progress, leave=False)
+    bar = progress_bar(range(1, cfg.steps + 1), desc="jailbreak", progress=progress)
     for step in bar:
         cands = sample_candidates(current, _gradient(model, targets, current, cfg), allowed,
                                   search_width=cfg.search_width, topk=cfg.topk, generator=gen)

@@ -177,13 +177,13 @@ def quantize_attack(models: dict[str, tuple], data, cfg: QuantizeConfig, *, star
     start_results: the attacked model's own eval results on the same forget split, reused as its full-precision
     row. The models are copied before quantization (the given ones are left unchanged).
     """
-    from tqdm.auto import tqdm
+    from obliviate.rundir import progress_bar
 
     bench = check_benchmark(data, cfg.benchmark, "quantize", QA_BENCHMARKS + ("wmdp",))
     ecfg = eval_config(cfg, bench)
     torchao()
     rows, info = [], {}
-    bar = tqdm(total=len(models) * (1 + len(cfg.bits)), desc="quantize", disable=not progress, leave=False)
+    bar = progress_bar(total=len(models) * (1 + len(cfg.bits)), desc="quantize", progress=progress)
     for name, (model, tok) in models.items():
         for bits in [None] + cfg.bits:
             reuse = (name == "model" and bits is None and start_results is not None and bench in QA_BENCHMARKS

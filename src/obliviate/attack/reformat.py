@@ -254,12 +254,12 @@ def reformat_attack(models: dict[str, tuple], data, cfg: ReformatConfig, *, out:
                     progress: bool = True) -> dict:
     """Accuracy per format, split and model ({"model", "target", "retain"}: (model, tokenizer)); written to
     `<out>/reformat.json`. A format a split cannot be built for is {"not_computed": reason}."""
-    from tqdm.auto import tqdm
+    from obliviate.rundir import progress_bar
 
     check_benchmark(data, cfg.benchmark, "reformat", QA_BENCHMARKS)
     built, sources = build_all(data, cfg)
     acc: dict = {}
-    bar = tqdm(total=len(models) * len(built) * len(cfg.formats), desc="reformat", disable=not progress, leave=False)
+    bar = progress_bar(total=len(models) * len(built) * len(cfg.formats), desc="reformat", progress=progress)
     for name, (model, tok) in models.items():
         model.eval()
         for role, fmts in built.items():

@@ -80,7 +80,7 @@ def relearn(model, tokenizer, data: str | Path, cfg: RelearnConfig, *, retain_re
 
     start_results: the model's own eval results (same forget split), reused as the step-0 point.
     """
-    from tqdm.auto import tqdm
+    from obliviate.rundir import progress_bar
 
     records = load_split(data, cfg.forget)
     attacked = relearn_sample(len(records), cfg.k, cfg.seed)
@@ -98,7 +98,7 @@ def relearn(model, tokenizer, data: str | Path, cfg: RelearnConfig, *, retain_re
         curve = [point(0, None)]
     train = FinetuneConfig(max_steps=max(cfg.steps), lr=lr, batch_size=min(cfg.batch_size, cfg.k),
                            schedule="constant", warmup_ratio=0.0, seed=cfg.seed)
-    bar = tqdm(total=max(cfg.steps), desc="relearn", disable=not progress, leave=False)
+    bar = progress_bar(total=max(cfg.steps), desc="relearn", progress=progress)
     split = {}
     for row in train_steps(model, tokenizer, [records[i] for i in attacked], train):
         split = {"micro_batch": row["micro_batch"], "grad_accum": row["grad_accum"]}  # the effective batch's split

@@ -37,6 +37,10 @@ class ImageData:
     def subset(self, idx: torch.Tensor) -> "ImageData":
         return ImageData(self.x[idx], self.y[idx], self.num_classes, self.name)
 
+    def to(self, device: torch.device | str) -> "ImageData":
+        """The same images and labels on `device` (the run's device: `models.device.resolve_device`)."""
+        return ImageData(self.x.to(device), self.y.to(device), self.num_classes, self.name)
+
 
 def load_digits() -> ImageData:
     """scikit-learn's 1,797 8×8 handwritten digits, pixel values 0..16 scaled to [0, 1]."""
@@ -118,10 +122,10 @@ def crop_flip(x: torch.Tensor, *, pad: int = 1) -> torch.Tensor:
     """A = random crop with zero padding `pad` + horizontal flip (DFHL-RS generator stage), per sample."""
     n, _, h, w = x.shape
     padded = F.pad(x, (pad, pad, pad, pad))
-    dy = torch.randint(0, 2 * pad + 1, (n,))
+    dy = torch.randint(0, 2 * pad + 1, (n,))  # host-side offsets: read back as Python ints to slice
     dx = torch.randint(0, 2 * pad + 1, (n,))
     out = _crop(padded, dy, dx, h, w)
-    flip = torch.rand(n) < 0.5
+    flip = torch.rand(n, device=x.device) < 0.5
     out[flip] = out[flip].flip(-1)
     return out
 
@@ -133,13 +137,13 @@ def _crop(padded: torch.Tensor, dy: torch.Tensor, dx: torch.Tensor, h: int, w: i
 def strong_augment(x: torch.Tensor) -> torch.Tensor:
     """DFHL-RS clone-stage augmentation, drawn ONCE for the whole batch: crop-resize 95–100 %,
     Gaussian noise σ = 0.001, horizontal flip, rotation ∈ {−15°, 0°, 15°}."""
-    n = len(x)
-    area = 0.95 + 0.05 * torch.rand(())
+    n, dev = len(x), x.device
+    area = 0.95 + 0.05 * torch.rand((), device=dev)
     side = area.sqrt()
-    tx, ty = (torch.rand(2) * 2 - 1) * (1 - side)
-    angle = torch.tensor([-15.0, 0.0, 15.0])[torch.randint(0, 3, ())]
-    flip = torch.where(torch.rand(()) < 0.5, -1.0, 1.0)
-    one = torch.ones(n)
+    tx, ty = (torch.rand(2, device=dev) * 2 - 1) * (1 - side)
+    angle = 15.0 * (torch.randint(0, 3, (), device=dev) - 1)   # one of −15°, 0°, 15°
+    flip = torch.where(torch.rand((), device=dev) < 0.5, -1.0, 1.0)
+    one = torch.ones(n, device=dev)
     out = _affine(x, angle * one, side * one, tx * one, ty * one, flip * one)
     return (out + 0.001 * torch.randn_like(out)).clamp(0, 1)
 
@@ -147,14 +151,14 @@ def strong_augment(x: torch.Tensor) -> torch.Tensor:
 def random_augment(x: torch.Tensor, *, max_angle: float = 10.0, flip: bool = True) -> torch.Tensor:
     """PLG-MI augmentation A, independent per sample: random resized crop (area 0.8–1), colour jitter
     (brightness/contrast ±20 %), horizontal flip, rotation ±`max_angle`°. Differentiable in x."""
-    n = len(x)
-    side = (0.8 + 0.2 * torch.rand(n)).sqrt()
-    tx, ty = (torch.rand(2, n) * 2 - 1) * (1 - side)
-    angle = (torch.rand(n) * 2 - 1) * max_angle
-    mirror = torch.where(torch.rand(n) < 0.5, -1.0, 1.0) if flip else torch.ones(n)
+    n, dev = len(x), x.device
+    side = (0.8 + 0.2 * torch.rand(n, device=dev)).sqrt()
+    tx, ty = (torch.rand(2, n, device=dev) * 2 - 1) * (1 - side)
+    angle = (torch.rand(n, device=dev) * 2 - 1) * max_angle
+    mirror = torch.where(torch.rand(n, device=dev) < 0.5, -1.0, 1.0) if flip else torch.ones(n, device=dev)
     out = _affine(x, angle, side, tx, ty, mirror)
-    bright = (0.8 + 0.4 * torch.rand(n, 1, 1, 1))
-    contrast = (0.8 + 0.4 * torch.rand(n, 1, 1, 1))
+    bright = (0.8 + 0.4 * torch.rand(n, 1, 1, 1, device=dev))
+    contrast = (0.8 + 0.4 * torch.rand(n, 1, 1, 1, device=dev))
     mean = out.mean(dim=(1, 2, 3), keepdim=True)
     return ((out - mean) * contrast + mean * bright).clamp(0, 1)
 
@@ -162,7 +166,7 @@ def random_augment(x: torch.Tensor, *, max_angle: float = 10.0, flip: bool = Tru
 def gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
     """Depthwise Gaussian blur with a (2⌈2σ⌉+1)-tap kernel, zero padding."""
     r = max(1, math.ceil(2 * sigma))
-    t = torch.arange(-r, r + 1, dtype=x.dtype)
+    t = torch.arange(-r, r + 1, dtype=x.dtype, device=x.device)
     k = torch.exp(-t ** 2 / (2 * sigma ** 2))
     k = k / k.sum()
     c = x.shape[1]
@@ -182,9 +186,10 @@ def shift_public(x: torch.Tensor, *, kind: str = "rotate-blur", max_angle: float
         raise ObliviateError(f"unknown public shift {kind!r}; choose one of {', '.join(PUBLIC_SHIFTS)}")
     if kind == "none":
         return x.clone()
-    g = torch.Generator().manual_seed(seed)
-    n = len(x)
-    angle = (torch.rand(n, generator=g) * 2 - 1) * max_angle
-    out = _affine(x, angle, torch.ones(n), torch.zeros(n), torch.zeros(n), torch.ones(n))
+    g = torch.Generator(device=x.device).manual_seed(seed)
+    n, dev = len(x), x.device
+    angle = (torch.rand(n, generator=g, device=dev) * 2 - 1) * max_angle
+    one, zero = torch.ones(n, device=dev), torch.zeros(n, device=dev)
+    out = _affine(x, angle, one, zero, zero, one)
     out = gaussian_blur(out, blur).clamp(0, 1) if blur > 0 else out.clamp(0, 1)
     return 1 - out if kind == "inverted" else out

@@ -25,7 +25,6 @@ import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from tqdm.auto import tqdm
 
 from obliviate import ObliviateError
 from obliviate.classifier.data import PUBLIC_SHIFTS, ImageData, load_dataset, random_augment, shift_public, split
@@ -33,8 +32,9 @@ from obliviate.classifier.models import (CondGenerator, Generator, ProjectionDis
                                          new_classifier, save_classifier)
 from obliviate.classifier.robustness import accuracy, train_classifier
 from obliviate.config import MAX_BATCH, MAX_EPOCHS, MAX_SEED, MAX_STEPS, check_ranges
+from obliviate.models.device import device_map_of, resolve_device
 from obliviate.stats import check_finite_weights
-from obliviate.rundir import atomic_file, write_json
+from obliviate.rundir import atomic_file, progress_bar, write_json
 
 METHODS = ("plg", "gmi", "no-guidance", "ce", "random")
 
@@ -66,6 +66,7 @@ class InvertConfig:
     lr_z: float = 0.1
     n_rec: int = 20                     # reconstructions per class
     gmi_lambda: float = 100.0           # GMI: L = L_prior + λ L_id
+    model_args: str | None = None       # `--model-args device_map=cpu|cuda|cuda:N` (default: CUDA when present)
 
     # the declared range of every numeric field (config.check_ranges)
     RANGES: ClassVar[dict[str, str]] = {
@@ -79,6 +80,7 @@ class InvertConfig:
 
     def __post_init__(self):
         check_ranges(self)
+        device_map_of(self.model_args)
         bad = [m for m in self.methods if m not in METHODS]
         if bad or not self.methods:
             raise ObliviateError(f"unknown invert method(s) {', '.join(bad) or '(none)'}; choose from {', '.join(METHODS)}")
@@ -97,7 +99,7 @@ def top_n_select(probs: torch.Tensor, n: int) -> tuple[torch.Tensor, torch.Tenso
     if n > probs.shape[0]:
         raise ObliviateError(f"top_n={n} exceeds the {probs.shape[0]} public images")
     idx = probs.topk(n, dim=0).indices            # (n, K)
-    labels = torch.arange(probs.shape[1]).expand(n, -1)
+    labels = torch.arange(probs.shape[1], device=probs.device).expand(n, -1)
     return idx.t().reshape(-1), labels.t().reshape(-1)
 
 
@@ -163,23 +165,24 @@ def gan_step(G: nn.Module, D: nn.Module, T: nn.Module, *,
              opt_g: torch.optim.Optimizer, opt_d: torch.optim.Optimizer, conditional: bool = True) -> tuple[float, float]:
     """n_dis discriminator updates (real = x + U(0, 1/256), fakes NOT augmented), then one generator
     update whose inversion term alone sees `augment(fake)`. Returns (L_D, L_G)."""
-    d_loss = torch.zeros(())
+    dev = next(G.parameters()).device
+    d_loss = torch.zeros((), device=dev)
     for _ in range(n_dis):
         x, y = sample_real()
         x = x + torch.rand_like(x) / 256
-        z = torch.randn(len(x), nz)
-        c = torch.randint(0, num_classes, (len(x),))
+        z = torch.randn(len(x), nz, device=dev)
+        c = torch.randint(0, num_classes, (len(x),), device=dev)
         with torch.no_grad():
             fake = G(z, c) if conditional else G(z)
         d_loss = hinge_d_loss(D(x, y) if conditional else D(x), D(fake, c) if conditional else D(fake))
         opt_d.zero_grad()
         d_loss.backward()
         opt_d.step()
-    z = torch.randn(batch_size, nz)
-    c = torch.randint(0, num_classes, (batch_size,))
+    z = torch.randn(batch_size, nz, device=dev)
+    c = torch.randint(0, num_classes, (batch_size,), device=dev)
     fake = G(z, c) if conditional else G(z)
     d_fake = D(fake, c) if conditional else D(fake)
-    inv = inv_loss(T(augment(fake)), c) if alpha > 0 else torch.zeros(batch_size)
+    inv = inv_loss(T(augment(fake)), c) if alpha > 0 else torch.zeros(batch_size, device=dev)
     g_loss = hinge_g_loss(d_fake, inv, alpha=alpha)
     opt_g.zero_grad()
     g_loss.backward()
@@ -195,6 +198,7 @@ def train_gan(public_x: torch.Tensor, public_y: torch.Tensor | None, T: nn.Modul
     G = (CondGenerator(nz=cfg.nz, num_classes=num_classes, out_ch=c, size=size, width=cfg.gen_width) if conditional
          else Generator(nz=cfg.nz, out_ch=c, size=size, width=cfg.gen_width))
     D = ProjectionDiscriminator(in_ch=c, num_classes=num_classes if conditional else 0, width=cfg.dis_width)
+    G, D = G.to(public_x.device), D.to(public_x.device)
     opt_g = torch.optim.Adam(G.parameters(), lr=cfg.lr_gan, betas=(0.0, 0.9))
     opt_d = torch.optim.Adam(D.parameters(), lr=cfg.lr_gan, betas=(0.0, 0.9))
     T.eval()
@@ -202,12 +206,12 @@ def train_gan(public_x: torch.Tensor, public_y: torch.Tensor | None, T: nn.Modul
         p.requires_grad_(False)
 
     def sample_real():
-        idx = torch.randint(0, len(public_x), (cfg.batch_size,))
+        idx = torch.randint(0, len(public_x), (cfg.batch_size,), device=public_x.device)
         return public_x[idx], (public_y[idx] if public_y is not None else None)
 
     losses = []
     G.train()
-    for _ in tqdm(range(cfg.gan_iters), desc=desc, leave=False):
+    for _ in progress_bar(range(cfg.gan_iters), desc=desc):
         losses.append(gan_step(G, D, T, sample_real=sample_real, num_classes=num_classes, nz=cfg.nz,
                                batch_size=cfg.batch_size, n_dis=cfg.n_dis, alpha=alpha, inv_loss=INV_LOSSES[inv],
                                augment=random_augment, opt_g=opt_g, opt_d=opt_d, conditional=conditional))
@@ -220,7 +224,7 @@ def reconstruct(G: nn.Module, T: nn.Module, classes: torch.Tensor, *, cfg: Inver
     """PLG-MI step 3: G and T fixed; optimise only z (Adam lr_z) on
     L_inv(T(A₁(G(z,c))), c) + L_inv(T(A₂(G(z,c))), c), two independent augmentations. Returns G(z*, c)."""
     loss_fn = INV_LOSSES[inv]
-    z = torch.randn(len(classes), cfg.nz, requires_grad=True)
+    z = torch.randn(len(classes), cfg.nz, device=classes.device, requires_grad=True)
     opt = torch.optim.Adam([z], lr=cfg.lr_z)
     for _ in range(cfg.rec_steps):
         fake = G(z, classes)
@@ -234,7 +238,7 @@ def reconstruct(G: nn.Module, T: nn.Module, classes: torch.Tensor, *, cfg: Inver
 
 def reconstruct_gmi(G: nn.Module, D: nn.Module, T: nn.Module, classes: torch.Tensor, *, cfg: InvertConfig) -> torch.Tensor:
     """GMI (Zhang et al. 2020) z-search on an unconditional GAN: min_z −D(G(z)) + λ·CE(T(G(z)), c)."""
-    z = torch.randn(len(classes), cfg.nz, requires_grad=True)
+    z = torch.randn(len(classes), cfg.nz, device=classes.device, requires_grad=True)
     opt = torch.optim.Adam([z], lr=cfg.lr_z)
     for p in D.parameters():
         p.requires_grad_(False)
@@ -260,15 +264,15 @@ def attack_metrics(E: nn.Module, rec: torch.Tensor, rec_y: torch.Tensor, private
     return {"acc1": float((top5[:, 0] == rec_y).float().mean()),
             "acc5": float((top5 == rec_y[:, None]).any(1).float().mean()),
             "knn": knn_distance(f_rec, rec_y, f_priv, private.y),
-            "fd": frechet_distance(f_rec.numpy().astype(np.float64), f_priv.numpy().astype(np.float64))}
+            "fd": frechet_distance(f_rec.double().cpu().numpy(), f_priv.double().cpu().numpy())}
 
 
 def invert_splits(cfg: InvertConfig) -> tuple[ImageData, ImageData, torch.Tensor]:
     """(private train, private test, shifted public images). Public images are disjoint from private ones."""
     data = load_dataset(cfg.dataset)
     private, private_test, public = split(data, [0.45, 0.1, 0.45], seed=cfg.split_seed)
-    return private, private_test, shift_public(public.x, kind=cfg.public, max_angle=cfg.public_angle, blur=cfg.public_blur,
-                                               seed=cfg.split_seed)
+    return private, private_test, shift_public(public.x, kind=cfg.public, max_angle=cfg.public_angle,
+                                               blur=cfg.public_blur, seed=cfg.split_seed)
 
 
 def invert_models(cfg: InvertConfig, private: ImageData, out: Path | None, *,
@@ -280,13 +284,13 @@ def invert_models(cfg: InvertConfig, private: ImageData, out: Path | None, *,
         T, _ = load_target(cfg.target, private, dataset=cfg.dataset, allow_pickle=allow_pickle)
     else:
         torch.manual_seed(cfg.seed)
-        T = new_classifier("cnn", in_ch=shape[0], size=shape[1], num_classes=K)
+        T = new_classifier("cnn", in_ch=shape[0], size=shape[1], num_classes=K).to(private.x.device)
         train_classifier(T, private, epochs=cfg.target_epochs, desc="target")
         if out is not None:
             save_classifier(T, out / "target", arch="cnn", meta={"dataset": cfg.dataset, "split_seed": cfg.split_seed,
                                                                    "seed": cfg.seed, "role": "invert target"})
     torch.manual_seed(cfg.seed + 1000)      # E: different architecture AND seed, same private data
-    E = new_classifier("evalnet", in_ch=shape[0], size=shape[1], num_classes=K)
+    E = new_classifier("evalnet", in_ch=shape[0], size=shape[1], num_classes=K).to(private.x.device)
     train_classifier(E, private, epochs=cfg.eval_epochs, desc="eval classifier")
     return T, E
 
@@ -297,7 +301,7 @@ def method_reconstructions(method: str, G: nn.Module, D: nn.Module, T: nn.Module
     torch.manual_seed(cfg.seed + 7)
     if method == "random":
         with torch.no_grad():
-            return G(torch.randn(len(classes), cfg.nz), classes)
+            return G(torch.randn(len(classes), cfg.nz, device=classes.device), classes)
     if method == "gmi":
         return reconstruct_gmi(G, D, T, classes, cfg=cfg)
     return reconstruct(G, T, classes, cfg=cfg, inv="ce" if method == "ce" else "mm")
@@ -344,9 +348,11 @@ def invert(cfg: InvertConfig, out_dir: str | Path | None = None, *, allow_pickle
 
     t0 = time.time()
     out = Path(out_dir) if out_dir is not None else None
+    dev = resolve_device(device_map_of(cfg.model_args))  # fp32 throughout: see classifier/__init__
     if out is not None:
-        write_run_info(out, cfg, seed=cfg.seed)
+        write_run_info(out, cfg, seed=cfg.seed, extra={"device": str(dev)})
     private, private_test, public_x = invert_splits(cfg)
+    private, private_test, public_x = private.to(dev), private_test.to(dev), public_x.to(dev)
     if cfg.top_n > len(public_x):
         raise ObliviateError(f"top_n={cfg.top_n} exceeds the {len(public_x)} public images")
     T, E = invert_models(cfg, private, out, allow_pickle=allow_pickle)
@@ -357,14 +363,14 @@ def invert(cfg: InvertConfig, out_dir: str | Path | None = None, *, allow_pickle
     with torch.no_grad():
         probs = F.softmax(T(public_x), 1)
     sel_idx, sel_y = top_n_select(probs, cfg.top_n)
-    classes = torch.arange(private.num_classes).repeat_interleave(cfg.n_rec)
+    classes = torch.arange(private.num_classes, device=dev).repeat_interleave(cfg.n_rec)
     results, recs, times = run_methods(cfg, T, E, public_x, public_x[sel_idx], sel_y, classes, private)
     real_ref = attack_metrics(E, private_test.x, private_test.y, private)   # held-out real images as a reference
     result = {"dataset": cfg.dataset, "seed": cfg.seed, "methods": results, "real_test_reference": real_ref,
               "target_test_acc": accuracy(T, private_test.x, private_test.y),
               "eval_test_acc": accuracy(E, private_test.x, private_test.y),
               "top_n": cfg.top_n, "gan_iters": cfg.gan_iters, "n_public": len(public_x), "n_private": len(private),
-              "pseudo_label_purity": None,
+              "pseudo_label_purity": None, "device": str(dev),
               "wall_time_s": {"models": round(t_models - t0, 2), **times, "total": round(time.time() - t0, 2)}}
     result["pseudo_label_purity"] = _purity(cfg, sel_idx, sel_y)
     if out is not None:
@@ -383,4 +389,4 @@ def _purity(cfg: InvertConfig, sel_idx: torch.Tensor, sel_y: torch.Tensor) -> fl
     """Share of top-n pseudo-labels that equal the public image's true digit (diagnostic only; unused by the attack)."""
     data = load_dataset(cfg.dataset)
     _, _, public = split(data, [0.45, 0.1, 0.45], seed=cfg.split_seed)
-    return float((public.y[sel_idx] == sel_y).float().mean())
+    return float((public.y[sel_idx.cpu()] == sel_y.cpu()).float().mean())

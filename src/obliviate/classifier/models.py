@@ -213,8 +213,10 @@ def load_classifier(model_dir: str | Path, *, allow_pickle: bool = False) -> tup
 def load_target(model_dir: str | Path, data: ImageData, *, dataset: str,
                 allow_pickle: bool = False) -> tuple[nn.Module, dict]:
     """Load a saved target classifier (`--target`) and check that it fits `data`: the dataset its model.json
-    records, the image shape it accepts and its number of outputs. Returns (model in eval mode, model.json dict)."""
+    records, the image shape it accepts and its number of outputs. Returns (model in eval mode on the device of
+    `data`, model.json dict)."""
     model, spec = load_classifier(model_dir, allow_pickle=allow_pickle)
+    model.to(data.x.device)
     meta = spec.get("meta", {})
     if meta.get("dataset") not in (None, dataset):
         raise ObliviateError(f"{model_dir}: target was trained on {meta['dataset']!r}, not {dataset!r}")

@@ -26,6 +26,11 @@ class HardLabelOracle:
         self._batch_size = batch_size
 
     @property
+    def device(self) -> torch.device:
+        """Where the oracle answers (the wrapped model's device): the attacker's models live there too."""
+        return next(self._model.parameters()).device
+
+    @property
     def remaining(self) -> int | None:
         return None if self.budget is None else self.budget - self.queries
 
@@ -37,7 +42,8 @@ class HardLabelOracle:
             raise ObliviateError(f"query budget exhausted: {self.queries} used + {n} asked > {self.budget}")
         self.queries += n
         self.calls += 1
-        x = x.detach().clamp(0, 1)
+        x = x.detach().to(self.device).clamp(0, 1)
+        if not n:
+            return torch.zeros(0, dtype=torch.int64, device=self.device)
         with torch.no_grad():
-            return torch.cat([self._model(x[i: i + self._batch_size]).argmax(1)
-                              for i in range(0, n, self._batch_size)]) if n else torch.zeros(0, dtype=torch.int64)
+            return torch.cat([self._model(x[i: i + self._batch_size]).argmax(1) for i in range(0, n, self._batch_size)])

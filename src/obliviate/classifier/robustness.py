@@ -10,9 +10,8 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from tqdm.auto import tqdm
-
 from obliviate.classifier.data import ImageData
+from obliviate.rundir import progress_bar
 from obliviate.stats import check_finite_weights
 
 
@@ -67,8 +66,8 @@ def train_classifier(model: nn.Module, data: ImageData, *, epochs: int, lr: floa
     opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, weight_decay=weight_decay)
     steps_per_epoch = (len(data) + batch_size - 1) // batch_size
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, epochs * steps_per_epoch)
-    for _ in tqdm(range(epochs), desc=desc, leave=False):
-        perm = torch.randperm(len(data))
+    for _ in progress_bar(range(epochs), desc=desc):
+        perm = torch.randperm(len(data), device=data.x.device)
         for i in range(0, len(data), batch_size):
             x, y = data.x[perm[i: i + batch_size]], data.y[perm[i: i + batch_size]]
             if adv_eps > 0:
@@ -131,8 +130,8 @@ def resolve_attacks(requested: list[str] | None) -> tuple[tuple[str, ...], dict[
     if "aa" not in attacks or importlib.util.find_spec("torchattacks") is not None:
         return attacks, {}
     if requested:
-        raise ObliviateError(f"eval_attacks includes aa (AutoAttack) but torchattacks is not installed: "
-                             f"pip install --no-deps torchattacks, or drop aa")
+        raise ObliviateError("eval_attacks includes aa (AutoAttack) but torchattacks is not installed: "
+                             "pip install --no-deps torchattacks, or drop aa")
     return tuple(a for a in attacks if a != "aa"), {"aa": AA_MISSING}
 
 

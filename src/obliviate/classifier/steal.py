@@ -21,18 +21,18 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from tqdm.auto import tqdm
 
 from obliviate import ObliviateError
 from obliviate.reader import read_json_object
 from obliviate.stagecache import read_whole
 from obliviate.classifier.data import ImageData, crop_flip, load_dataset, split, strong_augment
 from obliviate.classifier.models import Generator, load_target, new_classifier, save_classifier
-from obliviate.rundir import atomic_file, write_json
+from obliviate.rundir import atomic_file, progress_bar, write_json
 from obliviate.classifier.oracle import HardLabelOracle
 from obliviate.classifier.robustness import (ROBUSTNESS_ATTACKS, accuracy, evaluate_robustness, pgd, predict,
                                              resolve_attacks, robust_accuracy, train_classifier)
 from obliviate.config import MAX_BATCH, MAX_EPOCHS, MAX_SEED, MAX_STEPS, check_ranges
+from obliviate.models.device import device_map_of, resolve_device
 from obliviate.stats import check_finite_weights
 
 MODES = ("hee", "at", "ae", "ue", "plain")
@@ -74,6 +74,7 @@ class StealConfig:
     val_n: int = 150                   # validation images for checkpoint selection
     eval_attacks: list[str] | None = None  # subset of fgsm,pgd20,pgd100,cw100,aa (None → all)
     aa_n: int = 100                    # fixed AutoAttack subset: the first aa_n test images
+    model_args: str | None = None      # `--model-args device_map=cpu|cuda|cuda:N` (default: CUDA when present)
 
     # the declared range of every numeric field (config.check_ranges)
     RANGES: ClassVar[dict[str, str]] = {
@@ -89,6 +90,7 @@ class StealConfig:
 
     def __post_init__(self):
         check_ranges(self)
+        device_map_of(self.model_args)
         if self.mode not in MODES:
             raise ObliviateError(f"unknown steal mode {self.mode!r}; choose one of {', '.join(MODES)}")
         bad = sorted(set(self.eval_attacks or []) - set(ROBUSTNESS_ATTACKS))
@@ -106,7 +108,7 @@ def smooth_labels(y: torch.Tensor, num_classes: int, *, eps: float) -> torch.Ten
 
     Args: y (N,) int64. Returns (N, K), rows sum to 1.
     """
-    out = torch.full((len(y), num_classes), eps / (num_classes - 1))
+    out = torch.full((len(y), num_classes), eps / (num_classes - 1), device=y.device)
     return out.scatter_(1, y[:, None], 1 - eps)
 
 
@@ -200,8 +202,9 @@ def generate_batch(generator: Generator, clone: nn.Module, *, num_classes: int, 
     clone.eval()
     for p in clone.parameters():
         p.requires_grad_(False)
-    z = torch.randn(cfg.gen_batch, cfg.nz, requires_grad=True)
-    y = torch.randint(0, num_classes, (cfg.gen_batch,))
+    dev = next(clone.parameters()).device
+    z = torch.randn(cfg.gen_batch, cfg.nz, device=dev, requires_grad=True)
+    y = torch.randint(0, num_classes, (cfg.gen_batch,), device=dev)
     y_smooth = smooth_labels(y, num_classes, eps=cfg.ls_eps)
     opt = torch.optim.Adam([{"params": generator.parameters(), "lr": cfg.lr_g}, {"params": [z], "lr": cfg.lr_z}],
                            betas=(0.5, 0.999))
@@ -224,7 +227,7 @@ def clone_step(clone: nn.Module, opt: torch.optim.Optimizer, oracle: HardLabelOr
                cfg: StealConfig) -> tuple[float, float]:
     """Stage 2, one step: sample B from all of 𝓑, strong augmentation, mode's query images, B counted
     hard-label queries, CE update (PGD-AT of the clone for mode 'at'). Returns (loss, mean entropy of queries)."""
-    idx = torch.randint(0, len(bank), (cfg.batch_size,))
+    idx = torch.randint(0, len(bank), (cfg.batch_size,), device=bank.device)
     x = strong_augment(bank[idx])
     x_q = query_inputs(cfg.mode, clone, x, cfg)
     y_hat = oracle(x_q)
@@ -249,8 +252,9 @@ def run_dfhl_rs(cfg: StealConfig, oracle: HardLabelOracle, *, shape: tuple[int, 
                 val: ImageData | None = None) -> dict:
     """The DFHL-RS loop. Returns {clone (best on validation), generator, bank, history, best_epoch}."""
     c, size, _ = shape
-    clone = new_classifier("cnn", in_ch=c, size=size, num_classes=num_classes, width=cfg.clone_width)
-    generator = Generator(nz=cfg.nz, out_ch=c, size=size, width=cfg.gen_width)
+    dev = oracle.device
+    clone = new_classifier("cnn", in_ch=c, size=size, num_classes=num_classes, width=cfg.clone_width).to(dev)
+    generator = Generator(nz=cfg.nz, out_ch=c, size=size, width=cfg.gen_width).to(dev)
     opt = torch.optim.SGD(clone.parameters(), lr=cfg.lr_c, momentum=0.9, weight_decay=1e-4)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, cfg.epochs, eta_min=cfg.lr_c_min)
     bank_parts: list[torch.Tensor] = []
@@ -258,7 +262,7 @@ def run_dfhl_rs(cfg: StealConfig, oracle: HardLabelOracle, *, shape: tuple[int, 
     best = (-1.0, None, 0)
     eval_eps = cfg.eps
     pad = max(1, size // 8)
-    bar = tqdm(range(1, cfg.epochs + 1), desc=f"dfhl-rs[{cfg.mode}]", leave=False)
+    bar = progress_bar(range(1, cfg.epochs + 1), desc=f"dfhl-rs[{cfg.mode}]")
     for epoch in bar:
         if oracle.remaining is not None and oracle.remaining < cfg.batch_size:
             break
@@ -305,7 +309,8 @@ def load_or_train_target(cfg: StealConfig, train: ImageData, out_dir: Path | Non
         return load_target(cfg.target, train, dataset=cfg.dataset, allow_pickle=allow_pickle)
     shape = tuple(train.x.shape[1:])
     torch.manual_seed(cfg.seed)
-    model = new_classifier("cnn", in_ch=shape[0], size=shape[1], num_classes=train.num_classes, width=cfg.target_width)
+    model = new_classifier("cnn", in_ch=shape[0], size=shape[1], num_classes=train.num_classes,
+                           width=cfg.target_width).to(train.x.device)
     train_classifier(model, train, epochs=cfg.target_epochs, adv_eps=cfg.eps, desc="target PGD-AT")
     meta = {"dataset": cfg.dataset, "split_seed": cfg.split_seed, "adv_eps": cfg.eps, "seed": cfg.seed,
             "training": "PGD-AT (10 steps, alpha 2.5eps/10)", "epochs": cfg.target_epochs}
@@ -351,10 +356,11 @@ def steal(cfg: StealConfig, out_dir: str | Path | None = None, *, allow_pickle: 
     if cfg.target and (Path(cfg.target) / "model.json").exists():   # evaluate on the target's own test split
         meta = read_json_object(Path(cfg.target) / "model.json", what="--target").get("meta", {})
         cfg.split_seed = int(meta.get("split_seed", cfg.split_seed))
+    dev = resolve_device(device_map_of(cfg.model_args))  # fp32 throughout: see classifier/__init__
     if out is not None:
-        write_run_info(out, cfg, seed=cfg.seed)
+        write_run_info(out, cfg, seed=cfg.seed, extra={"device": str(dev)})
     data = load_dataset(cfg.dataset)
-    train, val, test = split(data, [0.6, 0.2, 0.2], seed=cfg.split_seed)
+    train, val, test = (part.to(dev) for part in split(data, [0.6, 0.2, 0.2], seed=cfg.split_seed))
     target, spec = load_or_train_target(cfg, train, out, allow_pickle=allow_pickle)
     target_dir = Path(cfg.target) if cfg.target else (out / "target" if out is not None else None)
     t_target = time.time()
@@ -375,7 +381,7 @@ def steal(cfg: StealConfig, out_dir: str | Path | None = None, *, allow_pickle: 
               "queries": oracle.queries, "oracle_calls": oracle.calls, "best_epoch": res["best_epoch"],
               "bank_size": 0 if res["bank"] is None else len(res["bank"]), "history": res["history"],
               "target_val": target_val, "n_test": len(test), "aa_n": min(cfg.aa_n, len(test)),
-              "not_computed": not_computed,
+              "not_computed": not_computed, "device": str(dev),
               "wall_time_s": {"target": round(t_target - t0, 2), "target_eval": round(t_attack - t_target, 2),
                               "attack": round(t_eval - t_attack, 2), "clone_eval": round(time.time() - t_eval, 2),
                               "total": round(time.time() - t0, 2)}}

@@ -94,7 +94,10 @@ def load_hub(hub_id: str, config: str, split: str, *, where: str = "", hint: str
     try:
         import datasets
 
-        return [dict(r) for r in datasets.load_dataset(hub_id, config, split=split)]
+        from obliviate.rundir import library_bars_off
+
+        with library_bars_off("datasets"):  # its "Generating split" bars inside a command's own
+            return [dict(r) for r in datasets.load_dataset(hub_id, config, split=split)]
     except Exception as e:  # network, unknown id, unknown config: one line for the user
         msg = str(e).splitlines()[0] if str(e) else type(e).__name__
         hint = hint or "offline? pass a local directory that mirrors the hub repository instead"

@@ -53,10 +53,12 @@ def load_embedder(spec: str | None = None):
     from sentence_transformers import SentenceTransformer
 
     from obliviate.models.device import default_device
+    from obliviate.rundir import library_bars_off
 
     path = default_embedder_path() if is_default_embedder(spec) else spec
     try:
-        return SentenceTransformer(str(path), device=str(default_device()))
+        with library_bars_off("transformers"):
+            return SentenceTransformer(str(path), device=str(default_device()))
     except Exception as e:  # missing path, hub offline: one line for the user
         msg = str(e).splitlines()[0] if str(e) else type(e).__name__
         raise ObliviateError(f"cannot load sentence-embedding model {spec!s}: {msg}") from None

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 import torch
 
 from obliviate.data.format import pad_batch, pad_token_id
-from obliviate.evaluate.distributed import is_main_process, map_batches
+from obliviate.evaluate.distributed import map_batches
 from obliviate.models.device import to_device
 
 
@@ -25,12 +25,12 @@ def generate(model, tokenizer, prompts: Sequence[list[int]], *, max_new_tokens: 
     """Greedy continuations of token-id prompts. `stop`: cut the text at this string (KnowMem's blank line).
     `mask_pad_ids`: attention_mask = ids != pad id, as open-unlearning's collator (convention `attention_mask`).
     Under `accelerate launch` whole batches are split across the processes (`distributed.map_batches`)."""
-    from tqdm.auto import tqdm
+    from obliviate.rundir import progress_bar
 
     pad_id = pad_token_id(tokenizer)
     eos = tokenizer.eos_token_id
     order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
-    bar = tqdm(total=len(order), desc=desc, disable=not (progress and is_main_process()), leave=False)
+    bar = progress_bar(total=len(order), desc=desc, progress=progress)
 
     def run(idx: list[int]) -> list[tuple[str, list[int]]]:
         batch = pad_batch([{"input_ids": list(prompts[i])} for i in idx], pad_id, side="left")

@@ -41,13 +41,15 @@ def load_nli(spec: str, *, allow_pickle: bool = False, trust_remote_code: bool =
 
     from obliviate.models.device import default_device
     from obliviate.models.loading import check_weights
+    from obliviate.rundir import library_bars_off
 
     if Path(spec).is_dir():
         check_weights(Path(spec), allow_pickle=allow_pickle)
     try:
-        tok = AutoTokenizer.from_pretrained(spec, trust_remote_code=trust_remote_code)
-        model = AutoModelForSequenceClassification.from_pretrained(
-            spec, trust_remote_code=trust_remote_code, use_safetensors=None if allow_pickle else True)
+        with library_bars_off("transformers"):
+            tok = AutoTokenizer.from_pretrained(spec, trust_remote_code=trust_remote_code)
+            model = AutoModelForSequenceClassification.from_pretrained(
+                spec, trust_remote_code=trust_remote_code, use_safetensors=None if allow_pickle else True)
     except (OSError, ValueError) as e:
         raise ObliviateError(f"cannot load NLI model {spec}: {str(e).splitlines()[0]}") from None
     id2label = {int(k): str(v) for k, v in model.config.id2label.items()}

@@ -31,7 +31,7 @@ from collections.abc import Sequence
 import torch
 
 from obliviate.data.format import IGNORE_INDEX, encode_prompt, encode_qa, encode_qas, pad_batch, pad_token_id
-from obliviate.evaluate.distributed import is_main_process, map_batches, split_map
+from obliviate.evaluate.distributed import map_batches, split_map
 from obliviate.evaluate.metrics import exact_memorization, extraction_strength, min_k_pp_score, min_k_score
 from obliviate.models.device import model_device, to_device
 from obliviate.models.logps import selective_logps, sequence_logps
@@ -194,7 +194,7 @@ def forward_scores(model, tokenizer, pairs: Sequence[tuple[str, str]], *, batch_
     """Score rows of (question, answer) pairs, in input order; `share_prompts=False` forces the full pass;
     `parity` picks the conventions (`obliviate.parity`: `answer_tokens`, `scored_positions`, `extraction_strength`).
     Under `accelerate launch` whole batches are split across the processes (`distributed`): bit-identical rows."""
-    from tqdm.auto import tqdm
+    from obliviate.rundir import progress_bar
 
     if template_tail(tokenizer, parity):
         examples = [encode_scored(tokenizer, q, a, max_length=max_length, parity=parity) for q, a in pairs]
@@ -206,7 +206,7 @@ def forward_scores(model, tokenizer, pairs: Sequence[tuple[str, str]], *, batch_
     rows: list[dict | None] = [None] * len(examples)
     full = list(range(len(examples)))
     kwarg = _cache_kwarg(model) if share_prompts else None
-    bar = tqdm(total=len(examples), desc=desc, disable=not (progress and is_main_process()), leave=False)
+    bar = progress_bar(total=len(examples), desc=desc, progress=progress)
     if kwarg is not None:
         full = _shared_pass(model, examples, rows, pad_id, batch_size=batch_size, k=k, cache_kwarg=kwarg, bar=bar,
                             parity=parity)

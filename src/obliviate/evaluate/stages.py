@@ -106,7 +106,7 @@ def before_generations(before_results: dict | None, role: str, items: list[dict]
 
 def text_stage(model, tok, role: str, records: list[dict], cfg: EvalConfig, progress: bool) -> list[dict]:
     """MIA scores of each text (its first `max_length` tokens, every token scored), members or not."""
-    from tqdm.auto import tqdm
+    from obliviate.rundir import progress_bar
 
     pad_id = pad_token_id(tok)
     examples = []
@@ -114,8 +114,8 @@ def text_stage(model, tok, role: str, records: list[dict], cfg: EvalConfig, prog
         ids = with_bos(tok, tok(r["text"], add_special_tokens=False)["input_ids"])[: cfg.max_length]
         examples.append({"input_ids": ids, "labels": list(ids)})
     items = []
-    for start in tqdm(range(0, len(examples), cfg.batch_size), desc=f"forward {role}", disable=not progress,
-                      leave=False):
+    for start in progress_bar(range(0, len(examples), cfg.batch_size), desc=f"forward {role}",
+                              progress=progress):
         chunk = examples[start:start + cfg.batch_size]
         for k, row in enumerate(score_batch(model, pad_batch(chunk, pad_id), k=cfg.min_k)):
             i = start + k

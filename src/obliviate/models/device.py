@@ -100,3 +100,36 @@ def allow_tf32() -> None:
     products accumulated in fp32, which unlearning and evaluation tolerate."""
     if torch.cuda.is_available():
         torch.set_float32_matmul_precision("high")  # TF32 matmuls (cuDNN convolutions allow TF32 by default)
+
+
+def device_map_of(model_args: str | dict | None, *, what: str = "--model-args") -> str | None:
+    """The `device_map` of `--model-args` for code that places a whole model on one device (the classifier
+    module): any other key is one line, since nothing would use it."""
+    from obliviate import ObliviateError
+    from obliviate.models.hub import parse_model_args
+
+    args = parse_model_args(model_args)
+    other = sorted(set(args) - {"device_map"})
+    if other:
+        raise ObliviateError(f"{what}: {', '.join(other)} not used here (only device_map=cpu|cuda|cuda:N|auto)")
+    return args.get("device_map")
+
+
+def resolve_device(device_map: str | None = None) -> torch.device:
+    """One device for a model that fits on one: None or "auto" → `default_device()` (CUDA when present);
+    "cpu", "cuda", "cuda:1", ... → that device, refused in one line when it is not there."""
+    from obliviate import ObliviateError
+
+    if device_map in (None, "auto"):
+        return default_device()
+    try:
+        dev = torch.device(device_map)
+    except (RuntimeError, ValueError):
+        raise ObliviateError(f"device_map={device_map!r} is not a device (cpu, cuda, cuda:N or auto)") from None
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ObliviateError(f"device_map={device_map}: CUDA is not available on this machine")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise ObliviateError(f"device_map={device_map}: only {torch.cuda.device_count()} CUDA device(s) visible")
+        allow_tf32()
+    return dev

@@ -207,7 +207,7 @@ def finetune(model, tokenizer, records: list[dict], cfg: FinetuneConfig, *, prog
     """Run `train_steps` to the end with a progress bar; return the per-step log. The model is trained in place
     (with `cfg.lora`, the adapter is merged into its weights at the end). `out_dir`: the run directory, where
     `cfg.log_with`'s tracker writes by default and which names the tracked run."""
-    from tqdm.auto import tqdm
+    from obliviate.rundir import progress_bar
 
     log, bar = [], None
     trained, trainable = model, [p.requires_grad for p in model.parameters()]
@@ -217,7 +217,7 @@ def finetune(model, tokenizer, records: list[dict], cfg: FinetuneConfig, *, prog
         trained = add_lora(model, r=cfg.lora_r, alpha=cfg.lora_alpha)
     for row in train_steps(trained, tokenizer, records, cfg, out_dir=out_dir):
         if bar is None:
-            bar = tqdm(total=row["total_steps"], desc="finetune", disable=not progress, leave=False)
+            bar = progress_bar(total=row["total_steps"], desc="finetune", progress=progress)
         bar.update(1)
         bar.set_postfix(loss=f"{row['loss']:.3f}")
         log.append(row)

@@ -1,7 +1,8 @@
 """How a model is named and passed, as the Hugging Face ecosystem does it.
 
     args = parse_model_args("dtype=bfloat16,revision=main,device_map=auto")   # lm-eval's `model_args`
-    where = resolve_hub_id("HuggingFaceTB/SmolLM2-135M", args)                # cached? reachable? in < 2 s
+    local = resolve_hub_id("HuggingFaceTB/SmolLM2-135M", args.get("revision"))  # cached? reachable? in < 2 s
+    folder = hub_adapter_snapshot("user/lora-repo", None, local)    # a hub PEFT adapter: its snapshot folder
 
 `--model-args` is parsed here only (every verb that loads a language model has the same flag, added by
 `add_model_arguments`). A hub id that is neither cached nor reachable fails in one line naming the id and the
@@ -143,3 +144,26 @@ def resolve_hub_id(repo_id: str, revision: str | None = None) -> bool:
     raise ObliviateError(f"{repo_id}: not a local directory, not in the Hugging Face cache "
                          f"({hub_cache_folder(repo_id)}), and the hub ({constants.ENDPOINT}) is unreachable; "
                          "check the network or pass a local model directory")
+
+
+ADAPTER_FILES = ["adapter_config.json", "adapter_model.safetensors", "adapter_model.bin", "tokenizer*", "*.model",
+                 "special_tokens_map.json", "vocab.json", "merges.txt", "chat_template.*"]
+
+
+def hub_adapter_snapshot(repo_id: str, revision: str | None, local_only: bool) -> Path | None:
+    """The local snapshot folder of a hub repo that holds a PEFT adapter (`adapter_config.json`, no
+    `config.json`), downloaded first unless `local_only`; None for a full model. The caller then loads it as an
+    adapter directory: its `base_model_name_or_path` (a hub id or a path) is loaded first."""
+    import huggingface_hub as hh
+
+    if local_only:
+        if isinstance(hh.try_to_load_from_cache(repo_id, "config.json", revision=revision), str):
+            return None
+        hit = hh.try_to_load_from_cache(repo_id, "adapter_config.json", revision=revision)
+        if not isinstance(hit, str):
+            return None
+        return Path(hh.snapshot_download(repo_id, revision=revision, local_files_only=True))
+    if hh.file_exists(repo_id, "config.json", revision=revision) \
+            or not hh.file_exists(repo_id, "adapter_config.json", revision=revision):
+        return None
+    return Path(hh.snapshot_download(repo_id, revision=revision, allow_patterns=ADAPTER_FILES))

@@ -27,7 +27,7 @@ import torch
 
 from obliviate import ObliviateError
 from obliviate.reader import read_json_object
-from obliviate.rundir import atomic_dir, atomic_into, write_json
+from obliviate.rundir import atomic_dir, atomic_into, library_bars_off, write_json
 
 SMOLLM2 = "smollm2-135m-instruct"
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -185,7 +185,7 @@ def load_tokenizer(spec: str | Path, *, trust_remote_code: bool = False, revisio
 
 def _resolve(spec: str | Path, *, allow_pickle: bool, revision: str | None) -> tuple[Path | str, bool]:
     """(what from_pretrained gets, local_files_only) for a local dir, the offline alias or a hub id."""
-    from obliviate.models.hub import resolve_hub_id
+    from obliviate.models.hub import hub_adapter_snapshot, resolve_hub_id
 
     path = Path(spec)
     if str(spec).lower() == SMOLLM2:
@@ -199,7 +199,10 @@ def _resolve(spec: str | Path, *, allow_pickle: bool, revision: str | None) -> t
         return path, True
     if _looks_local(str(spec)):
         raise ObliviateError(f"{spec}: no such model directory")
-    return str(spec), resolve_hub_id(str(spec), revision)
+    local_only = resolve_hub_id(str(spec), revision)
+    with one_line_errors(f"model {spec}"):
+        adapter = hub_adapter_snapshot(str(spec), revision, local_only)  # a hub PEFT adapter: load it as its folder
+    return (adapter, True) if adapter is not None else (str(spec), local_only)
 
 
 def _adapter_base(adapter: Path) -> str | Path:
@@ -230,7 +233,8 @@ def load_model(spec: str | Path, *, allow_pickle: bool = False, trust_remote_cod
     if isinstance(where, Path) and is_adapter_dir(where):
         model, tok = _load_adapter(where, args, allow_pickle, trust_remote_code, merge_adapter, with_tokenizer)
     else:
-        with no_library_bars() if local_only else contextlib.nullcontext(), one_line_errors(f"model {spec}"):
+        quiet = library_bars_off("transformers") if local_only else contextlib.nullcontext()  # downloads show
+        with quiet, one_line_errors(f"model {spec}"):
             model, info = AutoModelForCausalLM.from_pretrained(
                 where, trust_remote_code=trust_remote_code, use_safetensors=None if allow_pickle else True,
                 local_files_only=local_only, output_loading_info=True, **kw)
@@ -259,7 +263,7 @@ def _load_adapter(adapter: Path, args: dict, allow_pickle: bool, trust_remote_co
     base, tok = base if with_tokenizer else (base, None)
     if with_tokenizer and (adapter / "tokenizer_config.json").is_file():
         tok = load_tokenizer(adapter, trust_remote_code=trust_remote_code, local_files_only=True)
-    with no_library_bars(), one_line_errors(f"PEFT adapter {adapter}"):
+    with library_bars_off("transformers"), one_line_errors(f"PEFT adapter {adapter}"):
         model = PeftModel.from_pretrained(base, adapter, is_trainable=not merge)
     return (model.merge_and_unload() if merge else model), tok
 
@@ -273,21 +277,6 @@ def place(model, kw: dict) -> None:
     dev = default_device()
     if next(model.parameters()).device != dev:
         model.to(dev)
-
-
-@contextlib.contextmanager
-def no_library_bars():
-    """transformers' "Loading weights" / "Writing model shards" bars off inside (restored after): the command
-    around it shows one progress display per stage."""
-    from transformers.utils import logging as hf_logging
-
-    was = hf_logging.is_progress_bar_enabled()
-    hf_logging.disable_progress_bar()
-    try:
-        yield
-    finally:
-        if was:
-            hf_logging.enable_progress_bar()
 
 
 def _looks_local(spec: str) -> bool:
@@ -308,7 +297,8 @@ def check_output_dir(out: str | Path, *inputs: str | Path | None, overwrite: boo
 def save_model(model, tokenizer, out: str | Path, *, extra: dict | None = None) -> Path:
     """Save as a standard HF directory (safetensors + tokenizer); `extra` goes to obliviate.json."""
     out = Path(out)
-    with atomic_into(out) as tmp, no_library_bars():  # temp dir in out, then renames: never half a model, umask modes
+    # temp dir in out, then renames: never half a model, umask modes
+    with atomic_into(out) as tmp, library_bars_off("transformers"):
         model.save_pretrained(tmp, safe_serialization=True)
         if tokenizer is not None:
             tokenizer.save_pretrained(tmp)

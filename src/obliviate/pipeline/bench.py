@@ -278,7 +278,7 @@ def machine() -> dict:
 def run_bench(cfg: BenchConfig, out: Path, *, progress: bool = True) -> dict:
     """Every measurement `cfg` asks for; writes `out/bench.json` and `out/bench.md` (atomically; `out` is a run
     directory the caller claimed, `rundir.run_dir`); returns the results."""
-    from tqdm.auto import tqdm
+    from obliviate.rundir import progress_bar
 
     results: dict = {"config": asdict(cfg), "machine": machine(), "recipes": {}}
     with tempfile.TemporaryDirectory() as tmp_name:
@@ -287,7 +287,7 @@ def run_bench(cfg: BenchConfig, out: Path, *, progress: bool = True) -> dict:
         results["model_dir"], results["data_dir"] = model_dir, data_dir
         jobs = [*cfg.recipes, *(["fixed cost"] if cfg.fixed_cost and cfg.recipes else []),
                 *(["eval"] if cfg.eval else []), *(["demo"] if cfg.demo else [])]
-        bar = tqdm(jobs, desc="bench", disable=not progress)
+        bar = progress_bar(jobs, desc="bench", progress=progress, leave=True)
         for job in bar:
             bar.set_postfix_str(job)
             if job == "fixed cost":

@@ -29,9 +29,9 @@ class _Progress:
     also collects the job's stage timings into `st`."""
 
     def __init__(self, st: Stages, total: int, progress: bool):
-        from tqdm.auto import tqdm
+        from obliviate.rundir import progress_bar
 
-        self.st, self.bar = st, tqdm(total=total, desc="demo", disable=not progress, unit="stage")
+        self.st, self.bar = st, progress_bar(total=total, desc="demo", progress=progress, unit="stage", leave=True)
 
     def done(self, name: str):
         def on_done(timings: dict | None = None):

@@ -214,15 +214,15 @@ def run_tune(tcfg: TuneConfig, ucfg: UnlearnConfig, space: dict[str, Param], obj
     """Add `tcfg.n_trials` trials (or until `tcfg.timeout`) to the study in `out`; write tune.json, best.yaml and
     run.json there and return the summary (`summarize`)."""
     import optuna
-    from tqdm.auto import tqdm
 
     from obliviate.config import write_run_info
+    from obliviate.rundir import progress_bar
 
     out = Path(out)
     study = open_study(tcfg, objective, ucfg.recipe, out)
     prunes = not isinstance(study.pruner, optuna.pruners.NopPruner)
     ran = []
-    bar = tqdm(total=tcfg.n_trials, desc=f"tune {ucfg.recipe}", unit="trial")
+    bar = progress_bar(total=tcfg.n_trials, desc=f"tune {ucfg.recipe}", unit="trial", leave=True)
 
     def progress(study, trial) -> None:
         ran.append(trial.number)

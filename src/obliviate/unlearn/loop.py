@@ -250,7 +250,7 @@ def unlearn(model, tokenizer, forget_records: list[dict], retain_records: list[d
 def _steps(r: _Run, start: int, log: list[dict], traj: Trajectory | None, progress: bool) -> int:
     """The optimiser steps from `start` to the cap, or until a rule ends the run (probing at step 0 and every
     evaluation point); returns the last step run."""
-    from tqdm.auto import tqdm
+    from obliviate.rundir import progress_bar
 
     out = r.out if r.acc.is_main_process else None
     if traj is not None and start == 0:
@@ -258,7 +258,7 @@ def _steps(r: _Run, start: int, log: list[dict], traj: Trajectory | None, progre
         log_step(r.acc, None, point)
         traj.notify(point)
     end = r.total if traj is None or traj.ended is None else start  # a resumed run that had already ended
-    bar = tqdm(range(start, end), desc=f"unlearn {r.cfg.recipe}", disable=not progress, leave=False)
+    bar = progress_bar(range(start, end), desc=f"unlearn {r.cfg.recipe}", progress=progress)
     for step in bar:
         row = _update(r, step, _gradients(r, step))
         log.append(row)

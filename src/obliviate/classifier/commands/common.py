@@ -68,4 +68,7 @@ def add_common_arguments(parser, *, kind: str, config: str, train_help: str, exa
     parser.add_argument("--config", metavar="YAML", help=f"{config} values")
     parser.add_argument("--out", default=f"runs/{kind}", help=f"run directory (default runs/{kind})")
     parser.add_argument("--allow-pickle", action="store_true", help="allow loading a pickle checkpoint (runs code!)")
+    parser.add_argument("--model-args", default=None, metavar="device_map=DEV",
+                        help="where the classifiers run: device_map=cpu|cuda|cuda:N|auto (default: CUDA when "
+                             "present, else the CPU; the language-model verbs' flag, of which only device_map applies)")
     parser.add_argument("overrides", nargs="*", metavar="key=value", help=f"{config} overrides, e.g. {example}")

@@ -29,7 +29,8 @@ def _base(args) -> dict:
     if args.baseline:
         chosen = list(BASELINES) if "all" in args.baseline else list(dict.fromkeys(args.baseline))
         methods = ["plg"] + chosen
-    return dict(dataset=target_dataset(args), target=args.target, public=args.public, methods=methods, seed=args.seed)
+    return dict(dataset=target_dataset(args), target=args.target, public=args.public, methods=methods, seed=args.seed,
+                model_args=args.model_args)
 
 
 def resolve_config(args):
@@ -46,6 +47,7 @@ def run(args: argparse.Namespace) -> dict:
 
     def describe(cfg, result) -> str:
         return "\n".join(f"seed {cfg.seed} {m:12s} acc@1={v['acc1']:.3f} acc@5={v['acc5']:.3f} knn={v['knn']:.2f} "
-                         f"fd={v['fd']:.2f} ({result['wall_time_s'][m]:.0f} s)" for m, v in result["methods"].items())
+                         f"fd={v['fd']:.2f} ({result['wall_time_s'][m]:.0f} s on {result['device']})"
+                         for m, v in result["methods"].items())
 
     return run_seeds(args, InvertConfig, invert, _base(args), kind="invert", heavy_key="reconstructions", describe=describe)

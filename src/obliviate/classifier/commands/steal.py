@@ -21,7 +21,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def _base(args) -> dict:
     from obliviate.classifier.commands.common import target_dataset
 
-    return dict(dataset=target_dataset(args), target=args.target, mode=args.mode, budget=args.budget, seed=args.seed)
+    return dict(dataset=target_dataset(args), target=args.target, mode=args.mode, budget=args.budget, seed=args.seed,
+                model_args=args.model_args)
 
 
 def resolve_config(args):
@@ -41,6 +42,6 @@ def run(args: argparse.Namespace) -> dict:
         return (f"seed {cfg.seed} [{cfg.mode}] target " + " ".join(f"{k}={v:.3f}" for k, v in t.items())
                 + "\n          clone  " + " ".join(f"{k}={v:.3f}" for k, v in c.items())
                 + f"  agreement={result['agreement']:.3f} queries={result['queries']}"
-                f" ({result['wall_time_s']['total']:.0f} s)")
+                f" ({result['wall_time_s']['total']:.0f} s on {result['device']})")
 
     return run_seeds(args, StealConfig, steal, _base(args), kind="steal", heavy_key="clone_model", describe=describe)
