@@ -104,3 +104,37 @@ def test_default_probe_scores_answers_only_plus_what_the_rules_name(world_dir, t
     assert "retain_truth_ratio" in extra.names and "forget_prob" in extra.names
     with pytest.raises(ObliviateError, match="probe metric 'utility'"):
         probe_for(UnlearnConfig(eval_every=1), world_dir, forget="forget10", metrics=("utility",))
+
+
+def test_the_shared_prefix_runs_once_and_changes_no_number(target, roles, monkeypatch):
+    """The prompts' common prefix (a chat template's system turn; here BOS + "Question:") is run once per batch
+    (a batch-1 forward) and the probe's numbers equal those of the unshared full pass within 1e-5."""
+    from obliviate.data.format import encode_prompt
+    from obliviate.evaluate import passes
+
+    model, tok = target
+    probe = build_probe(tok, roles, size=6, seed=1)
+    prompts = [encode_prompt(tok, r["question"]) for v in probe.roles.values() for r in v["records"]]
+    assert passes._common_prefix(prompts) >= 2
+    calls = []
+    hook = model.register_forward_pre_hook(lambda m, a, kw: calls.append(tuple(kw["input_ids"].shape)),
+                                           with_kwargs=True)
+    try:
+        shared = probe(model)
+    finally:
+        hook.remove()
+    assert any(shape[0] == 1 for shape in calls) and len(calls) >= 3, calls  # the prefix pass, prompts, answers
+    full = passes.forward_scores
+    monkeypatch.setattr("obliviate.evaluate.stages.forward_scores",
+                        lambda *a, **kw: full(*a, **{**kw, "share_prompts": False}))
+    unshared = probe(model)
+    for name in probe.names:
+        assert shared[name] == pytest.approx(unshared[name], abs=1e-5), name
+
+
+def test_common_prefix_leaves_each_prompt_a_token():
+    from obliviate.evaluate.passes import _common_prefix
+
+    assert _common_prefix([[1, 2, 3, 4], [1, 2, 3, 5, 6]]) == 3
+    assert _common_prefix([[1, 2, 3], [1, 2, 3, 4]]) == 2  # the shorter prompt keeps its last token
+    assert _common_prefix([[7, 2], [1, 2]]) == 0
