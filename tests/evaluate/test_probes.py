@@ -195,3 +195,10 @@ def test_muse_probe_names_reach_the_rules():
     assert not {"verbmem", "knowmem"} & set(default.names) and "mia_auc" in default.names
     with pytest.raises(ObliviateError, match="verbmemm"):
         probe_for(UnlearnConfig(eval_every="epoch", stop="verbmemm <= 10"), MUSE, benchmark="muse-news")
+
+
+def test_probe_metrics_default_plus_a_name():
+    probe, _ = probe_for(UnlearnConfig(eval_every="epoch", probe_metrics="default+verbmem"), MUSE,
+                         benchmark="muse-news")
+    default, _ = probe_for(UnlearnConfig(eval_every="epoch"), MUSE, benchmark="muse-news")
+    assert set(probe.names) == set(default.names) | {"verbmem"}

@@ -262,8 +262,8 @@ def _chosen(cfg, available: list[str], extra: tuple[str, ...] = ()) -> list[str]
 
     rules = [parse_rule(getattr(cfg, k), available) for k in ("stop", "guard") if getattr(cfg, k) is not None]
     rules += [parse_select(cfg.select, available)] if cfg.select is not None else []
-    wanted = available if cfg.probe_metrics == "all" else [m for m in DEFAULT_METRICS if m in available] \
-        if cfg.probe_metrics == "default" else cfg.probe_metrics.split("+")
+    groups = {"all": list(available), "default": [m for m in DEFAULT_METRICS if m in available]}
+    wanted = [m for part in cfg.probe_metrics.split("+") for m in groups.get(part, [part])]  # default+verbmem
     wanted = [*wanted, *extra]
     unknown = [m for m in wanted if m not in available]
     if unknown:
