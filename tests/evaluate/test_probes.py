@@ -2,6 +2,7 @@
 deterministic sample, only the roles the requested metrics read."""
 
 import math
+from pathlib import Path
 
 import pytest
 
@@ -104,3 +105,100 @@ def test_default_probe_scores_answers_only_plus_what_the_rules_name(world_dir, t
     assert "retain_truth_ratio" in extra.names and "forget_prob" in extra.names
     with pytest.raises(ObliviateError, match="probe metric 'utility'"):
         probe_for(UnlearnConfig(eval_every=1), world_dir, forget="forget10", metrics=("utility",))
+
+
+def test_the_shared_prefix_runs_once_and_changes_no_number(target, roles, monkeypatch):
+    """The prompts' common prefix (a chat template's system turn; here BOS + "Question:") is run once per batch
+    (a batch-1 forward) and the probe's numbers equal those of the unshared full pass within 1e-5."""
+    from obliviate.data.format import encode_prompt
+    from obliviate.evaluate import passes
+
+    model, tok = target
+    probe = build_probe(tok, roles, size=6, seed=1)
+    prompts = [encode_prompt(tok, r["question"]) for v in probe.roles.values() for r in v["records"]]
+    assert passes._common_prefix(prompts) >= 2
+    calls = []
+    hook = model.register_forward_pre_hook(lambda m, a, kw: calls.append(tuple(kw["input_ids"].shape)),
+                                           with_kwargs=True)
+    try:
+        shared = probe(model)
+    finally:
+        hook.remove()
+    assert any(shape[0] == 1 for shape in calls) and len(calls) >= 3, calls  # the prefix pass, prompts, answers
+    full = passes.forward_scores
+    monkeypatch.setattr("obliviate.evaluate.stages.forward_scores",
+                        lambda *a, **kw: full(*a, **{**kw, "share_prompts": False}))
+    unshared = probe(model)
+    for name in probe.names:
+        assert shared[name] == pytest.approx(unshared[name], abs=1e-5), name
+
+
+def test_common_prefix_leaves_each_prompt_a_token():
+    from obliviate.evaluate.passes import _common_prefix
+
+    assert _common_prefix([[1, 2, 3, 4], [1, 2, 3, 5, 6]]) == 3
+    assert _common_prefix([[1, 2, 3], [1, 2, 3, 4]]) == 2  # the shorter prompt keeps its last token
+    assert _common_prefix([[7, 2], [1, 2]]) == 0
+
+
+MUSE = Path(__file__).parents[1] / "fixtures" / "muse-news"
+
+
+def _greedy(model, tok, ids, n):
+    """Greedy decoding by hand: one unbatched full forward per token, stopping at EOS."""
+    import torch
+
+    out = []
+    for _ in range(n):
+        with torch.no_grad():
+            nxt = int(model(input_ids=torch.tensor([ids + out])).logits[0, -1].argmax())
+        if nxt == tok.eos_token_id:
+            break
+        out.append(nxt)
+    return tok.decode(out, skip_special_tokens=True).strip()
+
+
+def test_muse_probe_gives_verbmem_and_knowmem_as_by_hand(target):
+    """VerbMem / KnowMem probes on MUSE-format raw-text data, by their METRICS names, equal a hand computation:
+    greedy decoding one token at a time, ROUGE-L F1 ×100, averaged over the sampled items."""
+    from obliviate.data.format import with_bos
+    from obliviate.evaluate.muse import knowmem_prompt
+
+    model, tok = target
+    roles = probe_roles(MUSE, benchmark="muse-news")
+    assert roles["verbmem"]["kind"] == "verbmem" and roles["knowmem"]["icl"] and "knowmem_retain" in roles
+    assert {"verbmem", "knowmem", "knowmem_retain"} <= set(M.METRICS)
+    probe = build_probe(tok, roles, size=2, seed=0, metrics=["verbmem", "knowmem"], max_new_tokens=8)
+    assert set(probe.roles) == {"verbmem", "knowmem"} and probe.names == ("verbmem", "knowmem")
+    got = probe(model)
+    enc = lambda text: with_bos(tok, tok(text, add_special_tokens=False)["input_ids"])  # noqa: E731
+    verb = [100 * M.rouge_l_f1(_greedy(model, tok, enc(r["prompt"]), 8),
+                               tok.decode(tok(r["gt"], add_special_tokens=False)["input_ids"][:8],
+                                          skip_special_tokens=True))
+            for r in probe.roles["verbmem"]["records"]]
+    icl = probe.roles["knowmem"]["icl"]
+    know = [100 * M.rouge_l_f1(_greedy(model, tok, enc(knowmem_prompt(r["question"], icl)), 32).split("\n\n")[0]
+                               .strip(), r["answer"]) for r in probe.roles["knowmem"]["records"]]
+    assert len(verb) == len(know) == 2
+    assert got["verbmem"] == pytest.approx(sum(verb) / 2, abs=1e-9)
+    assert got["knowmem"] == pytest.approx(sum(know) / 2, abs=1e-9)
+    assert M.rouge_l_f1("a new budget", "a budget") == pytest.approx(0.8)  # LCS 2: P 2/3, R 1 -> F1 0.8
+
+
+def test_muse_probe_names_reach_the_rules():
+    """`stop='knowmem <= 10'` is checked against the probe's names before any model; not scored by default."""
+    cfg = UnlearnConfig(eval_every="epoch", stop="knowmem <= 10", guard="knowmem_retain >= 0.8 * start")
+    probe, _ = probe_for(cfg, MUSE, benchmark="muse-news")
+    assert {"knowmem", "knowmem_retain"} <= set(probe.names) and "verbmem" not in probe.names
+    assert {"knowmem", "knowmem_retain"} <= set(probe.roles) and "verbmem" not in probe.roles
+    default, _ = probe_for(UnlearnConfig(eval_every="epoch"), MUSE, benchmark="muse-news")
+    assert not {"verbmem", "knowmem"} & set(default.names) and "mia_auc" in default.names
+    with pytest.raises(ObliviateError, match="verbmemm"):
+        probe_for(UnlearnConfig(eval_every="epoch", stop="verbmemm <= 10"), MUSE, benchmark="muse-news")
+
+
+def test_probe_metrics_default_plus_a_name():
+    probe, _ = probe_for(UnlearnConfig(eval_every="epoch", probe_metrics="default+verbmem"), MUSE,
+                         benchmark="muse-news")
+    default, _ = probe_for(UnlearnConfig(eval_every="epoch"), MUSE, benchmark="muse-news")
+    assert set(probe.names) == set(default.names) | {"verbmem"}

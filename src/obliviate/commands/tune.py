@@ -29,7 +29,7 @@ def add_arguments(p):
                    "retain_prob >= 0.9 * start')")
     p.add_argument("--n-trials", type=int, default=None, help="trials this invocation adds (default 20)")
     p.add_argument("--timeout", type=float, default=None, help="seconds after which no new trial starts")
-    p.add_argument("--n-jobs", type=int, default=None, help="trials at once, as threads (default 1)")
+    p.add_argument("--n-jobs", type=int, default=None, help="trials at once, as threads (default 1; > 1: results depend on thread timing, not only on --seed)")
     p.add_argument("--pruner", default=None, choices=PRUNERS,
                    help="prune on the in-training probe (default median; none for a pareto objective)")
     p.add_argument("--storage", default=None, help="Optuna storage: an RDB URL (sqlite:///x.db, postgresql://...) or "

@@ -140,6 +140,44 @@ def _plain_dynamic_cache(cache) -> bool:
     return all(type(layer).__name__ == "DynamicLayer" for layer in getattr(cache, "layers", []))
 
 
+def _common_prefix(prompts: list[list[int]]) -> int:
+    """Length of the token prefix every prompt shares, leaving each prompt at least one token of its own."""
+    n = min(len(p) for p in prompts) - 1
+    first = prompts[0]
+    for p in prompts[1:]:
+        n = next((t for t in range(n) if p[t] != first[t]), n)
+    return max(n, 0)
+
+
+def _run_prompts(model, prompts: list[list[int]], pad_id: int, dev, cache_kwarg: str):
+    """Run the prompts with their KV cache kept: (last-position logits (P,V), cache, prompt mask), or None when
+    the cache is not a plain one. A prefix all prompts share (a chat template's system turn) runs once and its
+    keys/values are repeated per prompt; each remainder is left-padded after it (positions continue at the
+    prefix), so the cache is [prefix | padding | remainder] with the padding masked out."""
+    c = _common_prefix(prompts) if len(prompts) > 1 else 0
+    cache, head = None, torch.ones(len(prompts), c, dtype=torch.long, device=dev)
+    if c > 1:
+        out = model(input_ids=torch.tensor([prompts[0][:c]], device=dev), use_cache=True, logits_to_keep=1)
+        cache = getattr(out, "cache", None) or getattr(out, "past_key_values", None)
+        if not _plain_dynamic_cache(cache):
+            return None
+        cache.batch_select_indices(torch.zeros(len(prompts), dtype=torch.long, device=dev))
+    else:
+        c, head = 0, head[:, :0]
+    rest = [p[c:] for p in prompts]
+    width = max(len(p) for p in rest)
+    pids = torch.tensor([[pad_id] * (width - len(p)) + p for p in rest], device=dev)
+    rmask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in rest], device=dev)
+    pmask = torch.cat([head, rmask], -1)
+    ppos = (c + rmask.cumsum(-1) - 1).clamp(min=0)
+    extra = {cache_kwarg: cache} if cache is not None else {}
+    out = model(input_ids=pids, attention_mask=pmask, position_ids=ppos, use_cache=True, logits_to_keep=1, **extra)
+    cache = getattr(out, "cache", None) or getattr(out, "past_key_values", None)
+    if not _plain_dynamic_cache(cache):
+        return None
+    return out.logits[:, -1], cache, pmask
+
+
 @torch.inference_mode()
 def score_shared_prompts(model, prompts: list[list[int]], answers: list[list[list[int]]], pad_id: int, *,
                          k: float = 0.4, chunk: int = 256, cache_kwarg: str = "cache",
@@ -149,15 +187,10 @@ def score_shared_prompts(model, prompts: list[list[int]], answers: list[list[lis
     Returns None when the model's cache cannot be shared (the caller then uses the full pass).
     """
     dev = model_device(model)
-    width = max(len(p) for p in prompts)
-    pids = torch.tensor([[pad_id] * (width - len(p)) + p for p in prompts], device=dev)
-    pmask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts], device=dev)
-    ppos = (pmask.cumsum(-1) - 1).clamp(min=0)
-    out = model(input_ids=pids, attention_mask=pmask, position_ids=ppos, use_cache=True, logits_to_keep=1)
-    cache = getattr(out, "cache", None) or getattr(out, "past_key_values", None)
-    if not _plain_dynamic_cache(cache):
+    run = _run_prompts(model, prompts, pad_id, dev, cache_kwarg)
+    if run is None:
         return None
-    first = out.logits[:, -1]  # (P,V): predicts each prompt's first answer token
+    first, cache, pmask = run  # first (P,V): predicts each prompt's first answer token
     owner = [p for p, group in enumerate(answers) for _ in group]
     flat = [a for group in answers for a in group]
     feed = [a[:-1] for a in flat]  # y_1..y_{n-1}: their logits predict y_2..y_n

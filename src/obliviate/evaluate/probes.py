@@ -12,8 +12,12 @@ Roles: forget (with its paraphrased / perturbed answers), retain, world facts / 
 perturbed answers, `<role>_truth_ratio` (the split forms of `aggregate.split_means`, as in eval.json). With
 `rouge=True` a short greedy answer adds `<role>_rouge_l_recall`. Across roles: `mia_auc` (Min-K% ROC-AUC,
 forget vs holdout, `metrics.mia_auc`) and `forget_gap` = retain_prob − forget_prob. Raw-text roles (MUSE, RWKU
-MIA passages) give `<role>_nll` from `stages.text_stage`, and `mia_auc` over the benchmark's MIA roles; VerbMem /
-KnowMem probes (a 128-token generation each) are not part of the probe.
+MIA passages) give `<role>_nll` from `stages.text_stage`, and `mia_auc` over the benchmark's MIA roles. MUSE's
+generation metrics, by their METRICS names: `verbmem` (ROUGE-L F1 ×100 of a greedy `max_new_tokens` continuation of
+a forget-text prefix against the first `max_new_tokens` tokens of the true continuation, `muse.verbmem_eval`: a
+shorter generation than eval.json's 128-token VerbMem) and `knowmem` / `knowmem_retain` (ROUGE-L F1 ×100 of a
+32-token few-shot answer, `muse.knowmem_eval`: eval.json's KnowMem on the probe's items); they are scored when
+`probe_metrics` or a rule names them (a generation per item), not by default.
 """
 
 from __future__ import annotations
@@ -38,6 +42,7 @@ DEFAULT_SIZE = 16
 DEFAULT_METRICS = ("forget_prob", "forget_nll", "retain_prob", "world_facts_prob", "real_authors_prob", "holdout_prob",
                    "mia_auc", "forget_gap")
 QA_ROLES = ("forget", "retain", "world_facts", "real_authors", "holdout")
+GEN_KINDS = ("verbmem", "knowmem")  # a probe role's `kind` beside plain scoring: MUSE's generation metrics
 ITEM_KEYS = {"prob": "prob", "nll": "nll_mean", "extraction_strength": "extraction_strength",
              "exact_memorization": "exact_memorization", "truth_ratio": "truth_ratio",
              "rouge_l_recall": "rouge_l_recall"}
@@ -50,8 +55,16 @@ def probe_roles(data, *, benchmark: Benchmark | str | None = None, forget: str |
     cfg = EvalConfig(forget=forget or bench.train_splits.get("forget_train") or "forget10", max_length=max_length)
     roles = resolve_roles(bench, data, cfg)
     mia = set(bench.mia or ())
-    return {role: {"records": loaded.records, "format": loaded.format} for role, loaded in roles.found.items()
-            if (loaded.format == "qa" and role in QA_ROLES) or (loaded.format == "text" and role in mia)}
+    out = {role: {"records": loaded.records, "format": loaded.format} for role, loaded in roles.found.items()
+           if (loaded.format == "qa" and role in QA_ROLES) or (loaded.format == "text" and role in mia)}
+    for role, loaded in roles.found.items():
+        if loaded.format == "prompt" and role in M.METRICS:  # MUSE verbmem
+            out[role] = {"records": loaded.records, "format": "prompt", "kind": "verbmem"}
+        elif role in roles.knowmem_icl and role in M.METRICS:  # MUSE knowmem(_retain), with its few-shot split
+            icl = roles.found.get(roles.knowmem_icl[role])
+            out[role] = {"records": loaded.records, "format": "qa", "kind": "knowmem",
+                         "icl": icl.records if icl is not None else []}
+    return out
 
 
 def _as_roles(roles: dict) -> dict[str, dict]:
@@ -62,6 +75,9 @@ def _as_roles(roles: dict) -> dict[str, dict]:
 def _names_of(roles: dict[str, dict], rouge: bool) -> list[str]:
     names = []
     for role, r in roles.items():
+        if r.get("kind") in GEN_KINDS:
+            names.append(role)
+            continue
         if r["format"] == "text":
             names.append(f"{role}_nll")
             continue
@@ -78,7 +94,7 @@ def _names_of(roles: dict[str, dict], rouge: bool) -> list[str]:
 
 
 def _mia_roles(roles: dict[str, dict]) -> tuple[str, str] | None:
-    if {"forget", "holdout"} <= set(roles) and roles["forget"]["format"] == "qa":
+    if {"forget", "holdout"} <= set(roles) and roles["forget"]["format"] == "qa" and not roles["forget"].get("kind"):
         return "forget", "holdout"
     text = [r for r, v in roles.items() if v["format"] == "text"]
     return (text[0], text[1]) if len(text) == 2 else None
@@ -88,6 +104,9 @@ def role_metrics(roles: dict[str, dict], items: dict[str, list[dict]]) -> dict[s
     """The probe metrics from per-item rows (a fresh scoring pass, or a saved eval.json's items)."""
     out: dict[str, float | None] = {}
     for role, rows in items.items():
+        if roles[role].get("kind") in GEN_KINDS:
+            out[role] = sum(it["rouge_l_f1"] for it in rows) / len(rows) if rows else None
+            continue
         if roles[role]["format"] == "text":
             vals = [it["nll_mean"] for it in rows if it.get("nll_mean") is not None]
             out[f"{role}_nll"] = sum(vals) / len(vals) if vals else None
@@ -118,6 +137,9 @@ class Probe:
     def __call__(self, model) -> dict[str, float | None]:
         items = {}
         for role, r in self.roles.items():
+            if r.get("kind") in GEN_KINDS:
+                items[role] = self._generation_items(model, r)
+                continue
             if r["format"] == "text":
                 items[role] = text_stage(model, self.tokenizer, role, r["records"], self.cfg, False)
                 continue
@@ -128,12 +150,32 @@ class Probe:
         values = role_metrics(self.roles, items)
         return {n: values.get(n) for n in self.names}
 
+    def _generation_items(self, model, r: dict) -> list[dict]:
+        """Per-item ROUGE-L F1 ×100 of MUSE's VerbMem / KnowMem on the sampled records (the suite's conventions)."""
+        from obliviate.evaluate.muse import knowmem_eval, verbmem_eval
+        from obliviate.parity import convention
+
+        bos, par = convention("muse_bos", self.cfg.parity), self.cfg.parity
+        if r["kind"] == "verbmem":
+            return verbmem_eval(model, self.tokenizer, r["records"], max_new_tokens=self.cfg.max_new_tokens,
+                                batch_size=self.cfg.gen_batch_size, bos=bos,
+                                reference=convention("verbmem_reference", par))["items"]
+        return knowmem_eval(model, self.tokenizer, r["records"], r["icl"], batch_size=self.cfg.gen_batch_size,
+                            bos=bos, stop=convention("knowmem_stop", par))["items"]
+
     def reference(self, results) -> dict[str, float | None]:
         """The same metrics from a saved evaluation (a retain / holdout model's eval.json, or its dict), on the
         probe's own items (matched by question and answer); a role or item it lacks gives None."""
         results = as_results(results)
         items: dict[str, list[dict]] = {}
         for role, r in self.roles.items():
+            if r.get("kind") in GEN_KINDS:  # knowmem: eval.json's items; verbmem: a longer generation there
+                where = results.get("muse", {}).get(role, {}).get("items", []) if r["kind"] == "knowmem" else []
+                by_q = {it.get("question"): it for it in where}
+                wanted = [by_q.get(rec["question"]) for rec in r["records"]]
+                if where and all(w is not None for w in wanted):
+                    items[role] = wanted
+                continue
             scored_perturbed = r["format"] == "qa" and any("perturbed_answer" in rec for rec in r["records"])
             where = results.get("text" if r["format"] == "text" else "splits", {}).get(role, {}).get("items", [])
             key = (lambda it: it.get("text", "")[:200]) if r["format"] == "text" else \
@@ -166,7 +208,7 @@ def build_probe(tokenizer, roles: dict[str, dict], *, size: int = DEFAULT_SIZE, 
     for role, r in roles.items():
         recs = r["records"]
         idx = sorted(rng.sample(range(len(recs)), min(size, len(recs))))
-        sample[role] = {"records": [recs[i] for i in idx], "format": r["format"]}
+        sample[role] = {**r, "records": [recs[i] for i in idx]}  # knowmem: its few-shot split kept whole
     names = tuple(metrics) if metrics is not None else tuple(every)
     cfg = EvalConfig(max_new_tokens=max_new_tokens, batch_size=batch_size, gen_batch_size=max(batch_size, size),
                      max_length=max_length)
@@ -180,9 +222,10 @@ def _needed(roles: dict[str, dict], metrics: set[str]) -> dict[str, dict]:
     use |= set(mia) if "mia_auc" in metrics else set()
     use |= {"forget", "retain"} if "forget_gap" in metrics else set()
     out = {}
+    use |= {r for r in roles if r in metrics}  # verbmem / knowmem: the role's name is the metric's
     for role in (r for r in roles if r in use):
         r = roles[role]
-        if r["format"] == "qa" and f"{role}_truth_ratio" not in metrics and role not in NORMALISED_PROB_ROLES:
+        if r["format"] == "qa" and not r.get("kind") and f"{role}_truth_ratio" not in metrics and role not in NORMALISED_PROB_ROLES:
             r = {**r, "records": [{k: v for k, v in rec.items() if k != "perturbed_answer"} for rec in r["records"]]}
         out[role] = r
     return out
@@ -219,8 +262,8 @@ def _chosen(cfg, available: list[str], extra: tuple[str, ...] = ()) -> list[str]
 
     rules = [parse_rule(getattr(cfg, k), available) for k in ("stop", "guard") if getattr(cfg, k) is not None]
     rules += [parse_select(cfg.select, available)] if cfg.select is not None else []
-    wanted = available if cfg.probe_metrics == "all" else [m for m in DEFAULT_METRICS if m in available] \
-        if cfg.probe_metrics == "default" else cfg.probe_metrics.split("+")
+    groups = {"all": list(available), "default": [m for m in DEFAULT_METRICS if m in available]}
+    wanted = [m for part in cfg.probe_metrics.split("+") for m in groups.get(part, [part])]  # default+verbmem
     wanted = [*wanted, *extra]
     unknown = [m for m in wanted if m not in available]
     if unknown:

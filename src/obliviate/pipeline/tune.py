@@ -16,7 +16,8 @@ The study lives in `storage`: by default `sqlite:///<out>/study.db`, so running 
 the study (more trials, the sampler seeded by seed + trials so far: deterministic); any Optuna RDB URL
 (postgresql://, mysql://) or `journal:<file>` (a JournalStorage file, for workers sharing a file system) lets
 several `obliviate tune` processes on several machines work on one study. `n_jobs` > 1 runs trials in threads of
-this process (results then depend on thread timing).
+this process: TPE samples from whichever trials have finished and the pruner compares with them, so the results
+depend on thread timing, not only on the seed (a one-line warning says so; tune.json: `seed_determined`).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import dataclasses
 import math
 import threading
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, ClassVar
@@ -219,6 +221,7 @@ def run_tune(tcfg: TuneConfig, ucfg: UnlearnConfig, space: dict[str, Param], obj
     from obliviate.rundir import progress_bar
 
     out = Path(out)
+    warn_parallel(tcfg)
     study = open_study(tcfg, objective, ucfg.recipe, out)
     prunes = not isinstance(study.pruner, optuna.pruners.NopPruner)
     ran = []
@@ -242,7 +245,7 @@ def run_tune(tcfg: TuneConfig, ucfg: UnlearnConfig, space: dict[str, Param], obj
                     "objective": objective.text, "directions": objective.directions,
                     "space": {k: p.describe() for k, p in space.items()}, "axes": objective.axes(),
                     "start": inputs.start, "reference": inputs.reference, "recipe": ucfg.recipe,
-                    "trials_this_run": len(ran),
+                    "trials_this_run": len(ran), "seed_determined": tcfg.n_jobs == 1,
                     "seconds_this_run": time.perf_counter() - started})
     write_json(out / "tune.json", summary)
     write_best(out, summary["best"], ucfg, objective, study.study_name, inputs.model)
@@ -250,6 +253,18 @@ def run_tune(tcfg: TuneConfig, ucfg: UnlearnConfig, space: dict[str, Param], obj
         drop_weights(out, summary)
     write_run_info(out, tcfg, seed=tcfg.seed, extra={"unlearn": dataclasses.asdict(ucfg)})
     return summary
+
+
+PARALLEL_WARNING = ("--n-jobs > 1: trials run in parallel threads; results depend on timing, not only on the seed "
+                    "(use --n-jobs 1 for a reproducible study)")
+
+
+def warn_parallel(tcfg: TuneConfig) -> bool:
+    """Warn (one line) when trials run in threads: TPE samples from whichever trials have finished and the
+    pruner compares with them, so the proposals depend on thread timing. Whether the study is seed-determined."""
+    if tcfg.n_jobs > 1:
+        warnings.warn(PARALLEL_WARNING, stacklevel=2)
+    return tcfg.n_jobs == 1
 
 
 def write_best(out: Path, best: list[dict], ucfg: UnlearnConfig, objective: Objective, study: str, model: str):
