@@ -194,9 +194,19 @@ def convention(name: str, mode: str) -> str:
     return CONVENTIONS[name].value(check_mode(mode))
 
 
-def resolved(stage: str, mode: str) -> dict[str, str]:
-    """{convention: value} of every `stage` convention under `mode` (eval.json / run info record it)."""
-    return {n: c.value(check_mode(mode)) for n, c in CONVENTIONS.items() if c.stage == stage}
+def resolved(stage: str, mode: str) -> dict[str, str | int | float]:
+    """{convention: value} of every `stage` convention under `mode` (eval.json / run info record it); numeric
+    values (`min_k` 0.4, an ε of 1e-10) as JSON numbers, mode names as strings."""
+    return {n: _number_or_name(c.value(check_mode(mode))) for n, c in CONVENTIONS.items() if c.stage == stage}
+
+
+def _number_or_name(value: str) -> str | int | float:
+    for kind in (int, float):
+        try:
+            return kind(value)
+        except ValueError:
+            pass
+    return value
 
 
 def convention_table(stage: str) -> str:

@@ -72,6 +72,9 @@ def test_every_convention_has_a_value_per_mode_and_a_reference():
         assert all(c.value(m) for m in PARITY_MODES) and c.why and c.where, name
     assert resolved("eval", "paper")["extraction_strength"] == "longest-suffix"
     assert resolved("eval", OU)["extraction_strength"] == "first-suffix"
+    # eval.json records numeric conventions as JSON numbers (issue 26: numbers as numbers in every JSON)
+    assert resolved("eval", "paper")["min_k"] == 0.4 and isinstance(resolved("eval", "paper")["min_k"], float)
+    assert resolved("eval", "paper")["truth_ratio_eps"] == 0 and resolved("eval", OU)["truth_ratio_eps"] == 1e-10
 
 
 def test_unknown_mode_or_convention_is_a_one_line_error():
