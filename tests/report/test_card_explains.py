@@ -98,7 +98,7 @@ def test_an_all_dash_column_is_hidden_with_its_reason(run):
     html, md = report.read_text(), (out / "report.md").read_text()
     results = json.loads((out / "results.json").read_text())
     es = results["headers"].index("forget ES")  # results.json keeps every column ...
-    assert {r[es] for r in results["rows"]} == {"—"}
+    assert {r[es] for r in results["rows"]} == {None}  # not computed: null, its reason in null_reasons
     shown = [h for t in tables_of(html) for h in t["th"]]
     assert "forget ES ↓" not in shown and "forget ES" not in shown  # ... the card hides the empty one
     reason = results["not_computed"]["entailment_score"]

@@ -1,6 +1,6 @@
 """Experiment tracking through accelerate's trackers: `log_with=tensorboard|wandb|trackio|mlflow`.
 
-    acc = Accelerator(cpu=True, **tracker_kwargs(cfg.log_with, cfg.tracker_dir, out))    # {} when unset
+    acc = Accelerator(**tracker_kwargs(cfg.log_with, cfg.tracker_dir, out))    # {} when unset
     start_trackers(acc, cfg, out)                  # accelerator.init_trackers(...) with the resolved config
     log_values(acc, {"loss": 0.31, "lr": 1e-3}, step=5, prefix="train")    # accelerator.log: main process only
     stop_trackers(acc)                             # each tracker's finish()
