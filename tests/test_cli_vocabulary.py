@@ -25,8 +25,20 @@ def test_print_config_resolves_the_documented_precedence_and_does_no_work(tmp_pa
                                 "lr=0.002", "--seed", "5", "--recipe", "npo+gd"])
     # defaults < --config file < key=value < flags
     assert (cfg["lr"], cfg["seed"], cfg["max_steps"], cfg["objective"], cfg["regularizer"]) == (0.002, 5, 7, "npo", "gd")
-    assert cfg["batch_size"] is None and err == ""
+    assert err == ""
     assert not out.exists()  # no run directory: nothing ran
+    # lr / epochs / batch size that default per model are shown as the model will get them (papers' values for a
+    # model that is not a tiny obliviate one; the tiny size's own defaults for a tiny model directory)
+    from obliviate.models.init import PAPER_DEFAULTS, training_defaults
+
+    assert (cfg["epochs"], cfg["batch_size"]) == (PAPER_DEFAULTS.unlearn_epochs, PAPER_DEFAULTS.unlearn_batch_size)
+    tiny = tmp_path / "tiny-model"
+    tiny.mkdir()
+    (tiny / "obliviate.json").write_text('{"size": "tiny"}')
+    cfg, _ = _config(capsys, ["unlearn", "--model", str(tiny), "--out", str(out), "--recipe", "npo+gd"])
+    d = training_defaults("tiny")
+    assert (cfg["lr"], cfg["epochs"], cfg["batch_size"]) == (d.unlearn_lr, d.unlearn_epochs, d.unlearn_batch_size)
+    assert d.unlearn_lr != PAPER_DEFAULTS.unlearn_lr  # (else this test could not tell the two apart)
     # the global flags sit before or after the verb
     assert main(["--print-config", "eval", "--model", "m", "max_items=4"]) == 0
     assert parse_yaml(capsys.readouterr().out)["max_items"] == 4

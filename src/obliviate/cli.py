@@ -23,6 +23,7 @@ import json
 import os
 import sys
 import warnings
+from pathlib import Path
 
 import obliviate  # sets OMP_WAIT_POLICY before anything imports torch
 from obliviate import ObliviateError
@@ -135,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
         say(args.verb, "warning", f"{old} is deprecated: use {new}")
     try:
         if args.print_config:
-            sys.stdout.write(config_yaml(_module(args.verb).resolve_config(args)))
+            sys.stdout.write(config_yaml(_module(args.verb).resolve_config(args), getattr(args, "model", None)))
             return 0
         with _console(args.quiet, args.json) as stdout:
             result = _module(args.verb).run(args)
@@ -167,15 +168,30 @@ def finite(value):
     return value
 
 
-def config_yaml(config) -> str:
-    """A resolved config (a dataclass, or {name: dataclass} for a verb with several) as YAML."""
+def config_yaml(config, model: str | None = None) -> str:
+    """A resolved config (a dataclass, or {name: dataclass} for a verb with several) as YAML. A config whose lr /
+    epochs / batch size default per model (`UnlearnConfig.hyperparams`) shows the values `model` will get, so the
+    YAML given back as `--config` runs the same."""
     import yaml
 
     def plain(c):
-        return dataclasses.asdict(c) if dataclasses.is_dataclass(c) else c
+        if not dataclasses.is_dataclass(c):
+            return c
+        d = dataclasses.asdict(c)
+        if hasattr(c, "hyperparams"):
+            d.update(dataclasses.asdict(c.hyperparams(_size_of(model))))
+        return d
 
     data = {k: plain(v) for k, v in config.items()} if isinstance(config, dict) else plain(config)
     return yaml.safe_dump(json.loads(json.dumps(data, default=str)), sort_keys=False, allow_unicode=True)
+
+
+def _size_of(model: str | None) -> str | None:
+    """The size name of a tiny obliviate model directory (its obliviate.json, read without loading the model)."""
+    from obliviate.reader import read_json_object
+
+    f = Path(model) / "obliviate.json" if model else None
+    return read_json_object(f).get("size") if f is not None and f.is_file() else None
 
 
 @contextlib.contextmanager
