@@ -74,6 +74,17 @@ def test_second_run_reuses_every_stage_and_report_rebuilds(demo_run, capsys):
     assert report.is_file() and re.search(r"wrote .*report\.html", capsys.readouterr().out)
 
 
+def test_the_demo_verb_prints_the_headline_with_arrows(demo_run, capsys, monkeypatch):
+    """The headline `obliviate demo` prints at the end carries the card's ↑ / ↓ (issue 26 §8)."""
+    import obliviate.pipeline
+
+    out, report = demo_run
+    monkeypatch.setattr(obliviate.pipeline, "run_demo", lambda cfg: report)  # the finished run above
+    assert main(["demo", "--preset", "tiny", "--seeds", "1", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "Forget Quality ↑" in printed and "MIA AUC (Min-K) → 0.5" in printed and "PrivLeak → 0 %" in printed
+
+
 def test_report_of_a_directory_without_results_is_a_clear_error(tmp_path, capsys):
     assert main(["report", str(tmp_path)]) == 2
     assert "not a finished demo run" in capsys.readouterr().err

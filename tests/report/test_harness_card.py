@@ -30,7 +30,7 @@ def test_table_rows_from_eval_json():
 
     data = {"target": {"harness": HARNESS}, "retain": {}, "recipes": {"npo": [{"eval": {"harness": HARNESS}}]}}
     headers, rows = harness_table(data)
-    assert headers[:3] == ["model", "task / group", "acc"]
+    assert headers[:3] == ["model", "task / group", "acc ↓ forget task · ↑ utility task"]  # its direction per task
     assert rows[0] == ["target (before)", "wmdp_bio", 0.25, 0.1118, 16, "0.4.13 v1"]
     assert rows[1] == ["target (before)", "wmdp (group)", 0.3, 0.1, 20, "0.4.13"]
     assert [r[0] for r in rows[2:]] == ["npo", "npo"]

@@ -34,6 +34,7 @@ def run(args):
     from obliviate.html import table_md
     from obliviate.pipeline import run_demo
     from obliviate.report.card import collect, headline
+    from obliviate.report.glossary import arrowed
 
     cfg = resolve_config(args)
     _say_what_is_not_installed()
@@ -42,7 +43,7 @@ def run(args):
     print(f"demo finished in {time.perf_counter() - t:.0f} s; report card: {report} (and {report.with_suffix('.md')})")
     headers, rows = headline(collect(report.parent))
     keep = [headers.index(h) for h in SUMMARY_COLUMNS if h in headers]
-    print(table_md([headers[i] for i in keep], [[r[i] for i in keep] for r in rows]))
+    print(table_md([arrowed(headers[i]) for i in keep], [[r[i] for i in keep] for r in rows]))
     return run_summary(report)
 
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 HARNESS_NOTE = ("lm-evaluation-harness's own task definitions (prompt, description, metric), run on each model from "
                 "local copies of the hub datasets; our own MCQ accuracy follows them under parity=open-unlearning "
-                "(docs/evaluation.md, 'The lm-eval bridge').")
-HEADERS = ["model", "task / group", "acc", "± stderr", "n", "lm-eval"]
+                "(docs/evaluation.md, 'The lm-eval bridge'). acc: lower is better on a task the unlearning targets "
+                "(WMDP's hazardous-knowledge questions; chance is 0.25 on 4 options), higher on a utility task (MMLU).")
+HEADERS = ["model", "task / group", "acc ↓ forget task · ↑ utility task", "± stderr", "n", "lm-eval"]
 
 
 def _rows(label: str, ev: dict) -> list[list]:
