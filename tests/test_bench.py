@@ -44,6 +44,21 @@ def test_matmul_peak_is_positive():
     assert 0 < matmul_peak(n=128, reps=2) < 1e6
 
 
+def test_step_clock_waits_for_cuda_kernels_only_on_cuda(monkeypatch):
+    """On CUDA the bench synchronises before each clock reading (kernels run asynchronously); on CPU it does not.
+    No GPU here: the device is a torch.device object and torch.cuda.synchronize is replaced by a counter."""
+    import torch
+
+    from obliviate.pipeline.bench import clock_sync
+
+    calls = []
+    monkeypatch.setattr(torch.cuda, "synchronize", lambda *a: calls.append(a))
+    clock_sync(torch.device("cuda", 0))()
+    clock_sync("cuda")()
+    clock_sync(torch.device("cpu"))()
+    assert len(calls) == 2
+
+
 def test_bench_cli_rejects_a_bad_recipe_and_bad_steps(capsys):
     assert main(["bench", "--recipes", "nope+gd", "--no-fixed-cost"]) == 2
     assert "nope" in capsys.readouterr().err

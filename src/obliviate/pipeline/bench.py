@@ -76,7 +76,7 @@ def matmul_peak(n: int = 2048, reps: int = 5) -> float:
     from obliviate.models.device import default_device
 
     dev = default_device()
-    sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
+    sync = clock_sync(dev)
     a, b = torch.randn(n, n, device=dev), torch.randn(n, n, device=dev)
     a @ b  # warm-up
     sync()
@@ -122,6 +122,14 @@ class PassCounter:
         self.grad = self.nograd = self.grad_tokens = self.nograd_tokens = 0
 
 
+def clock_sync(device):
+    """What to call before reading the clock on `device`: CUDA runs kernels asynchronously, so without
+    `torch.cuda.synchronize` a step's time would land in the next one; nothing on the CPU."""
+    import torch
+
+    return torch.cuda.synchronize if torch.device(device).type == "cuda" else (lambda: None)
+
+
 def _recipe_worker(cfg: dict, model_dir: str, data_dir: str, recipe: str) -> dict:
     return recipe_speed(BenchConfig(**cfg), model_dir, data_dir, recipe)
 
@@ -144,8 +152,10 @@ def recipe_speed(cfg: BenchConfig, model_dir: str, data_dir: str, recipe: str) -
     counter = PassCounter(model)
     steps: list[dict] = []
     mark = {"t": None}
+    sync = clock_sync(next(model.parameters()).device)
 
     def on_step(*_):
+        sync()
         now = time.perf_counter()
         steps.append({"seconds": now - mark["t"], "grad": counter.grad, "nograd": counter.nograd,
                       "grad_tokens": counter.grad_tokens, "nograd_tokens": counter.nograd_tokens})
@@ -154,6 +164,7 @@ def recipe_speed(cfg: BenchConfig, model_dir: str, data_dir: str, recipe: str) -
 
     def first_forward(*_a, **_k):  # the step clock starts at the first training forward, after set-up
         if mark["t"] is None and torch.is_grad_enabled():
+            sync()
             mark["t"] = time.perf_counter()
             counter.reset()
 
