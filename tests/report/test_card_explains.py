@@ -160,3 +160,12 @@ def test_a_pretrained_model_gets_no_smoke_note(tmp_path):
     assert smoke_note(tmp_path, {"base_model": "smollm2-135m-instruct"}) is None
     assert count_parameters(tmp_path) is None
     assert "parameter count not computed" in smoke_note(tmp_path, {"model_size": "tiny", "preset": "tiny"})
+
+
+def test_the_tune_table_says_which_way_each_objective_is_better():
+    from obliviate.report.tune import objective_header, trial_rows
+
+    assert objective_header("min forget_prob subject to retain_prob >= 0.9 * start") == "objective ↓"
+    assert objective_header("pareto max forget_gap, min forget_prob") == "objective ↑, ↓"
+    headers, _ = trial_rows({"objective": "max model_utility", "trials": []})
+    assert "objective ↑" in headers

@@ -7,6 +7,8 @@ front of forgetting against utility, the parameter importances and every trial.
 
 from __future__ import annotations
 
+import re
+
 from pathlib import Path
 
 from obliviate import html as H
@@ -74,9 +76,17 @@ def _label(metric: str, direction: str) -> str:
                                                                else " (lower is better)")
 
 
+def objective_header(objective: str) -> str:
+    """The trial table's objective column with its better direction(s): 'min …' ↓, 'max …' ↑ (one per objective
+    of a pareto study, in order; the constraint after 'subject to' is not an objective)."""
+    kinds = re.findall(r"\b(min|max)\b", objective.split(" subject to ")[0])
+    return "objective " + ", ".join("↓" if k == "min" else "↑" for k in kinds) if kinds else "objective"
+
+
 def trial_rows(summary: dict) -> tuple[list[str], list[list]]:
     names = sorted({k for r in summary["trials"] for k in r["params"]})
-    headers = ["trial", "state", *names, "objective", "feasible", "pruned at step", "seconds"]
+    headers = ["trial", "state", *names, objective_header(summary.get("objective", "")), "feasible",
+               "pruned at step", "seconds"]
     rows = [[r["number"], r["state"], *[r["params"].get(n) for n in names],
              ", ".join(H.fmt(v) for v in r["values"]) if r["values"] else "", r["feasible"], r["pruned_step"],
              r["seconds"]] for r in summary["trials"]]
