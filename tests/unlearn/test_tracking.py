@@ -25,20 +25,6 @@ def lines(path):
     return [json.loads(x) for x in path.read_text().splitlines()]
 
 
-@pytest.fixture
-def target(unlearn_target_dir):
-    from obliviate.models.loading import load_model
-
-    return load_model(unlearn_target_dir)
-
-
-@pytest.fixture(scope="module")
-def splits(world_dir):
-    from obliviate.data.loading import load_split
-
-    return load_split(world_dir, "forget10"), load_split(world_dir, "retain90")
-
-
 def test_unlearn_logs_losses_lr_weights_and_probe_metrics_to_tensorboard(unlearn_target_dir, world_dir, tmp_path):
     out = tmp_path / "npo_gd"
     code = main(["unlearn", "--model", str(unlearn_target_dir), "--data", str(world_dir), "--recipe", "npo+gd",
@@ -134,7 +120,7 @@ def test_only_the_main_process_logs_under_accelerate_launch(unlearn_target_dir, 
     import os
     from pathlib import Path
 
-    ddp = Path(__file__).resolve().parents[1] / "src/obliviate/configs/accelerate/cpu_ddp.yaml"
+    ddp = Path(__file__).resolve().parents[2] / "src/obliviate/configs/accelerate/cpu_ddp.yaml"
     out = tmp_path / "two"
     done = subprocess.run([sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(ddp),
                            "--main_process_port", "29533", "-m", "obliviate", "unlearn", "--model",
