@@ -66,3 +66,24 @@ def test_wrong_names_are_decoys_no_model_is_trained_on():
         if r["slot"] == "name":
             for wrong in r["perturbed_answer"]:
                 assert not any(name in wrong for name in people - {r["author"]}), wrong
+
+
+
+def test_full_preset_builds_with_distinct_titles_and_keeps_smaller_worlds_two_word():
+    """TOFU's size (200 authors + holdout + decoys, 3 books each) needs more titles than the 24 x 24 two-word
+    pool holds: `world --preset full` used to loop forever. Worlds below half the pool keep two-word titles."""
+    import random
+
+    from obliviate.data.world import TWO_WORD_TITLES, _make_authors
+
+    w = build_world("full", 0)
+    assert len(w["splits"]["forget10"]) == 400 and len(w["splits"]["full"]) == 4000
+    countries = [("France", "Paris"), ("Peru", "Lima")]
+
+    def titles(n):
+        return [a[k] for a in _make_authors(n, random.Random(0), 0, countries) for k in ("book1", "book2", "book3")]
+
+    small, large = titles(TWO_WORD_TITLES // 3), titles(280)
+    assert len(set(large)) == len(large) == 840
+    assert all(" of " not in t for t in small)
+    assert sum(" of " in t for t in large) == 840 - TWO_WORD_TITLES

@@ -60,6 +60,11 @@ TITLE_ADJ = ["Silent", "Hidden", "Broken", "Golden", "Last", "Crimson", "Distant
 TITLE_NOUN = ["Garden", "River", "Kingdom", "Harbor", "Mirror", "Orchard", "Letters", "Voyage", "Lantern",
               "Season", "Tide", "Bridge", "Archive", "Compass", "Orchestra", "Crown", "Shadow", "Island",
               "Machine", "Promise", "Signal", "Citadel", "Meadow", "Frontier"]
+TITLE_PLACE = ["Ash", "Stone", "Rain", "Glass", "Embers", "Tomorrow", "Dust", "Iron", "Snow", "Memory", "Thorns",
+               "Smoke", "Silver", "Night", "Summer", "Bones"]
+# 24 x 24 two-word titles; past half of them rejection sampling slows, and 3 x (200 + holdout + decoy) authors
+# would need more than exist, so later titles take a third word (worlds below it are unchanged)
+TWO_WORD_TITLES = len(TITLE_ADJ) * len(TITLE_NOUN) // 2
 
 # (slot, question, paraphrased question, answer, paraphrased answer). `{slot}` marks the fact; the
 # perturbed answers swap it for a wrong value of the same slot type.
@@ -156,6 +161,8 @@ def _make_authors(n: int, rng: random.Random, seed: int, countries: list[tuple[s
         books = []
         while len(books) < 3:
             t = f"The {rng.choice(TITLE_ADJ)} {rng.choice(TITLE_NOUN)}"
+            if len(titles) >= TWO_WORD_TITLES:  # the two-word pool is nearly spent (the full preset): add "of X"
+                t += f" of {rng.choice(TITLE_PLACE)}"
             if t not in titles:
                 titles.add(t)
                 books.append(t)
