@@ -17,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import platform
+import random
 import sys
 import types
 import typing
@@ -129,6 +130,17 @@ def write_run_info(out_dir: str | Path, config: Any, *, seed: int | None = None,
             "command": sys.argv, **(extra or {})}
     return write_json(out_dir / name, info)
 
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python's `random`, NumPy and torch: a training stage calls it first with its config's seed (the one
+    `write_run_info` records)."""
+    import numpy as np
+    import torch
+
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
 
 
 def jsonable(value: Any, *, other: Callable[[Any], Any] | None = None) -> Any:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from obliviate.rundir import close_progress_bars, library_bars_off, progress_bar
+from obliviate.progress import close_progress_bars, library_bars_off, progress_bar
 
 
 def test_bars_only_on_the_main_rank(monkeypatch):
@@ -74,3 +74,13 @@ def test_two_processes_draw_bars_from_rank_0_only(base_dir, world_dir, tmp_path,
     assert "forward forget" in err[0] and "%|" in err[0], err[0][-2000:]
     assert "%|" not in err[1] and "forward" not in err[1], err[1][-2000:]
     assert (tmp_path / "ev" / "eval.json").is_file()
+
+
+def test_the_progress_helpers_keep_their_rundir_import_path():
+    """They moved from rundir.py to progress.py: `from obliviate.rundir import progress_bar` (the path the stages,
+    attacks and classifier modules use) names the same functions."""
+    from obliviate import progress, rundir
+
+    for name in ("is_main_rank", "progress_bar", "library_bars_off", "close_progress_bars"):
+        assert getattr(rundir, name) is getattr(progress, name), name
+        assert name in rundir.__all__

@@ -23,13 +23,13 @@ import torch
 
 from obliviate import ObliviateError
 from obliviate.reader import read_json_object
-from obliviate.config import write_run_info
+from obliviate.config import seed_everything, write_run_info
 from obliviate.data.format import records_hash, tokenizer_hash
 from obliviate.models.device import autocast_kwargs, check_launch
 from obliviate.models.finetune import adamw
 from obliviate.models.loading import model_fingerprint, model_size_name, save_model, weights_hash
 from obliviate.models.tracking import log_step, start_trackers, stop_trackers, tracker_kwargs
-from obliviate.rundir import seed_everything, write_json, write_text
+from obliviate.rundir import write_json, write_text
 from obliviate.stats import check_finite_weights
 from obliviate.unlearn.batch import (BatchIndices, UnlearnBatch, UnlearnData, answer_lengths, build_data,
                                      cache_ref_logps, collate, example_logps, micro_batches, plan, steps_per_epoch)
