@@ -36,9 +36,25 @@ def unlearn_target_dir(base_dir, world_dir, tmp_path_factory):
     return save_model(model, tok, tmp_path_factory.mktemp("unlearn_models") / "target", extra={"size": "micro"})
 
 
+def _free_port() -> int:
+    """A TCP port no process listens on now (the OS picks it: bind to port 0), for a launcher's rendezvous: two test
+    suites running at once must not meet on a fixed port (torchrun's default 29500 or any other literal)."""
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def free_port() -> int:
+    """A free TCP port for this test's `torchrun --master-port` / `accelerate launch --main_process_port`."""
+    return _free_port()
+
+
 @pytest.fixture
 def one_and_two_processes(tmp_path):
-    """run(args, port) -> (one, two): `python -m obliviate *args --out tmp/two` under `accelerate launch` with two
+    """run(args) -> (one, two): `python -m obliviate *args --out tmp/two` under `accelerate launch` with two
     CPU processes (DDP over gloo, configs/accelerate/cpu_ddp.yaml), then `--out tmp/one` in one process; both
     must exit 0 (stderr's tail in the message). The multi-process training and evaluation tests share it."""
     import os
@@ -49,9 +65,9 @@ def one_and_two_processes(tmp_path):
     ddp = Path(__file__).resolve().parents[1] / "src/obliviate/configs/accelerate/cpu_ddp.yaml"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "TQDM_DISABLE": "1"}
 
-    def run(args: list[str], port: int):
+    def run(args: list[str]):
         launcher = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(ddp),
-                    "--main_process_port", str(port)]
+                    "--main_process_port", str(_free_port())]
         out = []
         for name, prefix in (("two", launcher), ("one", [sys.executable])):
             r = subprocess.run([*prefix, "-m", "obliviate", *args, "--out", str(tmp_path / name)], env=env,

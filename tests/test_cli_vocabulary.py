@@ -266,13 +266,6 @@ def test_results_json_attack_cells_are_numbers():
     assert t["rows"] == [["ga", 2, 0.612], ["retain", 1, None]] and t["spread"][0][2] == 0.05
 
 
-def test_json_summary_has_no_nan():
-    from obliviate.cli import finite
-
-    assert finite({"a": [1.0, float("nan"), (float("-inf"), "x")], "b": {"c": float("inf"), "d": 2}}) == \
-        {"a": [1.0, None, [None, "x"]], "b": {"c": None, "d": 2}}
-
-
 def _help_flags(verb: str, attack: str | None = None) -> set[str]:
     """The option strings `VERB --help` shows (deprecated spellings are hidden; global flags left out)."""
     import argparse

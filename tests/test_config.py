@@ -65,3 +65,22 @@ def test_non_finite_or_non_positive_lr_is_one_line(value):
     for cls in (UnlearnConfig, FinetuneConfig, RelearnConfig):
         with pytest.raises(ObliviateError, match=r"lr must be a finite number in \(0, 10\]"):
             load_config(cls, None, [f"lr={value}"])
+
+
+def test_seed_everything_seeds_python_numpy_and_torch():
+    import random
+
+    import numpy as np
+    import torch
+
+    from obliviate.config import seed_everything
+
+    def draws():
+        return random.random(), float(np.random.rand()), float(torch.rand(()))
+
+    seed_everything(11)
+    first = draws()
+    seed_everything(11)
+    assert draws() == first
+    seed_everything(12)
+    assert all(a != b for a, b in zip(draws(), first))

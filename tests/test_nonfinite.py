@@ -65,12 +65,12 @@ def test_finetune_stops_on_a_non_finite_weight_and_saves_nothing(world_dir, base
 
 
 def test_unlearn_stops_on_a_non_finite_weight(unlearn_target_dir, world_dir, monkeypatch):
-    import obliviate.unlearn.loop as loop
+    import obliviate.unlearn.setup as setup
     from obliviate.data.loading import load_split
     from obliviate.models.loading import load_model
     from obliviate.unlearn import UnlearnConfig, unlearn
 
-    monkeypatch.setattr(loop, "adamw", _poisoned)
+    monkeypatch.setattr(setup, "adamw", _poisoned)  # the optimiser of the run's setup
     model, tok = load_model(unlearn_target_dir)
     with pytest.raises(ObliviateError, match="unlearn step 2: weight .* is not finite"):
         unlearn(model, tok, load_split(world_dir, "forget01"), None, UnlearnConfig(recipe="ga", max_steps=3,

@@ -27,7 +27,6 @@ from __future__ import annotations
 import contextlib
 import copy
 import dataclasses
-import math
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,30 +34,10 @@ from types import SimpleNamespace
 from typing import Any
 
 from obliviate import ObliviateError
-from obliviate.config import from_dict
+from obliviate.config import from_dict, jsonable
 from obliviate.data.benchmarks import BENCHMARKS, Benchmark, resolve_benchmark, training_records
 from obliviate.html import table_md
 from obliviate.rundir import run_dir
-
-
-def jsonable(value: Any) -> Any:
-    """`value` as JSON-ready data: numbers stay numbers (numpy / torch scalars become Python ones), a non-finite
-    float becomes None, paths become strings, tuples lists, dataclasses dicts."""
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        value = dataclasses.asdict(value)
-    if isinstance(value, dict):
-        return {str(k): jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [jsonable(v) for v in value]
-    if isinstance(value, bool) or value is None or isinstance(value, (int, str)):
-        return value
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, Path):
-        return str(value)
-    if hasattr(value, "item") and getattr(value, "ndim", 0) == 0:  # numpy / torch scalar
-        return jsonable(value.item())
-    raise ObliviateError(f"to_dict: a value of type {type(value).__name__} is not JSON data")
 
 
 def _frame(out):

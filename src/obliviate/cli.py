@@ -122,6 +122,7 @@ def one_line_warnings(verb: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from obliviate.config import jsonable
     from obliviate.rundir import close_progress_bars
 
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -142,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
             result = _module(args.verb).run(args)
         if args.json:
             summary = result if isinstance(result, dict) else {}
-            stdout.write(json.dumps(finite({"verb": args.verb, **summary}), default=str, allow_nan=False) + "\n")
+            stdout.write(json.dumps(jsonable({"verb": args.verb, **summary}, other=str), allow_nan=False) + "\n")
             stdout.flush()
     except ObliviateError as e:
         close_progress_bars()
@@ -155,17 +156,6 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         warnings.showwarning, QUIET = shown, False
     return 0 if isinstance(result, dict) else int(result or 0)
-
-
-def finite(value):
-    """`value` with every NaN / ±inf float (anywhere inside dicts, lists, tuples) as None: JSON has no NaN."""
-    if isinstance(value, float):
-        return value if value == value and abs(value) != float("inf") else None
-    if isinstance(value, dict):
-        return {k: finite(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [finite(v) for v in value]
-    return value
 
 
 def config_yaml(config, model: str | None = None) -> str:

@@ -17,10 +17,12 @@ from __future__ import annotations
 import dataclasses
 import math
 import platform
+import random
 import sys
 import types
 import typing
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any, TypeVar
 
 
@@ -128,6 +130,42 @@ def write_run_info(out_dir: str | Path, config: Any, *, seed: int | None = None,
             "command": sys.argv, **(extra or {})}
     return write_json(out_dir / name, info)
 
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python's `random`, NumPy and torch: a training stage calls it first with its config's seed (the one
+    `write_run_info` records)."""
+    import numpy as np
+    import torch
+
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def jsonable(value: Any, *, other: Callable[[Any], Any] | None = None) -> Any:
+    """`value` as JSON-ready data, the one conversion of results to JSON (the API's `.to_dict()`, the CLI's
+    `--json` line): numbers stay numbers (numpy / torch scalars become Python ones), a NaN / ±inf float becomes None
+    (JSON has no NaN), paths become strings, tuples lists, dataclasses dicts, dict keys strings. A value of any
+    other type is `other(value)` (the CLI passes `str`: its summary line always prints) or, without `other`, an
+    `ObliviateError` (the API's `.to_dict()` promises JSON data)."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        value = dataclasses.asdict(value)
+    if isinstance(value, dict):
+        return {str(k): jsonable(v, other=other) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [jsonable(v, other=other) for v in value]
+    if isinstance(value, bool) or value is None or isinstance(value, (int, str)):
+        return value
+    if isinstance(value, float):
+        return float(value) if math.isfinite(value) else None
+    if isinstance(value, Path):
+        return str(value)
+    if hasattr(value, "item") and getattr(value, "ndim", 0) == 0:  # numpy / torch scalar
+        return jsonable(value.item(), other=other)
+    if other is not None:
+        return other(value)
+    raise ObliviateError(f"a value of type {type(value).__name__} is not JSON data")
 
 # caps of the declared ranges: far above any real run, low enough that a typo (epochs=1e12) is refused before
 # a plan of 2e12 steps is built

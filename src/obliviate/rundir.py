@@ -18,7 +18,6 @@
 - `run_dir(out)` = claim + lock; a full disk (ENOSPC/EDQUOT) anywhere in the block is one line naming the path and
   the free space (`DiskFull`); a run that fails before writing anything leaves no trace (the directory it created
   is removed, a user's empty directory loses only the marker). Run-or-reuse of stages on top of it: `stagecache`.
-- `seed_everything(seed)` seeds Python, NumPy and torch (every stage calls it first).
 """
 
 from __future__ import annotations
@@ -27,7 +26,6 @@ import contextlib
 import errno
 import json
 import os
-import random
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -35,7 +33,14 @@ from pathlib import Path
 from typing import Any
 
 from obliviate import ObliviateError
+from obliviate.progress import close_progress_bars, is_main_rank, library_bars_off, progress_bar
 from obliviate.reader import read_json
+
+# the progress helpers live in obliviate.progress; importing them from here (their first home) keeps working
+__all__ = ["DiskFull", "LOCK", "MARKER", "atomic_dir", "atomic_file", "atomic_into", "claim", "close_progress_bars",
+           "disk_full", "disk_full_errors", "is_main_rank", "is_ours", "library_bars_off", "lock", "progress_bar",
+           "public_mode", "record_written", "remove_entry", "remove_ours", "run_dir", "write_bytes", "write_json",
+           "write_json_lines", "write_text"]
 
 MARKER = ".obliviate"
 _UMASK = os.umask(0o022)
@@ -218,69 +223,6 @@ def atomic_into(out: str | Path) -> Iterator[Path]:
         finally:
             with contextlib.suppress(OSError):
                 shutil.rmtree(tmp)
-
-
-def is_main_rank() -> bool:
-    """False in the non-main processes of `accelerate launch` / torchrun (they set RANK): only the main process
-    claims, locks and writes a run directory. Read from the environment, so no process group is needed."""
-    return int(os.environ.get("RANK", "0")) == 0
-
-
-def progress_bar(iterable=None, *, desc: str, progress: bool = True, leave: bool = False, **kw):
-    """obliviate's one progress bar (`tqdm.auto`): shown on the main process only (the other ranks of
-    `accelerate launch` draw none), off when `progress` is False or tqdm's `TQDM_DISABLE` is set, cleared when
-    done unless `leave`."""
-    from tqdm.auto import tqdm
-
-    off = os.environ.get("TQDM_DISABLE", "").lower() in ("1", "true", "yes")
-    return tqdm(iterable, desc=desc, leave=leave, disable=off or not (progress and is_main_rank()), **kw)
-
-
-# (module, is-enabled, disable, enable) of each library's own progress bars
-_LIBRARY_BARS = {
-    "transformers": ("transformers.utils.logging", "is_progress_bar_enabled", "disable_progress_bar",
-                     "enable_progress_bar"),
-    "datasets": ("datasets.utils.logging", "is_progress_bar_enabled", "disable_progress_bar", "enable_progress_bar"),
-}
-
-
-@contextlib.contextmanager
-def library_bars_off(*libraries: str):
-    """The named libraries' own bars ("Loading weights", "Generating train split", ...) off inside, restored
-    after: a command shows one progress display per stage, not a library's bar nested in it."""
-    import importlib
-
-    turned_off = []
-    for name in libraries or tuple(_LIBRARY_BARS):
-        module, enabled, disable, enable = _LIBRARY_BARS[name]
-        mod = importlib.import_module(module)
-        if getattr(mod, enabled)():
-            getattr(mod, disable)()
-            turned_off.append(getattr(mod, enable))
-    try:
-        yield
-    finally:
-        for enable in turned_off:
-            enable()
-
-
-def close_progress_bars() -> None:
-    """Close every open bar (an error or interrupt unwinding past them): the line printed next starts clean
-    instead of on a bar's line, and no stale bar is redrawn under it."""
-    from tqdm import tqdm
-
-    for bar in list(getattr(tqdm, "_instances", ())):
-        bar.close()
-
-
-def seed_everything(seed: int) -> None:
-    """Seed Python's `random`, NumPy and torch."""
-    import numpy as np
-    import torch
-
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
 
 
 def _marker(out: Path) -> dict | None:

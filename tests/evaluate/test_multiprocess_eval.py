@@ -29,7 +29,7 @@ def _close(a, b, path="") -> list[str]:
 def test_two_process_eval_equals_one_process(unlearn_target_dir, world_dir, tmp_path, one_and_two_processes):
     args = ["eval", "--model", str(unlearn_target_dir), "--data", str(world_dir), "max_items=7",
             "max_new_tokens=6", "embedder=null"]
-    _, two = one_and_two_processes(args, port=29531)
+    _, two = one_and_two_processes(args)
     assert two.stdout.count("wrote ") == 1  # the main process reports, the other stays quiet
     res = {k: json.loads((tmp_path / k / "eval.json").read_text()) for k in ("one", "two")}
     items = sum(len(s["items"]) for s in res["one"]["splits"].values())

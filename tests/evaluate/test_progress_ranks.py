@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from obliviate.rundir import close_progress_bars, library_bars_off, progress_bar
+from obliviate.progress import close_progress_bars, library_bars_off, progress_bar
 
 
 def test_bars_only_on_the_main_rank(monkeypatch):
@@ -59,18 +59,28 @@ def test_library_bars_off_inside_and_restored():
 
 
 @pytest.mark.slow
-def test_two_processes_draw_bars_from_rank_0_only(base_dir, world_dir, tmp_path):
+def test_two_processes_draw_bars_from_rank_0_only(base_dir, world_dir, tmp_path, free_port):
     """`obliviate eval` in two gloo CPU processes (torchrun, each rank's stderr to its own file): rank 0 draws the
     stage bars, rank 1 none."""
     env = {k: v for k, v in os.environ.items() if k != "TQDM_DISABLE"}
     env.update(OMP_NUM_THREADS="1", ACCELERATE_USE_CPU="true")
     logs = tmp_path / "logs"
     r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port",
-                        "29547", "--log-dir", str(logs), "--redirects", "2", "-m", "obliviate", "eval", "--model",
-                        str(base_dir), "--data", str(world_dir), "--out", str(tmp_path / "ev"), "max_items=3",
+                        str(free_port), "--log-dir", str(logs), "--redirects", "2", "-m", "obliviate", "eval",
+                        "--model", str(base_dir), "--data", str(world_dir), "--out", str(tmp_path / "ev"), "max_items=3",
                         "max_new_tokens=4", "embedder=null"], env=env, capture_output=True, text=True, timeout=900)
     assert r.returncode == 0, r.stderr[-3000:]
     err = {rank: next(Path(logs).rglob(f"{rank}/stderr.log")).read_text() for rank in (0, 1)}
     assert "forward forget" in err[0] and "%|" in err[0], err[0][-2000:]
     assert "%|" not in err[1] and "forward" not in err[1], err[1][-2000:]
     assert (tmp_path / "ev" / "eval.json").is_file()
+
+
+def test_the_progress_helpers_keep_their_rundir_import_path():
+    """They moved from rundir.py to progress.py: `from obliviate.rundir import progress_bar` (the path the stages,
+    attacks and classifier modules use) names the same functions."""
+    from obliviate import progress, rundir
+
+    for name in ("is_main_rank", "progress_bar", "library_bars_off", "close_progress_bars"):
+        assert getattr(rundir, name) is getattr(progress, name), name
+        assert name in rundir.__all__

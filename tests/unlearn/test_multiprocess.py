@@ -11,7 +11,7 @@ def test_two_processes_follow_the_single_process_loss_curve(unlearn_target_dir, 
                                                             one_and_two_processes):
     args = ["unlearn", "--model", str(unlearn_target_dir), "--data", str(world_dir), "--recipe", "npo+gd",
             "max_steps=4", "lr=3e-3", "warmup_epochs=0", "batch_size=4"]
-    _, two = one_and_two_processes(args, port=29517)
+    _, two = one_and_two_processes(args)
     assert two.stdout.count("unlearned npo+gd") == 1  # the main process reports, the other stays quiet
     rows = {k: [json.loads(line) for line in (tmp_path / k / "log.jsonl").read_text().splitlines()]
             for k in ("one", "two")}

@@ -115,7 +115,7 @@ def test_a_resumed_run_continues_its_curves_and_a_killed_one_closes_its_tracker(
     assert got["probe/forget_prob"] == pytest.approx(dict(enumerate(values)))
 
 
-def test_only_the_main_process_logs_under_accelerate_launch(unlearn_target_dir, world_dir, tmp_path):
+def test_only_the_main_process_logs_under_accelerate_launch(unlearn_target_dir, world_dir, tmp_path, free_port):
     """Two CPU processes (DDP over gloo): one TensorBoard run, its losses those of log.jsonl (the reduced ones)."""
     import os
     from pathlib import Path
@@ -123,7 +123,7 @@ def test_only_the_main_process_logs_under_accelerate_launch(unlearn_target_dir, 
     ddp = Path(__file__).resolve().parents[2] / "src/obliviate/configs/accelerate/cpu_ddp.yaml"
     out = tmp_path / "two"
     done = subprocess.run([sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(ddp),
-                           "--main_process_port", "29533", "-m", "obliviate", "unlearn", "--model",
+                           "--main_process_port", str(free_port), "-m", "obliviate", "unlearn", "--model",
                            str(unlearn_target_dir), "--data", str(world_dir), "--recipe", "npo+gd", "--out", str(out),
                            "max_steps=2", "batch_size=4", "lr=3e-3", "log_with=tensorboard"],
                           env={**os.environ, "OMP_NUM_THREADS": "1", "TQDM_DISABLE": "1"}, capture_output=True,

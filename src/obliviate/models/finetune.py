@@ -33,6 +33,7 @@ import torch
 
 from obliviate import ObliviateError
 from obliviate.config import MAX_BATCH, MAX_EPOCHS, MAX_SEED, MAX_STEPS, MAX_TOKENS, check_ranges, write_run_info
+from obliviate.config import seed_everything
 from obliviate.data.format import IGNORE_INDEX, Collator, QADataset, pad_token_id
 from obliviate.models.device import check_launch, default_mixed_precision
 from obliviate.models.init import training_defaults
@@ -40,7 +41,7 @@ from obliviate.models.loading import model_size_name, save_model
 from obliviate.models.logps import sequence_logps
 from obliviate.models.microbatch import check_micro_batch, choose_micro_batch, resolve_micro_batch
 from obliviate.models.tracking import check_tracker, log_values, start_trackers, stop_trackers, tracker_kwargs
-from obliviate.rundir import seed_everything, write_json_lines
+from obliviate.rundir import write_json_lines
 from obliviate.stats import check_finite_weights
 
 

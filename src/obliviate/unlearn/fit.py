@@ -22,7 +22,7 @@ def accumulation(batch_size: int, micro_batch: int, world: int = 1) -> int:
 
 
 def micro_batch_of(r, batch_size: int) -> int:
-    """Items per forward and backward, per process, for the run `r` (loop._Run) with effective batch `batch_size`:
+    """Items per forward and backward, per process, for the run `r` (setup._Run) with effective batch `batch_size`:
     the whole batch when the objective's loss is not a sum over micro-batches, else fixed by `micro_batch` /
     `grad_accum`, or the largest that fits."""
     cfg, world = r.cfg, r.acc.num_processes

@@ -4,43 +4,38 @@
 
 Plain PyTorch driven by `accelerate.Accelerator` (so `accelerate launch` gives DDP/FSDP/DeepSpeed),
 deterministic on CPU for a fixed seed, resumable from `<out_dir>/checkpoints/step-N/` to the same
-weights as an uninterrupted run.
+weights as an uninterrupted run. The run's setup (the prepared model, the plan, optimiser and schedule in `_Run`)
+is `unlearn.setup`; checkpoint files are `unlearn.checkpoint`.
 """
 
 from __future__ import annotations
 
-import copy
 import json
 import math
-import os
 import time
 import warnings
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import torch
 
 from obliviate import ObliviateError
 from obliviate.reader import read_json_object
-from obliviate.config import write_run_info
-from obliviate.data.format import records_hash, tokenizer_hash
-from obliviate.models.device import autocast_kwargs, check_launch
-from obliviate.models.finetune import adamw
-from obliviate.models.loading import model_fingerprint, model_size_name, save_model, weights_hash
-from obliviate.models.tracking import log_step, start_trackers, stop_trackers, tracker_kwargs
-from obliviate.rundir import seed_everything, write_json, write_text
+from obliviate.config import seed_everything, write_run_info
+from obliviate.models.loading import model_size_name, save_model, weights_hash
+from obliviate.models.tracking import log_step, start_trackers, stop_trackers
+from obliviate.rundir import write_json, write_text
 from obliviate.stats import check_finite_weights
-from obliviate.unlearn.batch import (BatchIndices, UnlearnBatch, UnlearnData, answer_lengths, build_data,
-                                     cache_ref_logps, collate, example_logps, micro_batches, plan, steps_per_epoch)
+from obliviate.unlearn.batch import (UnlearnData, answer_lengths, build_data, cache_ref_logps, collate, example_logps,
+                                     micro_batches)
 from obliviate.unlearn.checkpoint import check_run_dir, latest_checkpoint, load_checkpoint, save_checkpoint
 from obliviate.unlearn.config import DUAL_STEP, UnlearnConfig
-from obliviate.unlearn.fit import accumulation, micro_batch_of
-from obliviate.unlearn.forward import Part, Ref, Views
+from obliviate.unlearn.fit import accumulation
 from obliviate.unlearn.objectives import OBJECTIVES
-from obliviate.unlearn.regularizers import REGULARIZERS, dual_ascent
-from obliviate.unlearn.smoothing import NO_SMOOTHING, SMOOTHERS, Smoother, Step
+from obliviate.unlearn.regularizers import dual_ascent
+from obliviate.unlearn.setup import (_accelerator, _check_inputs, _inputs, _layer_checkpointing, _prepare_model,
+                                     _Run, _start, recipe_needs)
 from obliviate.unlearn.trajectory import Trajectory
+
 
 class UnlearnLog(list):
     """The per-step rows; `.summary` holds forget probability before/after, steps, seconds, resolved lr."""
@@ -61,122 +56,8 @@ def forget_probe(model, data: UnlearnData, sums: torch.Tensor | None = None) -> 
     return {"forget_prob": float(means.exp().mean()), "forget_mean_logp": float(means.mean())}
 
 
-def recipe_needs(cfg: UnlearnConfig) -> set[str]:
-    """What the recipe's parts need: views to tokenize, cached / live reference, own parameters."""
-    parts = [OBJECTIVES[cfg.objective]] + ([REGULARIZERS[cfg.regularizer]] if cfg.regularizer else [])
-    return set().union(*(p.needs for p in parts))
 
 
-def _check_mixed_precision(cfg: UnlearnConfig) -> None:
-    """`mixed_precision=bf16` and `accelerate launch --mixed_precision X` must not disagree (one setting, used;
-    the launcher's "no" is its default, not a choice against bf16)."""
-    launched = os.environ.get("ACCELERATE_MIXED_PRECISION", "no")
-    if cfg.mixed_precision is not None and launched != "no" and launched != cfg.mixed_precision:
-        raise ObliviateError(f"mixed_precision={cfg.mixed_precision} conflicts with accelerate launch's "
-                             f"--mixed_precision {launched}; give one of them")
-
-
-def _autocast(amp: dict, fn, *args):
-    """fn(*args) — a training forward — under autocast when `mixed_precision=bf16` (its backward runs outside
-    it, as torch recommends). The reference cache and the probes are not training passes: they stay fp32, so
-    the before/after forget probes compare like with like."""
-    with torch.autocast(**amp):
-        return fn(*args)
-
-
-def _layer_checkpointing(model, *, on: bool) -> None:
-    """transformers' activation checkpointing of every decoder layer (non-reentrant) on or off; the 5.x name
-    where it exists (the 4.x `gradient_checkpointing_*` name is deprecated there)."""
-    if hasattr(model, "activation_checkpointing_enable"):
-        if on:
-            model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
-        else:
-            model.activation_checkpointing_disable()
-    elif on:
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-    else:
-        model.gradient_checkpointing_disable()
-
-
-def _prepare_model(model, cfg: UnlearnConfig, objective, needs: set[str], ref_model):
-    """LoRA wrap or choose the trainable parameters; build the live reference for kl / rmu."""
-    if cfg.gradient_checkpointing:
-        if not getattr(model, "supports_gradient_checkpointing", False):
-            raise ObliviateError(f"gradient_checkpointing=true: {type(model).__name__} does not support it")
-        _layer_checkpointing(model, on=True)
-    if cfg.lora:
-        from obliviate.models.lora import add_lora
-
-        model = add_lora(model, r=cfg.lora_r, alpha=cfg.lora_alpha, dropout=cfg.lora_dropout)
-    elif objective.params is not None:
-        keep = {id(p) for p in objective.params(model, cfg)}
-        for p in model.parameters():
-            p.requires_grad_(id(p) in keep)
-    else:
-        for p in model.parameters():
-            p.requires_grad_(True)
-    ref = None
-    if "ref_model" in needs:
-        if ref_model is not None:
-            ref = Ref(ref_model.eval())
-        elif cfg.lora:  # the base model is the adapter-disabled policy: no second copy
-            ref = Ref(model, model.disable_adapter)
-        else:
-            frozen = copy.deepcopy(model).eval()
-            frozen.requires_grad_(False)
-            ref = Ref(frozen)
-    return model, ref
-
-
-@dataclass
-class _Run:
-    """What the steps of one run share: the recipe's parts, the prepared model and optimiser, the plan."""
-
-    cfg: UnlearnConfig
-    model: Any
-    ref: Ref | None
-    data: UnlearnData
-    acc: Any
-    objective: Part
-    regularizer: Part | None
-    smoother: Smoother
-    batches: list[BatchIndices]  # one effective batch per optimiser step
-    per_epoch: int
-    total: int
-    amp: dict = field(default_factory=lambda: dict(device_type="cpu", enabled=False))  # torch.autocast kwargs
-    opt: Any = None
-    sched: Any = None
-    params: list = field(default_factory=list)
-    tracker: Any = None
-    micro_batch: int = 0  # items per forward and backward, per process
-    lam: float = 1.0  # λ; moved by dual ascent when retain_constraint is set
-    compiled: Any = None  # torch.compile(model) for the training forwards (`compile=true`), else None (eager)
-    out: Path | None = None
-
-    @property
-    def keep_width(self) -> bool:
-        """Whether a part's mean counts padding positions (micro-batches keep the effective batch's width)."""
-        return any(p is not None and p.counts_padding is not None and p.counts_padding(self.cfg)
-                   for p in (self.objective, self.regularizer))
-
-    def weigh(self, forget, retain):
-        return self.cfg.alpha * forget + self.lam * retain  # SPEC §1: L = α·L_f + λ·L_r
-
-    def loss_weights(self, row: dict) -> dict:
-        """α and the λ step `row` used (its row's under dual ascent, else the fixed one), for a tracker."""
-        return {"alpha": self.cfg.alpha, **({"lam": row.get("lam", self.lam)} if self.regularizer else {})}
-
-    def step_closure(self, batch: UnlearnBatch, micro: list[UnlearnBatch], seed: int) -> Step:
-        """The smoother's view of one effective batch `batch`, processed as the micro-batches `micro`."""
-        world = self.acc.num_processes  # DDP averages the processes' gradients: each adds its shard's share
-        cfg, amp, model, ref = self.cfg, self.amp, self.model, self.ref
-
-        def views(k, forward=None):
-            return Views(model, micro[k], ref=ref, forward=self.compiled if forward is None else forward, step=batch)
-        return Step(forget=lambda k, forward=None: _autocast(amp, self.objective, views(k, forward), cfg),
-                    retain=(lambda k: _autocast(amp, self.regularizer, views(k), cfg)) if self.regularizer else None,
-                    weigh=self.weigh, params=self.params, model=model, cfg=cfg, micro_batches=len(micro),
-                    backward=(lambda loss: self.acc.backward(loss * world)), seed=seed)
 
 
 def unlearn(model, tokenizer, forget_records: list[dict], retain_records: list[dict] | None = None,
@@ -193,22 +74,13 @@ def unlearn(model, tokenizer, forget_records: list[dict], retain_records: list[d
     exception it raises ends the run there, e.g. optuna.TrialPruned); `reference` holds the `retain:<metric>`
     values of the rules (`unlearn.trajectory`).
     """
-    from accelerate import Accelerator
-
     cfg = cfg or UnlearnConfig()
     needs = recipe_needs(cfg)
     refusals = _check_inputs(cfg, needs, retain_records, refusals, ref_model)
     Trajectory.check(cfg, probe, reference)  # rule metric names against the probe's, before any work
     out = Path(out_dir) if out_dir is not None else None
-    inputs = {"model_fingerprint": model_fingerprint(model) if out is not None else None,
-              "forget_hash": records_hash(forget_records), "retain_hash": records_hash(retain_records),
-              "ref_model_fingerprint": model_fingerprint(ref_model) if out is not None and ref_model else None,
-              "refusals_hash": records_hash(refusals), "tokenizer_hash": tokenizer_hash(tokenizer)}
-    # multi-process: only the main process claims and writes `out`; the schedule steps once per optimiser step
-    _check_mixed_precision(cfg)
-    acc = Accelerator(cpu=not torch.cuda.is_available(), step_scheduler_with_optimizer=False,
-                      **tracker_kwargs(cfg.log_with, cfg.tracker_dir, out))  # log_with unset: no tracker
-    check_launch(acc)
+    inputs = _inputs(model, tokenizer, forget_records, retain_records, refusals, ref_model, writes=out is not None)
+    acc = _accelerator(cfg, out)  # multi-process: only the main process claims and writes `out`
     check_run_dir(out if acc.is_main_process else None, cfg, inputs, resume=resume, overwrite=overwrite)
     size = model_size_name(model)
     hp = cfg.hyperparams(size)
@@ -275,44 +147,6 @@ def _steps(r: _Run, start: int, log: list[dict], traj: Trajectory | None, progre
     return log[-1]["step"] if log else 0
 
 
-def _check_inputs(cfg: UnlearnConfig, needs: set[str], retain_records, refusals, ref_model) -> list[str] | None:
-    """The recipe's inputs are there (retain records, a reference model); the refusals it needs, loaded."""
-    if needs & {"retain", "retain_alternate"} and not retain_records:
-        raise ObliviateError(f"recipe {cfg.recipe} needs retain records (a retain split)")
-    if needs & {"alternate", "retain_alternate"} and not refusals:
-        from obliviate.data.loading import load_refusals
-
-        refusals = load_refusals()
-    if cfg.reference == "original" and ref_model is None:
-        raise ObliviateError("reference=original needs ref_model (the model before the first unlearning task)")
-    return refusals
-
-
-def _start(cfg: UnlearnConfig, hp, model, ref, data: UnlearnData, acc) -> _Run:
-    """The plan, optimiser, schedule and weight tracker of a run, the model prepared by `acc`, the micro-batch."""
-    from transformers import get_constant_schedule_with_warmup, get_linear_schedule_with_warmup
-
-    per_epoch = steps_per_epoch(len(data.forget), hp.batch_size)
-    total = cfg.max_steps or max(1, round(hp.epochs * per_epoch))
-    batches = plan(len(data.forget), len(data.retain) if data.retain else None, batch_size=hp.batch_size,
-                   batches=total, seed=cfg.seed)
-    opt = adamw(model.parameters(), lr=hp.lr, weight_decay=cfg.weight_decay)
-    warmup = min(total, round(cfg.warmup_epochs * per_epoch))
-    sched = (get_linear_schedule_with_warmup(opt, warmup, total) if cfg.schedule == "linear"
-             else get_constant_schedule_with_warmup(opt, warmup))
-    model, opt, sched = acc.prepare(model, opt, sched)
-    smoother = SMOOTHERS[cfg.smoothing] if cfg.smoothing else NO_SMOOTHING
-    r = _Run(cfg=cfg, model=model, ref=ref, data=data, acc=acc, objective=OBJECTIVES[cfg.objective],
-             regularizer=REGULARIZERS[cfg.regularizer] if cfg.regularizer else None, smoother=smoother,
-             batches=batches, per_epoch=per_epoch, total=total, opt=opt, sched=sched, lam=cfg.lam,
-             amp=autocast_kwargs(acc.device, None if cfg.mixed_precision is None else cfg.mixed_precision == "bf16"))
-    r.params = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
-    r.tracker = smoother.tracker(r.params, cfg, total) if smoother.tracker else None
-    model.train()  # the trial step of micro_batch=auto is a training pass
-    r.micro_batch = micro_batch_of(r, hp.batch_size)
-    # the training forwards only (set after the micro_batch=auto trial, which measures eager's saved tensors)
-    r.compiled = torch.compile(model) if cfg.compile else None
-    return r
 
 
 def _resume(r: _Run, resume: bool, run_info: dict, traj: Trajectory | None) -> tuple[int, list[dict]]:
