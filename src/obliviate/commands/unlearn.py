@@ -34,7 +34,7 @@ def add_arguments(p):
     p.add_argument("--seed", type=int, default=None)
     add_lora(p, "train a LoRA adapter (peft), merged at the end")
     p.add_argument("--max-memory", type=float, default=None, metavar="GIB",
-                   help="peak memory the run may use on CPU, for micro_batch=auto (default: 1/8 of what is available)")
+                   help="peak memory the run may use on CPU, for micro_batch=auto (default: half of what is available)")
     add_original_model(p, "the reference of npo/dpo/kl/rmu/undial", dest="ref_model", old=("--ref-model",))
     p.add_argument("--reference-eval", default=None, metavar="EVAL_JSON",
                    help="a retain or holdout model's eval.json: the retain:<metric> values of stop/guard/select rules")

@@ -23,9 +23,10 @@ import torch
 
 from obliviate import ObliviateError
 
-MEMORY_FRACTION = 0.125  # of the memory available at start: the default CPU budget (a laptop or a shared machine
-# runs other things; on a 23 GiB machine it is 2.9 GiB, where SmolLM2-135M's weights, gradients and AdamW
-# moments alone take 2.0 GiB)
+MEMORY_FRACTION = 0.5  # of the memory available at start: the default CPU budget. It was 1/8 until
+# 2026-12-05: on a 24 GiB machine with 15 GiB free that is 1.9 GiB, below SmolLM2-135M's weights, gradients and
+# AdamW moments (2.2 GiB) alone, so every run took 1 item per pass at 1.38x the CPU (docs/speed.md); half of what
+# is free still leaves the other half to the rest of the machine
 BACKWARD_FACTOR = 2.0  # peak ≈ BACKWARD_FACTOR × the live tensors saved for backward (activation gradients)
 GIB = 2 ** 30
 WEIGHT_COPIES = 3  # weight-sized buffers a run adds once it trains: the gradient and AdamW's two moments
