@@ -150,8 +150,9 @@ def run_ours(work: Path, world: Path, parity: str) -> dict:
     out = work / f"obliviate-{parity}"
     if not (out / "eval.json").is_file():
         t0 = time.time()
-        run(["nice", "-n", "5", "/usr/bin/time", "-v", "-o", f"{out}.time.txt", sys.executable, "-m", "obliviate", "eval", "--model", "smollm2-135m-instruct",
-             "--data", str(world), "--out", str(out), "--overwrite", f"parity={parity}", "embedder=null",
+        run(["nice", "-n", "5", "/usr/bin/time", "-v", "-o", f"{out}.time.txt", sys.executable, "-m", "obliviate",
+             "eval", "--model", "smollm2-135m-instruct", "--data", str(world), "--out", str(out), "--overwrite",
+             f"parity={parity}", "embedder=null",
              "batch_size=32", "gen_batch_size=32"])
         (out / "seconds.txt").write_text(f"{time.time() - t0:.0f}\n")
         Path(f"{out}.time.txt").rename(out / "time.txt")  # the run directory is claimed by `eval`: written after
@@ -251,9 +252,10 @@ def main() -> None:
     ap.add_argument("--work", default="/tmp/ou_parity", help="scratch directory (outside the repository)")
     ap.add_argument("--mirror", default=MIRROR, help="bare git dir of open-unlearning holding commit " + COMMIT)
     ap.add_argument("--preset", default="demo", help="obliviate world preset")
-    ap.add_argument("--rows", choices=("train", "eval", "all"), default="train", help="which rows to run (default train)")
+    ap.add_argument("--rows", choices=("train", "eval", "all"), default="train", help="rows to run (default train)")
     ap.add_argument("--reps", type=int, default=2, help="repetitions of the alternating training runs (default 2)")
-    ap.add_argument("--steps", type=int, default=10, help="the long run's steps: s/step = (t_steps − t2)/(steps − 2)")
+    ap.add_argument("--steps", type=int, default=10,
+                    help="the long run's steps (default 10): s/step = (t_steps − t2)/(steps − 2)")
     ap.add_argument("--nice", type=int, default=5, help="niceness of every measured run, both tools (default 5)")
     ap.add_argument("--ours", nargs="*", default=[], metavar="K=V", help="extra `obliviate unlearn` overrides")
     ap.add_argument("--table-only", action="store_true", help="print the tables from earlier runs")

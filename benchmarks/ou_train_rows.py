@@ -33,7 +33,8 @@ METHODS = {"NPO": "npo+gd", "GradDiff": "ga+gd"}  # open-unlearning trainer → 
 TIME_V = {"rss_gib": r"Maximum resident set size \(kbytes\): (\d+)", "user_s": r"User time \(seconds\): ([\d.]+)",
           "sys_s": r"System time \(seconds\): ([\d.]+)",
           "wall_s": r"Elapsed \(wall clock\) time \(h:mm:ss or m:ss\): ([\d:.]+)"}
-TARGETS = {"s_per_step": "≤ 0.50", "wall": "≤ 10 s for obliviate", "rss": "≤ 3.0 GiB by default", "eval": "≤ 0.33"}
+TARGETS = {"s_per_step": "≤ 0.50", "wall": "≤ 10 s for obliviate", "rss": "≤ 3.0 GiB by default",
+           "eval": "≤ 0.33"}  # the last column
 
 
 def time_v(path: Path) -> dict:
@@ -91,8 +92,8 @@ def run_ou(ou: dict, method: str, steps: int, rep: int, nice: int) -> dict:
     name = f"side_{method}_s{steps}_r{rep}"
     out = ou["src"] / "saves" / "unlearn" / name
     shutil.rmtree(out, ignore_errors=True)  # hydra's run dir: a stale one would keep an old trainer_state.json
-    row = timed([ou["py"], "src/train.py", *ou_overrides(ou["model"], method, steps, name)], ou["work"] / "train" / name,
-                cwd=ou["src"], env=ou["env"], nice=nice)
+    row = timed([ou["py"], "src/train.py", *ou_overrides(ou["model"], method, steps, name)],
+                ou["work"] / "train" / name, cwd=ou["src"], env=ou["env"], nice=nice)
     history = read_json_object(out / "trainer_state.json")["log_history"]
     row["train_s"] = next(h["train_runtime"] for h in history if "train_runtime" in h)
     row["losses"] = [h["loss"] for h in history if "loss" in h]
@@ -100,7 +101,8 @@ def run_ou(ou: dict, method: str, steps: int, rep: int, nice: int) -> dict:
     return row
 
 
-def run_ours(work: Path, world: Path, recipe: str, steps: int, rep: int, nice: int, env: dict, extra: list[str]) -> dict:
+def run_ours(work: Path, world: Path, recipe: str, steps: int, rep: int, nice: int, env: dict,
+             extra: list[str]) -> dict:
     from obliviate.reader import read_json_lines, read_json_object
 
     out = work / "train" / f"side_{recipe}_s{steps}_r{rep}"
