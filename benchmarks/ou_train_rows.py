@@ -207,8 +207,18 @@ def write_ratios(work: Path, runs: list[dict], eval_row: dict | None, info: dict
     write_text(work / "ratios.md", f"{md}\n\nMachine: {m['cpu']}, {m['cores']} cores; load average at start "
                f"{', '.join(f'{x:.2f}' for x in m['load_average'])}, at end "
                f"{', '.join(f'{x:.2f}' for x in info['load_average_end'])}. {info['reps']} repetition(s), runs "
-               f"alternating (open-unlearning, obliviate); open-unlearning at {info['ou_commit']}; {info['date']}.\n")
+               f"alternating (open-unlearning, obliviate); open-unlearning at {info['ou_commit']}; {info['date']}."
+               f"{_micro_batches(runs)}\n")
     return md
+
+
+def _micro_batches(runs: list[dict]) -> str:
+    """obliviate's micro-batch per recipe (`micro_batch=auto` sizes it from the memory free at start)."""
+    mb = {METHODS[r["method"]]: set() for r in runs if r["tool"] == "obliviate"}
+    for r in runs:
+        if r["tool"] == "obliviate":
+            mb[METHODS[r["method"]]].add(r.get("micro_batch"))
+    return "".join(f" obliviate {k}: micro-batch {', '.join(map(str, sorted(v, key=str)))}." for k, v in mb.items())
 
 
 def main() -> None:
