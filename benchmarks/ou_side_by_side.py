@@ -7,7 +7,7 @@
 Training rows (ou_train_rows.py, whose docstring gives the workload and the s/step definition): per repetition,
 per method (NPO ↔ npo+gd, GradDiff ↔ ga+gd), a 10-step and a 2-step run of open-unlearning's `src/train.py`
 then of `obliviate unlearn`, each under `/usr/bin/time -v`. The evaluation row: `src/eval.py` against
-`obliviate eval parity=open-unlearning` (and paper mode), cached in <work> (delete a result to re-run it).
+`obliviate eval parity=open-unlearning` (and paper mode), one run each, cached in <work> (--rerun-eval re-runs).
 The table (figure | open-unlearning | obliviate | ÷ | target; means with each repetition in brackets) is printed
 and written to <work>/ratios.md, every run's figures to <work>/ratios.json.
 
@@ -215,6 +215,11 @@ def table(ou: dict[str, float], paper: dict[str, float] | None, par: dict[str, f
 
 def eval_rows(work: Path, src: Path, args) -> dict:
     """The evaluation row (runs cached: an existing result is reused) after printing the parity table."""
+    if args.rerun_eval and not args.table_only:  # the cached results kept aside, named by the time of the re-run
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        for d in (src / "saves" / "eval" / "parity", work / "obliviate-paper", work / "obliviate-open-unlearning"):
+            if d.exists():
+                d.rename(d.with_name(f"{d.name}.{stamp}"))
     if not args.table_only:
         py, model = setup_venv(work), setup_model(work)
         world = setup_data(work, src, args.preset)
@@ -258,6 +263,8 @@ def main() -> None:
                     help="the long run's steps (default 10): s/step = (t_steps − t2)/(steps − 2)")
     ap.add_argument("--nice", type=int, default=5, help="niceness of every measured run, both tools (default 5)")
     ap.add_argument("--ours", nargs="*", default=[], metavar="K=V", help="extra `obliviate unlearn` overrides")
+    ap.add_argument("--rerun-eval", action="store_true",
+                    help="re-run the evaluation row (its cached results are renamed <dir>.<time>, not deleted)")
     ap.add_argument("--table-only", action="store_true", help="print the tables from earlier runs")
     args = ap.parse_args()
     if args.reps < 1 or args.steps < 3:
