@@ -277,8 +277,11 @@ def main() -> None:
         eval_row = eval_rows(work, src, args) if args.rows in ("eval", "all") else saved.get("eval")
         print(ratios_table(figures(saved.get("runs", [])) if args.rows != "eval" else None, eval_row))
         return
-    info = {"machine": machine(), "ou_commit": COMMIT, "reps": args.reps, "steps": args.steps, "rows": args.rows,
-            "date": time.strftime("%Y-%m-%d %H:%M %Z"), "ours_overrides": args.ours}
+    head = subprocess.run(["git", "-C", str(Path(__file__).parent), "rev-parse", "HEAD"], capture_output=True,
+                          text=True).stdout.strip() or None  # None: not run from a git checkout
+    info = {"machine": machine(), "ou_commit": COMMIT, "ou_pip": PIP, "obliviate_commit": head, "reps": args.reps,
+            "steps": args.steps, "rows": args.rows, "date": time.strftime("%Y-%m-%d %H:%M %Z"),
+            "ours_overrides": args.ours, "nice": args.nice}
     eval_row = eval_rows(work, src, args) if args.rows in ("eval", "all") else None
     runs = train_rows(work, src, args) if args.rows in ("train", "all") else []
     info["load_average_end"] = os.getloadavg()
