@@ -14,8 +14,9 @@ and written to <work>/ratios.md, every run's figures to <work>/ratios.json.
 Set-up (all under --work, never inside this repository; nothing of open-unlearning is committed here):
   * open-unlearning's source at d3d7cf9, `git archive`d from the lead's mirror (--mirror);
   * a venv with its requirements.txt from PyPI (+ its lm-eval extra, which evals/__init__.py imports), torch==2.13.0
-    from the local wheel (as scripts/setup.sh), without bitsandbytes / tensorboard (unused by eval) and deepspeed
-    (GPU-only; rmu.py imports it at module level, so an empty module in <work>/shims stands in);
+    from the local wheel (as scripts/setup.sh), without bitsandbytes / tensorboard (unused by eval, and by train
+    with optim=adamw_torch report_to=none) and deepspeed (GPU-only; rmu.py imports it at module level, so an
+    empty module in <work>/shims stands in);
   * SmolLM2-135M-Instruct's fp32 copy (`obliviate.models.loading`) re-described for transformers 4.45.1: that
     version reads neither `rope_parameters` (it would fall back to rope_theta = 10 000) nor the
     `TokenizersBackend` tokenizer class, so config.json / tokenizer_config.json are rewritten (weights symlinked);
