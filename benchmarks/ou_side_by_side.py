@@ -1,13 +1,22 @@
-"""open-unlearning's TOFU evaluation next to `obliviate eval parity=open-unlearning`, on the same model and data.
+"""open-unlearning next to obliviate on one machine (issue 27's table): training speed, set-up, memory, evaluation.
 
-    python benchmarks/ou_side_by_side.py --work /tmp/ou_parity            # set up, run both, print the table
-    python benchmarks/ou_side_by_side.py --work /tmp/ou_parity --table-only
+    python benchmarks/ou_side_by_side.py --work /tmp/ou_parity               # training rows, 2 repetitions
+    python benchmarks/ou_side_by_side.py --work /tmp/ou_parity --rows all    # + the TOFU evaluation row and parity
+    python benchmarks/ou_side_by_side.py --work /tmp/ou_parity --rows all --table-only   # print, run nothing
+
+Training rows (ou_train_rows.py, whose docstring gives the workload and the s/step definition): per repetition,
+per method (NPO ↔ npo+gd, GradDiff ↔ ga+gd), a 10-step and a 2-step run of open-unlearning's `src/train.py`
+then of `obliviate unlearn`, each under `/usr/bin/time -v`. The evaluation row: `src/eval.py` against
+`obliviate eval parity=open-unlearning` (and paper mode), one run each, cached in <work> (--rerun-eval re-runs).
+The table (figure | open-unlearning | obliviate | ÷ | target; means with each repetition in brackets) is printed
+and written to <work>/ratios.md, every run's figures to <work>/ratios.json.
 
 Set-up (all under --work, never inside this repository; nothing of open-unlearning is committed here):
   * open-unlearning's source at d3d7cf9, `git archive`d from the lead's mirror (--mirror);
   * a venv with its requirements.txt from PyPI (+ its lm-eval extra, which evals/__init__.py imports), torch==2.13.0
-    from the local wheel (as scripts/setup.sh), without bitsandbytes / tensorboard (unused by eval) and deepspeed
-    (GPU-only; rmu.py imports it at module level, so an empty module in <work>/shims stands in);
+    from the local wheel (as scripts/setup.sh), without bitsandbytes / tensorboard (unused by eval, and by train
+    with optim=adamw_torch report_to=none) and deepspeed (GPU-only; rmu.py imports it at module level, so an
+    empty module in <work>/shims stands in);
   * SmolLM2-135M-Instruct's fp32 copy (`obliviate.models.loading`) re-described for transformers 4.45.1: that
     version reads neither `rope_parameters` (it would fall back to rope_theta = 10 000) nor the
     `TokenizersBackend` tokenizer class, so config.json / tokenizer_config.json are rewritten (weights symlinked);
@@ -15,8 +24,9 @@ Set-up (all under --work, never inside this repository; nothing of open-unlearni
     (JSON lines + a README `configs:` block), which `datasets.load_dataset("locuslab/TOFU", name=...)` reads
     offline from the working directory. The world has no real-authors split: its Model Utility rows are removed
     on both sides (6 of TOFU's 9 values, as obliviate's world always has).
-open-unlearning runs `src/eval.py experiment=eval/tofu/default` with Hydra overrides only (CPU, fp32, sdpa, the
-template's own system prompt). Timings are whatever this machine gives; quote them with what else was running.
+open-unlearning runs `src/eval.py experiment=eval/tofu/default` and `src/train.py experiment=unlearn/tofu/default`
+with Hydra overrides only (CPU, fp32, sdpa, the template's own system prompt). Timings are whatever this machine
+gives; quote them with what else was running (ratios.md records the load average at start and end).
 """
 
 from __future__ import annotations
@@ -29,11 +39,16 @@ import sys
 import time
 from pathlib import Path
 
+from ou_train_rows import alternate, figures, table as ratios_table, time_v, write_ratios
+
+from obliviate.pipeline.bench import machine
+
 COMMIT = "d3d7cf9"
 MIRROR = "/work/.mirror/locuslab+open-unlearning/repo"
 PIP = ["huggingface-hub==0.29.1", "transformers==4.45.1", "numpy==2.2.3", "hydra-core==1.3", "hydra_colorlog==1.2.0",
        "datasets==3.0.1", "accelerate==0.34.2", "rouge-score==0.1.2", "scipy==1.14.1", "scikit-learn==1.5.2"]
-SPLITS = ("forget10_perturbed", "holdout10", "retain_perturbed", "world_facts_perturbed")
+SPLITS = ("forget10_perturbed", "holdout10", "retain_perturbed", "world_facts_perturbed",  # evaluation
+          "forget10", "retain90")  # training
 RA_METRICS = ("ra_Q_A_Prob_normalised", "ra_Q_A_ROUGE", "ra_Truth_Ratio")
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
        "OMP_WAIT_POLICY": "PASSIVE", "TOKENIZERS_PARALLELISM": "false"}
@@ -42,6 +57,15 @@ ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TRANSFO
 def run(cmd: list[str], **kw) -> None:
     print("+", " ".join(map(str, cmd)), flush=True)
     subprocess.run(cmd, check=True, env=kw.pop("env", ENV), **kw)
+
+
+def shim(work: Path) -> Path:
+    """src/trainer/unlearn/rmu.py:5 imports deepspeed at module level (train.py and eval.py import it), never
+    calls it on these paths, and it is GPU-only: an empty module in <work>/shims stands in."""
+    (work / "shims" / "deepspeed").mkdir(parents=True, exist_ok=True)
+    (work / "shims" / "deepspeed" / "__init__.py").write_text('"""Empty stand-in: imported by open-unlearning, '
+                                                              'never used on CPU."""\n')
+    return work / "shims"
 
 
 def setup_source(work: Path, mirror: str) -> Path:
@@ -115,12 +139,10 @@ def run_ou(work: Path, py: Path, src: Path, model: Path) -> dict:
             "~model.template_args.date_string",
             *[f"~eval.tofu.metrics.model_utility.pre_compute.{m}" for m in RA_METRICS],
         ]
-        shim = work / "shims" / "deepspeed"  # src/trainer/unlearn/rmu.py:5 imports it at module level; eval never
-        shim.mkdir(parents=True, exist_ok=True)  # calls it, and it is GPU-only: an empty module stands in
-        (shim / "__init__.py").write_text('"""Empty stand-in: imported by open-unlearning, never used by eval."""\n')
+        out.mkdir(parents=True, exist_ok=True)
         t0 = time.time()
-        run(["nice", "-n", "5", str(py), "src/eval.py", *overrides], cwd=src,
-            env={**ENV, "PYTHONPATH": str(work / "shims")})
+        run(["nice", "-n", "5", "/usr/bin/time", "-v", "-o", str(out / "time.txt"), str(py), "src/eval.py",
+             *overrides], cwd=src, env={**ENV, "PYTHONPATH": str(shim(work))})
         (out / "seconds.txt").write_text(f"{time.time() - t0:.0f}\n")
     return json.loads((out / "TOFU_EVAL.json").read_text())
 
@@ -129,10 +151,12 @@ def run_ours(work: Path, world: Path, parity: str) -> dict:
     out = work / f"obliviate-{parity}"
     if not (out / "eval.json").is_file():
         t0 = time.time()
-        run(["nice", "-n", "5", sys.executable, "-m", "obliviate", "eval", "--model", "smollm2-135m-instruct",
-             "--data", str(world), "--out", str(out), "--overwrite", f"parity={parity}", "embedder=null",
+        run(["nice", "-n", "5", "/usr/bin/time", "-v", "-o", f"{out}.time.txt", sys.executable, "-m", "obliviate",
+             "eval", "--model", "smollm2-135m-instruct", "--data", str(world), "--out", str(out), "--overwrite",
+             f"parity={parity}", "embedder=null",
              "batch_size=32", "gen_batch_size=32"])
         (out / "seconds.txt").write_text(f"{time.time() - t0:.0f}\n")
+        Path(f"{out}.time.txt").rename(out / "time.txt")  # the run directory is claimed by `eval`: written after
     return json.loads((out / "eval.json").read_text())
 
 
@@ -190,33 +214,80 @@ def table(ou: dict[str, float], paper: dict[str, float] | None, par: dict[str, f
     return "\n".join(lines)
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--work", default="/tmp/ou_parity", help="scratch directory (outside the repository)")
-    ap.add_argument("--mirror", default=MIRROR, help="bare git dir of open-unlearning holding commit " + COMMIT)
-    ap.add_argument("--preset", default="demo", help="obliviate world preset")
-    ap.add_argument("--table-only", action="store_true", help="print the table from earlier runs")
-    args = ap.parse_args()
-    work = Path(args.work)
-    work.mkdir(parents=True, exist_ok=True)
-    src = setup_source(work, args.mirror)
+def eval_rows(work: Path, src: Path, args) -> dict:
+    """The evaluation row (runs cached: an existing result is reused) after printing the parity table."""
+    if args.rerun_eval and not args.table_only:  # the cached results kept aside, named by the time of the re-run
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        for d in (src / "saves" / "eval" / "parity", work / "obliviate-paper", work / "obliviate-open-unlearning"):
+            if d.exists():
+                d.rename(d.with_name(f"{d.name}.{stamp}"))
     if not args.table_only:
-        py = setup_venv(work)
-        model = setup_model(work)
+        py, model = setup_venv(work), setup_model(work)
         world = setup_data(work, src, args.preset)
         run_ou(work, py, src, model)
         for parity in ("paper", "open-unlearning"):
             run_ours(work, world, parity)
-    ou = json.loads((src / "saves" / "eval" / "parity" / "TOFU_EVAL.json").read_text())
+    ou_dir = src / "saves" / "eval" / "parity"
+    ou = json.loads((ou_dir / "TOFU_EVAL.json").read_text())
     mine = {p: json.loads((work / f"obliviate-{p}" / "eval.json").read_text()) for p in ("paper", "open-unlearning")
             if (work / f"obliviate-{p}" / "seconds.txt").is_file()}
     paper = our_rows(mine["paper"]) if "paper" in mine else None
     print(table(ou_rows(ou), paper, our_rows(mine["open-unlearning"])))
     print("\n".join(generation_agreement(ou, mine["open-unlearning"])))
-    for name, d in [("open-unlearning", src / "saves" / "eval" / "parity")] + \
-            [(f"obliviate {p}", work / f"obliviate-{p}") for p in mine]:
+    for name, d in [("open-unlearning", ou_dir)] + [(f"obliviate {p}", work / f"obliviate-{p}") for p in mine]:
         if (d / "seconds.txt").is_file():
             print(f"{name}: {(d / 'seconds.txt').read_text().strip()} s")
+    return {tool: {"wall_s": float((d / "seconds.txt").read_text()),  # time.txt: runs from before it was recorded
+                   "rss_gib": time_v(d / "time.txt")["rss_gib"] if (d / "time.txt").is_file() else None}
+            for tool, d in (("open-unlearning", ou_dir), ("obliviate", work / "obliviate-open-unlearning"))}
+
+
+def train_rows(work: Path, src: Path, args) -> list[dict]:
+    """The training rows' runs, alternating (ou_train_rows.alternate)."""
+    ou = {"work": work, "src": src, "py": setup_venv(work), "model": setup_model(work),
+          "env": {**ENV, "PYTHONPATH": str(shim(work))}}
+    world = setup_data(work, src, args.preset)
+    return alternate(ou, work, world, args.reps, args.steps, args.nice, ENV, args.ours)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0],
+                                 epilog="Rows: --rows train (default) runs the training rows (NPO / GradDiff s/step, "
+                                        "2-step wall and peak RSS; ou_train_rows.py); --rows eval the TOFU evaluation "
+                                        "row and parity table; --rows all both. Writes <work>/ratios.md and .json.")
+    ap.add_argument("--work", default="/tmp/ou_parity", help="scratch directory (outside the repository)")
+    ap.add_argument("--mirror", default=MIRROR, help="bare git dir of open-unlearning holding commit " + COMMIT)
+    ap.add_argument("--preset", default="demo", help="obliviate world preset")
+    ap.add_argument("--rows", choices=("train", "eval", "all"), default="train", help="rows to run (default train)")
+    ap.add_argument("--reps", type=int, default=2, help="repetitions of the alternating training runs (default 2)")
+    ap.add_argument("--steps", type=int, default=10,
+                    help="the long run's steps (default 10): s/step = (t_steps − t2)/(steps − 2)")
+    ap.add_argument("--nice", type=int, default=5, help="niceness of every measured run, both tools (default 5)")
+    ap.add_argument("--ours", nargs="*", default=[], metavar="K=V", help="extra `obliviate unlearn` overrides")
+    ap.add_argument("--rerun-eval", action="store_true",
+                    help="re-run the evaluation row (its cached results are renamed <dir>.<time>, not deleted)")
+    ap.add_argument("--table-only", action="store_true", help="print the tables from earlier runs")
+    args = ap.parse_args()
+    if args.reps < 1 or args.steps < 3:
+        raise SystemExit("--reps must be ≥ 1 and --steps ≥ 3 (s/step needs a run longer than the 2-step one)")
+    work = Path(args.work)
+    work.mkdir(parents=True, exist_ok=True)
+    src = setup_source(work, args.mirror)
+    if args.table_only:  # nothing runs and nothing is written
+        saved = json.loads((work / "ratios.json").read_text()) if (work / "ratios.json").is_file() else {}
+        eval_row = eval_rows(work, src, args) if args.rows in ("eval", "all") else saved.get("eval")
+        print(ratios_table(figures(saved.get("runs", [])) if args.rows != "eval" else None, eval_row))
+        return
+    head = subprocess.run(["git", "-C", str(Path(__file__).parent), "rev-parse", "HEAD"], capture_output=True,
+                          text=True).stdout.strip() or None  # None: not run from a git checkout
+    info = {"machine": machine(), "ou_commit": COMMIT, "ou_pip": PIP, "obliviate_commit": head, "reps": args.reps,
+            "steps": args.steps, "rows": args.rows, "date": time.strftime("%Y-%m-%d %H:%M %Z"),
+            "ours_overrides": args.ours, "nice": args.nice}
+    eval_row = eval_rows(work, src, args) if args.rows in ("eval", "all") else None
+    runs = train_rows(work, src, args) if args.rows in ("train", "all") else []
+    info["load_average_end"] = os.getloadavg()
+    print(write_ratios(work, runs, eval_row, info))
+    print(f"saved {work / 'ratios.md'} and {work / 'ratios.json'}")
 
 
 if __name__ == "__main__":
