@@ -42,11 +42,11 @@ import torch
 from obliviate import ObliviateError
 from obliviate.attack.quantize import QA_BENCHMARKS, check_benchmark
 from obliviate.config import MAX_BATCH, MAX_SEED, check_ranges, versions
-from obliviate.data.format import IGNORE_INDEX, encode_prompt, format_answer, pad_batch, pad_token_id
+from obliviate.data.format import IGNORE_INDEX, encode_prompt, format_answer, pad_token_id
 from obliviate.evaluate import EvalConfig
 from obliviate.evaluate.mcq import mcq_eval
 from obliviate.evaluate.metrics import mcq_accuracy
-from obliviate.evaluate.passes import score_batch
+from obliviate.evaluate.passes import score_examples
 from obliviate.evaluate.roles import resolve_splits, tr_answer_field
 from obliviate.rundir import write_json
 
@@ -169,8 +169,12 @@ class ReformatConfig:
 
 
 @torch.inference_mode()
-def text_choice_scores(model, tokenizer, items: list[dict], *, batch_size: int = 16) -> list[list[float]]:
-    """Per item, the log-likelihood (sum over tokens) of each choice text after the question (+ its stem)."""
+def text_choice_scores(model, tokenizer, items: list[dict], *, batch_size: int = 16,
+                       share_prompts: bool = True) -> list[list[float]]:
+    """Per item, the log-likelihood (sum over tokens) of each choice text after the question (+ its stem).
+
+    The choices of an item share its prompt ids, so the prompt runs once and each choice continues from its KV
+    cache (`evaluate.passes.score_examples`); `share_prompts=False` runs one full (prompt + choice) pass each."""
     seqs, owner = [], []
     for k, it in enumerate(items):
         prompt = encode_prompt(tokenizer, it["question"])
@@ -181,10 +185,7 @@ def text_choice_scores(model, tokenizer, items: list[dict], *, batch_size: int =
             seqs.append({"input_ids": prompt + ans["input_ids"],
                          "labels": [IGNORE_INDEX] * len(prompt) + ans["input_ids"]})
             owner.append(k)
-    pad = pad_token_id(tokenizer)
-    rows = []
-    for s in range(0, len(seqs), batch_size):
-        rows += score_batch(model, pad_batch(seqs[s:s + batch_size], pad, side="right"))
+    rows = score_examples(model, seqs, pad_token_id(tokenizer), batch_size=batch_size, share_prompts=share_prompts)
     out: list[list[float]] = [[] for _ in items]
     for k, row in zip(owner, rows):
         out[k].append(-row["nll_sum"] if row["nll_sum"] is not None else float("-inf"))
