@@ -22,10 +22,16 @@ splits, as the truth ratio's ỹ: `evaluate.roles.tr_answer_field`), so options 
   whose options share that start);
 * ``paraphrase`` — the benchmark's paraphrased question, the options' texts scored as its answer.
 
-Text-scored formats use the evaluation's forward scorer (`evaluate.passes.score_batch`, sum of answer-token
-log-probs; the prompt in the chat template when the model has one). Accuracy per format on forget, retain and
-holdout, for the unlearned model, the target and the retain model: the retain model never saw the forget facts,
-so its forget accuracy is what "forgotten" means in that format (chance is given beside it).
+Text-scored formats use the evaluation's forward scorer (`evaluate.passes.score_examples`, sum of answer-token
+log-probs; the prompt in the chat template when the model has one): an item's options share its prompt, run once
+with its KV cache repeated per option. Accuracy per format on forget, retain and holdout, for the unlearned model,
+the target and the retain model: the retain model never saw the forget facts, so its forget accuracy is what
+"forgotten" means in that format (chance is given beside it).
+
+The control models are the same for every recipe of a seed: with `eval_cache` (a pipeline: `<run>/attack_cache`,
+shared with the quantize attack) each control's (split, format) result is an `evaluate.cache.EvalCache` entry under
+its weight fingerprint, keyed by the built items, the scorer, the batch size, the tokenizer and the scoring code
+(`control_cache`); the attacked model ("model") is always scored.
 """
 
 from __future__ import annotations
