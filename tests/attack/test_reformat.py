@@ -1,6 +1,7 @@
 """Reformatted questions: each builder on fixture items, letter balance over seeds, the option-text scorer against a
 hand computation, and the target (knows the forget facts) beating the retain model (never saw them)."""
 
+import dataclasses
 from collections import Counter
 from pathlib import Path
 
@@ -97,6 +98,71 @@ def test_option_text_scores_match_a_hand_computation(attack_target):
             logp = torch.log_softmax(model(input_ids=ids).logits[0].float(), -1)
         hand = sum(float(logp[len(prompt) - 1 + t, a]) for t, a in enumerate(ans))
         assert score == pytest.approx(hand, abs=1e-4)
+
+
+def test_shared_prompt_choice_scores_equal_the_full_pass(attack_target, world_dir, monkeypatch):
+    """The options of an item share its prompt, run once with its KV cache repeated per option: every score equals
+    one full (prompt + option) pass per option to 1e-5 (or 1e-6 relative: a sum of ~20 fp32 log-probs near -60 moves
+    by a few ulps of 60 ≈ 4e-6 each), over MCQ (6 options) and true/false items."""
+    from obliviate.evaluate import passes
+
+    model, tok = attack_target
+    records = _world_items(world_dir)
+    items = build_mcq(records, "forget", 0) + build_true_false(records, "forget", 0)
+    full = text_choice_scores(model, tok, items, batch_size=8, share_prompts=False)
+
+    def boom(*args, **kwargs):
+        raise AssertionError("the full pass ran: the options did not share their prompt")
+
+    monkeypatch.setattr(passes, "score_batch", boom)
+    for bs in (16, 5):  # several items per batch; an item's 6 options split over two batches
+        shared = text_choice_scores(model, tok, items, batch_size=bs)
+        assert [len(s) for s in shared] == [len(it["choices"]) for it in items]
+        for s, f in zip(shared, full):
+            assert s == pytest.approx(f, rel=1e-6, abs=1e-5)
+    assert len({round(x, 3) for row in full for x in row}) > len(items)  # the options' scores differ
+
+
+def _count_scoring(monkeypatch) -> list:
+    """Record the model of every `score_format` call of the attack."""
+    from obliviate.attack import reformat
+
+    calls, real = [], reformat.score_format
+
+    def counting(model, *args, **kwargs):
+        calls.append(model)
+        return real(model, *args, **kwargs)
+
+    monkeypatch.setattr(reformat, "score_format", counting)
+    return calls
+
+
+def test_control_models_are_scored_once_per_cache_key(attack_target, base_dir, world_dir, tmp_path, monkeypatch):
+    """With eval_cache, a second attack with the same controls reads the target's scores (and gives the same
+    result), while the attacked model is scored every time; another seed (other shuffles) or other weights miss."""
+    from obliviate.models.loading import load_model
+
+    model, target = load_model(base_dir), attack_target
+    calls = _count_scoring(monkeypatch)
+    cfg = ReformatConfig(splits=["forget", "retain"], eval_cache=str(tmp_path / "cache"))
+    first = reformat_attack({"model": model, "target": target}, world_dir, cfg, progress=False)
+    n = len(cfg.splits) * len(cfg.formats)  # every (split, format) of the world builds
+    assert sum(m is target[0] for m in calls) == sum(m is model[0] for m in calls) == n
+    calls.clear()
+    again = reformat_attack({"model": model, "target": target}, world_dir, cfg, progress=False)
+    assert [m is model[0] for m in calls] == [True] * n  # the attacked model only
+    assert again["accuracy"] == first["accuracy"]
+    calls.clear()
+    reseeded = reformat_attack({"model": model, "target": target}, world_dir,
+                               dataclasses.replace(cfg, seed=1), progress=False)
+    # the seed reshuffles every format's options but cloze's (no options to shuffle): those miss, cloze hits
+    assert sum(m is target[0] for m in calls) == n - len(cfg.splits)
+    assert reseeded["accuracy"]["target"]["forget"]["cloze"] == first["accuracy"]["target"]["forget"]["cloze"]
+    calls.clear()
+    with torch.no_grad():
+        next(target[0].parameters())[0, 0] += 1e-3  # other weights: another fingerprint
+    reformat_attack({"model": model, "target": target}, world_dir, cfg, progress=False)
+    assert sum(m is target[0] for m in calls) == n
 
 
 def test_config_checks():

@@ -37,6 +37,8 @@ def test_reproduce_fine_tunes_the_given_model_and_tests_every_claim(reproduce_ru
         result = json.loads((runs / "me_gd" / "seed1" / attack / f"{attack}.json").read_text())
         assert {"target", "retain"} <= {r["model"] for r in result["rows"]} if attack == "quantize" \
             else {"target", "retain"} <= set(result["accuracy"])
+    # reformat's control scores live in the run's attack cache, one directory per control model (target, retain)
+    assert len({f.parent for f in (out / "attack_cache").glob("*/*.reformat-*.json")}) == 2
     for name in ("npo_gd", "npo_gd_reference-original", "me_gd"):
         for seed in (0, 1):
             info = json.loads((out / "continual" / name / f"seed{seed}" / "continual.json").read_text())

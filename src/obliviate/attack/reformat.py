@@ -22,10 +22,16 @@ splits, as the truth ratio's ỹ: `evaluate.roles.tr_answer_field`), so options 
   whose options share that start);
 * ``paraphrase`` — the benchmark's paraphrased question, the options' texts scored as its answer.
 
-Text-scored formats use the evaluation's forward scorer (`evaluate.passes.score_batch`, sum of answer-token
-log-probs; the prompt in the chat template when the model has one). Accuracy per format on forget, retain and
-holdout, for the unlearned model, the target and the retain model: the retain model never saw the forget facts,
-so its forget accuracy is what "forgotten" means in that format (chance is given beside it).
+Text-scored formats use the evaluation's forward scorer (`evaluate.passes.score_examples`, sum of answer-token
+log-probs; the prompt in the chat template when the model has one): an item's options share its prompt, run once
+with its KV cache repeated per option. Accuracy per format on forget, retain and holdout, for the unlearned model,
+the target and the retain model: the retain model never saw the forget facts, so its forget accuracy is what
+"forgotten" means in that format (chance is given beside it).
+
+The control models are the same for every recipe of a seed: with `eval_cache` (a pipeline: `<run>/attack_cache`,
+shared with the quantize attack) each control's (split, format) result is an `evaluate.cache.EvalCache` entry under
+its weight fingerprint, keyed by the built items, the scorer, the batch size, the tokenizer and the scoring code
+(`control_cache`); the attacked model ("model") is always scored.
 """
 
 from __future__ import annotations
@@ -42,13 +48,15 @@ import torch
 from obliviate import ObliviateError
 from obliviate.attack.quantize import QA_BENCHMARKS, check_benchmark
 from obliviate.config import MAX_BATCH, MAX_SEED, check_ranges, versions
-from obliviate.data.format import IGNORE_INDEX, encode_prompt, format_answer, pad_batch, pad_token_id
+from obliviate.data.format import IGNORE_INDEX, encode_prompt, format_answer, pad_token_id
 from obliviate.evaluate import EvalConfig
+from obliviate.evaluate.cache import EvalCache
 from obliviate.evaluate.mcq import mcq_eval
 from obliviate.evaluate.metrics import mcq_accuracy
-from obliviate.evaluate.passes import score_batch
+from obliviate.evaluate.passes import score_examples
 from obliviate.evaluate.roles import resolve_splits, tr_answer_field
 from obliviate.rundir import write_json
+from obliviate.stagecache import code_hash, digest
 
 SPLITS = ("forget", "retain", "holdout")
 NO_PERTURBED = "the split's items have no perturbed answers (distractors)"
@@ -157,6 +165,8 @@ class ReformatConfig:
     benchmark: str | None = None  # None: inferred from the data (QA benchmarks only)
     batch_size: int = 16
     seed: int = 0
+    eval_cache: str | None = None  # a directory caching the control models' scores by weight fingerprint (a
+    # pipeline: <run>/attack_cache, so every recipe's attack reuses the target's and the retain model's)
 
     RANGES: ClassVar[dict[str, str]] = {"batch_size": f"[1, {MAX_BATCH}]", "seed": f"[0, {MAX_SEED}]"}
 
@@ -169,8 +179,12 @@ class ReformatConfig:
 
 
 @torch.inference_mode()
-def text_choice_scores(model, tokenizer, items: list[dict], *, batch_size: int = 16) -> list[list[float]]:
-    """Per item, the log-likelihood (sum over tokens) of each choice text after the question (+ its stem)."""
+def text_choice_scores(model, tokenizer, items: list[dict], *, batch_size: int = 16,
+                       share_prompts: bool = True) -> list[list[float]]:
+    """Per item, the log-likelihood (sum over tokens) of each choice text after the question (+ its stem).
+
+    The choices of an item share its prompt ids, so the prompt runs once and each choice continues from its KV
+    cache (`evaluate.passes.score_examples`); `share_prompts=False` runs one full (prompt + choice) pass each."""
     seqs, owner = [], []
     for k, it in enumerate(items):
         prompt = encode_prompt(tokenizer, it["question"])
@@ -181,10 +195,7 @@ def text_choice_scores(model, tokenizer, items: list[dict], *, batch_size: int =
             seqs.append({"input_ids": prompt + ans["input_ids"],
                          "labels": [IGNORE_INDEX] * len(prompt) + ans["input_ids"]})
             owner.append(k)
-    pad = pad_token_id(tokenizer)
-    rows = []
-    for s in range(0, len(seqs), batch_size):
-        rows += score_batch(model, pad_batch(seqs[s:s + batch_size], pad, side="right"))
+    rows = score_examples(model, seqs, pad_token_id(tokenizer), batch_size=batch_size, share_prompts=share_prompts)
     out: list[list[float]] = [[] for _ in items]
     for k, row in zip(owner, rows):
         out[k].append(-row["nll_sum"] if row["nll_sum"] is not None else float("-inf"))
@@ -250,24 +261,69 @@ def letter_counts(built: dict) -> dict[str, list[int]]:
     return out
 
 
+# the code behind a cached score (a change to any of it is a cache miss)
+SCORING_CODE = ("attack/reformat", "evaluate/passes", "evaluate/mcq", "evaluate/generate", "data/format",
+                "models/logps")
+
+
+def tokenizer_key(tokenizer) -> dict:
+    """What of a tokenizer changes the scores besides the weights: its class, vocabulary, special ids, template."""
+    template = getattr(tokenizer, "chat_template", None)
+    return {"class": type(tokenizer).__name__, "vocab": len(tokenizer), "pad": pad_token_id(tokenizer),
+            "bos": tokenizer.bos_token_id, "eos": tokenizer.eos_token_id,
+            "chat_template": digest(template) if template else None}
+
+
+def control_cache(model, tokenizer, cfg: ReformatConfig) -> tuple[EvalCache, list] | None:
+    """The cache of a control model's scores (`cfg.eval_cache`, under its weight fingerprint) and the key part
+    every entry shares; None without `eval_cache`."""
+    if cfg.eval_cache is None:
+        return None
+    from obliviate.evaluate.distributed import is_main_process
+    from obliviate.models.loading import model_fingerprint
+
+    cache = EvalCache(Path(cfg.eval_cache), model_fingerprint(model), write=is_main_process())
+    dtype = str(next(model.parameters()).dtype)
+    return cache, [code_hash(*SCORING_CODE), tokenizer_key(tokenizer), dtype, cfg.batch_size]
+
+
+def score_model(model, tokenizer, built: dict, sources: dict, cfg: ReformatConfig, *, cache=None,
+                bar=None) -> dict:
+    """{split: {format: score_format result | {not_computed}}} of one model; with `cache` (`control_cache`), each
+    (split, format) is read from it when its key (the built items, the scorer, the shared part) was scored before."""
+    model.eval()
+    acc: dict = {}
+    for role, fmts in built.items():
+        for f, items in fmts.items():
+            def compute(items=items, f=f):
+                return score_format(model, tokenizer, items, FORMATS[f].scorer, cfg.batch_size)
+
+            if isinstance(items, str):
+                acc.setdefault(role, {})[f] = {"not_computed": items}
+            elif cache is None:
+                acc.setdefault(role, {})[f] = compute()
+            else:
+                store, shared = cache
+                key = [*shared, FORMATS[f].scorer, items]
+                acc.setdefault(role, {})[f] = store.get_or_compute(sources[role], f"reformat-{f}", key, compute)
+            if bar is not None:
+                bar.update(1)
+    return acc
+
+
 def reformat_attack(models: dict[str, tuple], data, cfg: ReformatConfig, *, out: str | Path | None = None,
                     progress: bool = True) -> dict:
     """Accuracy per format, split and model ({"model", "target", "retain"}: (model, tokenizer)); written to
-    `<out>/reformat.json`. A format a split cannot be built for is {"not_computed": reason}."""
+    `<out>/reformat.json`. A format a split cannot be built for is {"not_computed": reason}. With `cfg.eval_cache`
+    the control models' scores are cached there (`control_cache`); the attacked model ("model") is always scored."""
     from obliviate.rundir import progress_bar
 
     check_benchmark(data, cfg.benchmark, "reformat", QA_BENCHMARKS)
     built, sources = build_all(data, cfg)
-    acc: dict = {}
     bar = progress_bar(total=len(models) * len(built) * len(cfg.formats), desc="reformat", progress=progress)
-    for name, (model, tok) in models.items():
-        model.eval()
-        for role, fmts in built.items():
-            for f, items in fmts.items():
-                acc.setdefault(name, {}).setdefault(role, {})[f] = (
-                    {"not_computed": items} if isinstance(items, str)
-                    else score_format(model, tok, items, FORMATS[f].scorer, cfg.batch_size))
-                bar.update(1)
+    acc = {name: score_model(model, tok, built, sources, cfg, bar=bar,
+                             cache=control_cache(model, tok, cfg) if name != "model" else None)
+           for name, (model, tok) in models.items()}
     bar.close()
     result = {"config": dataclasses.asdict(cfg), "sources": sources,
               "letter_counts": letter_counts(built), "formats": {f: FORMATS[f].title for f in cfg.formats},

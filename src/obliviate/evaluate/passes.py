@@ -20,7 +20,8 @@ p(y_t | x, y_<t) as the full pass, without recomputing x for every answer (with 
 most of each sequence). Batches are whole prompts with their answers (at most `batch_size` answers; a prompt
 with more is split), sorted by length; rows come back in input order. A model whose cache is not a plain
 `DynamicCache` (sliding-window, recurrent, no cache) and prompts of zero tokens use the full pass: one
-right-padded (prompt + answer) sequence per pair, `models.logps.sequence_logps`.
+right-padded (prompt + answer) sequence per pair, `models.logps.sequence_logps`. `score_examples` is this path
+for examples already encoded ({input_ids, labels}), as the reformat attack's option texts (`attack.reformat`).
 """
 
 from __future__ import annotations
@@ -227,13 +228,22 @@ def forward_scores(model, tokenizer, pairs: Sequence[tuple[str, str]], *, batch_
     """Score rows of (question, answer) pairs, in input order; `share_prompts=False` forces the full pass;
     `parity` picks the conventions (`obliviate.parity`: `answer_tokens`, `scored_positions`, `extraction_strength`).
     Under `accelerate launch` whole batches are split across the processes (`distributed`): bit-identical rows."""
-    from obliviate.rundir import progress_bar
-
     if template_tail(tokenizer, parity):
         examples = [encode_scored(tokenizer, q, a, max_length=max_length, parity=parity) for q, a in pairs]
     else:  # our convention: the question left-truncated to fit, the answer kept; one warning counts the cut rows
         examples = encode_qas(tokenizer, pairs, max_length=max_length, what=f"{desc} rows")
-    pad_id = pad_token_id(tokenizer)
+    return score_examples(model, examples, pad_token_id(tokenizer), batch_size=batch_size, k=k, progress=progress,
+                          desc=desc, share_prompts=share_prompts, parity=parity)
+
+
+def score_examples(model, examples: Sequence[dict], pad_id: int, *, batch_size: int = 16, k: float = 0.4,
+                   progress: bool = False, desc: str = "forward", share_prompts: bool = True,
+                   parity: str = "paper") -> list[dict]:
+    """Score rows of already-encoded examples ({input_ids, labels}: -100 on the prompt), in input order: examples
+    with the same prompt ids share one prompt pass (`_shared_pass`), the rest (and all of them when the cache
+    cannot be shared, or `share_prompts=False`) go through the full pass, sorted by length."""
+    from obliviate.rundir import progress_bar
+
     mask_pad_ids = convention("attention_mask", parity) == "not-pad-id"
     share_prompts = share_prompts and not mask_pad_ids  # the shared pass counts positions from the mask
     rows: list[dict | None] = [None] * len(examples)
@@ -260,7 +270,7 @@ def forward_scores(model, tokenizer, pairs: Sequence[tuple[str, str]], *, batch_
     return rows  # type: ignore[return-value]
 
 
-def _shared_pass(model, examples: list[dict], rows: list, pad_id: int, *, batch_size: int, k: float,
+def _shared_pass(model, examples: Sequence[dict], rows: list, pad_id: int, *, batch_size: int, k: float,
                  cache_kwarg: str, bar, parity: str = "paper") -> list[int]:
     """Fill `rows` by prompt sharing; return the indices left for the full pass (all, if the cache can't be shared)."""
     groups: dict[tuple[int, ...], list[int]] = {}
