@@ -36,6 +36,8 @@ def test_every_run_unlearns_to_the_retain_level_or_the_cap(matched_run):
         assert points[0]["step"] == 0 and points[-1]["step"] == t["stopped_at"]
         if t["ended"] == "stop":  # the rule fired at the last point, and nowhere before it
             assert points[-1]["stop"] and not any(p.get("stop") for p in points[:-1])
+        # a finished stage keeps its model and trajectory, not its resume state (it is reused, never resumed)
+        assert (f.parent / "model.safetensors").is_file() and not (f.parent / "checkpoints").exists()
 
 
 def _ended(run, recipe):
