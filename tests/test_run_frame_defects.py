@@ -148,6 +148,25 @@ def test_eval_on_a_full_disk_is_one_line_and_leaves_no_eval_json(base_dir, world
         assert not [p for p in out.rglob("*") if p.name.endswith(".tmp")]
 
 
+def test_torch_save_short_write_is_a_full_disk_even_with_space_free_again(tmp_path):
+    """torch.save's "unexpected pos" (it wrote fewer bytes than it was given): seen on a full disk with 846 MiB free
+    again afterwards (a reproduce run's 1.6 GB checkpoint); other inline_container errors are not a full disk."""
+    import torch
+
+    from obliviate.rundir import DiskFull, atomic_dir, disk_full
+
+    short = RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 892145344 vs 892145236")
+    assert isinstance(disk_full(short, tmp_path / "step-16"), DiskFull)
+    assert "no space left on device" in str(disk_full(short, tmp_path / "step-16"))
+    assert disk_full(RuntimeError("[enforce fail at inline_container.cc:300] . file not found: x"), tmp_path) is None
+    final = tmp_path / "ckpt" / "step-16"
+    with pytest.raises(DiskFull, match="step-16: no space left on device"):
+        with atomic_dir(final) as tmp:
+            torch.save({"x": 1}, tmp / "state.pt")
+            raise short
+    assert not final.exists() and not final.with_name("step-16.partial").exists()  # the space given back
+
+
 def test_world_rerun_on_a_full_disk_is_one_line(tmp_path, monkeypatch, capsys):
     out = tmp_path / "w"
     assert main(["world", "--preset", "tiny", "--out", str(out)]) == 0
