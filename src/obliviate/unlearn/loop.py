@@ -56,10 +56,6 @@ def forget_probe(model, data: UnlearnData, sums: torch.Tensor | None = None) -> 
     return {"forget_prob": float(means.exp().mean()), "forget_mean_logp": float(means.mean())}
 
 
-
-
-
-
 def unlearn(model, tokenizer, forget_records: list[dict], retain_records: list[dict] | None = None,
             cfg: UnlearnConfig | None = None, *, refusals: list[str] | None = None, out_dir=None,
             resume: bool = False, overwrite: bool = False, ref_model=None, progress: bool = True,
@@ -145,8 +141,6 @@ def _steps(r: _Run, start: int, log: list[dict], traj: Trajectory | None, progre
                 break
     bar.close()
     return log[-1]["step"] if log else 0
-
-
 
 
 def _resume(r: _Run, resume: bool, run_info: dict, traj: Trajectory | None) -> tuple[int, list[dict]]:
