@@ -21,8 +21,8 @@ import random
 import sys
 import types
 import typing
-from pathlib import Path
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, TypeVar
 
 
@@ -131,7 +131,6 @@ def write_run_info(out_dir: str | Path, config: Any, *, seed: int | None = None,
     return write_json(out_dir / name, info)
 
 
-
 def seed_everything(seed: int) -> None:
     """Seed Python's `random`, NumPy and torch: a training stage calls it first with its config's seed (the one
     `write_run_info` records)."""
@@ -166,6 +165,7 @@ def jsonable(value: Any, *, other: Callable[[Any], Any] | None = None) -> Any:
     if other is not None:
         return other(value)
     raise ObliviateError(f"a value of type {type(value).__name__} is not JSON data")
+
 
 # caps of the declared ranges: far above any real run, low enough that a typo (epochs=1e12) is refused before
 # a plan of 2e12 steps is built

@@ -83,12 +83,12 @@ def _full_errno(e: BaseException, where: Path) -> int | None:
         return errno.ENOSPC
     if os.strerror(errno.EDQUOT) in text or f"os error {errno.EDQUOT})" in text:
         return errno.EDQUOT
-    if isinstance(e, RuntimeError) and "inline_container" in text and "unexpected pos" in text:
-        return errno.ENOSPC  # torch.save's short write (bytes written != bytes given): the space ran out mid-file,
-        # though what the failed write held may be free again by now (a 1.6 GB checkpoint on SmolLM2)
-    free = _free_bytes(where)
-    if isinstance(e, RuntimeError) and "inline_container" in text and free is not None and free < 64 * 2 ** 20:
-        return errno.ENOSPC
+    if isinstance(e, RuntimeError) and "inline_container" in text:  # torch.save's zip writer
+        if "unexpected pos" in text:  # a short write (bytes written != bytes given): the space ran out mid-file,
+            return errno.ENOSPC  # though what the failed write held may be free again by now (1.6 GB on SmolLM2)
+        free = _free_bytes(where)
+        if free is not None and free < 64 * 2 ** 20:
+            return errno.ENOSPC
     return None
 
 

@@ -32,8 +32,8 @@ from pathlib import Path
 import torch
 
 from obliviate import ObliviateError
-from obliviate.config import MAX_BATCH, MAX_EPOCHS, MAX_SEED, MAX_STEPS, MAX_TOKENS, check_ranges, write_run_info
-from obliviate.config import seed_everything
+from obliviate.config import (MAX_BATCH, MAX_EPOCHS, MAX_SEED, MAX_STEPS, MAX_TOKENS, check_ranges, seed_everything,
+                              write_run_info)
 from obliviate.data.format import IGNORE_INDEX, Collator, QADataset, pad_token_id
 from obliviate.models.device import check_launch, default_mixed_precision
 from obliviate.models.init import training_defaults

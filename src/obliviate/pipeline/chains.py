@@ -6,12 +6,12 @@ spawns fresh processes) and return the timings of the stages they ran or reused.
 from __future__ import annotations
 
 import dataclasses
-import shutil
 from pathlib import Path
 
 from obliviate.models.tracking import result_fields
 from obliviate.pipeline.config import DemoConfig
 from obliviate.pipeline.stages import eval_into, stage_keys
+from obliviate.rundir import remove_entry
 from obliviate.stagecache import Stages, code_hash
 
 
@@ -47,7 +47,7 @@ def chain_job(cfg: DemoConfig, recipe: str, seed: int, progress: bool = False) -
                 reference=reference)
         # a finished stage is reused whole, never resumed: its resume state (weights + AdamW, 1.6 GB on SmolLM2)
         # and the kept point's copy of model.safetensors only fill the disk (18 runs: ~38 GB), as in continual
-        shutil.rmtree(d / "checkpoints", ignore_errors=True)
+        remove_entry(d / "checkpoints")
 
     st.run(run_dir / "model", ukey, do_unlearn)
     st.run(run_dir / "eval", {**ukey, **keys["eval"]},

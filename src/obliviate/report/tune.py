@@ -8,7 +8,6 @@ front of forgetting against utility, the parameter importances and every trial.
 from __future__ import annotations
 
 import re
-
 from pathlib import Path
 
 from obliviate import html as H
