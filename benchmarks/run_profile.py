@@ -68,9 +68,9 @@ PHASES = [  # (module, attribute, phase name): the functions the unlearn command
     ("obliviate.unlearn.loop", "build_data", "tokenize"),
     ("obliviate.unlearn.loop", "cache_ref_logps", "reference cache (NPO/DPO)"),
     ("obliviate.unlearn.loop", "forget_probe", "forget probe (before = cache; after = a pass)"),
-    ("obliviate.unlearn.loop", "model_fingerprint", "weights hash"),
+    ("obliviate.unlearn.setup", "model_fingerprint", "weights hash"),
     ("obliviate.unlearn.loop", "weights_hash", "weights hash"),
-    ("obliviate.unlearn.loop", "adamw", "optimiser set-up"),
+    ("obliviate.unlearn.setup", "adamw", "optimiser set-up"),
     ("obliviate.unlearn.loop", "save_model", "save model"),
 ]
 

@@ -26,7 +26,7 @@ import warnings
 from pathlib import Path
 
 import obliviate  # sets OMP_WAIT_POLICY before anything imports torch
-from obliviate import ObliviateError
+from obliviate import ObliviateError, keep_freed_memory
 
 # verb -> (module under obliviate.commands, or a full dotted module path, one-line help)
 VERBS = {
@@ -136,6 +136,7 @@ def main(argv: list[str] | None = None) -> int:
     for old, new in getattr(args, "deprecated", None) or []:
         say(args.verb, "warning", f"{old} is deprecated: use {new}")
     try:
+        keep_freed_memory()  # the process is the CLI's: freed tensors stay in the heap for the next step
         if args.print_config:
             sys.stdout.write(config_yaml(_module(args.verb).resolve_config(args), getattr(args, "model", None)))
             return 0

@@ -71,7 +71,8 @@ def _assert_rows_equal(shared, unshared):
             if row_u[key] is None:
                 assert row_s[key] is None, key
             else:
-                assert row_s[key] == pytest.approx(row_u[key], rel=1e-5, abs=1e-6), key
+                rel = 5e-5 if key == "min_k_pp" else 1e-5  # a z-score: rounding is amplified by 1/σ of the vocabulary
+                assert row_s[key] == pytest.approx(row_u[key], rel=rel, abs=1e-6), key
 
 
 def _world_pairs(world_dir, split, n):

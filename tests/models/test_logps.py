@@ -94,6 +94,9 @@ def test_packing_not_used_where_it_would_change_the_pass(base_dir, monkeypatch):
                       "No, never.")], tok.pad_token_id, side="left")
     assert pack_prefix(left, torch.ones_like(left["input_ids"], dtype=torch.bool)) is None  # positions differ
     assert pack_prefix(batch, torch.ones_like(keep)) == 0  # a logit kept at position 0: no prefix to share
+    holes = dict(batch, attention_mask=batch["attention_mask"].clone())
+    holes["attention_mask"][1, 3] = 0  # open-unlearning's `ids != pad id` masks tokens inside a row
+    assert pack_prefix(holes, keep) is None
     c = pack_prefix(batch, keep)
     monkeypatch.setattr(logps, "PACK_MAX", int(batch["attention_mask"].sum()) - 2 * c - 1)
     assert pack_prefix(batch, keep) is None  # too many tokens for one packed row's (N×N) attention

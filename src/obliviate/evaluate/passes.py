@@ -114,7 +114,7 @@ def score_batch(model, batch: dict[str, torch.Tensor], *, k: float = 0.4, chunk:
                 parity: str = "paper") -> list[dict]:
     """Scores of each sequence in a right-padded batch (input_ids, attention_mask, labels: (B,T))."""
     batch = to_device(batch, model)
-    out = sequence_logps(model, batch, answer_logits=True)
+    out = sequence_logps(model, batch, answer_logits=True, pack=False)  # the padded pass, as open-unlearning's
     labels = batch["labels"][:, 1:]
     ends = out.mask.sum(-1).long().cumsum(0).tolist()  # answer_logits rows of sequence i: ends[i-1]:ends[i]
     rows = []

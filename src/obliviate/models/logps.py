@@ -93,10 +93,12 @@ def pack_prefix(batch: dict[str, torch.Tensor], keep: torch.Tensor) -> int | Non
     """How to pack a right-padded batch: the length c of the token prefix every row shares and attends to,
     ending at or before the first position whose logits are kept (`keep` (B,T)), leaving each row ≥ 1 token
     (0 when shorter than `MIN_SHARED`: rows are packed without sharing); None when packing does not apply
-    (one row; a left-padded batch, whose positions differ per row; more than `PACK_MAX` packed tokens)."""
+    (one row; a left-padded batch, whose positions differ per row; a mask with holes, as open-unlearning's
+    `ids != pad id`; more than `PACK_MAX` packed tokens)."""
     ids, am = batch["input_ids"], batch["attention_mask"]
-    if ids.shape[0] < 2 or not bool(am[:, 0].all()):
-        return None
+    lens = am.sum(-1, keepdim=True)
+    if ids.shape[0] < 2 or not bool((am.bool() == (torch.arange(am.shape[1], device=am.device) < lens)).all()):
+        return None  # one row, or a mask that is not each row's first tokens (left padding, masked pad ids)
     same = ((ids == ids[:1]) & am.bool()).all(0)
     c = int(same.long().cumprod(0).sum())
     kept = keep.any(0).nonzero()

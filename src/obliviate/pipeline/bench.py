@@ -31,6 +31,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import ClassVar
 
+from obliviate import keep_freed_memory
 from obliviate.reader import read_json_object
 
 from obliviate.pipeline.pool import call_in_worker, die_with_parent
@@ -131,6 +132,7 @@ def clock_sync(device):
 
 
 def _recipe_worker(cfg: dict, model_dir: str, data_dir: str, recipe: str) -> dict:
+    keep_freed_memory()  # as the CLI does (a spawned worker starts with malloc's defaults)
     return recipe_speed(BenchConfig(**cfg), model_dir, data_dir, recipe)
 
 
@@ -200,6 +202,7 @@ def _spawn(target, *args) -> dict:
 
 
 def _eval_worker(cfg: dict, model_dir: str, data_dir: str) -> dict:
+    keep_freed_memory()  # as the CLI does (a spawned worker starts with malloc's defaults)
     return eval_speed(BenchConfig(**cfg), model_dir, data_dir)
 
 
