@@ -25,26 +25,27 @@ HEAP_ENV = "OBLIVIATE_HEAP"  # "release": leave glibc malloc's defaults (freed m
 
 
 def keep_freed_memory() -> bool:
-    """Make glibc malloc serve every allocation from its heap and never give freed memory back (mallopt
-    M_MMAP_MAX=0, M_TRIM_THRESHOLD=2 GiB), so the tensors a training step frees are reused by the next step instead
-    of being unmapped and page-faulted in again: on a 2-core VM, SmolLM2 npo+gd lost ≈ 1 s of system time per step
-    to ≈ 240 000 minor faults (docs/speed.md). The peak memory stays resident until exit. Called by the CLI and
-    the bench workers (the process is theirs); `OBLIVIATE_HEAP=release` opts out. Returns whether it applied (not
-    on a non-glibc C library)."""
-    if os.environ.get(HEAP_ENV, "keep") == "release":
+    """Make glibc malloc keep freed memory for the next allocations: blocks up to 32 MiB come from its heap from
+    the start (M_MMAP_THRESHOLD, otherwise raised only as blocks are freed) and the heap is not trimmed below
+    2 GiB of free top (M_TRIM_THRESHOLD, otherwise ≤ 64 MiB). A training step frees its activations and gradients
+    and the next step allocates them again: with the defaults they were unmapped and page-faulted in again,
+    ≈ 1 s of system time per SmolLM2 npo+gd step on a 2-core VM (docs/speed.md). Resident memory stays near its
+    peak until exit. Called by the CLI and the bench workers (the process is theirs); `OBLIVIATE_HEAP=release`
+    leaves malloc's defaults. Returns whether it applied (not on a non-glibc C library)."""
+    heap = os.environ.get(HEAP_ENV, "keep")
+    if heap not in ("keep", "release"):
+        raise ObliviateError(f"{HEAP_ENV}={heap!r}: expected 'keep' (the default) or 'release'")
+    if heap == "release":
         return False
-    if os.environ.get(HEAP_ENV, "keep") != "keep":
-        raise ObliviateError(f"{HEAP_ENV}={os.environ[HEAP_ENV]!r}: expected 'keep' (the default) or 'release'")
     import ctypes
     import ctypes.util
 
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        mallopt = libc.mallopt
+        mallopt = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").mallopt
     except (OSError, AttributeError):
         return False
-    m_trim_threshold, m_mmap_max = -1, -4  # glibc's <malloc.h>
-    return bool(mallopt(m_mmap_max, 0)) and bool(mallopt(m_trim_threshold, 2 ** 31 - 1))  # an int: ≤ 2 GiB
+    m_trim_threshold, m_mmap_threshold = -1, -3  # glibc's <malloc.h>
+    return bool(mallopt(m_mmap_threshold, 32 * 2 ** 20)) and bool(mallopt(m_trim_threshold, 2 ** 31 - 1))
 
 
 # The Python API (obliviate/api.py), loaded on first use (PEP 562) so that `import obliviate` stays cheap and never
