@@ -34,3 +34,36 @@ def test_before_probe_from_the_reference_cache_equals_a_live_probe(target, split
         _, log = unlearn(model, tok, *splits, UnlearnConfig(recipe="npo+gd", max_steps=1), progress=False)
     assert abs(log.summary["forget_prob_before"] - live["forget_prob"]) < 1e-5
     assert abs(log.summary["forget_mean_logp_before"] - live["forget_mean_logp"]) < 1e-4
+
+
+def test_model_saved_in_a_thread_while_the_after_probe_runs(target, splits, tmp_path, monkeypatch):
+    """The saved model is the returned one, written by the 'save' thread; a failed save is the run's error and
+    leaves no summary (the run is not reported finished)."""
+    import threading
+
+    import pytest
+
+    from obliviate.models.loading import load_model, model_fingerprint
+    from obliviate.unlearn import loop
+
+    model, tok = target
+    threads, real_save = [], loop.save_model
+    monkeypatch.setattr(loop, "save_model", lambda *a, **k: threads.append(threading.current_thread().name)
+                        or real_save(*a, **k))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        out_model, log = unlearn(model, tok, *splits, UnlearnConfig(recipe="ga+gd", max_steps=1), progress=False,
+                                 out_dir=tmp_path / "run")
+    assert len(threads) == 1 and threads[0].startswith("save")
+    assert model_fingerprint(load_model(tmp_path / "run")[0]) == model_fingerprint(out_model)
+    assert (tmp_path / "run" / "summary.json").is_file()
+
+    def broken(*a, **k):
+        raise OSError("disk gone")
+
+    monkeypatch.setattr(loop, "save_model", broken)
+    model, tok = load_model(tmp_path / "run")
+    with warnings.catch_warnings(), pytest.raises(OSError, match="disk gone"):
+        warnings.simplefilter("ignore")
+        unlearn(model, tok, *splits, UnlearnConfig(recipe="ga+gd", max_steps=1), progress=False, out_dir=tmp_path / "r2")
+    assert not (tmp_path / "r2" / "summary.json").exists()

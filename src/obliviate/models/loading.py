@@ -18,7 +18,6 @@ fp32 safetensors under `$OBLIVIATE_CACHE` (default `~/.cache/obliviate`).
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import importlib.util
 import os
 from pathlib import Path
@@ -308,8 +307,12 @@ def save_model(model, tokenizer, out: str | Path, *, extra: dict | None = None) 
 
 
 def weights_hash(named_tensors) -> str:
-    """A short hash of (name, tensor) pairs, in name order, as fp32: the one weight hash of obliviate."""
-    h = hashlib.sha256()
+    """A short hash of (name, tensor) pairs, in name order, as fp32: the one weight hash of obliviate. XXH3-128
+    (`xxhash`, 64 of its bits): 0.03 s for SmolLM2's 0.54 GB against 0.39 s for SHA-256 (with SHA-NI), and a run
+    hashes the weights three times (input, before, after); a key, not a signature."""
+    import xxhash
+
+    h = xxhash.xxh3_128()
     for name, p in sorted(named_tensors, key=lambda kv: kv[0]):
         h.update(name.encode())
         h.update(p.detach().to(torch.float32).cpu().contiguous().numpy())  # the buffer itself: no bytes copy

@@ -14,6 +14,7 @@ import json
 import math
 import time
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import torch
@@ -223,8 +224,21 @@ def _resumed_lam(cfg: UnlearnConfig, log: list[dict], per_epoch: int) -> float:
 
 
 def _finish(model, tokenizer, data, cfg, before, unchanged_weights, log, out, *, size, hp, total, seconds, split):
-    """Warn when nothing changed, merge LoRA, save the model and summary."""
-    after = forget_probe(model, data)
+    """Warn when nothing changed, merge LoRA, save the model and summary. Without LoRA (nothing left to change in
+    the weights) the model is saved in a thread while the 'after' probe reads the same weights; joined (and its
+    error raised) before the summary is written."""
+    extra = {"size": size, "recipe": cfg.recipe, "seed": cfg.seed}
+    saving = None
+    if out is not None and not cfg.lora and not cfg.gradient_checkpointing:
+        saving = ThreadPoolExecutor(1, thread_name_prefix="save")
+        saved = saving.submit(save_model, model, tokenizer, out, extra=extra)
+    try:
+        after = forget_probe(model, data)
+    finally:
+        if saving is not None:
+            saving.shutdown(wait=True)
+    if saving is not None:
+        saved.result()  # the save's own error, if any
     unchanged_loss = abs(after["forget_mean_logp"] - before["forget_mean_logp"]) < 1e-4
     if unchanged_weights or unchanged_loss:
         warnings.warn(f"unlearning changed nothing measurable ({'weights identical' if unchanged_weights else ''}"
@@ -242,7 +256,8 @@ def _finish(model, tokenizer, data, cfg, before, unchanged_weights, log, out, *,
     log = UnlearnLog(log)
     log.summary = summary
     if out is not None:
-        save_model(model, tokenizer, out, extra={"size": size, "recipe": cfg.recipe, "seed": cfg.seed})
+        if saving is None:
+            save_model(model, tokenizer, out, extra=extra)
         write_json(out / "summary.json", summary)
         if "trajectory" in summary:  # run.json records the kept step, the rule and its metrics
             info = read_json_object(out / "run.json")
