@@ -171,3 +171,27 @@ def test_model_without_shareable_cache_falls_back_to_full_pass(target, world_dir
     rows = forward_scores(model, tok, pairs)
     assert calls, "the shared path was tried"
     _assert_rows_equal(rows, forward_scores(model, tok, pairs, share_prompts=False))
+
+
+def test_packed_prompt_pass_equals_the_padded_pass_under_open_unlearning_masks(target, world_dir, monkeypatch):
+    """parity=open-unlearning masks every pad-id token (`ids != pad id`), also inside prompts: the packed pass (each
+    prompt once, its answers after it, one 4-D mask) gives the padded pass's rows, and really hides those tokens."""
+    from obliviate.evaluate.passes import score_examples
+
+    model, tok = target
+    pairs = _world_pairs(world_dir, "forget10_perturbed", 3)
+    examples = [encode_qa(tok, q, a, max_length=128) for q, a in pairs]
+    pad = examples[0]["input_ids"][2]  # a token inside every prompt of the template: masked under the convention
+    assert all(pad in ex["input_ids"][:5] for ex in examples)
+    ou = "open-unlearning"
+    padded = score_examples(model, examples, pad, batch_size=8, share_prompts=False, parity=ou)
+    unmasked = score_examples(model, examples, pad, batch_size=8, share_prompts=False)
+    assert padded[0]["nll_sum"] != pytest.approx(unmasked[0]["nll_sum"], rel=1e-3)  # the mask changes the scores
+    _no_full_pass(monkeypatch)
+    for bs in (16, 5):  # a prompt's answers in one packed row, or split over two
+        packed = score_examples(model, examples, pad, batch_size=bs, parity=ou)
+        for row_p, row_f in zip(packed, padded):
+            assert set(row_p) == set(row_f)
+            for key, value in row_f.items():
+                assert row_p[key] == (value if value is None or key in ("n_tokens", "exact_memorization")
+                                      else pytest.approx(value, rel=5e-5, abs=1e-6)), key

@@ -35,7 +35,7 @@ from obliviate.data.format import IGNORE_INDEX, encode_prompt, encode_qa, encode
 from obliviate.evaluate.distributed import map_batches, split_map
 from obliviate.evaluate.metrics import exact_memorization, extraction_strength, min_k_pp_score, min_k_score
 from obliviate.models.device import model_device, to_device
-from obliviate.models.logps import selective_logps, sequence_logps
+from obliviate.models.logps import can_pack, selective_logps, sequence_logps
 from obliviate.parity import convention
 
 
@@ -222,6 +222,53 @@ def score_shared_prompts(model, prompts: list[list[int]], answers: list[list[lis
     return rows
 
 
+@torch.inference_mode()
+def score_packed_prompts(model, prompts: list[list[int]], answers: list[list[list[int]]], pad_id: int, *,
+                         mask_pad_ids: bool = False, k: float = 0.4, chunk: int = 256,
+                         parity: str = "paper") -> list[list[dict]]:
+    """`score_shared_prompts`' rows from one forward over one packed row: each prompt once, each of its answers
+    after it (y_1..y_{n-1}), a 4-D mask letting an answer attend to its own prompt and, causally, to itself, at
+    the positions of the full right-padded pass (0.. per sequence). `mask_pad_ids`: no token attends to a pad-id
+    token, as open-unlearning's padded pass with `attention_mask = ids != pad id` (convention `attention_mask`)."""
+    dev = model_device(model)
+    ids, seg, pos, parent, keep = [], [], [], [], []
+    for p, (prompt, group) in enumerate(zip(prompts, answers)):
+        top = len(seg) and max(seg) + 1
+        ids += prompt
+        seg += [top] * len(prompt)
+        pos += range(len(prompt))
+        parent += [top] * len(prompt)
+        keep += [False] * (len(prompt) - 1) + [True]  # the prompt's last position predicts every y_1
+        for j, a in enumerate(group):
+            feed = a[:-1]
+            ids += feed
+            seg += [top + 1 + j] * len(feed)
+            pos += range(len(prompt), len(prompt) + len(feed))
+            parent += [top] * len(feed)
+            keep += [True] * len(feed)
+    ids_t, seg_t, pos_t, par_t = (torch.tensor(v, device=dev) for v in (ids, seg, pos, parent))
+    allowed = (pos_t[:, None] >= pos_t[None, :]) & ((seg_t[None, :] == seg_t[:, None]) | (seg_t[None, :] == par_t[:, None]))
+    if mask_pad_ids:
+        allowed &= (ids_t != pad_id)[None, :]
+    kept = torch.tensor(keep, device=dev)[None]
+    logits = model(input_ids=ids_t[None], attention_mask=allowed[None, None], position_ids=pos_t[None],
+                   logits_to_keep=kept).logits
+    logits = logits[kept] if logits.dim() == 3 else logits
+    rows: list[list[dict]] = []
+    at = 0
+    for prompt, group in zip(prompts, answers):
+        first, at = logits[at:at + 1], at + 1
+        rows.append([])
+        for a in group:
+            rest, at = logits[at:at + len(a) - 1] if a else logits[at:at], at + max(len(a) - 1, 0)
+            if not a:
+                rows[-1].append(dict(NONE_ROW))
+                continue
+            both, targets = torch.cat([first, rest]), torch.tensor(a, device=dev)
+            rows[-1].append(score_row(selective_logps(both, targets), both, targets, k=k, chunk=chunk, parity=parity))
+    return rows
+
+
 def forward_scores(model, tokenizer, pairs: Sequence[tuple[str, str]], *, batch_size: int = 16, k: float = 0.4,
                    max_length: int = 512, progress: bool = False, desc: str = "forward",
                    share_prompts: bool = True, parity: str = "paper") -> list[dict]:
@@ -245,14 +292,19 @@ def score_examples(model, examples: Sequence[dict], pad_id: int, *, batch_size: 
     from obliviate.rundir import progress_bar
 
     mask_pad_ids = convention("attention_mask", parity) == "not-pad-id"
-    share_prompts = share_prompts and not mask_pad_ids  # the shared pass counts positions from the mask
     rows: list[dict | None] = [None] * len(examples)
     full = list(range(len(examples)))
     kwarg = _cache_kwarg(model) if share_prompts else None
     bar = progress_bar(total=len(examples), desc=desc, progress=progress)
-    if kwarg is not None:
-        full = _shared_pass(model, examples, rows, pad_id, batch_size=batch_size, k=k, cache_kwarg=kwarg, bar=bar,
-                            parity=parity)
+    score = None
+    if share_prompts and mask_pad_ids and can_pack(model):  # the cache pass counts positions from the mask: packed
+        score = lambda pr, ans: score_packed_prompts(model, pr, ans, pad_id, mask_pad_ids=True, k=k,  # noqa: E731
+                                                     parity=parity)
+    elif kwarg is not None and not mask_pad_ids:
+        score = lambda pr, ans: score_shared_prompts(model, pr, ans, pad_id, k=k, cache_kwarg=kwarg,  # noqa: E731
+                                                     parity=parity)
+    if score is not None:
+        full = _shared_pass(examples, rows, score, batch_size=batch_size, bar=bar)
     order = sorted(full, key=lambda i: len(examples[i]["input_ids"]))
 
     def run(idx: list[int]) -> list[dict]:
@@ -270,9 +322,9 @@ def score_examples(model, examples: Sequence[dict], pad_id: int, *, batch_size: 
     return rows  # type: ignore[return-value]
 
 
-def _shared_pass(model, examples: Sequence[dict], rows: list, pad_id: int, *, batch_size: int, k: float,
-                 cache_kwarg: str, bar, parity: str = "paper") -> list[int]:
-    """Fill `rows` by prompt sharing; return the indices left for the full pass (all, if the cache can't be shared)."""
+def _shared_pass(examples: Sequence[dict], rows: list, score, *, batch_size: int, bar) -> list[int]:
+    """Fill `rows` by prompt sharing (`score(prompts, answers)`: `score_shared_prompts` or `score_packed_prompts`);
+    return the indices left for the full pass (all, if the cache can't be shared)."""
     groups: dict[tuple[int, ...], list[int]] = {}
     full = []
     for i, ex in enumerate(examples):
@@ -300,8 +352,7 @@ def _shared_pass(model, examples: Sequence[dict], rows: list, pad_id: int, *, ba
         if unshareable:  # an earlier batch showed the cache cannot be shared: skip the rest
             return None
         answers = [[examples[i]["input_ids"][len(prompt):] for i in idx] for prompt, idx in b]
-        scored = score_shared_prompts(model, [list(prompt) for prompt, _ in b], answers, pad_id, k=k,
-                                      cache_kwarg=cache_kwarg, parity=parity)
+        scored = score([list(prompt) for prompt, _ in b], answers)
         if scored is None:
             unshareable.append(True)
             return None
