@@ -127,9 +127,9 @@ class NotPlainCache(Exception):
     """The model's cache cannot be cut and merged by rows (not a plain `DynamicCache`)."""
 
 
-def continuous_generate(model, prompts: Sequence[list[int]], order: list[int], done: Callable[[int, list[int]], None],
-                        *, max_new_tokens: int, batch_size: int, pad_id: int, eos: int,
-                        mask_pad_ids: bool) -> list[int]:
+def continuous_generate(model, prompts: Sequence[list[int]], order: list[int],
+                        done: Callable[[int, list[int]], None], *, max_new_tokens: int, batch_size: int,
+                        pad_id: int, eos: int, mask_pad_ids: bool) -> list[int]:
     """Generate the prompts of `order` (taken in that order) by continuous batching, calling `done(i, ids)` as
     each row ends; return the indices left for the static path: all of them when the cache is not a plain
     `DynamicCache`, the unfinished ones when the device runs out of memory."""
