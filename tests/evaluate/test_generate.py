@@ -145,3 +145,15 @@ def test_cache_that_cannot_be_cut_by_rows_uses_static_batches(target, world_dir,
     monkeypatch.setattr(G, "static_batch", lambda m, p, **k: static.append(len(p)) or orig(m, p, **k))
     assert generate(model, tok, prompts, max_new_tokens=12, batch_size=4) == ref
     assert sum(static) == len(prompts)
+
+
+def test_generation_config_with_logits_processors_uses_static_batches(target, monkeypatch):
+    """A repetition penalty in the model's generation config changes greedy decoding inside `model.generate`:
+    the continuous loop (which does not apply it) steps aside; so does a tokenizer without EOS."""
+    from obliviate.evaluate.generate import continuous_ok
+
+    model, tok = target
+    assert continuous_ok(model, tok.eos_token_id, 8)
+    assert not continuous_ok(model, None, 8)
+    monkeypatch.setattr(model.generation_config, "repetition_penalty", 1.3)
+    assert not continuous_ok(model, tok.eos_token_id, 8)

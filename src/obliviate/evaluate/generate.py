@@ -42,7 +42,7 @@ GREEDY_NEUTRAL = {  # generation-config fields that leave greedy decoding's argm
     "bos_token_id", "eos_token_id", "pad_token_id", "decoder_start_token_id", "transformers_version",
     "_from_model_config", "use_cache", "output_attentions", "output_hidden_states", "output_scores",
     "output_logits", "return_dict_in_generate", "do_sample", "temperature", "top_p", "top_k", "min_p",
-    "typical_p", "max_length", "max_new_tokens", "num_beams", "num_return_sequences", "cache_implementation"}
+    "typical_p", "max_length", "max_new_tokens"}  # (a cache_implementation, e.g. "static", takes the static path)
 
 
 @torch.inference_mode()

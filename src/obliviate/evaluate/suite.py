@@ -7,7 +7,9 @@
 
 The driver only: roles are resolved and loaded once, up front (`roles.py`), then scored stage by stage
 (`stages.py`: forward, generate, cosine, NLI, raw-text MIA, VerbMem / KnowMem / MCQ), aggregated
-(`aggregate.py`) and summarised (`summary.py`); `cache.py` keeps each stage's output.
+(`aggregate.py`) and summarised (`summary.py`); `cache.py` keeps each stage's output. The QA roles' greedy
+answers come from one generation pass over every role that needs them (continuous batching keeps its batch full
+across roles), cached per role.
 
 Roles (the keys of ``splits``): see `roles.py` (TOFU: forget, holdout, retain, world_facts, real_authors;
 RWKU: forget_level1..3, neighbor_level1..2). Raw-text roles (MUSE privleak, RWKU mia) go to ``text``.
