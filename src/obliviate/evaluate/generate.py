@@ -113,9 +113,11 @@ def continuous_ok(model, eos: int | None, max_new_tokens: int) -> bool:
     """Whether the continuous loop decodes as `model.generate` would: one process, an EOS token, a forward that
     takes a KV cache and `logits_to_keep`, and a generation config without logits processors (whether the cache is a plain
     `DynamicCache` is known after the first prefill)."""
-    if eos is None or max_new_tokens < 1 or process_state().num_processes > 1 or _cache_kwarg(model) is None:
-        return False
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    if eos is None or max_new_tokens < 1 or not callable(getattr(base, "forward", None)):
+        return False  # (a stand-in with only `generate` too)
+    if process_state().num_processes > 1 or _cache_kwarg(model) is None:
+        return False
     if "logits_to_keep" not in inspect.signature(base.forward).parameters:
         return False
     config = getattr(model, "generation_config", None)
