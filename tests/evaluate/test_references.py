@@ -83,12 +83,13 @@ def test_partial_eval_json_is_marked_and_refused_as_reference(target, world_dir,
     def killed(*a, **k):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(stages, "generate_stage", killed)  # dies after the first split's forward pass
+    monkeypatch.setattr(stages, "generate_roles", killed)  # dies in the generation pass, after the forward passes
     with pytest.raises(KeyboardInterrupt):
         evaluate(model, tok, world_dir, EvalConfig(max_new_tokens=4, embedder=None), out=tmp_path / "p",
                  progress=False)
     partial = load_results(tmp_path / "p")
-    assert partial["complete"] is False and list(partial["splits"]) == ["forget"]
+    assert partial["complete"] is False and list(partial["splits"])[0] == "forget"
+    assert not any("generation" in it for split in partial["splits"].values() for it in split["items"])
     monkeypatch.undo()
     with pytest.raises(ObliviateError, match="incomplete"):
         evaluate(model, tok, world_dir, EvalConfig(max_new_tokens=4, embedder=None, retain=None),

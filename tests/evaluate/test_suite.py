@@ -147,3 +147,31 @@ def test_config_validation():
     with pytest.raises(ObliviateError, match="max_new_tokens"):
         EvalConfig(max_new_tokens=0)
     assert EvalConfig(forget="forget05").holdout_split() == "holdout05"
+
+
+def test_one_generation_pass_for_every_role_and_per_role_caches(target, world_dir, monkeypatch, tmp_path):
+    """Every role that needs generations is generated in one `generate` call (holdout, MIA only, is not); each
+    role's generations are cached in their own entry: a re-run generates nothing, and a run missing one role's
+    entry (an interrupted one, or an older cache) generates that role alone, with the same results."""
+    from obliviate.evaluate import stages
+
+    calls, generate = [], stages.generate
+    monkeypatch.setattr(stages, "generate", lambda m, t, prompts, **k: calls.append(len(prompts))
+                        or generate(m, t, prompts, **k))
+    model, tok = target
+    cfg = EvalConfig(max_new_tokens=8, embedder=None)
+    first = evaluate(model, tok, world_dir, cfg, out=tmp_path / "e", progress=False)
+    gen_roles = [r for r, s in first["splits"].items() if "generation" in s["items"][0]]
+    assert len(gen_roles) >= 3 and "holdout" in first["splits"] and "holdout" not in gen_roles
+    assert calls == [sum(first["splits"][r]["n"] for r in gen_roles)]
+    entries = sorted((tmp_path / "e" / "cache").rglob("*.generate.*.json"))
+    assert len(entries) == len(gen_roles)
+
+    calls.clear()
+    again = evaluate(model, tok, world_dir, cfg, out=tmp_path / "e", progress=False, overwrite=True)
+    assert calls == [] and again["splits"] == first["splits"]
+
+    retain = first["splits"]["retain"]
+    next(e for e in entries if e.name.startswith(retain["source"] + ".")).unlink()
+    again = evaluate(model, tok, world_dir, cfg, out=tmp_path / "e", progress=False, overwrite=True)
+    assert calls == [retain["n"]] and again["splits"] == first["splits"]

@@ -5,6 +5,8 @@ mechanism, `obliviate.stagecache` (`cached`).
 
     cache = EvalCache(out / "cache", fingerprint)
     items = cache.get_or_compute("forget10", "forward-forget", key, lambda: ...)
+    gens = cache.get("forget10", "generate", key)       # None when absent or torn; then compute and
+    cache.put("forget10", "generate", key, gens)         # store (several stages computed in one pass)
     results = load_results("runs/target/eval")     # eval.json, or the directory holding it
 """
 
@@ -15,6 +17,7 @@ from typing import Any
 
 from obliviate import ObliviateError
 from obliviate.reader import read_json
+from obliviate.rundir import write_json
 from obliviate.stagecache import cached, digest, read_whole
 
 CACHE_VERSION = 2  # 2: generations carry refusal_rate
@@ -38,6 +41,17 @@ class EvalCache:
             value = read_whole(path)
             return value if value is not None else compute()
         return cached(path, compute)
+
+    def get(self, split: str, stage: str, key: Any) -> Any | None:
+        """The stored value of (split, stage, key), or None (no cache, absent, or not whole JSON)."""
+        path = self._path(split, stage, key)
+        return read_whole(path) if path is not None else None
+
+    def put(self, split: str, stage: str, key: Any, value: Any) -> None:
+        """Store a value computed outside `get_or_compute` (only the process that writes; atomically)."""
+        path = self._path(split, stage, key)
+        if path is not None and self.write:
+            write_json(path, value, indent=1)
 
 
 def load_results(path: str | Path) -> dict:

@@ -2,7 +2,8 @@
 
     forward_stage   one scoring pass over each (question, answer) / perturbation (each question run once,
                     `passes.forward_scores`): NLL, Prob, TR, MIA, ES/EM
-    generate_stage  greedy generations: ROUGE-L recall, token entropy
+    generate_roles  greedy generations of several roles in one pass: ROUGE-L recall, token entropy
+                    (`generate_stage`: one role's)
     text_stage      raw text (MUSE privleak, RWKU mia): NLL and MIA scores of the first `max_length` tokens
     cosine_stage / nli_stage   Cosine Similarity against "before" generations, Entailment Score
     extra_stages    MUSE VerbMem / KnowMem (ICL prompt) and MCQ accuracy on their roles
@@ -70,14 +71,26 @@ def forward_stage(model, tok, role: str, records: list[dict], cfg: EvalConfig, p
 
 
 def generate_stage(model, tok, role: str, records: list[dict], cfg: EvalConfig, progress: bool) -> list[dict]:
-    prompts = encode_prompts(tok, [r["question"] for r in records], max_length=cfg.max_length,
-                             what=f"{role} prompts")
-    texts, ids = generate(model, tok, prompts, max_new_tokens=cfg.max_new_tokens, batch_size=cfg.gen_batch_size,
-                          progress=progress, desc=f"generate {role}",
+    return generate_roles(model, tok, {role: records}, cfg, progress)[role]
+
+
+def generate_roles(model, tok, records: dict[str, list[dict]], cfg: EvalConfig,
+                   progress: bool) -> dict[str, list[dict]]:
+    """Greedy generations of several roles' questions in one `generate` call (continuous batching keeps every slot
+    busy across roles): per role, per item, the generation, ROUGE-L recall, token entropy, refusal."""
+    prompts = {role: encode_prompts(tok, [r["question"] for r in recs], max_length=cfg.max_length,
+                                    what=f"{role} prompts") for role, recs in records.items()}
+    texts, ids = generate(model, tok, [p for ps in prompts.values() for p in ps], max_new_tokens=cfg.max_new_tokens,
+                          batch_size=cfg.gen_batch_size, progress=progress, desc=f"generate {'+'.join(records)}",
                           mask_pad_ids=convention("attention_mask", cfg.parity) == "not-pad-id")
-    refs = [rouge_reference(tok, r["question"], r["answer"], cfg) for r in records]
-    return [{"generation": t, "rouge_l_recall": M.rouge_l_recall(t, ref), "token_entropy": M.token_entropy(g),
-             "refusal_rate": M.refusal(t), "n_generated_tokens": len(g)} for ref, t, g in zip(refs, texts, ids)]
+    out, start = {}, 0
+    for role, recs in records.items():
+        refs = [rouge_reference(tok, r["question"], r["answer"], cfg) for r in recs]
+        out[role] = [{"generation": t, "rouge_l_recall": M.rouge_l_recall(t, ref),
+                      "token_entropy": M.token_entropy(g), "refusal_rate": M.refusal(t), "n_generated_tokens": len(g)}
+                     for ref, t, g in zip(refs, texts[start:start + len(recs)], ids[start:start + len(recs)])]
+        start += len(recs)
+    return out
 
 
 def rouge_reference(tok, question: str, answer: str, cfg: EvalConfig) -> str:

@@ -7,7 +7,9 @@
 
 The driver only: roles are resolved and loaded once, up front (`roles.py`), then scored stage by stage
 (`stages.py`: forward, generate, cosine, NLI, raw-text MIA, VerbMem / KnowMem / MCQ), aggregated
-(`aggregate.py`) and summarised (`summary.py`); `cache.py` keeps each stage's output.
+(`aggregate.py`) and summarised (`summary.py`); `cache.py` keeps each stage's output. The QA roles' greedy
+answers come from one generation pass over every role that needs them (continuous batching keeps its batch full
+across roles), cached per role.
 
 Roles (the keys of ``splits``): see `roles.py` (TOFU: forget, holdout, retain, world_facts, real_authors;
 RWKU: forget_level1..3, neighbor_level1..2). Raw-text roles (MUSE privleak, RWKU mia) go to ``text``.
@@ -80,6 +82,7 @@ from obliviate.evaluate.roles import resolve_roles, resolve_splits, training_rec
 from obliviate.evaluate.summary import summary_rows  # noqa: F401
 from obliviate.parity import resolved
 from obliviate.rundir import write_json
+from obliviate.stagecache import digest
 
 
 def evaluate(model, tokenizer, data, cfg: EvalConfig | None = None, *, benchmark: Benchmark | str | None = None,
@@ -195,24 +198,47 @@ def derived_item_metrics(items: list[dict]) -> None:
 
 
 def _qa_stages(model, tokenizer, bench, roles, cfg, cache, results, progress, save) -> None:
-    """Forward pass (and generations, where the role's metrics need them) of every QA role, cached."""
+    """Forward pass of every QA role, then one generation pass over the roles whose metrics need greedy answers
+    (`_generation_pass`); each stage's output cached per role."""
+    par = [] if cfg.parity == "paper" else [cfg.parity]  # paper: the keys of caches written before the switch
     gen_key = {"max_new_tokens": cfg.max_new_tokens, "max_length": cfg.max_length}
+    gen_roles = {}  # role -> the (split, key) of its cached generations
     for role in qa_roles(bench, roles):
         split, records = roles.found[role].source, roles.found[role].records
         rec_hash = records_hash(records)
-        par = [] if cfg.parity == "paper" else [cfg.parity]  # paper: the keys of caches written before the switch
         items = cache.get_or_compute(split, f"forward-{role}", [rec_hash, cfg.min_k, cfg.max_length, *par],
                                      lambda: stages.forward_stage(model, tokenizer, role, records, cfg, progress))
         derived_item_metrics(items)
         results["splits"][role] = {"source": split, "n": len(records), "items": items,
                                    "means": split_means(role, items, cfg.parity)}
         save()
-        if not generates(bench, role):
-            continue
-        gens = cache.get_or_compute(split, "generate", [rec_hash, gen_key, *par],
-                                    lambda: stages.generate_stage(model, tokenizer, role, records, cfg, progress))
+        if generates(bench, role):
+            gen_roles[role] = (split, [rec_hash, gen_key, *par])
+    if not gen_roles:
+        return
+    for role, gens in _generation_pass(model, tokenizer, roles, cfg, cache, gen_roles, progress).items():
+        items = results["splits"][role]["items"]
         for it, g in zip(items, gens):
             it.update(g)
         derived_item_metrics(items)
         results["splits"][role]["means"] = split_means(role, items, cfg.parity)
-        save()
+    save()
+
+
+def _generation_pass(model, tokenizer, roles, cfg, cache, gen_roles: dict, progress) -> dict[str, list[dict]]:
+    """Each role's generations: from its cache entry (split, "generate", key) when stored, else from one
+    `stages.generate_roles` over every role still missing (continuous batching fills the batch across roles),
+    then stored in that role's own entry, so a resumed or later evaluation finds them per role."""
+    gens = {role: cache.get(split, "generate", key) for role, (split, key) in gen_roles.items()}
+    first: dict[str, str] = {}  # cache entry -> the role that computes it (two roles may read one split)
+    for role, (split, key) in gen_roles.items():
+        if gens[role] is None:
+            first.setdefault(split + digest(key), role)
+    if first:
+        fresh = stages.generate_roles(model, tokenizer, {r: roles.found[r].records for r in first.values()}, cfg,
+                                      progress)
+        for role, (split, key) in gen_roles.items():
+            if gens[role] is None:
+                gens[role] = fresh[first[split + digest(key)]]
+                cache.put(split, "generate", key, gens[role])
+    return gens
