@@ -37,8 +37,8 @@ def add_arguments(p):
 
 # the standalone scripts of a repository checkout's benchmarks/ (tests/test_bench.py keeps this list exact): a name
 # on the command line is only ever matched against it, never turned into a path
-SCRIPTS = ("before_after", "classifier_attacks", "compare_runs", "compile_ab", "demo_trends", "eval_speed",
-           "levers_ab", "logps_lever", "ou_side_by_side", "ou_train_rows", "run_profile", "unlearn_speed")
+SCRIPTS = ("before_after", "classifier_attacks", "compare_runs", "compile_ab", "contbatch_ab", "demo_trends",
+           "eval_speed", "levers_ab", "logps_lever", "ou_side_by_side", "ou_train_rows", "run_profile", "unlearn_speed")
 
 
 def run(args):
