@@ -147,14 +147,16 @@ def run_ou(work: Path, py: Path, src: Path, model: Path) -> dict:
     return json.loads((out / "TOFU_EVAL.json").read_text())
 
 
-def run_ours(work: Path, world: Path, parity: str) -> dict:
+EVAL_BATCHES = ["batch_size=32", "gen_batch_size=32"]  # open-unlearning's eval batch; --ours-eval-defaults drops it
+
+
+def run_ours(work: Path, world: Path, parity: str, batches: list[str] = EVAL_BATCHES) -> dict:
     out = work / f"obliviate-{parity}"
     if not (out / "eval.json").is_file():
         t0 = time.time()
         run(["nice", "-n", "5", "/usr/bin/time", "-v", "-o", f"{out}.time.txt", sys.executable, "-m", "obliviate",
              "eval", "--model", "smollm2-135m-instruct", "--data", str(world), "--out", str(out), "--overwrite",
-             f"parity={parity}", "embedder=null",
-             "batch_size=32", "gen_batch_size=32"])
+             f"parity={parity}", "embedder=null", *batches])
         (out / "seconds.txt").write_text(f"{time.time() - t0:.0f}\n")
         Path(f"{out}.time.txt").rename(out / "time.txt")  # the run directory is claimed by `eval`: written after
     return json.loads((out / "eval.json").read_text())
@@ -226,7 +228,7 @@ def eval_rows(work: Path, src: Path, args) -> dict:
         world = setup_data(work, src, args.preset)
         run_ou(work, py, src, model)
         for parity in ("paper", "open-unlearning"):
-            run_ours(work, world, parity)
+            run_ours(work, world, parity, [] if args.ours_eval_defaults else EVAL_BATCHES)
     ou_dir = src / "saves" / "eval" / "parity"
     ou = json.loads((ou_dir / "TOFU_EVAL.json").read_text())
     mine = {p: json.loads((work / f"obliviate-{p}" / "eval.json").read_text()) for p in ("paper", "open-unlearning")
@@ -264,6 +266,9 @@ def main() -> None:
                     help="the long run's steps (default 10): s/step = (t_steps − t2)/(steps − 2)")
     ap.add_argument("--nice", type=int, default=5, help="niceness of every measured run, both tools (default 5)")
     ap.add_argument("--ours", nargs="*", default=[], metavar="K=V", help="extra `obliviate unlearn` overrides")
+    ap.add_argument("--ours-eval-defaults", action="store_true",
+                    help="run `obliviate eval` at its default batch sizes (16 scored, 64 generated) instead of "
+                         "open-unlearning's 32")
     ap.add_argument("--rerun-eval", action="store_true",
                     help="re-run the evaluation row (its cached results are renamed <dir>.<time>, not deleted)")
     ap.add_argument("--table-only", action="store_true", help="print the tables from earlier runs")
