@@ -35,7 +35,7 @@ from obliviate.data.format import IGNORE_INDEX, encode_prompt, encode_qa, encode
 from obliviate.evaluate.distributed import map_batches, split_map
 from obliviate.evaluate.metrics import exact_memorization, extraction_strength, min_k_pp_score, min_k_score
 from obliviate.models.device import model_device, to_device
-from obliviate.models.logps import can_pack, selective_logps, sequence_logps
+from obliviate.models.logps import can_pack, packed_forward, selective_logps, sequence_logps
 from obliviate.parity import convention
 
 
@@ -232,8 +232,8 @@ def score_packed_prompts(model, prompts: list[list[int]], answers: list[list[lis
     token, as open-unlearning's padded pass with `attention_mask = ids != pad id` (convention `attention_mask`)."""
     dev = model_device(model)
     ids, seg, pos, parent, keep = [], [], [], [], []
-    for p, (prompt, group) in enumerate(zip(prompts, answers)):
-        top = len(seg) and max(seg) + 1
+    top = 0  # the prompt's segment; its answers' are the next len(group)
+    for prompt, group in zip(prompts, answers):
         ids += prompt
         seg += [top] * len(prompt)
         pos += range(len(prompt))
@@ -246,25 +246,21 @@ def score_packed_prompts(model, prompts: list[list[int]], answers: list[list[lis
             pos += range(len(prompt), len(prompt) + len(feed))
             parent += [top] * len(feed)
             keep += [True] * len(feed)
-    ids_t, seg_t, pos_t, par_t = (torch.tensor(v, device=dev) for v in (ids, seg, pos, parent))
-    allowed = (pos_t[:, None] >= pos_t[None, :]) & ((seg_t[None, :] == seg_t[:, None]) | (seg_t[None, :] == par_t[:, None]))
-    if mask_pad_ids:
-        allowed &= (ids_t != pad_id)[None, :]
-    kept = torch.tensor(keep, device=dev)[None]
-    logits = model(input_ids=ids_t[None], attention_mask=allowed[None, None], position_ids=pos_t[None],
-                   logits_to_keep=kept).logits
-    logits = logits[kept] if logits.dim() == 3 else logits
+        top += 1 + len(group)
+    ids_t = torch.tensor(ids, device=dev)
+    logits = packed_forward(model, ids_t, *(torch.tensor(v, device=dev) for v in (seg, parent, pos, keep)),
+                            hide=ids_t.eq(pad_id) if mask_pad_ids else None)
     rows: list[list[dict]] = []
     at = 0
-    for prompt, group in zip(prompts, answers):
+    for group in answers:
         first, at = logits[at:at + 1], at + 1
         rows.append([])
         for a in group:
-            rest, at = logits[at:at + len(a) - 1] if a else logits[at:at], at + max(len(a) - 1, 0)
             if not a:
                 rows[-1].append(dict(NONE_ROW))
                 continue
-            both, targets = torch.cat([first, rest]), torch.tensor(a, device=dev)
+            both, at = torch.cat([first, logits[at:at + len(a) - 1]]), at + len(a) - 1
+            targets = torch.tensor(a, device=dev)
             rows[-1].append(score_row(selective_logps(both, targets), both, targets, k=k, chunk=chunk, parity=parity))
     return rows
 

@@ -107,23 +107,33 @@ def pack_prefix(batch: dict[str, torch.Tensor], keep: torch.Tensor) -> int | Non
     return c if int(am.sum()) - c * (ids.shape[0] - 1) <= PACK_MAX else None
 
 
+def packed_forward(model, ids: torch.Tensor, seg: torch.Tensor, parent: torch.Tensor, pos: torch.Tensor,
+                   keep: torch.Tensor, hide: torch.Tensor | None = None) -> torch.Tensor:
+    """Logits (N, V) at the `keep` positions of one packed row of segments: token q attends to token k when
+    pos[k] ≤ pos[q] and k is in q's segment or in q's parent segment (`seg`, `parent`, `pos`, `keep`: (T,)), and
+    k is not hidden (`hide` (T,), e.g. open-unlearning's pad-id tokens); positions are each segment's own."""
+    allowed = (pos[:, None] >= pos[None, :]) & ((seg[None, :] == seg[:, None]) | (seg[None, :] == parent[:, None]))
+    if hide is not None:
+        allowed &= ~hide[None, :]
+    out = model(input_ids=ids[None], attention_mask=allowed[None, None], position_ids=pos[None],
+                logits_to_keep=keep[None])
+    return out.logits[0, keep] if out.logits.dim() == 3 else out.logits
+
+
 def _packed_logits(model, batch: dict[str, torch.Tensor], keep: torch.Tensor, c: int) -> torch.Tensor:
     """Logits at the kept positions, in the batch's row-major order, from one forward over one packed row:
-    the shared prefix (c tokens) once, then each row's tokens c.. without padding, at their own positions.
-    A 4-D boolean mask lets each token attend to the prefix and, causally, to its own row only; the prefix's
-    keys/values serve every row, so its gradient is the sum over rows, as in the padded batch."""
+    the shared prefix (c tokens, segment −1) once, then each row's tokens c.. without padding, at their own
+    positions, each row's parent the prefix; the prefix's keys/values serve every row, so its gradient is the
+    sum over rows, as in the padded batch."""
     ids, am = batch["input_ids"], batch["attention_mask"]
     lens = am.sum(-1).tolist()
     dev = ids.device
     rows = range(ids.shape[0])
-    packed = torch.cat([ids[0, :c]] + [ids[i, c:lens[i]] for i in rows])[None]
+    packed = torch.cat([ids[0, :c]] + [ids[i, c:lens[i]] for i in rows])
     seg = torch.cat([torch.full((c,), -1, device=dev)] + [torch.full((lens[i] - c,), i, device=dev) for i in rows])
     pos = torch.cat([torch.arange(c, device=dev)] + [torch.arange(c, lens[i], device=dev) for i in rows])
-    causal = pos[:, None] >= pos[None, :]
-    allowed = causal & ((seg[:, None] == seg[None, :]) | (seg[None, :] == -1))
-    kept = torch.cat([keep[0, :c]] + [keep[i, c:lens[i]] for i in rows])[None]
-    out = model(input_ids=packed, attention_mask=allowed[None, None], position_ids=pos[None], logits_to_keep=kept)
-    return out.logits[kept] if out.logits.dim() == 3 else out.logits  # (N, V) either way
+    kept = torch.cat([keep[0, :c]] + [keep[i, c:lens[i]] for i in rows])
+    return packed_forward(model, packed, seg, torch.full_like(seg, -1), pos, kept)
 
 
 def sequence_logps(model, batch: dict[str, torch.Tensor], *, return_logits: bool = False,

@@ -228,16 +228,12 @@ def _finish(model, tokenizer, data, cfg, before, unchanged_weights, log, out, *,
     the weights) the model is saved in a thread while the 'after' probe reads the same weights; joined (and its
     error raised) before the summary is written."""
     extra = {"size": size, "recipe": cfg.recipe, "seed": cfg.seed}
-    saving = None
-    if out is not None and not cfg.lora and not cfg.gradient_checkpointing:
-        saving = ThreadPoolExecutor(1, thread_name_prefix="save")
-        saved = saving.submit(save_model, model, tokenizer, out, extra=extra)
-    try:
+    saved = None
+    with ThreadPoolExecutor(1, thread_name_prefix="save") as pool:  # joined on leaving, also on an error
+        if out is not None and not cfg.lora and not cfg.gradient_checkpointing:
+            saved = pool.submit(save_model, model, tokenizer, out, extra=extra)
         after = forget_probe(model, data)
-    finally:
-        if saving is not None:
-            saving.shutdown(wait=True)
-    if saving is not None:
+    if saved is not None:
         saved.result()  # the save's own error, if any
     unchanged_loss = abs(after["forget_mean_logp"] - before["forget_mean_logp"]) < 1e-4
     if unchanged_weights or unchanged_loss:
@@ -256,7 +252,7 @@ def _finish(model, tokenizer, data, cfg, before, unchanged_weights, log, out, *,
     log = UnlearnLog(log)
     log.summary = summary
     if out is not None:
-        if saving is None:
+        if saved is None:
             save_model(model, tokenizer, out, extra=extra)
         write_json(out / "summary.json", summary)
         if "trajectory" in summary:  # run.json records the kept step, the rule and its metrics
