@@ -60,6 +60,13 @@ def test_unlearning_lowers_forget_probability_for_every_recipe(demo_run):
     prob = {r[0]: float(r[headers.index("forget Prob")]) for r in rows}
     for recipe in DEMO_RECIPES:
         assert prob[recipe] < prob["target (before)"], recipe
+        # the run's 'after' probe is its evaluation's forget split (folded), recorded in its summary.json
+        seed0 = out / "runs" / recipe.replace("+", "_") / "seed0"
+        summary = json.loads((seed0 / "model" / "summary.json").read_text())
+        forget = json.loads((seed0 / "eval" / "eval.json").read_text())["splits"]["forget"]["means"]
+        assert summary["after_from"].startswith("../eval/eval.json: forget split"), recipe
+        assert summary["forget_prob_after"] == forget["prob_raw"] < summary["forget_prob_before"], recipe
+        assert summary["forget_mean_logp_after"] == -forget["nll_mean"], recipe
 
 
 def test_second_run_reuses_every_stage_and_report_rebuilds(demo_run, capsys):

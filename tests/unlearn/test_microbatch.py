@@ -89,6 +89,50 @@ def test_every_part_gives_the_same_gradient_for_every_split(float64_micro, split
             assert values[key] == pytest.approx(v, rel=1e-6, abs=1e-9), (key, m)
 
 
+SHARED = ("ga+gd", "npo+gd", "simnpo+gd", "wga+gd", "satimp+gd", "idk+gd", "dpo", "ga+ap", "dpo+ap")
+
+
+@pytest.mark.parametrize("recipe", SHARED)
+def test_parts_reading_only_log_probs_share_one_forward(float64_micro, splits, recipe, monkeypatch):
+    """When both parts read only the policy's log-probs, a micro-batch is one forward (every view's rows stacked)
+    and one backward, with the gradient and the logged losses of one forward per view (1e-9 relative, float64)."""
+    import obliviate.unlearn.setup as setup
+
+    model, tok = float64_micro
+    model = copy.deepcopy(model)
+    cfg = UnlearnConfig(recipe=recipe, lam=0.7)
+    data = build_data(tok, *splits, recipe_needs(cfg), refusals=["I don't know.", "No idea at all."])
+    if "ref_logps" in recipe_needs(cfg):
+        cache_ref_logps(model, data)
+        for view, v in data.ref_logps.items():
+            data.ref_logps[view] = v.double() + torch.linspace(-3, 3, len(v), dtype=torch.float64)
+    batch = collate(data, BatchIndices([0, 3, 1, 4, 2, 5, 6, 7], [2, 5, 1, 7, 3, 0, 6, 4]))
+    views = setup.shared_views(OBJECTIVES[cfg.objective], REGULARIZERS[cfg.regularizer] if cfg.regularizer else None)
+    calls = []
+    model.register_forward_pre_hook(lambda *_: calls.append(1))
+    shared, shared_values = _gradient(model, data, batch, cfg, 4)
+    assert len(calls) == 2  # two micro-batches, one forward each
+    monkeypatch.setattr(setup, "shared_views", lambda *parts: None)
+    calls.clear()
+    apart, apart_values = _gradient(model, data, batch, cfg, 4)
+    assert len(calls) == 2 * len(views)  # one forward per view and micro-batch
+    assert float((shared - apart).norm() / apart.norm()) < 1e-9
+    assert shared_values.keys() == apart_values.keys()
+    for key, v in apart_values.items():
+        assert shared_values[key] == pytest.approx(v, rel=1e-9), key
+
+
+def test_shared_views_only_when_every_part_reads_log_probs_alone():
+    from obliviate.unlearn.forward import shared_views
+
+    assert shared_views(OBJECTIVES["npo"], REGULARIZERS["gd"]) == ("forget", "retain")
+    assert shared_views(OBJECTIVES["dpo"], None) == ("alternate", "forget")
+    assert shared_views(OBJECTIVES["idk"], REGULARIZERS["ap"]) == ("alternate", "retain", "retain_alternate")
+    assert shared_views(OBJECTIVES["ga"], None) is None  # one view: nothing to share
+    assert shared_views(OBJECTIVES["me"], REGULARIZERS["gd"]) is None  # ME reads logits
+    assert shared_views(OBJECTIVES["npo"], REGULARIZERS["kl"]) is None  # KL reads logits and a live reference
+
+
 def test_a_mean_of_micro_batch_means_would_differ(float64_micro, splits):
     """The test above can fail: gd's per-micro-batch means (each micro-batch its own denominator) do not give
     the effective batch's gradient when micro-batches have different sizes."""

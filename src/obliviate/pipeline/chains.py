@@ -44,7 +44,7 @@ def chain_job(cfg: DemoConfig, recipe: str, seed: int, progress: bool = False) -
         torch.manual_seed(seed)
         unlearn(model, tok, load_split(world, cfg.forget), load_split(world, cfg.retain), ucfg,
                 refusals=load_refusals(world), out_dir=d, overwrite=True, progress=progress, probe=probe,
-                reference=reference)
+                reference=reference, after_probe=False)  # the evaluation below is the 'after' probe
         # a finished stage is reused whole, never resumed: its resume state (weights + AdamW, 1.6 GB on SmolLM2)
         # and the kept point's copy of model.safetensors only fill the disk (18 runs: ~38 GB), as in continual
         remove_entry(d / "checkpoints")
@@ -52,8 +52,25 @@ def chain_job(cfg: DemoConfig, recipe: str, seed: int, progress: bool = False) -
     st.run(run_dir / "model", ukey, do_unlearn)
     st.run(run_dir / "eval", {**ukey, **keys["eval"]},
            lambda d: eval_into(cfg, keys["eval_config"], run_dir / "model", d, retain_res, target_res, progress))
+    record_eval_as_after(run_dir / "model", run_dir / "eval")
     attack_stages(cfg, st, run_dir, recipe, seed, {**ukey, **keys["eval"]}, ucfg, retain_res, progress)
     return st.timings
+
+
+def record_eval_as_after(model_dir: Path, eval_dir: Path) -> None:
+    """The unlearning run's 'after' forget probe, folded into its evaluation (one forget pass fewer per chain): the
+    evaluation's forget split — the same items — gives its forget Prob (mean of exp(−mean NLL)) and mean log-prob
+    (−mean NLL), written into the run's summary.json once (`unlearn.loop.record_after`)."""
+    from obliviate.evaluate import load_results
+    from obliviate.reader import read_json_object
+    from obliviate.unlearn.loop import AFTER_PENDING, record_after
+
+    if read_json_object(model_dir / "summary.json").get("after_from") != AFTER_PENDING:
+        return  # recorded already, or a run that took its own probe
+    forget = load_results(eval_dir)["splits"]["forget"]
+    means = forget["means"]
+    record_after(model_dir, means["prob_raw"], -means["nll_mean"],
+                 f"../{eval_dir.name}/eval.json: forget split {forget['source']} (prob_raw, −nll_mean)")
 
 
 def attack_config(cfg: DemoConfig, name: str, config_cls: type, ucfg, seed: int):

@@ -3,6 +3,7 @@
     v = Views(model, batch, ref=ref)
     v.logps("forget")                  # SequenceLogps of the policy on the forget view (one forward)
     v.logps("retain", logits=True)     # + shifted logits (ME, KL)
+    v.prefetch(("forget", "retain"))   # both views' log-probs from one forward (their rows stacked)
     v.ref_logps("retain")              # the frozen reference, under no_grad (KL)
     v.hidden("forget", layer)          # hidden state after decoder layer `layer`, forward stopped there (RMU)
     v.batch_size, v.count("forget", answer_mask)   # the effective batch's items / answer tokens (denominators)
@@ -42,6 +43,8 @@ class Part:
     # (then one micro-batch per step), or None
     counts_padding: Callable | None = None  # (cfg) -> True when a mean counts padding positions (micro-batches
     # then keep the effective batch's padded width)
+    logps_of: tuple[str, ...] = ()  # the views whose policy log-probs (`Views.logps` without logits) are all it
+    # reads from a forward; () when it reads more (logits, hidden states, a live reference)
 
     def __call__(self, views: Views, cfg) -> torch.Tensor:
         return self.loss(**self.inputs(views, cfg))
@@ -49,6 +52,19 @@ class Part:
     @property
     def doc(self) -> str:
         return (self.loss.__doc__ or "").strip().splitlines()[0]
+
+
+def shared_views(*parts: Part | None) -> tuple[str, ...] | None:
+    """The views a step's forward can serve at once: every part's `logps_of` (in order, once each) when each part
+    declares them and there are two or more; else None (one forward per view, as the parts ask)."""
+    names: list[str] = []
+    for part in parts:
+        if part is None:
+            continue
+        if not part.logps_of:
+            return None
+        names += [n for n in part.logps_of if n not in names]
+    return tuple(names) if len(names) > 1 else None
 
 
 @dataclass
@@ -129,6 +145,25 @@ class Views:
         if hit is None or (logits and hit.logits is None):
             hit = self._cache[key] = sequence_logps(self.forward, self.view(name), return_logits=logits)
         return hit
+
+    def prefetch(self, names: tuple[str, ...]) -> None:
+        """The policy log-probs of the views `names` from one forward: their rows stacked, right-padded to one width
+        (a packed row where `sequence_logps` packs), then split back to each view's rows and width, so
+        `logps(name)` returns what its own forward would (up to float rounding)."""
+        todo = [n for n in names if ("logps", n) not in self._cache]
+        if len(todo) < 2:
+            return
+        views = [self.view(n) for n in todo]
+        width = max(v["input_ids"].shape[1] for v in views)
+        fill = {"input_ids": 0, "attention_mask": 0, "labels": IGNORE_INDEX}
+        stacked = {k: torch.cat([torch.nn.functional.pad(v[k], (0, width - v[k].shape[1]), value=fill[k])
+                                 for v in views]) for k in fill}
+        out = sequence_logps(self.forward, stacked)
+        start = 0
+        for name, v in zip(todo, views):
+            rows, t = slice(start, start + v["input_ids"].shape[0]), v["input_ids"].shape[1] - 1
+            self._cache[("logps", name)] = SequenceLogps(out.token_logps[rows, :t], out.mask[rows, :t])
+            start = rows.stop
 
     def ref_logps(self, name: str, *, logits: bool = True) -> SequenceLogps:
         key = ("ref_logps", name)

@@ -34,8 +34,11 @@ from obliviate.unlearn.fit import accumulation
 from obliviate.unlearn.objectives import OBJECTIVES
 from obliviate.unlearn.regularizers import dual_ascent
 from obliviate.unlearn.setup import (_accelerator, _check_inputs, _inputs, _layer_checkpointing, _prepare_model,
-                                     _Run, _start, recipe_needs)
+                                     _Run, _start, recipe_needs, sparse_tied_embedding)
 from obliviate.unlearn.trajectory import Trajectory
+
+
+AFTER_PENDING = "the evaluation that follows (not yet recorded)"  # summary["after_from"] of an after_probe=False run
 
 
 class UnlearnLog(list):
@@ -60,7 +63,7 @@ def forget_probe(model, data: UnlearnData, sums: torch.Tensor | None = None) -> 
 def unlearn(model, tokenizer, forget_records: list[dict], retain_records: list[dict] | None = None,
             cfg: UnlearnConfig | None = None, *, refusals: list[str] | None = None, out_dir=None,
             resume: bool = False, overwrite: bool = False, ref_model=None, progress: bool = True,
-            probe=None, on_probe=None, reference: dict | None = None):
+            probe=None, on_probe=None, reference: dict | None = None, after_probe: bool = True):
     """Unlearn `forget_records` from `model` with the recipe of `cfg`; returns (model, per-step log).
 
     `ref_model` is the reference when `cfg.reference == "original"` (continual unlearning); otherwise
@@ -69,7 +72,9 @@ def unlearn(model, tokenizer, forget_records: list[dict], retain_records: list[d
     `probe(model) -> {metric: value}` (`evaluate.probes.build_probe`; its `.names` check the rules) runs at step 0
     and every `cfg.eval_every`; `on_probe(record)` gets each trajectory record after the point is saved (an
     exception it raises ends the run there, e.g. optuna.TrialPruned); `reference` holds the `retain:<metric>`
-    values of the rules (`unlearn.trajectory`).
+    values of the rules (`unlearn.trajectory`). `after_probe=False` skips the final forget probe, for a caller that
+    evaluates the model next: the summary's `*_after` values are then None until `record_after` writes the
+    evaluation's (the pipeline: its forget Prob and mean NLL are the probe's quantities on the same items).
     """
     cfg = cfg or UnlearnConfig()
     needs = recipe_needs(cfg)
@@ -103,6 +108,7 @@ def unlearn(model, tokenizer, forget_records: list[dict], retain_records: list[d
         last_step = _steps(r, start, log, traj, progress)
     finally:  # also when on_probe ends the run (optuna.TrialPruned) or a step fails
         stop_trackers(acc)
+        sparse_tied_embedding(acc.unwrap_model(r.model), on=False)
     if traj is not None:  # the kept point's weights (keep=best, a failed guard) and the account of the rules
         kept = traj.load_kept(r.params, last_step)
         split["trajectory"] = traj.summary(last_step)
@@ -113,7 +119,7 @@ def unlearn(model, tokenizer, forget_records: list[dict], retain_records: list[d
     model = acc.unwrap_model(r.model, keep_fp32_wrapper=False).eval()  # a plain fp32 model: no autocast left
     return _finish(model, tokenizer, data, cfg, before, fingerprint == weights_hash(r.params), log,
                    out if acc.is_main_process else None, size=size, hp=hp, total=last_step if traj else r.total,
-                   seconds=time.time() - started, split=split)
+                   seconds=time.time() - started, split=split, after_probe=after_probe)
 
 
 def _steps(r: _Run, start: int, log: list[dict], traj: Trajectory | None, progress: bool) -> int:
@@ -176,6 +182,9 @@ def _gradients(r: _Run, step: int) -> dict[str, float]:
 def _update(r: _Run, step: int, parts: dict[str, float]) -> dict:
     """Clip, refuse a non-finite step, update, move the schedule / tracker / λ; the step's log row."""
     cfg = r.cfg
+    for _, p in r.params:  # a backward through the embedding alone (sparse_tied_embedding) left a sparse gradient
+        if p.grad is not None and p.grad.is_sparse:
+            p.grad = p.grad.to_dense()
     grad_norm = float(r.acc.clip_grad_norm_([p for _, p in r.params], cfg.grad_clip if cfg.grad_clip > 0 else math.inf))
     if not all(math.isfinite(v) for v in [*parts.values(), grad_norm]):
         kept = latest_checkpoint(r.out) if r.out is not None else None
@@ -223,7 +232,8 @@ def _resumed_lam(cfg: UnlearnConfig, log: list[dict], per_epoch: int) -> float:
     return _next_lam(cfg, log[-1], per_epoch)
 
 
-def _finish(model, tokenizer, data, cfg, before, unchanged_weights, log, out, *, size, hp, total, seconds, split):
+def _finish(model, tokenizer, data, cfg, before, unchanged_weights, log, out, *, size, hp, total, seconds, split,
+            after_probe=True):
     """Warn when nothing changed, merge LoRA, save the model and summary. Without LoRA (nothing left to change in
     the weights) the model is saved in a thread while the 'after' probe reads the same weights; joined (and its
     error raised) before the summary is written."""
@@ -232,15 +242,10 @@ def _finish(model, tokenizer, data, cfg, before, unchanged_weights, log, out, *,
     with ThreadPoolExecutor(1, thread_name_prefix="save") as pool:  # joined on leaving, also on an error
         if out is not None and not cfg.lora and not cfg.gradient_checkpointing:
             saved = pool.submit(save_model, model, tokenizer, out, extra=extra)
-        after = forget_probe(model, data)
+        after = forget_probe(model, data) if after_probe else dict.fromkeys(before)
     if saved is not None:
         saved.result()  # the save's own error, if any
-    unchanged_loss = abs(after["forget_mean_logp"] - before["forget_mean_logp"]) < 1e-4
-    if unchanged_weights or unchanged_loss:
-        warnings.warn(f"unlearning changed nothing measurable ({'weights identical' if unchanged_weights else ''}"
-                      f"{'; ' if unchanged_weights and unchanged_loss else ''}"
-                      f"{'forget log-prob moved < 1e-4' if unchanged_loss else ''}); check lr, steps and recipe",
-                      stacklevel=3)
+    _warn_if_unchanged(before, after, unchanged_weights, stacklevel=4)
     if cfg.gradient_checkpointing:
         _layer_checkpointing(model, on=False)
     if cfg.lora:
@@ -248,7 +253,7 @@ def _finish(model, tokenizer, data, cfg, before, unchanged_weights, log, out, *,
     summary = {"recipe": cfg.recipe, "size": size, "lr": hp.lr, "epochs": hp.epochs, "batch_size": hp.batch_size,
                **split, "steps": total, "seconds": round(seconds, 2), "forget_items": len(data.forget),
                **{f"{k}_before": v for k, v in before.items()}, **{f"{k}_after": v for k, v in after.items()},
-               "weights_changed": not unchanged_weights}
+               "weights_changed": not unchanged_weights, **({} if after_probe else {"after_from": AFTER_PENDING})}
     log = UnlearnLog(log)
     log.summary = summary
     if out is not None:
@@ -259,3 +264,30 @@ def _finish(model, tokenizer, data, cfg, before, unchanged_weights, log, out, *,
             info = read_json_object(out / "run.json")
             write_json(out / "run.json", {**info, "trajectory": summary["trajectory"]})
     return model, log
+
+
+def _warn_if_unchanged(before: dict, after: dict, unchanged_weights: bool, stacklevel: int) -> None:
+    """Warn when the weights are identical or the forget log-prob moved < 1e-4 (when the 'after' value is known)."""
+    unchanged_loss = after["forget_mean_logp"] is not None and \
+        abs(after["forget_mean_logp"] - before["forget_mean_logp"]) < 1e-4
+    if unchanged_weights or unchanged_loss:
+        warnings.warn(f"unlearning changed nothing measurable ({'weights identical' if unchanged_weights else ''}"
+                      f"{'; ' if unchanged_weights and unchanged_loss else ''}"
+                      f"{'forget log-prob moved < 1e-4' if unchanged_loss else ''}); check lr, steps and recipe",
+                      stacklevel=stacklevel)
+
+
+def record_after(out: Path, forget_prob: float, forget_mean_logp: float, source: str) -> dict:
+    """The 'after' probe of a run made with `after_probe=False`, from the evaluation that followed it (`source`,
+    e.g. its eval.json): written into `out`/summary.json with where it came from; the summary, updated. The
+    values are the probe's quantities — mean over forget items of exp(mean answer log-prob), and the mean of
+    those means — on the same items."""
+    summary = read_json_object(out / "summary.json")
+    if "after_from" not in summary:
+        raise ObliviateError(f"{out / 'summary.json'}: the run took its own 'after' probe; nothing to record")
+    after = {"forget_prob": forget_prob, "forget_mean_logp": forget_mean_logp}
+    before = {k: summary[f"{k}_before"] for k in after}
+    _warn_if_unchanged(before, after, False, stacklevel=3)  # identical weights were warned of by the run
+    summary.update({f"{k}_after": v for k, v in after.items()}, after_from=source)
+    write_json(out / "summary.json", summary)
+    return summary

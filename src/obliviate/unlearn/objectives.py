@@ -339,32 +339,34 @@ def _rmu_inputs(v, cfg):
 
 OBJECTIVES = {
     "ga": Part(ga_loss, lambda v, c: dict(forget_mean_logps=v.logps("forget").mean(), batch_size=v.batch_size,
-                                          **nll_inputs(v, "forget", c))),
+                                          **nll_inputs(v, "forget", c)), logps_of=("forget",)),
     "npo": Part(npo_loss, lambda v, c: dict(
         forget_logps=v.logps("forget").sum(), ref_forget_logps=v.cached_ref_logps("forget"), beta=c.npo_beta,
         forget_lengths=v.logps("forget").lengths, granularity=c.npo_granularity, batch_size=v.batch_size),
         frozenset({"ref_logps"}),
-        whole_batch=lambda c: "npo_granularity=token_mean" if c.npo_granularity == "token_mean" else None),
+        whole_batch=lambda c: "npo_granularity=token_mean" if c.npo_granularity == "token_mean" else None,
+        logps_of=("forget",)),
     "simnpo": Part(simnpo_loss, lambda v, c: dict(
         forget_mean_logps=simnpo_mean_logps(v, c), beta=c.simnpo_beta, gamma=c.simnpo_gamma,
-        batch_size=v.batch_size)),
+        batch_size=v.batch_size), logps_of=("forget",)),
     "me": Part(me_loss, lambda v, c: dict(forget_logits=v.logps("forget", logits=True).logits,
                                           **positions(v, "forget", c.me_positions), form=c.me_form),
                counts_padding=lambda c: c.me_positions == "qa+padding"),
     "idk": Part(idk_loss, lambda v, c: dict(alternate_mean_logps=v.logps("alternate").mean(),
                                             batch_size=v.batch_size, **nll_inputs(v, "alternate", c)),
-                frozenset({"alternate"})),
+                frozenset({"alternate"}), logps_of=("alternate",)),
     "dpo": Part(dpo_loss, lambda v, c: dict(
         chosen_logps=v.logps("alternate").sum(), rejected_logps=v.logps("forget").sum(),
         ref_chosen_logps=v.cached_ref_logps("alternate"), ref_rejected_logps=v.cached_ref_logps("forget"),
-        beta=c.dpo_beta, batch_size=v.batch_size), frozenset({"alternate", "ref_logps"})),
+        beta=c.dpo_beta, batch_size=v.batch_size), frozenset({"alternate", "ref_logps"}),
+        logps_of=("alternate", "forget")),
     "rmu": Part(rmu_loss, _rmu_inputs, frozenset({"retain", "ref_model", "params"}), params=rmu_params),
     "wga": Part(wga_loss, lambda v, c: dict(
         forget_token_logps=v.logps("forget").token_logps, forget_mask=v.logps("forget").mask, beta=c.wga_beta,
-        n_tokens=v.count("forget", answer_mask))),
+        n_tokens=v.count("forget", answer_mask)), logps_of=("forget",)),
     "satimp": Part(satimp_loss, lambda v, c: dict(
         forget_token_logps=v.logps("forget").token_logps, forget_mask=v.logps("forget").mask,
-        beta1=c.satimp_beta1, beta2=c.satimp_beta2, n_tokens=v.count("forget", answer_mask))),
+        beta1=c.satimp_beta1, beta2=c.satimp_beta2, n_tokens=v.count("forget", answer_mask)), logps_of=("forget",)),
     "undial": Part(undial_loss, lambda v, c: dict(
         forget_logits=v.logps("forget", logits=True).logits, ref_forget_logits=v.ref_logps("forget").logits,
         forget_targets=answer_targets(v, "forget"), forget_mask=v.logps("forget").mask, beta=c.undial_beta,

@@ -91,11 +91,12 @@ def _kl_inputs(v, c) -> dict:
 
 REGULARIZERS = {
     "gd": Part(gd_loss, lambda v, c: dict(retain_mean_logps=v.logps("retain").mean(), batch_size=v.batch_size,
-                                          **nll_inputs(v, "retain", c)), frozenset({"retain"})),
+                                          **nll_inputs(v, "retain", c)), frozenset({"retain"}), logps_of=("retain",)),
     "kl": Part(kl_loss, _kl_inputs, frozenset({"retain", "ref_model"}),
                counts_padding=lambda c: c.kl_positions == "all"
                or convention("kl_positions", c.parity) == "all-unshifted"),
     "ap": Part(ap_loss, lambda v, c: dict(
         retain_logps=v.logps("retain").sum(), retain_alternate_logps=v.logps("retain_alternate").sum(),
-        beta=c.ap_beta, batch_size=v.batch_size), frozenset({"retain", "retain_alternate"})),
+        beta=c.ap_beta, batch_size=v.batch_size), frozenset({"retain", "retain_alternate"}),
+        logps_of=("retain", "retain_alternate")),
 }

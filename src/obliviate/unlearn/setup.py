@@ -23,10 +23,10 @@ from obliviate.models.tracking import tracker_kwargs
 from obliviate.unlearn.batch import BatchIndices, UnlearnBatch, UnlearnData, plan, steps_per_epoch
 from obliviate.unlearn.config import UnlearnConfig
 from obliviate.unlearn.fit import micro_batch_of
-from obliviate.unlearn.forward import Part, Ref, Views
+from obliviate.unlearn.forward import Part, Ref, Views, shared_views
 from obliviate.unlearn.objectives import OBJECTIVES
 from obliviate.unlearn.regularizers import REGULARIZERS
-from obliviate.unlearn.smoothing import NO_SMOOTHING, SMOOTHERS, Smoother, Step
+from obliviate.unlearn.smoothing import NO_SMOOTHING, SMOOTHERS, Smoother, Step, plain
 
 
 def recipe_needs(cfg: UnlearnConfig) -> set[str]:
@@ -108,6 +108,18 @@ def _prepare_model(model, cfg: UnlearnConfig, objective, needs: set[str], ref_mo
     return model, ref
 
 
+def sparse_tied_embedding(model, on: bool) -> bool:
+    """With tied input and output embeddings (SmolLM2, Llama-3.2), the input embedding's gradient as a sparse tensor
+    of the rows a batch used, instead of a dense V×H zero-filled one: autograd adds it to `lm_head`'s dense gradient
+    before `.grad`, so `.grad` stays dense while one V×H temporary (113 MB on SmolLM2) is neither allocated nor
+    filled. Switched `on` for a run and off at its end; returns whether the model has such an embedding."""
+    emb, head = model.get_input_embeddings(), model.get_output_embeddings()
+    tied = isinstance(emb, torch.nn.Embedding) and head is not None and emb.weight is head.weight
+    if tied:
+        emb.sparse = on and emb.weight.requires_grad
+    return tied
+
+
 @dataclass
 class _Run:
     """What the steps of one run share: the recipe's parts, the prepared model and optimiser, the plan."""
@@ -153,10 +165,17 @@ class _Run:
 
         def views(k, forward=None):
             return Views(model, micro[k], ref=ref, forward=self.compiled if forward is None else forward, step=batch)
+
+        names = shared_views(self.objective, self.regularizer)
+
+        def both(v: Views):  # the views' log-probs from one forward, then each part's loss from them
+            v.prefetch(names)
+            return self.objective(v, cfg), self.regularizer(v, cfg) if self.regularizer else None
         return Step(forget=lambda k, forward=None: _autocast(amp, self.objective, views(k, forward), cfg),
                     retain=(lambda k: _autocast(amp, self.regularizer, views(k), cfg)) if self.regularizer else None,
                     weigh=self.weigh, params=self.params, model=model, cfg=cfg, micro_batches=len(micro),
-                    backward=(lambda loss: self.acc.backward(loss * world)), seed=seed)
+                    backward=(lambda loss: self.acc.backward(loss * world)), seed=seed,
+                    shared=(lambda k: _autocast(amp, both, views(k))) if names else None)
 
 
 def _check_inputs(cfg: UnlearnConfig, needs: set[str], retain_records, refusals, ref_model) -> list[str] | None:
@@ -201,6 +220,9 @@ def _start(cfg: UnlearnConfig, hp, model, ref, data: UnlearnData, acc) -> _Run:
              amp=autocast_kwargs(acc.device, None if cfg.mixed_precision is None else cfg.mixed_precision == "bf16"))
     r.params = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
     r.tracker = smoother.tracker(r.params, cfg, total) if smoother.tracker else None
+    # single process, plain gradient, eager: DDP/FSDP shards, double backward and inductor keep the dense gradient
+    sparse_tied_embedding(acc.unwrap_model(model), on=acc.num_processes == 1 and smoother.grad is plain
+                          and not cfg.compile and not cfg.lora)
     model.train()  # the trial step of micro_batch=auto is a training pass
     r.micro_batch = micro_batch_of(r, hp.batch_size)
     # the training forwards only (set after the micro_batch=auto trial, which measures eager's saved tensors)

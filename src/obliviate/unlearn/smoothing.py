@@ -35,6 +35,8 @@ class Step:
     cfg: object
     micro_batches: int = 1
     seed: int = 0  # per optimiser step, for random perturbations
+    shared: Callable[[int], tuple] | None = None  # shared(k) -> (L_f part, L_r part or None) of micro-batch k from
+    # one forward of every view the parts read (`forward.shared_views`); None: one forward per part
 
 
 def _retain(s: Step) -> dict:
@@ -94,8 +96,18 @@ def _double_backward_attention():
 
 
 def plain(s: Step) -> dict:
-    r"""No smoothing: backward of :math:`\alpha L_f(\theta) + \lambda L_r(\theta)`, the two terms one after the
-    other (the same gradient; only one graph — its activations and its embedding gradients — alive at a time)."""
+    r"""No smoothing: backward of :math:`\alpha L_f(\theta) + \lambda L_r(\theta)`; one forward and one backward per
+    micro-batch when the parts share their forward (`s.shared`), else the two terms one after the other (the same
+    gradient; only one graph — its activations and its embedding gradients — alive at a time)."""
+    if s.shared is not None:
+        logged: dict[str, float] = {}
+        for k in range(s.micro_batches):
+            lf, lr = s.shared(k)
+            s.backward(s.weigh(lf, 0.0 if lr is None else lr))
+            for name, value in (("forget", lf), ("retain", lr)):
+                if value is not None:
+                    logged[name] = logged.get(name, 0.0) + float(value.detach())
+        return logged
     forget = 0.0
     for k in range(s.micro_batches):
         lf = s.forget(k)
