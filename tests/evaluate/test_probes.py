@@ -47,6 +47,19 @@ def test_probe_gives_the_suites_numbers_on_the_same_items(target, roles, target_
                                                      [it["mia"]["min_k"] for it in hs]), abs=1e-6)
 
 
+def test_probe_generates_every_role_in_one_pass(target, roles, monkeypatch):
+    """rouge=True: one generation call for the forget, retain and world-facts questions (continuous batching
+    across roles), none for holdout (MIA only); each role's ROUGE from its own rows."""
+    from obliviate.evaluate import probes
+
+    calls, real = [], probes.generate_roles
+    monkeypatch.setattr(probes, "generate_roles", lambda m, t, asked, *a: calls.append(list(asked)) or real(m, t, asked, *a))
+    model, tok = target
+    now = build_probe(tok, roles, size=3, seed=1, rouge=True, max_new_tokens=8)(model)
+    assert calls == [["forget", "retain", "world_facts"]]
+    assert all(0 <= now[f"{r}_rouge_l_recall"] <= 1 for r in calls[0])
+
+
 def test_the_sample_is_fixed_by_the_seed(roles):
     qs = lambda p: [r["question"] for r in p.roles["forget"]["records"]]  # noqa: E731
     assert qs(build_probe(None, roles, size=4, seed=1)) == qs(build_probe(None, roles, size=4, seed=1))

@@ -34,7 +34,7 @@ from obliviate.evaluate.aggregate import split_means
 from obliviate.evaluate.cache import as_results
 from obliviate.evaluate.config import EvalConfig
 from obliviate.evaluate.roles import NORMALISED_PROB_ROLES, has_perturbations, resolve_roles
-from obliviate.evaluate.stages import forward_stage, generate_stage, text_stage
+from obliviate.evaluate.stages import forward_stage, generate_roles, text_stage
 
 DEFAULT_SIZE = 16
 # probe_metrics=default: one pass over the true answers (world facts / real authors: their perturbations too, for
@@ -144,8 +144,11 @@ class Probe:
                 items[role] = text_stage(model, self.tokenizer, role, r["records"], self.cfg, False)
                 continue
             items[role] = forward_stage(model, self.tokenizer, role, r["records"], self.cfg, False)
-            if self.rouge and role != "holdout":
-                for it, g in zip(items[role], generate_stage(model, self.tokenizer, role, r["records"], self.cfg, False)):
+        if self.rouge:  # one generation pass for every QA role (continuous batching across them)
+            asked = {role: r["records"] for role, r in self.roles.items()
+                     if role != "holdout" and r["format"] == "qa" and r.get("kind") not in GEN_KINDS}
+            for role, generated in generate_roles(model, self.tokenizer, asked, self.cfg, False).items():
+                for it, g in zip(items[role], generated):
                     it.update(g)
         values = role_metrics(self.roles, items)
         return {n: values.get(n) for n in self.names}
@@ -210,8 +213,10 @@ def build_probe(tokenizer, roles: dict[str, dict], *, size: int = DEFAULT_SIZE, 
         idx = sorted(rng.sample(range(len(recs)), min(size, len(recs))))
         sample[role] = {**r, "records": [recs[i] for i in idx]}  # knowmem: its few-shot split kept whole
     names = tuple(metrics) if metrics is not None else tuple(every)
-    cfg = EvalConfig(max_new_tokens=max_new_tokens, batch_size=batch_size, gen_batch_size=max(batch_size, size),
-                     max_length=max_length)
+    # the roles' questions are generated in one pass: every row of it in one batch, up to the evaluation's default
+    rows = sum(len(r["records"]) for r in sample.values())
+    cfg = EvalConfig(max_new_tokens=max_new_tokens, batch_size=batch_size, max_length=max_length,
+                     gen_batch_size=max(batch_size, min(rows, EvalConfig.gen_batch_size)))
     return Probe(tokenizer=tokenizer, roles=sample, names=names, rouge=rouge, cfg=cfg)
 
 

@@ -3,7 +3,6 @@
     forward_stage   one scoring pass over each (question, answer) / perturbation (each question run once,
                     `passes.forward_scores`): NLL, Prob, TR, MIA, ES/EM
     generate_roles  greedy generations of several roles in one pass: ROUGE-L recall, token entropy
-                    (`generate_stage`: one role's)
     text_stage      raw text (MUSE privleak, RWKU mia): NLL and MIA scores of the first `max_length` tokens
     cosine_stage / nli_stage   Cosine Similarity against "before" generations, Entailment Score
     extra_stages    MUSE VerbMem / KnowMem (ICL prompt) and MCQ accuracy on their roles
@@ -68,10 +67,6 @@ def forward_stage(model, tok, role: str, records: list[dict], cfg: EvalConfig, p
             it["truth_ratio"] = (M.truth_ratio(it["nll_tr_mean"], it["nll_perturbed_mean"], eps=tr_eps)
                                  if scored and it["nll_tr_mean"] is not None else None)
     return items
-
-
-def generate_stage(model, tok, role: str, records: list[dict], cfg: EvalConfig, progress: bool) -> list[dict]:
-    return generate_roles(model, tok, {role: records}, cfg, progress)[role]
 
 
 def generate_roles(model, tok, records: dict[str, list[dict]], cfg: EvalConfig,
