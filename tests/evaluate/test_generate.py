@@ -157,32 +157,3 @@ def test_generation_config_with_logits_processors_uses_static_batches(target, mo
     assert not continuous_ok(model, None, 8)
     monkeypatch.setattr(model.generation_config, "repetition_penalty", 1.3)
     assert not continuous_ok(model, tok.eos_token_id, 8)
-
-
-def test_spare_columns_write_in_place_and_equal_concatenation():
-    """The running cache's layer: each update gives torch.cat's keys/values, written into one buffer between
-    re-allocations; rows selected, or keys cut from outside (the batch's trim), keep it equal."""
-    from transformers.cache_utils import DynamicLayer
-
-    from obliviate.evaluate.generate import _spare_layer_class
-
-    torch.manual_seed(0)
-    plain, spare = DynamicLayer(), _spare_layer_class()()
-
-    def both(k, v):
-        a, b = plain.update(k, v), spare.update(k, v)
-        assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
-
-    both(torch.randn(3, 2, 5, 4), torch.randn(3, 2, 5, 4))  # the prefill
-    both(torch.randn(3, 2, 1, 4), torch.randn(3, 2, 1, 4))
-    buf = spare.keys.data_ptr()
-    for _ in range(3):
-        both(torch.randn(3, 2, 1, 4), torch.randn(3, 2, 1, 4))
-    assert spare.keys.data_ptr() == buf and spare.keys.shape[-2] == 9  # written in place
-    for layer in (plain, spare):
-        layer.batch_select_indices(torch.tensor([2, 0]))
-    both(torch.randn(2, 2, 1, 4), torch.randn(2, 2, 1, 4))
-    for layer in (plain, spare):  # the batch's trim replaces the keys with a view from the outside
-        layer.keys, layer.values = layer.keys[..., 3:, :], layer.values[..., 3:, :]
-    both(torch.randn(2, 2, 1, 4), torch.randn(2, 2, 1, 4))
-    assert spare.keys.shape == (2, 2, 8, 4)

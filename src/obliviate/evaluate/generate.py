@@ -13,8 +13,7 @@ the batch; cache columns no row attends to any more are dropped. Position ids ar
 left-padded rows (prompt: attention_mask.cumsum − 1, masked positions 0; each new token: the last one + 1), so
 `mask_pad_ids=True` (open-unlearning's attention mask `ids != pad id`, which also masks pad-id tokens inside a
 prompt) decodes as `model.generate` does. Each step computes the last position's logits only and takes the
-float32 argmax. The running cache keeps spare columns (`SpareColumnsLayer`): a decoding step writes its keys and
-values into them instead of concatenating every layer's whole cache (a copy per token and layer). Every row is thus generated as in a static batch of `model.generate`, up to float rounding of
+float32 argmax. Every row is thus generated as in a static batch of `model.generate`, up to float rounding of
 the different batch shapes (`tests/evaluate/test_generate.py`).
 
 The static path (transformers' `model.generate` over batches sorted by prompt length) remains for several
@@ -28,7 +27,6 @@ EOS/padding: Token Entropy counts them.
 
 from __future__ import annotations
 
-import functools
 import inspect
 from collections.abc import Callable, Sequence
 
@@ -127,65 +125,6 @@ def continuous_ok(model, eos: int | None, max_new_tokens: int) -> bool:
     return set(changed) <= GREEDY_NEUTRAL
 
 
-SPARE_COLUMNS = 64  # columns a running cache layer holds beyond its length: one re-allocation per 64 steps at most
-
-
-def _prefix_of(view: torch.Tensor, buf: torch.Tensor | None) -> bool:
-    """Whether `view` is `buf[..., :L, :]` (same storage, start, rows and strides)."""
-    return (buf is not None and view.data_ptr() == buf.data_ptr() and view.shape[:2] == buf.shape[:2]
-            and view.stride() == buf.stride())
-
-
-class SpareColumnsLayer:
-    """A `DynamicLayer` mixin for the running batch: keys/values are views of buffers with spare columns, so a step
-    writes its column in place (the same values as `torch.cat`); rows leave by selecting rows of the buffers. When
-    the batch changes its keys from outside (a merge, a trim) the next update copies them into new buffers."""
-
-    _kbuf = _vbuf = None
-
-    def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args, **kwargs):
-        if not self.is_initialized:
-            return super().update(key_states, value_states, *args, **kwargs)
-        n, length = key_states.shape[-2], self.keys.shape[-2]
-        if not (_prefix_of(self.keys, self._kbuf) and _prefix_of(self.values, self._vbuf)
-                and self._kbuf.shape[-2] >= length + n):
-            self._kbuf, self._vbuf = (_with_spare(t, length + n + SPARE_COLUMNS) for t in (self.keys, self.values))
-        self._kbuf[..., length:length + n, :] = key_states
-        self._vbuf[..., length:length + n, :] = value_states
-        self.keys, self.values = self._kbuf[..., :length + n, :], self._vbuf[..., :length + n, :]
-        return self.keys, self.values
-
-    def batch_select_indices(self, indices: torch.Tensor) -> None:
-        if _prefix_of(self.keys, self._kbuf) and _prefix_of(self.values, self._vbuf):
-            length = self.keys.shape[-2]
-            self._kbuf, self._vbuf = self._kbuf[indices], self._vbuf[indices]
-            self.keys, self.values = self._kbuf[..., :length, :], self._vbuf[..., :length, :]
-        else:
-            super().batch_select_indices(indices)
-
-
-def _with_spare(t: torch.Tensor, columns: int) -> torch.Tensor:
-    buf = t.new_empty(*t.shape[:2], columns, t.shape[-1])
-    buf[..., :t.shape[-2], :] = t
-    return buf
-
-
-@functools.cache
-def _spare_layer_class() -> type:
-    from transformers.cache_utils import DynamicLayer
-
-    return type("SpareColumnsDynamicLayer", (SpareColumnsLayer, DynamicLayer), {})
-
-
-def _spare_columns(cache) -> None:
-    """Give every layer of a plain `DynamicCache` (every layer a `DynamicLayer`) spare columns: each replaced by a
-    `SpareColumnsLayer` holding the same state."""
-    for i, layer in enumerate(cache.layers):
-        spare = _spare_layer_class()()
-        spare.__dict__.update(vars(layer))
-        cache.layers[i] = spare
-
-
 class NotPlainCache(Exception):
     """The model's cache cannot be cut and merged by rows (not a plain `DynamicCache`)."""
 
@@ -244,12 +183,10 @@ class ContinuousBatch:
         extra = {self.kwarg: cache} if cache is not None else {}
         out = self.model(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=True, logits_to_keep=1,
                          **extra)
-        new = getattr(out, "cache", None) or getattr(out, "past_key_values", None)
-        if cache is None:  # a prefill: its cache must be one whose rows can be cut and merged
-            if not _plain_dynamic_cache(new):
-                raise NotPlainCache
-            _spare_columns(new)
-        return out.logits[:, -1].float().argmax(-1), new
+        cache = getattr(out, "cache", None) or getattr(out, "past_key_values", None)
+        if not _plain_dynamic_cache(cache):
+            raise NotPlainCache
+        return out.logits[:, -1].float().argmax(-1), cache
 
     def _take(self, rows: list[int], gen: list[list[int]], tokens: torch.Tensor, end) -> list[int]:
         """Append each row's new token; rows that emitted EOS or reached max_new_tokens end (`end(i, ids)`).
